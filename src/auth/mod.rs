@@ -1,0 +1,4 @@
+//! Authentication building blocks that are not HTTP: password hashing and secret tokens.
+
+pub mod password;
+pub mod token;

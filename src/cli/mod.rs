@@ -1,0 +1,91 @@
+//! The command line: one module per subcommand, each with `run()`.
+
+mod agent;
+mod healthcheck;
+mod migrate;
+mod serve;
+mod user;
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A self-hosted admin portal for a fleet of Caddy servers",
+    long_about = "A self-hosted admin portal for a fleet of Caddy servers.\n\n\
+        `gatehouse serve` runs the portal (the hub); `gatehouse agent` runs beside each Caddy.\n\
+        With no configuration at all, `serve` listens on 127.0.0.1:8080 and keeps its data in \
+        ./data/gatehouse.db."
+)]
+pub struct Cli {
+    /// TOML configuration file (see config/gatehouse.toml for every key and its default).
+    /// Settings can also come from GATEHOUSE_* environment variables, which win.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "GATEHOUSE_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the portal (the hub).
+    Serve,
+    /// Run the agent beside a Caddy server.
+    Agent,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Exit 0 when the running portal answers /healthz (for Docker HEALTHCHECK).
+    Healthcheck(healthcheck::Args),
+    /// Manage accounts from the server: bootstrap and lock-out recovery.
+    #[command(subcommand)]
+    User(user::UserCommand),
+}
+
+/// Loads the configuration, sets up logging and runs the subcommand.
+pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Agent = cli.command {
+        return agent::run();
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("gatehouse: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("gatehouse: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run(config).await,
+            Command::Migrate => migrate::run(config).await,
+            Command::Healthcheck(args) => healthcheck::run(config, args).await,
+            Command::User(cmd) => user::run(config, cmd).await,
+            Command::Agent => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gatehouse: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

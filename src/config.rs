@@ -1,0 +1,531 @@
+//! Typed settings for the hub. Layers, later wins: built-in defaults, then the TOML file
+//! given by `--config`/`GATEHOUSE_CONFIG`, then `GATEHOUSE_*` environment variables.
+//! Any unknown key or bad value stops start-up with a message that names the key.
+
+use crate::domain::Role;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// Environment variables with this prefix configure the hub.
+pub const ENV_PREFIX: &str = "GATEHOUSE_";
+/// Read by clap for `--config`; not a config key itself.
+const ENV_CONFIG_PATH: &str = "GATEHOUSE_CONFIG";
+/// Reserved for the agent's own configuration, so the hub ignores it.
+const ENV_AGENT_PREFIX: &str = "GATEHOUSE_AGENT_";
+
+/// Every setting of the hub. `config/gatehouse.toml` documents each key with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the portal listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the SQLite database; created on first run.
+    pub data_dir: PathBuf,
+    /// The URL people use to reach the portal (`https://…` turns on Secure cookies).
+    /// Empty means `http://<listen>`.
+    pub public_url: String,
+    /// Preset token for the first-run setup URL; empty means a random one per start.
+    pub setup_token: Secret,
+    pub log: LogConfig,
+    pub session: SessionConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `gatehouse=debug,tower_http=info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused for this long ends.
+    pub idle_timeout_minutes: u64,
+    /// A session ends this long after login, however active.
+    pub absolute_timeout_hours: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Roles that must enrol in TOTP two-factor authentication.
+    pub require_2fa_roles: Vec<Role>,
+    /// Login and TOTP attempts allowed per minute, per IP and per account.
+    pub login_attempts_per_minute: u32,
+    /// Largest request body accepted, in KiB.
+    pub max_body_kib: u64,
+    /// A request (headers and body) must complete within this many seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            public_url: String::new(),
+            setup_token: Secret::default(),
+            log: LogConfig::default(),
+            session: SessionConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_minutes: 60,
+            absolute_timeout_hours: 12,
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            require_2fa_roles: vec![Role::Admin],
+            login_attempts_per_minute: 5,
+            max_body_kib: 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// A value that must never be printed: Debug shows only whether it is set.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used, never to log or render it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(unset)"
+        } else {
+            "Secret(***)"
+        })
+    }
+}
+
+/// Why the configuration could not be loaded. The message always names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("unknown environment variable {var}: no config key is called that")]
+    UnknownEnv { var: String },
+    #[error("config key `{key}`{origin}: {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration from the process environment and the optional file.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// Loads the configuration from the optional file and the given environment.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => read_file(path)?,
+            None => Table::new(),
+        };
+        let from_env = apply_env(&mut table, env)?;
+        let config: Config =
+            serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::Invalid {
+                    origin: origin(&from_env, &key),
+                    key,
+                    message: e.into_inner().message().to_string(),
+                }
+            })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: origin(&from_env, key),
+                key: key.to_string(),
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express; returns the offending key and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.public_url.is_empty() {
+            let url = reqwest::Url::parse(&self.public_url)
+                .map_err(|e| ("public_url", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err((
+                    "public_url",
+                    "must be an http:// or https:// URL with a host".into(),
+                ));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ("log.level", format!("not a valid log filter: {e}")))?;
+        let positive = [
+            (
+                "session.idle_timeout_minutes",
+                self.session.idle_timeout_minutes,
+            ),
+            (
+                "session.absolute_timeout_hours",
+                self.session.absolute_timeout_hours,
+            ),
+            (
+                "security.login_attempts_per_minute",
+                u64::from(self.security.login_attempts_per_minute),
+            ),
+            ("security.max_body_kib", self.security.max_body_kib),
+            (
+                "security.request_timeout_secs",
+                self.security.request_timeout_secs,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the SQLite database lives.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.db")
+    }
+
+    /// The portal's base URL without a trailing slash, for links printed to the log.
+    pub fn base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    /// Cookies carry `Secure` when people reach the portal over HTTPS.
+    pub fn cookies_secure(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    text.parse::<Table>().map_err(|e| ConfigError::Syntax {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+fn origin(from_env: &BTreeMap<String, String>, key: &str) -> String {
+    // serde_path_to_error reports an unknown field at its parent; match by prefix as well.
+    from_env
+        .iter()
+        .find(|(path, _)| path.as_str() == key)
+        .map(|(_, var)| format!(" (from {var})"))
+        .unwrap_or_default()
+}
+
+/// Every leaf key of the defaults, dotted (`log.format`), with its default value.
+fn default_keys() -> Vec<(String, Value)> {
+    fn walk(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Table(t) => walk(&key, t, out),
+                other => out.push((key, other.clone())),
+            }
+        }
+    }
+    let defaults = Table::try_from(Config::default()).expect("defaults serialize to TOML");
+    let mut out = Vec::new();
+    walk("", &defaults, &mut out);
+    out
+}
+
+/// The environment variable that sets a dotted key: `log.format` → `GATEHOUSE_LOG_FORMAT`.
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Overlays `GATEHOUSE_*` variables onto `table`, typed after each key's default.
+/// Returns which key each variable set, so errors can name the variable.
+fn apply_env(
+    table: &mut Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let keys: BTreeMap<String, (String, Value)> = default_keys()
+        .into_iter()
+        .map(|(key, default)| (env_var_for(&key), (key, default)))
+        .collect();
+    let mut applied = BTreeMap::new();
+    for (var, raw) in env {
+        if !var.starts_with(ENV_PREFIX)
+            || var == ENV_CONFIG_PATH
+            || var.starts_with(ENV_AGENT_PREFIX)
+        {
+            continue;
+        }
+        let Some((key, default)) = keys.get(&var) else {
+            return Err(ConfigError::UnknownEnv { var });
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            key: key.clone(),
+            origin: format!(" (from {var})"),
+            message,
+        };
+        let value = match default {
+            Value::Integer(_) => Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("expected a whole number, got {raw:?}")))?,
+            ),
+            Value::Boolean(_) => Value::Boolean(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("expected true or false, got {raw:?}")))?,
+            ),
+            Value::Array(_) => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_string()))
+                    .collect(),
+            ),
+            _ => Value::String(raw),
+        };
+        set_path(table, key, value).map_err(invalid)?;
+        applied.insert(key.clone(), var);
+    }
+    Ok(applied)
+}
+
+fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("keys are never empty");
+    let mut current = table;
+    for part in parts {
+        current = current
+            .entry(part)
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` in the config file is not a table"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn no_file_and_no_env_gives_the_embedded_defaults() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.db_path(), Path::new("./data/gatehouse.db"));
+    }
+
+    #[test]
+    fn the_shipped_config_file_documents_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gatehouse.toml");
+        let shipped = read_file(&path).unwrap();
+        let mut documented = Vec::new();
+        for (key, _) in default_keys() {
+            let mut value = Some(&shipped);
+            let mut leaf = None;
+            for part in key.split('.') {
+                leaf = value.and_then(|t| t.get(part));
+                value = leaf.and_then(Value::as_table);
+            }
+            assert!(
+                leaf.is_some(),
+                "config/gatehouse.toml does not document `{key}`"
+            );
+            documented.push(key);
+        }
+        assert!(!documented.is_empty());
+        assert_eq!(
+            Config::load_from(Some(&path), env(&[])).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f = file("listen = \"127.0.0.1:9000\"\n[log]\nformat = \"text\"\n");
+        let config = Config::load_from(
+            Some(f.path()),
+            env(&[
+                ("GATEHOUSE_LOG_FORMAT", "json"),
+                ("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "9"),
+                ("GATEHOUSE_SECURITY_REQUIRE_2FA_ROLES", "admin, user"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.security.login_attempts_per_minute, 9);
+        assert_eq!(
+            config.security.require_2fa_roles,
+            vec![Role::Admin, Role::User]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let f = file("[log]\nformat = \"text\"\ncolour = true\n");
+        let err = Config::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_the_key() {
+        let f = file("[session]\nidle_timeout_minutes = \"soon\"\n");
+        let err = Config::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("session.idle_timeout_minutes"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_key_and_variable() {
+        let err = Config::load_from(None, env(&[("GATEHOUSE_LOG_FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("log.format") && err.contains("GATEHOUSE_LOG_FORMAT"),
+            "{err}"
+        );
+        let err = Config::load_from(None, env(&[("GATEHOUSE_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`listen`") && err.contains("GATEHOUSE_LISTEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_environment_variable_is_named() {
+        let err = Config::load_from(None, env(&[("GATEHOUSE_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GATEHOUSE_LISTN"), "{err}");
+    }
+
+    #[test]
+    fn semantic_rules_name_their_key() {
+        for (var, value, key) in [
+            ("GATEHOUSE_PUBLIC_URL", "ftp://x", "public_url"),
+            ("GATEHOUSE_LOG_LEVEL", "not a [filter", "log.level"),
+            (
+                "GATEHOUSE_SECURITY_MAX_BODY_KIB",
+                "0",
+                "security.max_body_kib",
+            ),
+        ] {
+            let err = Config::load_from(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config = Config {
+            setup_token: Secret::new("hunter2-very-secret"),
+            ..Config::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("Secret(***)"));
+    }
+
+    #[test]
+    fn https_public_url_turns_on_secure_cookies() {
+        let config = Config {
+            public_url: "https://gh.example.com/".into(),
+            ..Config::default()
+        };
+        assert!(config.cookies_secure());
+        assert_eq!(config.base_url(), "https://gh.example.com");
+        assert!(!Config::default().cookies_secure());
+    }
+}

@@ -1,0 +1,155 @@
+//! The `audit_log` table: security events (logins, bans, role changes, …).
+
+use super::DbError;
+use rusqlite::{Connection, params};
+use std::fmt;
+
+/// Every kind of security event, with its stored name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Login,
+    LoginFailed,
+    LoginThrottled,
+    Logout,
+    TotpEnrolled,
+    TotpReset,
+    BackupCodeUsed,
+    BackupCodesRegenerated,
+    Ban,
+    Unban,
+    RoleChanged,
+    PasswordChanged,
+    UserCreated,
+    UserDeleted,
+    SessionRevoked,
+}
+
+impl Action {
+    pub const ALL: &[Action] = &[
+        Action::Login,
+        Action::LoginFailed,
+        Action::LoginThrottled,
+        Action::Logout,
+        Action::TotpEnrolled,
+        Action::TotpReset,
+        Action::BackupCodeUsed,
+        Action::BackupCodesRegenerated,
+        Action::Ban,
+        Action::Unban,
+        Action::RoleChanged,
+        Action::PasswordChanged,
+        Action::UserCreated,
+        Action::UserDeleted,
+        Action::SessionRevoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Login => "login",
+            Action::LoginFailed => "login_failed",
+            Action::LoginThrottled => "login_throttled",
+            Action::Logout => "logout",
+            Action::TotpEnrolled => "2fa_enrolled",
+            Action::TotpReset => "2fa_reset",
+            Action::BackupCodeUsed => "backup_code_used",
+            Action::BackupCodesRegenerated => "backup_codes_regenerated",
+            Action::Ban => "ban",
+            Action::Unban => "unban",
+            Action::RoleChanged => "role_changed",
+            Action::PasswordChanged => "password_changed",
+            Action::UserCreated => "user_created",
+            Action::UserDeleted => "user_deleted",
+            Action::SessionRevoked => "session_revoked",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a request came from, as recorded with each event.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// An event caused from the command line on the server itself.
+    pub fn cli() -> Self {
+        Self {
+            ip: None,
+            user_agent: Some("gatehouse-cli".into()),
+        }
+    }
+}
+
+/// One event to record.
+pub struct Event<'a> {
+    pub action: Action,
+    pub user_id: Option<i64>,
+    pub email: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+pub fn record(conn: &Connection, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO audit_log (user_id, email, action, detail, ip, user_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            event.user_id,
+            event.email,
+            event.action.as_str(),
+            event.detail,
+            origin.ip,
+            origin.user_agent,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A stored event, for the audit page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub email: Option<String>,
+    pub action: String,
+    pub detail: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+}
+
+/// Newest first, optionally only one action and/or events matching an email substring.
+pub fn list(
+    conn: &Connection,
+    action: Option<&str>,
+    email: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Entry>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, user_id, email, action, detail, ip, user_agent, created_at FROM audit_log
+         WHERE (?1 IS NULL OR action = ?1)
+           AND (?2 IS NULL OR instr(lower(coalesce(email, '')), lower(?2)) > 0)
+         ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![action, email, limit], |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                email: r.get(2)?,
+                action: r.get(3)?,
+                detail: r.get(4)?,
+                ip: r.get(5)?,
+                user_agent: r.get(6)?,
+                created_at: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}

@@ -1,0 +1,156 @@
+//! SQLite storage: an r2d2 pool whose every connection runs in WAL mode with foreign keys
+//! and a busy timeout, embedded migrations, and one module of plain functions per table.
+//!
+//! Storage functions return `Option` for "no such row"; a failing database is always an
+//! error, never mistaken for "not found".
+
+pub mod audit;
+mod migrations;
+pub mod users;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+pub use migrations::{MIGRATIONS, Migration};
+
+/// Connections wait this long for a writer to finish before giving up with SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a database operation failed. Shown to nobody; logged and turned into a 500.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Blocking(#[from] crate::blocking::BlockingError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database is at schema version {found}, newer than this binary knows ({known}); \
+         run a newer gatehouse"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+/// A cheap, cloneable handle on the connection pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and its directory. Does not migrate.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // WAL lets readers run beside the writer; FULL sync makes an acknowledged
+            // change survive power loss, not just a crash.
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        Ok(Self { pool })
+    }
+
+    /// Opens the database and brings its schema up to date.
+    pub fn open_and_migrate(path: &Path) -> Result<Self, DbError> {
+        let db = Self::open(path)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Applies every embedded migration the database has not seen yet; returns how many ran.
+    pub fn migrate(&self) -> Result<usize, DbError> {
+        let mut conn = self.pool.get()?;
+        migrations::apply(&mut conn)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        crate::blocking::run(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// Seconds since the Unix epoch, the unit of every timestamp column.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_connection_has_wal_foreign_keys_and_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_and_migrate(&dir.path().join("nested/gh.db")).unwrap();
+        for _ in 0..3 {
+            let (mode, fk, busy): (String, i64, i64) = db
+                .run(|c| {
+                    Ok((
+                        c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                        c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?,
+                        c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?,
+                    ))
+                })
+                .await
+                .unwrap();
+            assert_eq!((mode.as_str(), fk, busy), ("wal", 1, 5000));
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_are_versioned_and_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gh.db");
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.migrate().unwrap(), MIGRATIONS.len());
+        assert_eq!(db.migrate().unwrap(), 0);
+        let version: i64 = db
+            .run(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.last().unwrap().version);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("gh.db")).unwrap();
+        db.run(|c| Ok(c.execute_batch("PRAGMA user_version = 999")?))
+            .await
+            .unwrap();
+        assert!(matches!(
+            db.migrate(),
+            Err(DbError::TooNew { found: 999, .. })
+        ));
+    }
+}

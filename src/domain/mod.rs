@@ -1,0 +1,8 @@
+//! Pure types and rules of Gatehouse. Nothing here knows about HTTP or SQLite, so every
+//! rule can be unit-tested on its own.
+
+mod account;
+mod role;
+
+pub use account::{DisplayName, Email, FieldError, Password};
+pub use role::Role;

@@ -1,0 +1,25 @@
+//! Gatehouse: a self-hosted admin portal for a fleet of Caddy servers.
+//!
+//! The binary in `main.rs` only parses the command line and dispatches to `cli`; everything
+//! else lives here so tests can drive the real thing.
+
+/// Authentication that is not HTTP: password hashing, TOTP, backup codes.
+pub mod auth;
+/// Work that must not block the async runtime (SQLite, argon2) goes through one helper.
+pub mod blocking;
+/// One module per subcommand, each with `run()`.
+pub mod cli;
+/// Typed settings: defaults, then the config file, then `GATEHOUSE_*` environment variables.
+pub mod config;
+/// The SQLite pool, embedded migrations and one file of plain functions per table.
+pub mod db;
+/// Pure types and rules: no axum, no rusqlite.
+pub mod domain;
+/// The one application error type and how it becomes an HTTP response.
+pub mod error;
+/// Logging set-up (tracing).
+pub mod telemetry;
+/// Maud views: the layout, components and one file per area.
+pub mod views;
+/// The HTTP side: `router(state)`, extractors and thin handlers.
+pub mod web;

@@ -1,0 +1,92 @@
+//! Form building blocks: per-field errors and a labelled input that shows its reason.
+
+use crate::domain::FieldError;
+use maud::{Markup, html};
+use std::collections::BTreeMap;
+
+/// Reasons a submitted form was refused, by field name; `""` is the whole form.
+#[derive(Debug, Default)]
+pub struct FormErrors(BTreeMap<&'static str, String>);
+
+impl FormErrors {
+    pub fn add(&mut self, field: &'static str, why: impl Into<String>) {
+        self.0.entry(field).or_insert_with(|| why.into());
+    }
+
+    /// Keeps the value, or records why `field` was refused.
+    pub fn check<T>(&mut self, field: &'static str, parsed: Result<T, FieldError>) -> Option<T> {
+        parsed.map_err(|e| self.add(field, e.0)).ok()
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One labelled input. The value is shown again as typed; the reason sits under it.
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub label: &'a str,
+    pub kind: &'a str,
+    pub value: &'a str,
+    pub autocomplete: &'a str,
+    pub hint: Option<&'a str>,
+}
+
+impl<'a> Field<'a> {
+    pub fn new(name: &'a str, label: &'a str) -> Self {
+        Self {
+            name,
+            label,
+            kind: "text",
+            value: "",
+            autocomplete: "off",
+            hint: None,
+        }
+    }
+    pub fn kind(mut self, kind: &'a str) -> Self {
+        self.kind = kind;
+        self
+    }
+    pub fn value(mut self, value: &'a str) -> Self {
+        self.value = value;
+        self
+    }
+    pub fn autocomplete(mut self, autocomplete: &'a str) -> Self {
+        self.autocomplete = autocomplete;
+        self
+    }
+    pub fn hint(mut self, hint: &'a str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    pub fn render(&self, errors: &FormErrors) -> Markup {
+        let error = errors.get(self.name);
+        let error_id = format!("{}-error", self.name);
+        let hint_id = format!("{}-hint", self.name);
+        let described = match (error.is_some(), self.hint.is_some()) {
+            (true, _) => Some(error_id.clone()),
+            (false, true) => Some(hint_id.clone()),
+            (false, false) => None,
+        };
+        html! {
+            div .field .has-error[error.is_some()] {
+                label for=(self.name) { (self.label) }
+                input id=(self.name) name=(self.name) type=(self.kind) value=(self.value)
+                    autocomplete=(self.autocomplete) required
+                    aria-invalid=[error.map(|_| "true")] aria-describedby=[described];
+                @if let Some(hint) = self.hint {
+                    p .hint id=(hint_id) { (hint) }
+                }
+                @if let Some(error) = error {
+                    p .field-error id=(error_id) role="alert" { (error) }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The first-run page that creates the first admin.
+
+use super::forms::{Field, FormErrors};
+use crate::web::setup::SetupForm;
+use maud::{Markup, html};
+
+pub fn form(form: &SetupForm, errors: &FormErrors) -> Markup {
+    html! {
+        section .card .narrow #setup {
+            h1 { "Welcome to Gatehouse" }
+            p .lead { "Create the first administrator. You can invite everyone else afterwards." }
+            form method="post" action="/setup" hx-post="/setup" hx-target="#setup" hx-swap="outerHTML" {
+                input type="hidden" name="token" value=(form.token);
+                (Field::new("name", "Your name").value(&form.name).autocomplete("name").render(errors))
+                (Field::new("email", "Email").kind("email").value(&form.email).autocomplete("email").render(errors))
+                (Field::new("password", "Password").kind("password").value(&form.password)
+                    .autocomplete("new-password").hint("At least 12 characters.").render(errors))
+                (Field::new("password_confirm", "Repeat the password").kind("password")
+                    .value(&form.password_confirm).autocomplete("new-password").render(errors))
+                button .button .primary type="submit" { "Create administrator" }
+            }
+        }
+    }
+}
+
+pub fn done(email: &str) -> Markup {
+    html! {
+        section .card .narrow #setup {
+            h1 { "Gatehouse is ready" }
+            p #setup-done { "The administrator " strong { (email) } " has been created." }
+            p { "Sign in with it to add agents, virtual hosts and people." }
+            a .button .primary href="/login" { "Sign in" }
+        }
+    }
+}

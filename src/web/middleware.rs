@@ -1,0 +1,94 @@
+//! Cross-cutting layers: request spans, security headers, and rendering errors as a toast
+//! (htmx) or an error page (everything else).
+
+use super::render::{Mode, vary_on_htmx};
+use crate::error::ErrorPage;
+use crate::views;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+
+pub fn request_span(request: &Request) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
+/// No inline script anywhere (htmx reads its config from a meta tag), no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Turns an error response into something a person can read. Errors raised as `AppError`
+/// carry an [`ErrorPage`]; other 4xx/5xx (a 405 from the router, a 408 from the timeout
+/// layer) get a message by status.
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let mode = Mode::of(request.headers());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let page = match response.extensions().get::<ErrorPage>() {
+        Some(page) => page.clone(),
+        // A handler that rendered its own error (a form re-shown with 422) is left alone.
+        None if status == StatusCode::UNPROCESSABLE_ENTITY => return response,
+        None => ErrorPage {
+            status,
+            message: status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_lowercase(),
+        },
+    };
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let mut rendered = match mode {
+        Mode::Fragment => {
+            let mut r = (
+                status,
+                Html(views::errors::toast(&page.message).into_string()),
+            )
+                .into_response();
+            // htmx is configured to swap error responses; send them to the toast area.
+            r.headers_mut()
+                .insert("hx-retarget", HeaderValue::from_static("#toasts"));
+            r.headers_mut()
+                .insert("hx-reswap", HeaderValue::from_static("beforeend"));
+            r
+        }
+        Mode::Page => (
+            status,
+            Html(views::errors::page(status, &page.message).into_string()),
+        )
+            .into_response(),
+    };
+    if let Some(retry_after) = retry_after {
+        rendered
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after);
+    }
+    vary_on_htmx(&mut rendered);
+    rendered
+}

@@ -1,0 +1,188 @@
+//! First run: while no account exists, `serve` logs a one-time URL with a random token, and
+//! `/setup?token=…` creates the first admin. Without the right token, or once any account
+//! exists, `/setup` is a 404, as if it did not exist.
+
+use super::{AppState, Form, Render};
+use crate::auth::{password, token};
+use crate::config::Config;
+use crate::db::{self, Db, audit, users};
+use crate::domain::{DisplayName, Email, Password, Role};
+use crate::error::{AppError, Result};
+use crate::views::{self, forms::FormErrors};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+/// Holds the setup token while setup is possible; empty once it is not.
+pub struct SetupGate {
+    token: Mutex<Option<String>>,
+    preset: bool,
+}
+
+impl SetupGate {
+    /// Opens the gate when the database has no account yet.
+    pub async fn prepare(config: &Config, db: &Db) -> Result<Self, db::DbError> {
+        let empty = db.run(|c| Ok(users::count(c)? == 0)).await?;
+        let preset = !config.setup_token.is_empty();
+        let token = empty.then(|| {
+            if preset {
+                config.setup_token.expose().to_string()
+            } else {
+                token::random_hex(24)
+            }
+        });
+        Ok(Self {
+            token: Mutex::new(token),
+            preset,
+        })
+    }
+
+    /// Logs the one-time setup URL, if setup is still open.
+    pub fn announce(&self, config: &Config, addr: SocketAddr) {
+        let guard = self.token.lock().expect("setup lock");
+        let Some(token) = guard.as_ref() else { return };
+        let base = if config.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            config.base_url()
+        };
+        if self.preset {
+            tracing::warn!(
+                "no accounts yet: open {base}/setup?token=<your configured setup_token>"
+            );
+        } else {
+            // Printing this token is the point: it is the operator's one-time way in.
+            tracing::warn!(
+                "no accounts yet: open {base}/setup?token={token} to create the first admin"
+            );
+        }
+    }
+
+    fn accepts(&self, presented: &str) -> bool {
+        let guard = self.token.lock().expect("setup lock");
+        guard
+            .as_ref()
+            .is_some_and(|t| token::constant_time_eq(t.as_bytes(), presented.as_bytes()))
+    }
+
+    fn close(&self) {
+        *self.token.lock().expect("setup lock") = None;
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.token.lock().expect("setup lock").is_some()
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// What the setup form sends back; kept as typed so a refusal can show it again.
+#[derive(Deserialize, Default, Clone)]
+pub struct SetupForm {
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_confirm: String,
+}
+
+async fn ensure_open(state: &AppState, presented: &str) -> Result<()> {
+    if !state.setup.accepts(presented) {
+        return Err(AppError::NotFound);
+    }
+    // An account may have been created from the CLI since start-up.
+    if state.db.run(|c| users::count(c)).await? > 0 {
+        state.setup.close();
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    render: Render,
+) -> Result<Response> {
+    ensure_open(&state, &q.token).await?;
+    let form = SetupForm {
+        token: q.token,
+        ..SetupForm::default()
+    };
+    Ok(render.page(
+        "Set up Gatehouse",
+        views::setup::form(&form, &FormErrors::default()),
+    ))
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    render: Render,
+    Form(form): Form<SetupForm>,
+) -> Result<Response> {
+    ensure_open(&state, &form.token).await?;
+    let mut errors = FormErrors::default();
+    let name = errors.check("name", DisplayName::parse(&form.name));
+    let email = errors.check("email", Email::parse(&form.email));
+    let new_password = errors.check("password", Password::parse(&form.password));
+    if new_password.is_some() && form.password != form.password_confirm {
+        errors.add("password_confirm", "The two passwords differ.");
+    }
+    let (Some(name), Some(email), Some(new_password), true) =
+        (name, email, new_password, errors.is_empty())
+    else {
+        return Ok(render.page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Set up Gatehouse",
+            views::setup::form(&form, &errors),
+        ));
+    };
+
+    let hash = crate::blocking::run(move || password::hash(new_password.expose())).await?;
+    let created = state
+        .db
+        .run(move |c| {
+            // Check and insert in one write transaction: two racing setups create one admin.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if users::count(&tx)? > 0 {
+                return Ok(None);
+            }
+            let new = users::NewUser {
+                name: &name,
+                email: &email,
+                password_hash: &hash,
+                role: Role::Admin,
+            };
+            let id = users::insert(&tx, &new).map_err(|e| match e {
+                users::InsertError::Db(e) => e,
+                users::InsertError::EmailTaken => unreachable!("the table is empty"),
+            })?;
+            let event = audit::Event {
+                action: audit::Action::UserCreated,
+                user_id: Some(id),
+                email: Some(email.as_str()),
+                detail: "first admin, created through /setup",
+            };
+            audit::record(&tx, &event, &audit::Origin::default())?;
+            tx.commit()?;
+            Ok(Some(email))
+        })
+        .await?;
+    state.setup.close();
+    let Some(email) = created else {
+        return Err(AppError::NotFound);
+    };
+    tracing::info!(email = %email, "first admin created through setup");
+    Ok(render.page("Gatehouse is ready", views::setup::done(email.as_str())))
+}

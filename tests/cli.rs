@@ -1,0 +1,292 @@
+//! The real binary: start-up errors name the key, data survives restarts, the `user`
+//! subcommands bootstrap and recover accounts, and the health check works.
+
+mod common;
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, free_port};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A command with a clean GATEHOUSE_* environment, run in `dir`.
+fn gatehouse(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("GATEHOUSE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run gatehouse")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Starts `serve` in `dir` on `port` and waits (bounded) until /healthz answers.
+async fn serve(dir: &Path, port: u16, envs: &[(&str, &str)]) -> ChildGuard {
+    let child = gatehouse(dir)
+        .arg("serve")
+        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let guard = ChildGuard(child);
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    for _ in 0..100 {
+        if reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return guard;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("serve did not become healthy on port {port}");
+}
+
+#[test]
+fn a_bad_config_value_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(gatehouse(dir.path())
+        .arg("serve")
+        .env("GATEHOUSE_LOG_FORMAT", "xml"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`log.format`") && stderr(&out).contains("GATEHOUSE_LOG_FORMAT"),
+        "{}",
+        stderr(&out)
+    );
+
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(&file, "[session]\nidle_timeout_minutes = -5\n").unwrap();
+    let out = run(gatehouse(dir.path()).args(["--config", file.to_str().unwrap(), "serve"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("session.idle_timeout_minutes"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = run(gatehouse(dir.path())
+        .arg("serve")
+        .env("GATEHOUSE_CONFIG", &file));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("lisen"), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created when the config is bad"
+    );
+}
+
+#[tokio::test]
+async fn serve_with_no_config_creates_its_database_and_keeps_data_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let token = "a-preset-setup-token-for-this-test";
+
+    let mut first = serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
+    assert!(
+        dir.path().join("data/gatehouse.db").is_file(),
+        "./data/gatehouse.db is created on first run"
+    );
+    let client = common::new_client();
+    let created = client
+        .post(format!("http://127.0.0.1:{port}/setup"))
+        .form(&[
+            ("token", token),
+            ("name", "Ada"),
+            ("email", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+            ("password_confirm", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    assert!(
+        first.terminate().success(),
+        "serve exits cleanly on SIGTERM"
+    );
+
+    let mut second = serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
+    let setup = client
+        .get(format!("http://127.0.0.1:{port}/setup?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        setup.status(),
+        404,
+        "the admin from the first run is still there"
+    );
+    second.terminate();
+
+    let list = run(gatehouse(dir.path()).args(["user", "list"]));
+    assert!(stdout(&list).contains(ADMIN_EMAIL), "{}", stdout(&list));
+}
+
+#[tokio::test]
+async fn healthcheck_passes_against_a_running_portal_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = serve(dir.path(), port, &[]).await;
+    let listen = format!("127.0.0.1:{port}");
+    let ok = run(gatehouse(dir.path())
+        .arg("healthcheck")
+        .env("GATEHOUSE_LISTEN", &listen));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    server.terminate();
+    let down = run(gatehouse(dir.path())
+        .arg("healthcheck")
+        .env("GATEHOUSE_LISTEN", &listen));
+    assert!(!down.status.success());
+}
+
+#[test]
+fn user_commands_bootstrap_and_recover_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut add = gatehouse(dir.path())
+        .args([
+            "user",
+            "add",
+            ADMIN_EMAIL,
+            "--admin",
+            "--name",
+            "Ada",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{ADMIN_PASSWORD}\n").as_bytes())
+        .unwrap();
+    let added = add.wait_with_output().unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(!stdout(&added).contains("one-time password"));
+
+    let generated = run(gatehouse(dir.path()).args(["user", "add", "bob@example.com"]));
+    assert!(generated.status.success());
+    assert!(
+        stdout(&generated).contains("one-time password: "),
+        "a generated password is shown once"
+    );
+
+    let duplicate = run(gatehouse(dir.path()).args(["user", "add", "BOB@example.com"]));
+    assert!(!duplicate.status.success());
+    assert!(stderr(&duplicate).contains("already exists"));
+
+    let banned =
+        run(gatehouse(dir.path()).args(["user", "ban", "bob@example.com", "--reason", "spam"]));
+    assert!(banned.status.success(), "{}", stderr(&banned));
+    let list = stdout(&run(gatehouse(dir.path()).args(["user", "list"])));
+    let bob = list
+        .lines()
+        .find(|l| l.contains("bob@example.com"))
+        .unwrap();
+    assert!(bob.contains("banned") && bob.contains("user"), "{bob}");
+    let ada = list.lines().find(|l| l.contains(ADMIN_EMAIL)).unwrap();
+    assert!(ada.contains("admin") && ada.contains("active"), "{ada}");
+
+    assert!(
+        run(gatehouse(dir.path()).args(["user", "unban", "bob@example.com"]))
+            .status
+            .success()
+    );
+    let list = stdout(&run(gatehouse(dir.path()).args(["user", "list"])));
+    assert!(
+        list.lines()
+            .find(|l| l.contains("bob@example.com"))
+            .unwrap()
+            .contains("active")
+    );
+
+    assert!(
+        run(gatehouse(dir.path()).args(["user", "reset-2fa", ADMIN_EMAIL]))
+            .status
+            .success()
+    );
+    let passwd = run(gatehouse(dir.path()).args(["user", "passwd", ADMIN_EMAIL]));
+    assert!(stdout(&passwd).contains("one-time password: "));
+
+    let missing = run(gatehouse(dir.path()).args(["user", "ban", "nobody@example.com"]));
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no account"));
+
+    let weak = gatehouse(dir.path())
+        .args(["user", "add", "weak@example.com", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"short\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(!weak.status.success());
+    assert!(stderr(&weak).contains("at least 12"));
+}
+
+#[test]
+fn migrate_reports_what_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(gatehouse(dir.path()).arg("migrate"));
+    assert!(first.status.success());
+    assert!(
+        stdout(&first).starts_with(&format!("{} migration(s)", gatehouse::db::MIGRATIONS.len()))
+    );
+    let second = run(gatehouse(dir.path()).arg("migrate"));
+    assert!(stdout(&second).starts_with("0 migration(s)"));
+}
+
+#[test]
+fn help_lists_every_subcommand_with_a_description() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = stdout(&run(gatehouse(dir.path()).arg("--help")));
+    for sub in ["serve", "agent", "migrate", "healthcheck", "user"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(sub))
+            .unwrap_or_else(|| panic!("{sub} missing:\n{help}"));
+        assert!(
+            line.split_whitespace().count() > 2,
+            "{sub} has no description: {line}"
+        );
+    }
+    let user_help = stdout(&run(gatehouse(dir.path()).args(["user", "--help"])));
+    for sub in ["add", "passwd", "reset-2fa", "ban", "unban", "list"] {
+        assert!(
+            user_help.lines().any(|l| l.trim_start().starts_with(sub)),
+            "user {sub} missing"
+        );
+    }
+}
+
+#[test]
+fn the_agent_says_clearly_that_it_is_not_there_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(gatehouse(dir.path()).arg("agent"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not yet"));
+}

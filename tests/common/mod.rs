@@ -1,0 +1,244 @@
+//! Shared test support: `TestApp` runs the real hub on port 0 with its own SQLite file and
+//! gives a cookie-keeping client with one helper per route; `html` helpers select with CSS.
+#![allow(dead_code)]
+
+pub mod browser;
+
+use gatehouse::config::{Config, Secret};
+use gatehouse::web::{AppState, Server};
+use reqwest::header::HeaderMap;
+use reqwest::{Client, StatusCode};
+use scraper::{ElementRef, Html, Selector};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub client: Client,
+    pub setup_token: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a hub on a random loopback port with a fresh data directory.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let setup_token = gatehouse::auth::token::random_hex(16);
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            setup_token: Secret::new(setup_token.clone()),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let server = Server::bind(config).await.expect("hub starts");
+        let addr = server.local_addr();
+        let state = server.state.clone();
+        tokio::spawn(server.run(std::future::pending()));
+        Self {
+            addr,
+            state,
+            client: new_client(),
+            setup_token,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.state.config.db_path()
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        Page::from(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// GET as htmx would send it (a fragment request).
+    pub async fn get_htmx(&self, path: &str) -> Page {
+        Page::from(
+            self.client
+                .get(self.url(path))
+                .header("HX-Request", "true")
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        Page::from(
+            self.client
+                .post(self.url(path))
+                .form(form)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    pub async fn healthz(&self) -> Page {
+        self.get("/healthz").await
+    }
+
+    pub async fn setup_page(&self, token: &str) -> Page {
+        self.get(&format!("/setup?token={token}")).await
+    }
+
+    pub async fn submit_setup(
+        &self,
+        name: &str,
+        email: &str,
+        password: &str,
+        confirm: &str,
+    ) -> Page {
+        let token = self.setup_token.clone();
+        self.post_form(
+            "/setup",
+            &[
+                ("token", &token),
+                ("name", name),
+                ("email", email),
+                ("password", password),
+                ("password_confirm", confirm),
+            ],
+        )
+        .await
+    }
+
+    /// Creates the first admin through the real setup flow.
+    pub async fn create_admin(&self) {
+        let page = self
+            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
+    }
+}
+
+/// A client that keeps cookies and does not follow redirects, so tests see them.
+pub fn new_client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A response read in full, with its HTML parsed for CSS selection.
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("body");
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn html(&self) -> Html {
+        Html::parse_document(&self.body)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every element matching `css`, as trimmed text.
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        let doc = self.html();
+        doc.select(&selector(css)).map(|e| text_of(&e)).collect()
+    }
+
+    /// The text of the one element matching `css`; panics if there is none.
+    pub fn text(&self, css: &str) -> String {
+        self.texts(css)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no element matches {css}:\n{}", self.body))
+    }
+
+    pub fn count(&self, css: &str) -> usize {
+        self.html().select(&selector(css)).count()
+    }
+
+    pub fn attr(&self, css: &str, attr: &str) -> Option<String> {
+        let doc = self.html();
+        doc.select(&selector(css))
+            .next()
+            .and_then(|e| e.value().attr(attr).map(str::to_string))
+    }
+}
+
+pub fn selector(css: &str) -> Selector {
+    Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css}: {e}"))
+}
+
+fn text_of(e: &ElementRef<'_>) -> String {
+    e.text()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A free loopback port (bound, then released) for processes that need one up front.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process that is killed by its PID when dropped, whatever the test did.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        self.0.wait().expect("wait after kill")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

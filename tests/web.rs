@@ -1,0 +1,328 @@
+//! The web shell through real HTTP: health, fragment-or-page, static caching, errors,
+//! security headers, body limits and the first-run setup.
+
+mod common;
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
+use gatehouse::db::{audit, users};
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn healthz_reports_the_database() {
+    let app = TestApp::spawn().await;
+    let page = app.healthz().await;
+    assert_eq!(page.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["database"], "ok");
+}
+
+#[tokio::test]
+async fn a_plain_request_gets_the_layout_and_htmx_gets_the_fragment() {
+    let app = TestApp::spawn().await;
+    let path = format!("/setup?token={}", app.setup_token);
+
+    let page = app.get(&path).await;
+    assert_eq!(page.count("header.topbar nav.nav a"), 1);
+    assert_eq!(page.count("#main #setup form"), 1);
+    assert_eq!(page.header("vary"), Some("HX-Request"));
+
+    let fragment = app.get_htmx(&path).await;
+    assert_eq!(
+        fragment.count("header.topbar"),
+        0,
+        "a fragment has no layout"
+    );
+    assert_eq!(fragment.count("#setup form"), 1);
+    assert_eq!(fragment.header("vary"), Some("HX-Request"));
+
+    let boosted = Page::from(
+        app.client
+            .get(app.url(&path))
+            .header("HX-Request", "true")
+            .header("HX-Boosted", "true")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        boosted.count("header.topbar"),
+        1,
+        "boosted navigation needs the whole page"
+    );
+}
+
+use common::Page;
+
+#[tokio::test]
+async fn the_layout_loads_pinned_htmx_and_configures_it_without_inline_script() {
+    let app = TestApp::spawn().await;
+    let page = app.get(&format!("/setup?token={}", app.setup_token)).await;
+    let scripts = page.html();
+    let srcs: Vec<_> = scripts
+        .select(&common::selector("script"))
+        .map(|s| {
+            (
+                s.value().attr("src").map(str::to_string),
+                s.text().collect::<String>(),
+            )
+        })
+        .collect();
+    assert!(
+        srcs.iter()
+            .all(|(src, body)| src.is_some() && body.trim().is_empty()),
+        "no inline script: {srcs:?}"
+    );
+    assert!(srcs.iter().any(|(s, _)| {
+        s.as_deref()
+            .unwrap()
+            .starts_with("/static/vendor/htmx-2.0.11.min.js?v=")
+    }));
+    assert!(srcs.iter().any(|(s, _)| {
+        s.as_deref()
+            .unwrap()
+            .starts_with("/static/vendor/htmx-ext-sse-2.2.4.min.js?v=")
+    }));
+    let config = page
+        .attr("meta[name=htmx-config]", "content")
+        .expect("htmx config meta");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("htmx config is JSON");
+    assert_eq!(config["allowEval"], false);
+    assert_eq!(config["includeIndicatorStyles"], false);
+}
+
+#[tokio::test]
+async fn static_files_are_cached_by_version_and_revalidated_by_etag() {
+    let app = TestApp::spawn().await;
+    let page = app.get(&format!("/setup?token={}", app.setup_token)).await;
+    let css = page.attr("link[rel=stylesheet]", "href").unwrap();
+
+    let versioned = app.get(&css).await;
+    assert_eq!(versioned.status, StatusCode::OK);
+    assert_eq!(
+        versioned.header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
+    assert_eq!(
+        versioned.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+
+    let plain = app.get("/static/app.css").await;
+    assert_eq!(
+        plain.header("cache-control"),
+        Some("public, max-age=0, must-revalidate")
+    );
+    let etag = plain.header("etag").unwrap().to_string();
+    let revalidated = app
+        .client
+        .get(app.url("/static/app.css"))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
+    assert_eq!(
+        app.get("/static/../Cargo.toml").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/static/nope.js").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn unknown_pages_get_an_error_page_and_htmx_gets_a_toast() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/no/such/page").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert_eq!(page.text(".error-page h1"), "Not Found");
+    assert_eq!(page.count("header.topbar"), 1);
+
+    let toast = app.get_htmx("/no/such/page").await;
+    assert_eq!(toast.status, StatusCode::NOT_FOUND);
+    assert_eq!(toast.text(".toast.toast-error"), "not found");
+    assert_eq!(toast.header("hx-retarget"), Some("#toasts"));
+    assert_eq!(toast.header("hx-reswap"), Some("beforeend"));
+    assert_eq!(toast.count("header.topbar"), 0);
+}
+
+#[tokio::test]
+async fn a_database_failure_is_a_generic_500_never_a_404_or_a_leak() {
+    let app = TestApp::spawn().await;
+    app.state
+        .db
+        .run(|c| {
+            Ok(c.execute_batch("DROP TABLE backup_codes; DROP TABLE audit_log; DROP TABLE users")?)
+        })
+        .await
+        .unwrap();
+    let page = app.get(&format!("/setup?token={}", app.setup_token)).await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(page.text(".error-page h1"), "Internal Server Error");
+    assert!(!page.body.to_lowercase().contains("sqlite") && !page.body.contains("no such table"));
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/healthz", "/static/app.css", "/missing"] {
+        let page = app.get(path).await;
+        let csp = page
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP"));
+        let script_src = csp
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src"))
+            .unwrap();
+        assert_eq!(script_src, "script-src 'self'", "{path}");
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(page.header("x-frame-options"), Some("DENY"));
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(page.header("referrer-policy"), Some("same-origin"));
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let app = TestApp::spawn_with(|c| c.security.max_body_kib = 4).await;
+    let big = "x".repeat(8 * 1024);
+    let page = app.submit_setup("Ada", ADMIN_EMAIL, &big, &big).await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn setup_is_hidden_without_the_right_token() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/setup").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.setup_page("wrong").await.status, StatusCode::NOT_FOUND);
+    let forged = app
+        .post_form(
+            "/setup",
+            &[
+                ("token", "wrong"),
+                ("name", "Eve"),
+                ("email", "eve@example.com"),
+                ("password", ADMIN_PASSWORD),
+                ("password_confirm", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 0);
+    assert_eq!(
+        app.setup_page(&app.setup_token).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_refused_setup_form_keeps_the_input_and_says_why_beside_each_field() {
+    let app = TestApp::spawn().await;
+    let page = app.submit_setup("", "not-an-email", "short", "other").await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(page.text("#name-error"), "Enter a name.");
+    assert_eq!(page.text("#email-error"), "An email address needs an @.");
+    assert_eq!(page.text("#password-error"), "Use at least 12 characters.");
+    assert_eq!(
+        page.attr("#email", "value").as_deref(),
+        Some("not-an-email")
+    );
+    assert_eq!(page.attr("#email", "aria-invalid").as_deref(), Some("true"));
+    assert_eq!(
+        page.attr("input[name=token]", "value").as_deref(),
+        Some(app.setup_token.as_str())
+    );
+
+    let mismatch = app
+        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, "different password!")
+        .await;
+    assert_eq!(
+        mismatch.text("#password_confirm-error"),
+        "The two passwords differ."
+    );
+    assert_eq!(mismatch.attr("#name", "value").as_deref(), Some("Ada"));
+    assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn setup_creates_one_admin_audits_it_and_then_disappears() {
+    let app = TestApp::spawn().await;
+    let page = app
+        .submit_setup(
+            "Ada Admin",
+            " Admin@Example.com ",
+            ADMIN_PASSWORD,
+            ADMIN_PASSWORD,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.text("#setup-done strong"), ADMIN_EMAIL);
+
+    let (all, events) = app
+        .state
+        .db
+        .run(|c| Ok((users::list(c)?, audit::list(c, None, None, 10)?)))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].is_admin());
+    assert_eq!(all[0].email, ADMIN_EMAIL);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, "user_created");
+
+    assert_eq!(
+        app.setup_page(&app.setup_token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let again = app
+        .submit_setup("Eve", "eve@example.com", ADMIN_PASSWORD, ADMIN_PASSWORD)
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_account_made_from_the_cli_closes_setup() {
+    let app = TestApp::spawn().await;
+    app.state
+        .db
+        .run(|c| {
+            Ok(c.execute(
+                "INSERT INTO users (name, email, password_hash, role) VALUES ('Cli', 'cli@example.com', 'x', 'admin')",
+                [],
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        app.setup_page(&app.setup_token).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn concurrent_setups_create_exactly_one_admin() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..4).map(|i| {
+        let email = format!("admin{i}@example.com");
+        let app = &app;
+        async move {
+            app.submit_setup("Racer", &email, ADMIN_PASSWORD, ADMIN_PASSWORD)
+                .await
+                .status
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 1);
+}
