@@ -106,35 +106,26 @@ async fn serve_with_no_config_creates_its_database_and_keeps_data_across_restart
         dir.path().join("data/gatehouse.db").is_file(),
         "./data/gatehouse.db is created on first run"
     );
-    let client = common::new_client();
-    let created = client
-        .post(format!("http://127.0.0.1:{port}/setup"))
-        .form(&[
-            ("token", token),
-            ("name", "Ada"),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
-            ("password_confirm", ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    let visitor = common::Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
+    let created = visitor
+        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
     assert!(
         first.terminate().success(),
         "serve exits cleanly on SIGTERM"
     );
 
     let mut second = serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
-    let setup = client
-        .get(format!("http://127.0.0.1:{port}/setup?token={token}"))
-        .send()
-        .await
-        .unwrap();
+    let setup = visitor.setup_page(token).await;
     assert_eq!(
-        setup.status(),
-        404,
+        setup.status, 404,
         "the admin from the first run is still there"
+    );
+    let login = visitor.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(
+        login.status, 303,
+        "the admin's password still works after a restart"
     );
     second.terminate();
 

@@ -37,7 +37,7 @@ async fn a_plain_request_gets_the_layout_and_htmx_gets_the_fragment() {
     assert_eq!(fragment.header("vary"), Some("HX-Request"));
 
     let boosted = Page::from(
-        app.client
+        app.http
             .get(app.url(&path))
             .header("HX-Request", "true")
             .header("HX-Boosted", "true")
@@ -116,7 +116,7 @@ async fn static_files_are_cached_by_version_and_revalidated_by_etag() {
     );
     let etag = plain.header("etag").unwrap().to_string();
     let revalidated = app
-        .client
+        .http
         .get(app.url("/static/app.css"))
         .header("If-None-Match", etag)
         .send()

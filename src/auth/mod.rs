@@ -1,4 +1,7 @@
-//! Authentication building blocks that are not HTTP: password hashing and secret tokens.
+//! Authentication building blocks that are not HTTP: password hashing, TOTP and backup
+//! codes, random tokens, and the login rate limiter.
 
 pub mod password;
+pub mod ratelimit;
 pub mod token;
+pub mod totp;

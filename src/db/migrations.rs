@@ -11,11 +11,18 @@ pub struct Migration {
 }
 
 /// In order; versions are 1, 2, 3, … without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts",
-    sql: include_str!("migrations/0001_accounts.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts",
+        sql: include_str!("migrations/0001_accounts.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "auth_sessions",
+        sql: include_str!("migrations/0002_auth_sessions.sql"),
+    },
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {
     let known = MIGRATIONS.last().map_or(0, |m| m.version);

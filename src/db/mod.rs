@@ -5,7 +5,9 @@
 //! error, never mistaken for "not found".
 
 pub mod audit;
+pub mod backup_codes;
 mod migrations;
+pub mod sessions;
 pub mod users;
 
 use r2d2_sqlite::SqliteConnectionManager;

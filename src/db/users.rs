@@ -154,6 +154,49 @@ pub fn reset_totp(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(n == 1)
 }
 
+pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, role.as_str(), now()],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
+    Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id])? == 1)
+}
+
+/// The TOTP secret, enrolled or not.
+pub fn totp_secret(conn: &Connection, id: i64) -> Result<Option<String>, DbError> {
+    Ok(conn
+        .query_row("SELECT totp_secret FROM users WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+/// Turns on TOTP with a confirmed secret; `step` is the step of the confirming code, which
+/// is thereby spent.
+pub fn enable_totp(conn: &Connection, id: i64, secret: &str, step: i64) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE users SET totp_secret = ?2, totp_enabled = 1, totp_last_step = ?3, updated_at = ?4
+         WHERE id = ?1",
+        params![id, secret, step, now()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Spends a TOTP step. False when that step (or a later one) was already used: a replay.
+pub fn spend_totp_step(conn: &Connection, id: i64, step: i64) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE users SET totp_last_step = ?2
+         WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+        params![id, step],
+    )?;
+    Ok(n == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

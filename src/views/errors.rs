@@ -13,12 +13,13 @@ pub fn toast(message: &str) -> Markup {
 pub fn page(status: StatusCode, message: &str) -> Markup {
     let title = status.canonical_reason().unwrap_or("Error");
     layout::page(
+        &super::Ctx::default(),
         title,
         html! {
             section .card .error-page {
                 p .status-code { (status.as_u16()) }
                 h1 { (title) }
-                p { (capitalise(message)) "." }
+                p .error-message { (capitalise(message)) "." }
                 p { a href="/" { "Back to the start page" } }
             }
         },

@@ -25,6 +25,20 @@ impl FormErrors {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The whole-form message (key `""`), shown above the fields.
+    pub fn form_error(&self) -> Option<&str> {
+        self.get("")
+    }
+}
+
+/// The whole-form error, if any, as an alert box.
+pub fn form_alert(errors: &FormErrors) -> Markup {
+    html! {
+        @if let Some(message) = errors.form_error() {
+            p .notice .error #form-error role="alert" { (message) }
+        }
+    }
 }
 
 /// One labelled input. The value is shown again as typed; the reason sits under it.
@@ -35,6 +49,7 @@ pub struct Field<'a> {
     pub value: &'a str,
     pub autocomplete: &'a str,
     pub hint: Option<&'a str>,
+    pub extra: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Field<'a> {
@@ -46,6 +61,7 @@ impl<'a> Field<'a> {
             value: "",
             autocomplete: "off",
             hint: None,
+            extra: None,
         }
     }
     pub fn kind(mut self, kind: &'a str) -> Self {
@@ -58,6 +74,11 @@ impl<'a> Field<'a> {
     }
     pub fn autocomplete(mut self, autocomplete: &'a str) -> Self {
         self.autocomplete = autocomplete;
+        self
+    }
+    /// `inputmode` and `pattern`-like helpers for phones: e.g. ("inputmode", "numeric").
+    pub fn inputmode(mut self, mode: &'a str) -> Self {
+        self.extra = Some(("inputmode", mode));
         self
     }
     pub fn hint(mut self, hint: &'a str) -> Self {
@@ -79,6 +100,7 @@ impl<'a> Field<'a> {
                 label for=(self.name) { (self.label) }
                 input id=(self.name) name=(self.name) type=(self.kind) value=(self.value)
                     autocomplete=(self.autocomplete) required
+                    inputmode=[self.extra.map(|(_, m)| m)]
                     aria-invalid=[error.map(|_| "true")] aria-describedby=[described];
                 @if let Some(hint) = self.hint {
                     p .hint id=(hint_id) { (hint) }

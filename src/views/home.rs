@@ -1,18 +1,19 @@
-//! The start page.
+//! The start page after signing in.
 
+use super::Ctx;
+use crate::db::users::User;
 use maud::{Markup, html};
 
-pub fn index(has_users: bool) -> Markup {
+pub fn index(_ctx: &Ctx, user: &User) -> Markup {
     html! {
-        section .card .narrow {
-            h1 { "Gatehouse" }
-            @if has_users {
-                p { "Manage your Caddy servers from one place." }
-                a .button .primary href="/login" { "Sign in" }
-            } @else {
-                p #not-set-up {
-                    "Gatehouse is not set up yet. Open the one-time setup link that the server "
-                    "printed in its log when it started."
+        section .card #home {
+            h1 { "Welcome, " (user.name) }
+            p .lead { "Gatehouse manages the Caddy servers of your team." }
+            ul .links {
+                li { a href="/account" { "Your account" } ": password, two-factor authentication, sessions." }
+                @if user.is_admin() {
+                    li { a href="/users" { "Users" } ": invite people, set roles, ban and unban." }
+                    li { a href="/audit" { "Audit log" } ": sign-ins and every security change." }
                 }
             }
         }

@@ -1,15 +1,17 @@
 //! The first-run page that creates the first admin.
 
 use super::forms::{Field, FormErrors};
+use super::{Ctx, csrf_field};
 use crate::web::setup::SetupForm;
 use maud::{Markup, html};
 
-pub fn form(form: &SetupForm, errors: &FormErrors) -> Markup {
+pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FormErrors) -> Markup {
     html! {
         section .card .narrow #setup {
             h1 { "Welcome to Gatehouse" }
             p .lead { "Create the first administrator. You can invite everyone else afterwards." }
             form method="post" action="/setup" hx-post="/setup" hx-target="#setup" hx-swap="outerHTML" {
+                (csrf_field(ctx))
                 input type="hidden" name="token" value=(form.token);
                 (Field::new("name", "Your name").value(&form.name).autocomplete("name").render(errors))
                 (Field::new("email", "Email").kind("email").value(&form.email).autocomplete("email").render(errors))
@@ -28,7 +30,7 @@ pub fn done(email: &str) -> Markup {
         section .card .narrow #setup {
             h1 { "Gatehouse is ready" }
             p #setup-done { "The administrator " strong { (email) } " has been created." }
-            p { "Sign in with it to add agents, virtual hosts and people." }
+            p { "Sign in with it; you will set up two-factor authentication first." }
             a .button .primary href="/login" { "Sign in" }
         }
     }

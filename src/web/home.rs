@@ -1,15 +1,12 @@
-//! The landing page and the fallback for unknown URLs.
+//! The start page and the fallback for unknown URLs.
 
-use super::{AppState, Render};
-use crate::db::users;
-use crate::error::{AppError, Result};
+use super::{CurrentUser, Render};
+use crate::error::AppError;
 use crate::views;
-use axum::extract::State;
 use axum::response::Response;
 
-pub async fn index(State(state): State<AppState>, render: Render) -> Result<Response> {
-    let has_users = state.db.run(|c| Ok(users::count(c)? > 0)).await?;
-    Ok(render.page("Welcome", views::home::index(has_users)))
+pub async fn index(current: CurrentUser, render: Render) -> Response {
+    render.page("Home", views::home::index(&render.ctx, &current.user))
 }
 
 pub async fn not_found() -> AppError {

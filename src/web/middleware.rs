@@ -1,11 +1,11 @@
 //! Cross-cutting layers: request spans, security headers, and rendering errors as a toast
 //! (htmx) or an error page (everything else).
 
-use super::render::{Mode, vary_on_htmx};
+use super::render::{Mode, Rendered, vary_on_htmx};
 use crate::error::ErrorPage;
 use crate::views;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
@@ -51,10 +51,12 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    // A handler that rendered its own answer (a form shown again with 422 or 429) stands.
+    if response.extensions().get::<Rendered>().is_some() {
+        return response;
+    }
     let page = match response.extensions().get::<ErrorPage>() {
         Some(page) => page.clone(),
-        // A handler that rendered its own error (a form re-shown with 422) is left alone.
-        None if status == StatusCode::UNPROCESSABLE_ENTITY => return response,
         None => ErrorPage {
             status,
             message: status

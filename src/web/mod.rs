@@ -1,28 +1,47 @@
-//! The HTTP side of the hub. `router(state)` is the one route table; handlers are thin and
-//! live in one module per area.
+//! The HTTP side of the hub. `router(state)` is the one route table: every route is added
+//! with its [`Access`], which a single guard enforces, and the same table is exported for
+//! the authorization tests so a new route cannot slip through unchecked.
 
+mod account;
 pub mod assets;
+mod audit;
+pub mod auth;
+mod csrf;
 mod extract;
 mod health;
 mod home;
+mod login;
 mod middleware;
 mod render;
+pub mod session;
 pub mod setup;
+mod users;
 
+pub use account::{AccountView, PasswordForm};
+pub use audit::AuditQuery;
+pub use auth::{Access, CurrentUser};
 pub use extract::Form;
+pub use login::LoginForm;
 pub use render::Render;
+pub use users::{NewUserForm, Outcome};
 
+use crate::auth::ratelimit::Limiter;
 use crate::config::Config;
 use crate::db::Db;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::routing::{MethodRouter, get, post};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
+use tower_sessions_rusqlite_store::RusqliteStore;
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
@@ -30,28 +49,189 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub setup: Arc<setup::SetupGate>,
+    pub login_limiter: Arc<Limiter>,
+    pub totp_limiter: Arc<Limiter>,
+    pub sessions: RusqliteStore,
 }
 
-/// The single route table of the hub.
+/// One row of the route table.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub path: &'static str,
+    pub methods: &'static [Method],
+    pub access: Access,
+}
+
+struct Table {
+    state: AppState,
+    router: Router<AppState>,
+    routes: Vec<RouteInfo>,
+}
+
+impl Table {
+    fn add(
+        mut self,
+        access: Access,
+        path: &'static str,
+        methods: &'static [Method],
+        route: MethodRouter<AppState>,
+    ) -> Self {
+        let route = match access {
+            Access::Public => route,
+            _ => route.route_layer(axum::middleware::from_fn_with_state(
+                auth::Guard {
+                    app: self.state.clone(),
+                    access,
+                },
+                auth::guard,
+            )),
+        };
+        self.router = self.router.route(path, route);
+        self.routes.push(RouteInfo {
+            path,
+            methods,
+            access,
+        });
+        self
+    }
+}
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const GET_POST: &[Method] = &[Method::GET, Method::POST];
+
+fn table(state: &AppState) -> Table {
+    use Access::*;
+    Table {
+        state: state.clone(),
+        router: Router::new(),
+        routes: Vec::new(),
+    }
+    .add(Public, "/healthz", GET, get(health::healthz))
+    .add(Public, "/static/{*path}", GET, get(assets::serve))
+    .add(
+        Public,
+        "/setup",
+        GET_POST,
+        get(setup::form).post(setup::submit),
+    )
+    .add(
+        Public,
+        "/login",
+        GET_POST,
+        get(login::form).post(login::submit),
+    )
+    .add(
+        Public,
+        "/login/2fa",
+        GET_POST,
+        get(login::second_factor_form).post(login::second_factor_submit),
+    )
+    .add(SignedIn, "/logout", POST, post(login::logout))
+    .add(
+        SignedIn,
+        "/account/2fa",
+        GET_POST,
+        get(account::enrol_form).post(account::enrol_submit),
+    )
+    .add(User, "/", GET, get(home::index))
+    .add(User, "/account", GET, get(account::page))
+    .add(
+        User,
+        "/account/password",
+        POST,
+        post(account::change_password),
+    )
+    .add(
+        User,
+        "/account/backup-codes",
+        POST,
+        post(account::regenerate_backup_codes),
+    )
+    .add(
+        User,
+        "/account/sessions/{id}/revoke",
+        POST,
+        post(account::revoke_session),
+    )
+    .add(
+        User,
+        "/account/sessions/revoke-others",
+        POST,
+        post(account::revoke_other_sessions),
+    )
+    .add(
+        Admin,
+        "/users",
+        GET_POST,
+        get(users::page).post(users::create),
+    )
+    .add(Admin, "/users/{id}/role", POST, post(users::change_role))
+    .add(Admin, "/users/{id}/ban", POST, post(users::ban))
+    .add(Admin, "/users/{id}/unban", POST, post(users::unban))
+    .add(Admin, "/users/{id}/reset-2fa", POST, post(users::reset_2fa))
+    .add(Admin, "/users/{id}/delete", POST, post(users::delete))
+    .add(Admin, "/audit", GET, get(audit::page))
+}
+
+/// Every route with its methods and who may use it.
+pub fn route_table(state: &AppState) -> Vec<RouteInfo> {
+    table(state).routes
+}
+
+/// The single route table of the hub, with its layers.
 pub fn router(state: AppState) -> Router {
-    let body_limit =
-        usize::try_from(state.config.security.max_body_kib * 1024).unwrap_or(usize::MAX);
-    let timeout = Duration::from_secs(state.config.security.request_timeout_secs);
-    Router::new()
-        .route("/", get(home::index))
-        .route("/healthz", get(health::healthz))
-        .route("/setup", get(setup::form).post(setup::submit))
-        .route("/static/{*path}", get(assets::serve))
+    let config = &state.config;
+    let body_limit = usize::try_from(config.security.max_body_kib * 1024).unwrap_or(usize::MAX);
+    let timeout = Duration::from_secs(config.security.request_timeout_secs);
+    let sessions = SessionManagerLayer::new(state.sessions.clone())
+        .with_name("gatehouse_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.cookies_secure())
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+            i64::try_from(config.session.idle_timeout_minutes).unwrap_or(i64::MAX / 60),
+        )));
+    let Table { router, .. } = table(&state);
+    // Layers wrap outwards: a request meets the last one first.
+    router
         .fallback(home::not_found)
+        .layer(axum::middleware::from_fn(csrf::protect))
+        .layer(sessions)
         .layer(axum::middleware::from_fn(middleware::render_errors))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
         .with_state(state)
+}
+
+/// Where a request came from, for the audit log and rate limits.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(300).collect());
+        Ok(Self { ip, user_agent })
+    }
 }
 
 /// A bound, ready-to-run hub.
@@ -69,14 +249,21 @@ impl Server {
         let db = crate::blocking::run(move || Db::open_and_migrate(&db_path))
             .await?
             .with_context(|| format!("opening database {}", config.db_path().display()))?;
+        let sessions = open_session_store(&config).await?;
         let setup = Arc::new(setup::SetupGate::prepare(&config, &db).await?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self {
-            listener,
-            state: AppState { config, db, setup },
-        })
+        let attempts = config.security.login_attempts_per_minute;
+        let state = AppState {
+            login_limiter: Arc::new(Limiter::per_minute(attempts)),
+            totp_limiter: Arc::new(Limiter::per_minute(attempts)),
+            config,
+            db,
+            setup,
+            sessions,
+        };
+        Ok(Self { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -90,12 +277,39 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use tower_sessions::ExpiredDeletion;
         let addr = self.local_addr();
         self.state.setup.announce(&self.state.config, addr);
         tracing::info!(%addr, "gatehouse is listening");
+        let sweeper = tokio::spawn(
+            self.state
+                .sessions
+                .clone()
+                .continuously_delete_expired(tokio::time::Duration::from_secs(600)),
+        );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        sweeper.abort();
+        result
     }
+}
+
+/// The cookie-session store lives in the same SQLite file, in its own table.
+async fn open_session_store(config: &Config) -> anyhow::Result<RusqliteStore> {
+    use tower_sessions_rusqlite_store::tokio_rusqlite;
+    let conn = tokio_rusqlite::Connection::open(config.db_path()).await?;
+    conn.call(|c| {
+        c.busy_timeout(std::time::Duration::from_secs(5))?;
+        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("session store: {e}"))?;
+    let store = RusqliteStore::new(conn);
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("session store migration: {e}"))?;
+    Ok(store)
 }

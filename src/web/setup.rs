@@ -122,7 +122,7 @@ pub async fn form(
     };
     Ok(render.page(
         "Set up Gatehouse",
-        views::setup::form(&form, &FormErrors::default()),
+        views::setup::form(&render.ctx, &form, &FormErrors::default()),
     ))
 }
 
@@ -145,7 +145,7 @@ pub async fn submit(
         return Ok(render.page_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Set up Gatehouse",
-            views::setup::form(&form, &errors),
+            views::setup::form(&render.ctx, &form, &errors),
         ));
     };
 

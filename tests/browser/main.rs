@@ -2,6 +2,7 @@
 //! about a second); journeys run one after another under this small runner, which prints
 //! libtest-style results and accepts a name filter: `cargo test --test browser -- setup`.
 
+mod accounts;
 #[path = "../common/mod.rs"]
 mod common;
 mod setup;
@@ -17,6 +18,13 @@ type Journey = for<'a> fn(&'a Browser) -> JourneyFuture<'a>;
 
 /// Every journey, by name. Each UI issue adds its own here.
 const JOURNEYS: &[(&str, Journey)] = &[
+    (
+        "accounts_enrol_then_sign_in_with_totp_and_a_backup_code",
+        |b| Box::pin(accounts::enrol_then_sign_in_with_totp_and_a_backup_code(b)),
+    ),
+    ("accounts_users_page_fits_a_phone", |b| {
+        Box::pin(accounts::users_page_fits_a_phone(b))
+    }),
     ("setup_creates_the_first_admin_in_a_browser", |b| {
         Box::pin(setup::creates_the_first_admin(b))
     }),

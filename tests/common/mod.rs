@@ -5,6 +5,8 @@
 pub mod browser;
 
 use gatehouse::config::{Config, Secret};
+use gatehouse::db::{audit, users};
+use gatehouse::domain::{DisplayName, Email, Role};
 use gatehouse::web::{AppState, Server};
 use reqwest::header::HeaderMap;
 use reqwest::{Client, StatusCode};
@@ -14,13 +16,22 @@ use std::path::PathBuf;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+pub const USER_PASSWORD: &str = "user password that is long";
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
-    pub client: Client,
+    /// The default visitor; `visitor()` makes more, each with its own cookie jar.
+    pub client: Visitor,
     pub setup_token: String,
     pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Visitor;
+    fn deref(&self) -> &Visitor {
+        &self.client
+    }
 }
 
 impl TestApp {
@@ -43,31 +54,123 @@ impl TestApp {
         let addr = server.local_addr();
         let state = server.state.clone();
         tokio::spawn(server.run(std::future::pending()));
+        let client = Visitor::new(addr, setup_token.clone());
         Self {
             addr,
             state,
-            client: new_client(),
+            client,
             setup_token,
             dir,
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+    /// Someone else, with an empty cookie jar.
+    pub fn visitor(&self) -> Visitor {
+        Visitor::new(self.addr, self.setup_token.clone())
     }
 
     pub fn db_path(&self) -> PathBuf {
         self.state.config.db_path()
     }
 
+    /// Creates the first admin through the real setup flow.
+    pub async fn create_admin(&self) {
+        let page = self
+            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
+    }
+
+    /// Adds an account straight into the database (role `user` or `admin`), returning its id.
+    pub async fn add_user(&self, email: &str, role: Role) -> i64 {
+        let email = Email::parse(email).unwrap();
+        let hash = gatehouse::auth::password::hash(USER_PASSWORD);
+        self.state
+            .db
+            .run(move |c| {
+                let name = DisplayName::parse("Test User").unwrap();
+                Ok(users::insert(
+                    c,
+                    &users::NewUser {
+                        name: &name,
+                        email: &email,
+                        password_hash: &hash,
+                        role,
+                    },
+                )
+                .unwrap())
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The TOTP secret stored for a user.
+    pub async fn totp_secret(&self, email: &str) -> String {
+        let email = email.to_string();
+        self.state
+            .db
+            .run(move |c| {
+                let user = users::find_by_email(c, &email)?.expect("user exists");
+                users::totp_secret(c, user.id)
+            })
+            .await
+            .unwrap()
+            .expect("a TOTP secret")
+    }
+
+    pub async fn audit_actions(&self) -> Vec<String> {
+        self.state
+            .db
+            .run(|c| audit::list(c, None, None, 1000))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
+
+/// The TOTP code for `secret`, `steps` steps of 30 s from now.
+pub fn totp_code(secret: &str, steps: i64) -> String {
+    let now = gatehouse::db::now() + steps * 30;
+    gatehouse::auth::totp::code_at(secret, now as u64).unwrap()
+}
+
+/// One person's browser: a cookie jar and a helper per route. Posts carry the CSRF token
+/// the way a form does, unless sent with `post_form_without_csrf`.
+#[derive(Clone)]
+pub struct Visitor {
+    pub addr: SocketAddr,
+    pub http: Client,
+    pub setup_token: String,
+}
+
+impl Visitor {
+    fn new(addr: SocketAddr, setup_token: String) -> Self {
+        Self {
+            addr,
+            http: new_client(),
+            setup_token,
+        }
+    }
+
+    /// A visitor of a hub running elsewhere (another process).
+    pub fn at(addr: SocketAddr, setup_token: &str) -> Self {
+        Self::new(addr, setup_token.to_string())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
     pub async fn get(&self, path: &str) -> Page {
-        Page::from(self.client.get(self.url(path)).send().await.expect("GET")).await
+        Page::from(self.http.get(self.url(path)).send().await.expect("GET")).await
     }
 
     /// GET as htmx would send it (a fragment request).
     pub async fn get_htmx(&self, path: &str) -> Page {
         Page::from(
-            self.client
+            self.http
                 .get(self.url(path))
                 .header("HX-Request", "true")
                 .send()
@@ -77,9 +180,32 @@ impl TestApp {
         .await
     }
 
+    /// This visitor's CSRF token, as a page's forms carry it.
+    pub async fn csrf(&self) -> String {
+        let mut path = "/login".to_string();
+        for _ in 0..3 {
+            let page = self.get(&path).await;
+            if let Some(token) = page.attr("meta[name=csrf-token]", "content") {
+                return token;
+            }
+            path = page
+                .header("location")
+                .expect("a page or a redirect")
+                .to_string();
+        }
+        panic!("no page with a CSRF token reachable from /login")
+    }
+
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.csrf().await;
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        fields.push(("csrf_token", &token));
+        self.post_form_without_csrf(path, &fields).await
+    }
+
+    pub async fn post_form_without_csrf(&self, path: &str, form: &[(&str, &str)]) -> Page {
         Page::from(
-            self.client
+            self.http
                 .post(self.url(path))
                 .form(form)
                 .send()
@@ -118,22 +244,39 @@ impl TestApp {
         .await
     }
 
-    /// Creates the first admin through the real setup flow.
-    pub async fn create_admin(&self) {
-        let page = self
-            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
+    pub async fn login(&self, email: &str, password: &str) -> Page {
+        self.post_form("/login", &[("email", email), ("password", password)])
+            .await
     }
-}
 
-/// A client that keeps cookies and does not follow redirects, so tests see them.
-pub fn new_client() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    pub async fn second_factor(&self, code: &str) -> Page {
+        self.post_form("/login/2fa", &[("code", code)]).await
+    }
+
+    pub async fn logout(&self) -> Page {
+        self.post_form("/logout", &[]).await
+    }
+
+    /// Opens the enrolment page and returns the secret it shows.
+    pub async fn start_enrolment(&self) -> String {
+        let page = self.get("/account/2fa").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page.text("#totp-secret")
+    }
+
+    pub async fn confirm_enrolment(&self, code: &str) -> Page {
+        self.post_form("/account/2fa", &[("code", code)]).await
+    }
+
+    /// Signs in as an admin with no second factor yet, enrols, and returns the secret.
+    pub async fn login_and_enrol(&self, email: &str, password: &str) -> String {
+        let page = self.login(email, password).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let secret = self.start_enrolment().await;
+        let done = self.confirm_enrolment(&totp_code(&secret, 0)).await;
+        assert_eq!(done.count("li.backup-code"), 10, "{}", done.body);
+        secret
+    }
 }
 
 /// A response read in full, with its HTML parsed for CSS selection.
@@ -241,4 +384,13 @@ impl Drop for ChildGuard {
             let _ = self.0.wait();
         }
     }
+}
+
+/// A client that keeps cookies and does not follow redirects, so tests see them.
+pub fn new_client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }

@@ -1,0 +1,115 @@
+//! The users page: the list with per-row actions, and the form to add someone.
+
+use super::forms::{Field, FormErrors};
+use super::{Ctx, csrf_field, timestamp};
+use crate::db::users::User;
+use crate::web::{NewUserForm, Outcome};
+use maud::{Markup, html};
+
+pub fn page(
+    ctx: &Ctx,
+    me: i64,
+    users: &[User],
+    form: &NewUserForm,
+    errors: &FormErrors,
+    outcome: &Outcome,
+) -> Markup {
+    html! {
+        div .stack #users {
+            @match outcome {
+                Outcome::Created { email, one_time_password } => {
+                    div .notice .ok #notice role="status" {
+                        "Created " strong { (email) } "."
+                        @if let Some(pw) = one_time_password {
+                            " One-time password (shown only now): " code #one-time-password .mono { (pw) }
+                        }
+                    }
+                }
+                Outcome::Done(message) => { p .notice .ok #notice role="status" { (message) } }
+                Outcome::None => {}
+            }
+            section .card {
+                h1 { "Users" }
+                div .table-wrap {
+                    table .table #user-table {
+                        thead { tr { th { "Name" } th { "Email" } th { "Role" } th { "2FA" } th { "Status" } th { "Actions" } } }
+                        tbody {
+                            @for u in users { (row(ctx, me, u)) }
+                        }
+                    }
+                }
+            }
+            section .card #new-user {
+                h2 { "Add someone" }
+                form method="post" action="/users" hx-post="/users" hx-target="#users" hx-swap="outerHTML" {
+                    (csrf_field(ctx))
+                    (Field::new("name", "Name").value(&form.name).render(errors))
+                    (Field::new("email", "Email").kind("email").value(&form.email).render(errors))
+                    div .field .has-error[errors.get("role").is_some()] {
+                        label for="role" { "Role" }
+                        select #role name="role" {
+                            option value="user" selected[form.role != "admin"] { "user: manages their own sites" }
+                            option value="admin" selected[form.role == "admin"] { "admin: everything" }
+                        }
+                        @if let Some(e) = errors.get("role") { p .field-error #role-error { (e) } }
+                    }
+                    (Field::new("password", "Password").kind("password").value(&form.password).autocomplete("new-password")
+                        .hint("Leave empty to generate a one-time password to hand over.").render(errors))
+                    button .button .primary type="submit" { "Add user" }
+                }
+            }
+        }
+    }
+}
+
+fn row(ctx: &Ctx, me: i64, u: &User) -> Markup {
+    let is_me = u.id == me;
+    let action = |path: &str| format!("/users/{}/{path}", u.id);
+    html! {
+        tr data-user=(u.email) {
+            td { (u.name) @if is_me { " " span .badge { "you" } } }
+            td .mono data-label="Email" { (u.email) }
+            td .role data-label="Role" { (u.role) }
+            td data-label="2FA" { @if u.totp_enabled { "on" } @else { "off" } }
+            td .status data-label="Status" {
+                @if let Some(at) = u.banned_at {
+                    span .badge .danger { "banned" } " " span .muted { (timestamp(at)) ": " (u.ban_reason.as_deref().unwrap_or("")) }
+                } @else { "active" }
+            }
+            td .actions {
+                @if !is_me {
+                    form .inline method="post" action=(action("role")) hx-post=(action("role")) hx-target="#users" hx-swap="outerHTML" {
+                        (csrf_field(ctx))
+                        @let other = if u.is_admin() { "user" } else { "admin" };
+                        input type="hidden" name="role" value=(other);
+                        button .button .small type="submit" { "Make " (other) }
+                    }
+                    @if u.is_banned() {
+                        form .inline method="post" action=(action("unban")) hx-post=(action("unban")) hx-target="#users" hx-swap="outerHTML" {
+                            (csrf_field(ctx))
+                            button .button .small type="submit" { "Unban" }
+                        }
+                    } @else {
+                        form .inline method="post" action=(action("ban")) hx-post=(action("ban")) hx-target="#users" hx-swap="outerHTML" {
+                            (csrf_field(ctx))
+                            input type="text" name="reason" placeholder="Reason" required maxlength="200" aria-label=(format!("Reason to ban {}", u.email));
+                            button .button .small .danger type="submit" { "Ban" }
+                        }
+                    }
+                    @if u.totp_enabled {
+                        form .inline method="post" action=(action("reset-2fa")) hx-post=(action("reset-2fa")) hx-target="#users" hx-swap="outerHTML"
+                            hx-confirm=(format!("Reset two-factor authentication of {}?", u.email)) {
+                            (csrf_field(ctx))
+                            button .button .small type="submit" { "Reset 2FA" }
+                        }
+                    }
+                    form .inline method="post" action=(action("delete")) hx-post=(action("delete")) hx-target="#users" hx-swap="outerHTML"
+                        hx-confirm=(format!("Delete {} for good?", u.email)) {
+                        (csrf_field(ctx))
+                        button .button .small .danger type="submit" { "Delete" }
+                    }
+                }
+            }
+        }
+    }
+}

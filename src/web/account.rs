@@ -1,0 +1,370 @@
+//! The account page: password, two-factor enrolment and backup codes, and the list of
+//! signed-in sessions with revocation.
+
+use super::session::TypedSession;
+use super::{AppState, ClientInfo, CurrentUser, Form, Render};
+use crate::auth::{password, totp};
+use crate::db::audit::{self, Action, Event};
+use crate::db::{backup_codes, sessions, users};
+use crate::domain::Password;
+use crate::error::{AppError, Result};
+use crate::views::{self, forms::FormErrors};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// Everything the account page shows.
+pub struct AccountView {
+    pub user: users::User,
+    pub backup_codes_left: i64,
+    pub sessions: Vec<sessions::AuthSession>,
+    pub current_session: String,
+}
+
+async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
+    let uid = current.user.id;
+    let (user, left, list) = state
+        .db
+        .run(move |c| {
+            Ok((
+                users::find(c, uid)?,
+                backup_codes::count_unused(c, uid)?,
+                sessions::list_for_user(c, uid)?,
+            ))
+        })
+        .await?;
+    Ok(AccountView {
+        user: user.ok_or(AppError::Unauthorized)?,
+        backup_codes_left: left,
+        sessions: list,
+        current_session: current.session_id.clone(),
+    })
+}
+
+async fn audit_event(
+    state: &AppState,
+    client: &ClientInfo,
+    action: Action,
+    user: &users::User,
+    detail: String,
+) -> Result<()> {
+    let (uid, email, origin) = (user.id, user.email.clone(), client.origin());
+    state
+        .db
+        .run(move |c| {
+            audit::record(
+                c,
+                &Event {
+                    action,
+                    user_id: Some(uid),
+                    email: Some(&email),
+                    detail: &detail,
+                },
+                &origin,
+            )
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+) -> Result<Response> {
+    let view = load(&state, &current).await?;
+    Ok(render.page(
+        "Account",
+        views::account::page(&render.ctx, &view, &views::account::Forms::default()),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct PasswordForm {
+    #[serde(default)]
+    pub current: String,
+    #[serde(default)]
+    pub new: String,
+    #[serde(default)]
+    pub confirm: String,
+}
+
+async fn current_password_ok(state: &AppState, uid: i64, typed: String) -> Result<bool> {
+    let hash = state
+        .db
+        .run(move |c| users::password_hash(c, uid))
+        .await?
+        .unwrap_or_default();
+    Ok(crate::blocking::run(move || password::verify(&typed, &hash)).await?)
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response> {
+    let mut errors = FormErrors::default();
+    let new = errors.check("new", Password::parse(&form.new));
+    if new.is_some() && form.new != form.confirm {
+        errors.add("confirm", "The two passwords differ.");
+    }
+    if !current_password_ok(&state, current.user.id, form.current.clone()).await? {
+        errors.add("current", "That is not your current password.");
+    }
+    let (Some(new), true) = (new, errors.is_empty()) else {
+        let view = load(&state, &current).await?;
+        let forms = views::account::Forms {
+            password: Some((&form, &errors)),
+            ..Default::default()
+        };
+        return Ok(render.page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Account",
+            views::account::page(&render.ctx, &view, &forms),
+        ));
+    };
+    let hash = crate::blocking::run(move || password::hash(new.expose())).await?;
+    let (uid, keep) = (current.user.id, current.session_id.clone());
+    let signed_out = state
+        .db
+        .run(move |c| {
+            let tx = c.transaction()?;
+            users::set_password_hash(&tx, uid, &hash)?;
+            let n = sessions::delete_all_for_user(&tx, uid, Some(&keep))?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await?;
+    audit_event(
+        &state,
+        &client,
+        Action::PasswordChanged,
+        &current.user,
+        format!("{signed_out} other sessions signed out"),
+    )
+    .await?;
+    let view = load(&state, &current).await?;
+    let notice = format!("Password changed. {signed_out} other session(s) were signed out.");
+    let forms = views::account::Forms {
+        notice: Some(&notice),
+        ..Default::default()
+    };
+    Ok(render.page("Account", views::account::page(&render.ctx, &view, &forms)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ConfirmPasswordForm {
+    #[serde(default)]
+    pub current: String,
+}
+
+/// Makes ten new codes (the old ones stop working) and shows them once.
+pub async fn regenerate_backup_codes(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Form(form): Form<ConfirmPasswordForm>,
+) -> Result<Response> {
+    if !current.user.totp_enabled {
+        return Err(AppError::Conflict(
+            "Set up two-factor authentication first.".into(),
+        ));
+    }
+    if !current_password_ok(&state, current.user.id, form.current).await? {
+        let mut errors = FormErrors::default();
+        errors.add("backup_current", "That is not your current password.");
+        let view = load(&state, &current).await?;
+        let forms = views::account::Forms {
+            backup: Some(&errors),
+            ..Default::default()
+        };
+        return Ok(render.page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Account",
+            views::account::page(&render.ctx, &view, &forms),
+        ));
+    }
+    let codes = store_new_backup_codes(&state, current.user.id).await?;
+    audit_event(
+        &state,
+        &client,
+        Action::BackupCodesRegenerated,
+        &current.user,
+        String::new(),
+    )
+    .await?;
+    Ok(render.page("Backup codes", views::account::backup_codes(&codes)))
+}
+
+async fn store_new_backup_codes(state: &AppState, uid: i64) -> Result<Vec<String>> {
+    let codes = totp::new_backup_codes();
+    let plain = codes.clone();
+    let hashes =
+        crate::blocking::run(move || plain.iter().map(|c| password::hash(c)).collect::<Vec<_>>())
+            .await?;
+    state
+        .db
+        .run(move |c| backup_codes::replace(c, uid, &hashes))
+        .await?;
+    Ok(codes)
+}
+
+pub async fn enrol_form(
+    State(state): State<AppState>,
+    session: TypedSession,
+    current: CurrentUser,
+    render: Render,
+) -> Result<Response> {
+    if current.user.totp_enabled {
+        return Ok(render.page(
+            "Two-factor authentication",
+            views::account::already_enrolled(),
+        ));
+    }
+    let secret = match session.enrol_secret().await? {
+        Some(secret) => secret,
+        None => {
+            let secret = totp::new_secret();
+            session.set_enrol_secret(&secret).await?;
+            secret
+        }
+    };
+    let _ = &state;
+    Ok(render.page(
+        "Two-factor authentication",
+        enrol_view(&render, &current, &secret, "", &FormErrors::default())?,
+    ))
+}
+
+fn enrol_view(
+    render: &Render,
+    current: &CurrentUser,
+    secret: &str,
+    code: &str,
+    errors: &FormErrors,
+) -> Result<maud::Markup> {
+    let qr = totp::qr_png_base64(secret, &current.user.email)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("cannot draw the TOTP QR code")))?;
+    let url = totp::otpauth_url(secret, &current.user.email).unwrap_or_default();
+    Ok(views::account::enrol(
+        &render.ctx,
+        current.must_enrol,
+        &qr,
+        secret,
+        &url,
+        code,
+        errors,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CodeForm {
+    #[serde(default)]
+    pub code: String,
+}
+
+pub async fn enrol_submit(
+    State(state): State<AppState>,
+    session: TypedSession,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Form(form): Form<CodeForm>,
+) -> Result<Response> {
+    if current.user.totp_enabled {
+        return Ok(render.page(
+            "Two-factor authentication",
+            views::account::already_enrolled(),
+        ));
+    }
+    let Some(secret) = session.enrol_secret().await? else {
+        return Ok(render.redirect("/account/2fa"));
+    };
+    let now = u64::try_from(crate::db::now()).unwrap_or_default();
+    let Some(step) = totp::matching_step(&secret, &form.code, now) else {
+        let mut errors = FormErrors::default();
+        errors.add("code", "That code is not right. Check that your device's clock is correct and try the current code.");
+        let body = enrol_view(&render, &current, &secret, form.code.trim(), &errors)?;
+        return Ok(render.page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Two-factor authentication",
+            body,
+        ));
+    };
+    let (uid, stored) = (current.user.id, secret.clone());
+    let step = i64::try_from(step).map_err(AppError::internal)?;
+    state
+        .db
+        .run(move |c| users::enable_totp(c, uid, &stored, step))
+        .await?;
+    let codes = store_new_backup_codes(&state, uid).await?;
+    session.clear_enrol_secret().await?;
+    audit_event(
+        &state,
+        &client,
+        Action::TotpEnrolled,
+        &current.user,
+        String::new(),
+    )
+    .await?;
+    Ok(render.page("Backup codes", views::account::backup_codes(&codes)))
+}
+
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    session: TypedSession,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let uid = current.user.id;
+    let target = id.clone();
+    // Scoped to the user: someone else's session id is simply not found.
+    if !state
+        .db
+        .run(move |c| sessions::delete(c, uid, &target))
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    audit_event(
+        &state,
+        &client,
+        Action::SessionRevoked,
+        &current.user,
+        "one session".into(),
+    )
+    .await?;
+    if id == current.session_id {
+        session.clear().await?;
+        return Ok(render.redirect("/login"));
+    }
+    Ok(render.redirect("/account"))
+}
+
+pub async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+) -> Result<Response> {
+    let (uid, keep) = (current.user.id, current.session_id.clone());
+    let n = state
+        .db
+        .run(move |c| sessions::delete_all_for_user(c, uid, Some(&keep)))
+        .await?;
+    audit_event(
+        &state,
+        &client,
+        Action::SessionRevoked,
+        &current.user,
+        format!("{n} other sessions"),
+    )
+    .await?;
+    Ok(render.redirect("/account"))
+}

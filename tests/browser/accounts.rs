@@ -1,0 +1,138 @@
+//! Journey: an admin signs in, enrols in TOTP from the QR page, signs out, signs in with a
+//! code from the app, then with a backup code.
+
+use crate::common::browser::Browser;
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, totp_code};
+use anyhow::ensure;
+
+async fn sign_in(b: &Browser, app: &TestApp) -> anyhow::Result<()> {
+    b.client.goto(&app.url("/login")).await?;
+    b.wait_for("#login form").await?;
+    b.fill("#email", ADMIN_EMAIL).await?;
+    b.fill("#password", ADMIN_PASSWORD).await?;
+    b.click("#login button[type=submit]").await?;
+    Ok(())
+}
+
+async fn sign_out(b: &Browser) -> anyhow::Result<()> {
+    b.click("form.nav-end button[type=submit]").await?;
+    b.wait_for("#login form").await?;
+    Ok(())
+}
+
+pub async fn enrol_then_sign_in_with_totp_and_a_backup_code(b: &Browser) -> anyhow::Result<()> {
+    let app = TestApp::spawn().await;
+    app.create_admin().await;
+    b.viewport(390, 844).await?;
+
+    // The password is right; the admin role requires 2FA, so enrolment comes first.
+    sign_in(b, &app).await?;
+    b.wait_for("#enrol-required").await?;
+    let qr = b.wait_for("img#totp-qr").await?;
+    let src = qr.attr("src").await?.unwrap_or_default();
+    ensure!(
+        src.starts_with("data:image/png;base64,"),
+        "the QR code is an inline image"
+    );
+    let loaded = b
+        .client
+        .execute(
+            "return document.querySelector('#totp-qr').naturalWidth",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        loaded.as_u64().unwrap_or(0) > 0,
+        "the QR image decodes in the browser"
+    );
+    ensure!(!b.has_horizontal_scroll().await?, "enrolment fits a phone");
+    b.screenshot("accounts-enrol-390").await?;
+
+    // Any other page sends the admin back here until enrolment is done.
+    b.client.goto(&app.url("/users")).await?;
+    b.wait_for("#enrol-required").await?;
+
+    let secret = b.text("#totp-secret").await?;
+    b.fill("#code", &totp_code(&secret, 0)).await?;
+    b.click("#enrol button[type=submit]").await?;
+    b.wait_for("#backup-codes").await?;
+    let codes = b
+        .client
+        .find_all(fantoccini::Locator::Css("li.backup-code"))
+        .await?;
+    ensure!(codes.len() == 10, "ten backup codes, got {}", codes.len());
+    let backup = codes[0].text().await?;
+    b.screenshot("accounts-backup-codes-390").await?;
+    b.click("#backup-codes a.button").await?;
+    b.wait_for("#home").await?;
+
+    // Sign out, then in with the next code from the app.
+    sign_out(b).await?;
+    sign_in(b, &app).await?;
+    b.wait_for("#second-factor").await?;
+    b.fill("#code", "000000").await?;
+    b.click("#second-factor button[type=submit]").await?;
+    let error = b.wait_for("#code-error").await?;
+    ensure!(error.text().await?.starts_with("That code is not right"));
+    b.screenshot("accounts-wrong-code-390").await?;
+    b.fill("#code", &totp_code(&secret, 1)).await?;
+    b.click("#second-factor button[type=submit]").await?;
+    b.wait_for("#home").await?;
+    ensure!(b.text("#home h1").await? == "Welcome, Ada Admin");
+
+    // And once more with a backup code instead of the app.
+    sign_out(b).await?;
+    sign_in(b, &app).await?;
+    b.wait_for("#second-factor").await?;
+    b.fill("#code", &backup).await?;
+    b.click("#second-factor button[type=submit]").await?;
+    b.wait_for("#home").await?;
+    b.client.goto(&app.url("/account")).await?;
+    let status = b.wait_for("#totp-status").await?.text().await?;
+    ensure!(status.contains("9 unused backup codes"), "{status}");
+    ensure!(
+        !b.has_horizontal_scroll().await?,
+        "the account page fits a phone"
+    );
+    b.screenshot("accounts-account-390").await?;
+
+    b.viewport(1280, 800).await?;
+    b.client.goto(&app.url("/users")).await?;
+    b.wait_for("#user-table").await?;
+    b.screenshot("accounts-users-1280").await?;
+    Ok(())
+}
+
+pub async fn users_page_fits_a_phone(b: &Browser) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 100).await;
+    app.create_admin().await;
+    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    for i in 0..3 {
+        app.add_user(
+            &format!("person{i}@a-rather-long-domain-name.example.com"),
+            gatehouse::domain::Role::User,
+        )
+        .await;
+    }
+    b.viewport(390, 844).await?;
+    sign_in(b, &app).await?;
+    b.wait_for("#second-factor").await?;
+    b.fill("#code", &totp_code(&secret, 1)).await?;
+    b.click("#second-factor button[type=submit]").await?;
+    b.wait_for("#home").await?;
+    b.client.goto(&app.url("/users")).await?;
+    b.wait_for("#user-table").await?;
+    ensure!(
+        !b.has_horizontal_scroll().await?,
+        "the users page scrolls sideways at 390px"
+    );
+    b.screenshot("accounts-users-390").await?;
+    b.client.goto(&app.url("/audit")).await?;
+    b.wait_for("#audit-table").await?;
+    ensure!(
+        !b.has_horizontal_scroll().await?,
+        "the audit page scrolls sideways at 390px"
+    );
+    b.screenshot("accounts-audit-390").await?;
+    Ok(())
+}
