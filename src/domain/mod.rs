@@ -2,6 +2,7 @@
 //! rule can be unit-tested on its own.
 
 mod account;
+pub mod caddyfile;
 mod role;
 
 pub use account::{DisplayName, Email, FieldError, Password};
