@@ -9,7 +9,9 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --create-home --home-dir /var/lib/gatehouse gatehouse
+ && useradd --system --create-home --home-dir /var/lib/gatehouse gatehouse \
+ && mkdir -p /var/lib/gatehouse/data \
+ && chown gatehouse:gatehouse /var/lib/gatehouse/data
 COPY --from=build /src/target/release/gatehouse /usr/local/bin/gatehouse
 USER gatehouse
 WORKDIR /var/lib/gatehouse

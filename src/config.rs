@@ -71,6 +71,9 @@ pub struct SecurityConfig {
     pub max_body_kib: u64,
     /// A request (headers and body) must complete within this many seconds.
     pub request_timeout_secs: u64,
+    /// Reverse proxies (e.g. the Caddy in front of the portal) whose `X-Forwarded-For` is
+    /// believed. Empty: the connecting address is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -112,6 +115,7 @@ impl Default for SecurityConfig {
             login_attempts_per_minute: 5,
             max_body_kib: 1024,
             request_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -232,9 +236,14 @@ impl Config {
                 self.security.request_timeout_secs,
             ),
         ];
-        for (key, value) in positive {
+        // Upper bounds keep the arithmetic on them far from overflow.
+        let maximum = [525_600, 8_760, 1_000, 1_048_576, 3_600];
+        for ((key, value), max) in positive.into_iter().zip(maximum) {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
+            }
+            if value > max {
+                return Err((key, format!("must be at most {max}")));
             }
         }
         Ok(())

@@ -156,6 +156,11 @@ async fn enrolment_needs_a_valid_code_and_shows_ten_backup_codes_once() {
     let done = app.confirm_enrolment(&totp_code(&secret, 0)).await;
     let codes = done.texts("li.backup-code");
     assert_eq!(codes.len(), 10);
+    assert_eq!(
+        done.header("cache-control"),
+        Some("no-store"),
+        "one-time secrets are never cached"
+    );
     assert!(codes.iter().all(|c| c.len() == 9 && &c[4..5] == "-"));
     let stored = app
         .state
@@ -664,7 +669,11 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_session
         "That is not your current password."
     );
     assert_eq!(wrong.text("#new-error"), "Use at least 12 characters.");
-    assert_eq!(wrong.attr("#new", "value").as_deref(), Some("short"));
+    assert_eq!(
+        wrong.attr("#new", "value").as_deref(),
+        Some(""),
+        "passwords are never sent back"
+    );
 
     let new = "a different long password";
     let ok = phone
@@ -846,4 +855,94 @@ async fn the_audit_page_filters_by_event_and_is_for_admins_only() {
         .texts("#audit-table td[data-label=Account]");
     assert!(!by_email.is_empty() && by_email.iter().all(|e| e.contains("bob@")));
     assert_eq!(bob.get("/audit").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_active_session_outlives_the_idle_timeout_and_the_cookie_lasts_the_absolute_limit() {
+    let (app, _) = app_with_admin().await;
+    let id = app.add_user("bob@example.com", Role::User).await;
+    let bob = app.visitor();
+    let login = bob.login("bob@example.com", USER_PASSWORD).await;
+    let cookie = login.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains(&format!("Max-Age={}", 12 * 3600)),
+        "{cookie}"
+    );
+    // Signed in two hours ago, active two minutes ago: still in.
+    app.state
+        .db
+        .run(move |c| Ok(c.execute("UPDATE auth_sessions SET created_at = created_at - 7200, last_seen_at = last_seen_at - 120 WHERE user_id = ?1", [id])?))
+        .await
+        .unwrap();
+    assert_eq!(bob.get("/").await.status, StatusCode::OK);
+    let seen: i64 = app
+        .state
+        .db
+        .run(move |c| {
+            Ok(c.query_row(
+                "SELECT last_seen_at FROM auth_sessions WHERE user_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert!(
+        gatehouse::db::now() - seen < 10,
+        "activity moves last_seen forward"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_and_audit_use_the_forwarded_client_address() {
+    let app =
+        TestApp::spawn_with(|c| c.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()])
+            .await;
+    app.add_user("bob@example.com", Role::User).await;
+    let attempt = |ip: &'static str, email: &'static str| {
+        let v = app.visitor();
+        async move {
+            let token = v.csrf().await;
+            let form = [
+                ("email", email),
+                ("password", "wrong wrong wrong"),
+                ("csrf_token", token.as_str()),
+            ];
+            v.http
+                .post(v.url("/login"))
+                .header("X-Forwarded-For", ip)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for i in 0..5 {
+        let email: &'static str = Box::leak(format!("x{i}@example.com").into_boxed_str());
+        assert_eq!(
+            attempt("203.0.113.1", email).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    assert_eq!(
+        attempt("203.0.113.1", "fresh@example.com").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "that client is spent"
+    );
+    assert_eq!(
+        attempt("203.0.113.2", "fresh@example.com").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another client is not"
+    );
+    let ips = app
+        .state
+        .db
+        .run(|c| gatehouse::db::audit::list(c, Some("login_failed"), None, 10))
+        .await
+        .unwrap();
+    assert!(ips.iter().all(|e| {
+        e.ip.as_deref()
+            .is_some_and(|ip| ip.starts_with("203.0.113."))
+    }));
 }

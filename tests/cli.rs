@@ -281,3 +281,62 @@ fn the_agent_says_clearly_that_it_is_not_there_yet() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not yet"));
 }
+
+#[tokio::test]
+async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
+    let app = common::TestApp::spawn().await;
+    app.add_user("bob@example.com", gatehouse::domain::Role::User)
+        .await;
+    let bob = app.visitor();
+    assert_eq!(
+        bob.login("bob@example.com", common::USER_PASSWORD)
+            .await
+            .status,
+        303
+    );
+    assert_eq!(bob.get("/").await.status, 200);
+    let data_dir = app.state.config.data_dir.to_str().unwrap().to_string();
+    let passwd = run(gatehouse(app.dir.path())
+        .args(["user", "passwd", "bob@example.com"])
+        .env("GATEHOUSE_DATA_DIR", &data_dir));
+    assert!(passwd.status.success(), "{}", stderr(&passwd));
+    assert_eq!(
+        bob.get("/").await.header("location"),
+        Some("/login?next=%2F")
+    );
+
+    let new_password = stdout(&passwd)
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time password: "))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        bob.login("bob@example.com", &new_password).await.status,
+        303
+    );
+    let reset = run(gatehouse(app.dir.path())
+        .args(["user", "reset-2fa", "bob@example.com"])
+        .env("GATEHOUSE_DATA_DIR", &data_dir));
+    assert!(reset.status.success());
+    assert_eq!(
+        bob.get("/").await.header("location"),
+        Some("/login?next=%2F")
+    );
+}
+
+#[test]
+fn the_cli_will_not_ban_the_last_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        run(gatehouse(dir.path()).args(["user", "add", ADMIN_EMAIL, "--admin"]))
+            .status
+            .success()
+    );
+    let out = run(gatehouse(dir.path()).args(["user", "ban", ADMIN_EMAIL]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("last active admin"),
+        "{}",
+        stderr(&out)
+    );
+}

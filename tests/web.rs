@@ -193,6 +193,11 @@ async fn oversized_bodies_are_refused_with_413() {
     let big = "x".repeat(8 * 1024);
     let page = app.submit_setup("Ada", ADMIN_EMAIL, &big, &big).await;
     assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(page.text(".error-page h1"), "Payload Too Large");
+    assert!(
+        page.header("content-security-policy").is_some(),
+        "limits answer with the security headers too"
+    );
     assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 0);
 }
 

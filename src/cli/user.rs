@@ -3,7 +3,7 @@
 
 use crate::auth::{password, token};
 use crate::config::Config;
-use crate::db::{Db, audit, users};
+use crate::db::{Db, audit, sessions, users};
 use crate::domain::{DisplayName, Email, Password, Role};
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
@@ -120,7 +120,12 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                 &user,
                 audit::Action::PasswordChanged,
                 "set from the command line",
-                move |c| users::set_password_hash(c, user.id, &hash),
+                move |c| {
+                    users::set_password_hash(c, user.id, &hash)?;
+                    // Whoever holds a live session with the old password is signed out.
+                    sessions::delete_all_for_user(c, user.id, None)?;
+                    Ok(true)
+                },
             )
             .await?;
             println!("password changed for {}", user.email);
@@ -135,7 +140,11 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                 &user,
                 audit::Action::TotpReset,
                 "reset from the command line",
-                move |c| users::reset_totp(c, user.id),
+                move |c| {
+                    users::reset_totp(c, user.id)?;
+                    sessions::delete_all_for_user(c, user.id, None)?;
+                    Ok(true)
+                },
             )
             .await?;
             println!(
@@ -145,9 +154,26 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Ban { email, reason } => {
             let user = find(&db, &email).await?;
+            let other_admins = db
+                .run(move |c| {
+                    Ok(c.query_row(
+                        "SELECT count(*) FROM users WHERE role = 'admin' AND banned_at IS NULL AND id != ?1",
+                        [user.id],
+                        |r| r.get::<_, i64>(0),
+                    )?)
+                })
+                .await?;
+            if user.is_admin() && other_admins == 0 {
+                bail!(
+                    "{} is the last active admin; make someone else admin first",
+                    user.email
+                );
+            }
             let detail = format!("reason: {reason}");
             change(&db, &user, audit::Action::Ban, &detail, move |c| {
-                users::set_banned(c, user.id, Some(&reason))
+                users::set_banned(c, user.id, Some(&reason))?;
+                sessions::delete_all_for_user(c, user.id, None)?;
+                Ok(true)
             })
             .await?;
             println!(

@@ -15,10 +15,7 @@ pub struct Forms<'a> {
 
 pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
     let none = FormErrors::default();
-    let (pw_form, pw_errors) = match forms.password {
-        Some((f, e)) => (Some(f), e),
-        None => (None, &none),
-    };
+    let pw_errors = forms.password.map_or(&none, |(_, e)| e);
     let backup_errors = forms.backup.unwrap_or(&none);
     html! {
         div .stack #account {
@@ -34,10 +31,9 @@ pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                 form method="post" action="/account/password" hx-post="/account/password" hx-target="#account" hx-swap="outerHTML" {
                     (csrf_field(ctx))
                     (Field::new("current", "Current password").kind("password").autocomplete("current-password").render(pw_errors))
-                    (Field::new("new", "New password").kind("password").value(pw_form.map_or("", |f| f.new.as_str()))
+                    (Field::new("new", "New password").kind("password")
                         .autocomplete("new-password").hint("At least 12 characters.").render(pw_errors))
-                    (Field::new("confirm", "Repeat the new password").kind("password")
-                        .value(pw_form.map_or("", |f| f.confirm.as_str())).autocomplete("new-password").render(pw_errors))
+                    (Field::new("confirm", "Repeat the new password").kind("password").autocomplete("new-password").render(pw_errors))
                     button .button .primary type="submit" { "Change password" }
                 }
             }

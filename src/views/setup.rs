@@ -15,10 +15,10 @@ pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FormErrors) -> Markup {
                 input type="hidden" name="token" value=(form.token);
                 (Field::new("name", "Your name").value(&form.name).autocomplete("name").render(errors))
                 (Field::new("email", "Email").kind("email").value(&form.email).autocomplete("email").render(errors))
-                (Field::new("password", "Password").kind("password").value(&form.password)
+                (Field::new("password", "Password").kind("password")
                     .autocomplete("new-password").hint("At least 12 characters.").render(errors))
                 (Field::new("password_confirm", "Repeat the password").kind("password")
-                    .value(&form.password_confirm).autocomplete("new-password").render(errors))
+                    .autocomplete("new-password").render(errors))
                 button .button .primary type="submit" { "Create administrator" }
             }
         }

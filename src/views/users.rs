@@ -53,7 +53,7 @@ pub fn page(
                         }
                         @if let Some(e) = errors.get("role") { p .field-error #role-error { (e) } }
                     }
-                    (Field::new("password", "Password").kind("password").value(&form.password).autocomplete("new-password")
+                    (Field::new("password", "Password").kind("password").autocomplete("new-password")
                         .hint("Leave empty to generate a one-time password to hand over.").render(errors))
                     button .button .primary type="submit" { "Add user" }
                 }

@@ -90,7 +90,13 @@ pub struct PasswordForm {
     pub confirm: String,
 }
 
+/// Checks the current password, counting the try against the same per-account limit as
+/// sign-in, so a stolen session cannot be used to guess the password at full speed.
 async fn current_password_ok(state: &AppState, uid: i64, typed: String) -> Result<bool> {
+    state
+        .login_limiter
+        .attempt(&[format!("password-check:{uid}")])
+        .map_err(AppError::TooManyRequests)?;
     let hash = state
         .db
         .run(move |c| users::password_hash(c, uid))

@@ -189,8 +189,11 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(config.cookies_secure())
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
-            i64::try_from(config.session.idle_timeout_minutes).unwrap_or(i64::MAX / 60),
+        // The cookie lives as long as a session may (the absolute limit). Idleness is judged
+        // on `auth_sessions.last_seen_at`, kept fresh by the guard, so an active user is
+        // never signed out early and nothing is rewritten on every request.
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
+            i64::try_from(config.session.absolute_timeout_hours).unwrap_or(24 * 365),
         )));
     let Table { router, .. } = table(&state);
     // Layers wrap outwards: a request meets the last one first.
@@ -198,14 +201,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(home::not_found)
         .layer(axum::middleware::from_fn(csrf::protect))
         .layer(sessions)
-        .layer(axum::middleware::from_fn(middleware::render_errors))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outside the limits, so a 408 or 413 also gets an error page and the headers.
+        .layer(axum::middleware::from_fn(middleware::render_errors))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
         .with_state(state)
 }
@@ -217,14 +221,20 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+            .map(|c| c.0.ip());
+        let ip = peer.map_or_else(
+            || "unknown".to_string(),
+            |peer| {
+                client_ip(peer, &parts.headers, &state.config.security.trusted_proxies).to_string()
+            },
+        );
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -232,6 +242,34 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .map(|ua| ua.chars().take(300).collect());
         Ok(Self { ip, user_agent })
     }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// nearest `X-Forwarded-For` entry that is not itself a trusted proxy. Entries further left
+/// are the client's own claims and are never believed.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// A bound, ready-to-run hub.
@@ -312,4 +350,49 @@ async fn open_session_store(config: &Config) -> anyhow::Result<RusqliteStore> {
         .await
         .map_err(|e| anyhow::anyhow!("session store migration: {e}"))?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+    use axum::http::HeaderMap;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let proxy = [ip("10.0.0.1")];
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &xff("203.0.113.9"), &proxy),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("198.51.100.7"), &xff("203.0.113.9"), &proxy),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &xff("203.0.113.9"), &[]),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn a_spoofed_leftmost_entry_is_ignored() {
+        let proxy = [ip("10.0.0.1")];
+        let h = xff("1.2.3.4, 203.0.113.9");
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &proxy), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &xff("garbage"), &proxy),
+            ip("10.0.0.1")
+        );
+    }
 }

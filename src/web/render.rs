@@ -89,6 +89,11 @@ impl Render {
         };
         let mut response = (status, Html(body.into_string())).into_response();
         response.extensions_mut().insert(Rendered);
+        // Pages carry personal data, CSRF tokens and one-time secrets (backup codes, new
+        // passwords): never keep them in a cache or the back-forward history on disk.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         vary_on_htmx(&mut response);
         response
     }

@@ -50,11 +50,9 @@ impl TypedSession {
 
     /// Signs this browser in: a new session id (against fixation), a new CSRF token.
     pub async fn sign_in(&self, auth_id: &str) -> Result<(), AppError> {
+        // Nothing from before sign-in carries over (a half-done enrolment, an old sign-in).
+        self.0.clear().await;
         self.0.cycle_id().await.map_err(internal)?;
-        self.0
-            .remove::<Pending2fa>(PENDING_2FA)
-            .await
-            .map_err(internal)?;
         self.0.insert(AUTH, auth_id).await.map_err(internal)?;
         self.0
             .insert(CSRF, token::random_hex(32))

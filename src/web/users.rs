@@ -201,6 +201,12 @@ where
         .db
         .run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // The acting admin may have been banned or demoted since the guard ran.
+            let still_admin =
+                users::find(&tx, actor)?.is_some_and(|a| a.is_admin() && !a.is_banned());
+            if !still_admin {
+                return Ok(Err(ActError::Refused("You are no longer an admin.".into())));
+            }
             let Some(user) = users::find(&tx, target)? else {
                 return Ok(Err(ActError::NotFound));
             };
@@ -404,7 +410,9 @@ pub async fn reset_2fa(
         Action::TotpReset,
         move |c, target| {
             users::reset_totp(c, target.id)?;
-            Ok(String::new())
+            // They sign in again with their password, then enrol afresh.
+            let n = sessions::delete_all_for_user(c, target.id, None)?;
+            Ok(format!("{n} sessions ended"))
         },
     )
     .await?;

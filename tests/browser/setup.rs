@@ -31,6 +31,11 @@ pub async fn creates_the_first_admin(b: &Browser) -> anyhow::Result<()> {
     );
     b.screenshot("setup-refused").await?;
 
+    ensure!(
+        b.value("#password").await?.is_empty(),
+        "passwords are never sent back"
+    );
+    b.fill("#password", ADMIN_PASSWORD).await?;
     b.fill("#password_confirm", ADMIN_PASSWORD).await?;
     b.click("#setup button[type=submit]").await?;
     b.wait_for("#setup-done").await?;
