@@ -33,6 +33,65 @@ pub struct Config {
     pub log: LogConfig,
     pub session: SessionConfig,
     pub security: SecurityConfig,
+    pub caddy: CaddyConfig,
+    pub vhosts: VhostsConfig,
+}
+
+/// What goes into every generated Caddyfile besides the sites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaddyConfig {
+    /// The ACME account email for certificates; empty leaves it out.
+    pub acme_email: String,
+    /// Where Caddy writes its own log; empty keeps Caddy's default (stderr).
+    pub log: String,
+    /// Caddy's admin API address on the agents. Written as `admin …` unless it is Caddy's
+    /// default, because loading a Caddyfile without it moves the admin endpoint.
+    pub admin: String,
+    /// The JSON access log every site writes to (what the live log viewer reads).
+    pub access_log: String,
+    /// Caddy rolls the access log at this size, in MiB …
+    pub access_log_roll_size_mb: u32,
+    /// … and keeps this many rolled files.
+    pub access_log_roll_keep: u32,
+}
+
+/// Rules for virtual hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VhostsConfig {
+    /// Static-file and PHP roots of `user` sites must be this directory or below it.
+    pub user_root_base: String,
+    /// Directives a `user` may write in a raw site body. Admins may write anything.
+    pub user_directives: Vec<String>,
+}
+
+/// Caddy's own default admin address; no `admin` line is needed for it.
+pub const CADDY_DEFAULT_ADMIN: &str = "localhost:2019";
+
+impl Default for CaddyConfig {
+    fn default() -> Self {
+        Self {
+            acme_email: String::new(),
+            log: String::new(),
+            admin: CADDY_DEFAULT_ADMIN.into(),
+            access_log: "/var/log/caddy/gatehouse-access.log".into(),
+            access_log_roll_size_mb: 50,
+            access_log_roll_keep: 5,
+        }
+    }
+}
+
+impl Default for VhostsConfig {
+    fn default() -> Self {
+        Self {
+            user_root_base: "/srv/www".into(),
+            user_directives: crate::domain::caddyfile::DEFAULT_USER_DIRECTIVES
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +145,8 @@ impl Default for Config {
             log: LogConfig::default(),
             session: SessionConfig::default(),
             security: SecurityConfig::default(),
+            caddy: CaddyConfig::default(),
+            vhosts: VhostsConfig::default(),
         }
     }
 }
@@ -214,6 +275,43 @@ impl Config {
                     "must be an http:// or https:// URL with a host".into(),
                 ));
             }
+        }
+        for (key, path) in [
+            ("caddy.access_log", &self.caddy.access_log),
+            ("vhosts.user_root_base", &self.vhosts.user_root_base),
+        ] {
+            if !path.starts_with('/') || path.contains("..") || path.chars().any(char::is_control) {
+                return Err((key, "must be an absolute path without `..`".into()));
+            }
+        }
+        if !self.caddy.log.is_empty() && !self.caddy.log.starts_with('/') {
+            return Err(("caddy.log", "must be empty or an absolute path".into()));
+        }
+        if self.caddy.admin.is_empty()
+            || self
+                .caddy
+                .admin
+                .chars()
+                .any(|c| c.is_whitespace() || "{}\"'#".contains(c))
+        {
+            return Err((
+                "caddy.admin",
+                "must be an address such as localhost:2019".into(),
+            ));
+        }
+        if self
+            .caddy
+            .acme_email
+            .chars()
+            .any(|c| c.is_whitespace() || "{}\"'#".contains(c))
+        {
+            return Err(("caddy.acme_email", "must be an email address".into()));
+        }
+        if self.caddy.access_log_roll_size_mb == 0 || self.caddy.access_log_roll_keep == 0 {
+            return Err((
+                "caddy.access_log_roll_size_mb",
+                "rolling needs a size and a count of at least 1".into(),
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ("log.level", format!("not a valid log filter: {e}")))?;

@@ -7,6 +7,8 @@
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.
 pub mod blocking;
+/// Vhost changes applied together with their changelog entries.
+pub mod changes;
 /// One module per subcommand, each with `run()`.
 pub mod cli;
 /// Typed settings: defaults, then the config file, then `GATEHOUSE_*` environment variables.

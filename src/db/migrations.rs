@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "auth_sessions",
         sql: include_str!("migrations/0002_auth_sessions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "vhosts",
+        sql: include_str!("migrations/0003_vhosts.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

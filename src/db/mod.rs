@@ -6,9 +6,11 @@
 
 pub mod audit;
 pub mod backup_codes;
+pub mod changelog;
 mod migrations;
 pub mod sessions;
 pub mod users;
+pub mod vhosts;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
@@ -34,6 +36,8 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot encode a stored value: {0}")]
+    Encode(String),
     #[error(
         "the database is at schema version {found}, newer than this binary knows ({known}); \
          run a newer gatehouse"

@@ -1,0 +1,250 @@
+//! Every change to a vhost, applied together with its changelog entry in one transaction,
+//! so the history can never disagree with the data. Callers open the transaction; these
+//! functions take the connection it runs on.
+
+use crate::db::DbError;
+use crate::db::changelog::{self, Action, Author};
+use crate::db::vhosts::{self, Snapshot, Vhost, WriteError};
+use rusqlite::Connection;
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("another site already uses this domain")]
+    DomainTaken,
+    #[error("no such site")]
+    NotFound,
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<WriteError> for ChangeError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::DomainTaken => ChangeError::DomainTaken,
+            WriteError::Db(e) => ChangeError::Db(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ChangeError {
+    fn from(e: rusqlite::Error) -> Self {
+        ChangeError::Db(e.into())
+    }
+}
+
+fn reload(conn: &Connection, id: i64) -> Result<Vhost, ChangeError> {
+    vhosts::find(conn, id)?.ok_or(ChangeError::NotFound)
+}
+
+pub fn create(
+    conn: &Connection,
+    author: &Author<'_>,
+    new: &Snapshot,
+) -> Result<Vhost, ChangeError> {
+    let id = vhosts::insert(conn, new)?;
+    changelog::record(conn, author, Action::Create, id, None, Some(new))?;
+    reload(conn, id)
+}
+
+pub fn update(
+    conn: &Connection,
+    author: &Author<'_>,
+    id: i64,
+    new: &Snapshot,
+) -> Result<Vhost, ChangeError> {
+    let old = reload(conn, id)?.snapshot();
+    if !vhosts::update(conn, id, new)? {
+        return Err(ChangeError::NotFound);
+    }
+    changelog::record(conn, author, Action::Update, id, Some(&old), Some(new))?;
+    reload(conn, id)
+}
+
+/// Flips enabled/disabled; returns the vhost as it now is.
+pub fn toggle(conn: &Connection, author: &Author<'_>, id: i64) -> Result<Vhost, ChangeError> {
+    let old = reload(conn, id)?.snapshot();
+    vhosts::set_enabled(conn, id, !old.enabled)?;
+    let new = Snapshot {
+        enabled: !old.enabled,
+        ..old.clone()
+    };
+    changelog::record(conn, author, Action::Toggle, id, Some(&old), Some(&new))?;
+    reload(conn, id)
+}
+
+pub fn delete(conn: &Connection, author: &Author<'_>, id: i64) -> Result<Snapshot, ChangeError> {
+    let old = reload(conn, id)?.snapshot();
+    vhosts::delete(conn, id)?;
+    changelog::record(conn, author, Action::Delete, id, Some(&old), None)?;
+    Ok(old)
+}
+
+/// Puts a vhost back the way it was before changelog entry `entry_id`, as a new change.
+/// Returns the vhost as it now is (None when reverting a create removed it).
+pub fn revert(
+    conn: &Connection,
+    author: &Author<'_>,
+    entry_id: i64,
+) -> Result<Option<Vhost>, ChangeError> {
+    let entry = changelog::find(conn, entry_id)?.ok_or(ChangeError::NotFound)?;
+    let current = match entry.vhost_id {
+        Some(id) => vhosts::find(conn, id)?,
+        None => None,
+    }
+    .or(vhosts::find_by_domain(conn, &entry.domain)?);
+    match (entry.old, current) {
+        // Undo a create: the site goes away.
+        (None, Some(now)) => {
+            vhosts::delete(conn, now.id)?;
+            changelog::record(
+                conn,
+                author,
+                Action::Revert,
+                now.id,
+                Some(&now.snapshot()),
+                None,
+            )?;
+            Ok(None)
+        }
+        (None, None) => Err(ChangeError::Refused("That site is already gone.".into())),
+        // Undo an update or toggle: the earlier state comes back.
+        (Some(before), Some(now)) => {
+            vhosts::update(conn, now.id, &before)?;
+            changelog::record(
+                conn,
+                author,
+                Action::Revert,
+                now.id,
+                Some(&now.snapshot()),
+                Some(&before),
+            )?;
+            Ok(Some(reload(conn, now.id)?))
+        }
+        // Undo a delete: the site is created again.
+        (Some(before), None) => {
+            let id = vhosts::insert(conn, &before)?;
+            changelog::record(conn, author, Action::Revert, id, None, Some(&before))?;
+            Ok(Some(reload(conn, id)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn snapshot(domain: &str, enabled: bool) -> Snapshot {
+        Snapshot {
+            domain: domain.into(),
+            template: "raw".into(),
+            params: "{}".into(),
+            config: "respond ok".into(),
+            enabled,
+            owner_id: None,
+        }
+    }
+
+    fn with_db<T>(f: impl FnOnce(&mut Connection) -> T) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_and_migrate(&dir.path().join("gh.db")).unwrap();
+        let pool_conn = rusqlite::Connection::open(dir.path().join("gh.db")).unwrap();
+        drop(db);
+        let mut conn = pool_conn;
+        conn.execute("INSERT INTO users (id, name, email, password_hash, role) VALUES (1, 'A', 'a@x.io', 'h', 'admin')", []).unwrap();
+        f(&mut conn)
+    }
+
+    const ME: Author<'static> = Author {
+        user_id: 1,
+        email: "a@x.io",
+    };
+
+    #[test]
+    fn every_change_is_in_the_changelog_with_old_and_new() {
+        with_db(|c| {
+            let v = create(c, &ME, &snapshot("a.example", true)).unwrap();
+            let v = toggle(c, &ME, v.id).unwrap();
+            assert!(!v.enabled);
+            update(c, &ME, v.id, &snapshot("b.example", false)).unwrap();
+            delete(c, &ME, v.id).unwrap();
+            let log = changelog::list(
+                c,
+                &changelog::Filter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!(actions, ["delete", "update", "toggle", "create"]);
+            assert_eq!(log[0].new, None);
+            assert_eq!(log[0].old.as_ref().unwrap().domain, "b.example");
+            assert!(log[2].old.as_ref().unwrap().enabled);
+            assert!(!log[2].new.as_ref().unwrap().enabled);
+            assert_eq!(log[3].old, None);
+        });
+    }
+
+    #[test]
+    fn reverting_restores_the_earlier_state_as_a_new_change() {
+        with_db(|c| {
+            let v = create(c, &ME, &snapshot("a.example", true)).unwrap();
+            update(c, &ME, v.id, &snapshot("a.example", false)).unwrap();
+            let update_entry = changelog::list(
+                c,
+                &changelog::Filter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap()[0]
+                .id;
+            let back = revert(c, &ME, update_entry).unwrap().unwrap();
+            assert!(back.enabled);
+            let deleted = delete(c, &ME, v.id).unwrap();
+            let delete_entry = changelog::list(
+                c,
+                &changelog::Filter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap()[0]
+                .id;
+            let again = revert(c, &ME, delete_entry).unwrap().unwrap();
+            assert_eq!(again.domain, deleted.domain);
+            let create_entry = changelog::list(
+                c,
+                &changelog::Filter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap()[0]
+                .id;
+            assert!(
+                revert(c, &ME, create_entry).unwrap().is_none(),
+                "undoing a (re)create removes it"
+            );
+            assert_eq!(changelog::count(c).unwrap(), 6);
+        });
+    }
+
+    #[test]
+    fn a_taken_domain_is_refused_and_nothing_is_recorded() {
+        with_db(|c| {
+            create(c, &ME, &snapshot("a.example", true)).unwrap();
+            let tx = c.transaction().unwrap();
+            assert!(matches!(
+                create(&tx, &ME, &snapshot("a.example", true)),
+                Err(ChangeError::DomainTaken)
+            ));
+            drop(tx);
+            assert_eq!(changelog::count(c).unwrap(), 1);
+        });
+    }
+}
