@@ -2,9 +2,10 @@
 //! so the history can never disagree with the data. Callers open the transaction; these
 //! functions take the connection it runs on.
 
-use crate::db::DbError;
 use crate::db::changelog::{self, Action, Author};
+use crate::db::users::User;
 use crate::db::vhosts::{self, Snapshot, Vhost, WriteError};
+use crate::db::{Db, DbError};
 use rusqlite::Connection;
 
 /// Why a change was not made.
@@ -33,6 +34,32 @@ impl From<rusqlite::Error> for ChangeError {
     fn from(e: rusqlite::Error) -> Self {
         ChangeError::Db(e.into())
     }
+}
+
+/// Runs one change for `user` in an IMMEDIATE transaction (so concurrent changes queue
+/// rather than interleave) and commits it only when the change succeeds. The outer error is
+/// the database failing; the inner one is the change being refused.
+pub async fn apply<T, F>(db: &Db, user: &User, change: F) -> Result<Result<T, ChangeError>, DbError>
+where
+    F: FnOnce(&Connection, &Author<'_>) -> Result<T, ChangeError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (user_id, email) = (user.id, user.email.clone());
+    db.run(move |c| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let result = change(
+            &tx,
+            &Author {
+                user_id,
+                email: &email,
+            },
+        );
+        if result.is_ok() {
+            tx.commit()?;
+        }
+        Ok(result)
+    })
+    .await
 }
 
 fn reload(conn: &Connection, id: i64) -> Result<Vhost, ChangeError> {

@@ -442,6 +442,28 @@ async fn every_route_enforces_its_access_level() {
         .unwrap();
     let victim = app.add_user("victim@example.com", Role::User).await;
     let anonymous = app.visitor();
+    let (other_site, other_entry) = app
+        .state
+        .db
+        .run(move |c| {
+            let site = gatehouse::db::vhosts::Snapshot {
+                domain: "victim.example.com".into(),
+                template: "raw".into(),
+                params: "{}".into(),
+                config: "respond ok\n".into(),
+                enabled: true,
+                owner_id: Some(victim),
+            };
+            let author = gatehouse::db::changelog::Author {
+                user_id: victim,
+                email: "victim@example.com",
+            };
+            let v = gatehouse::changes::create(c, &author, &site).unwrap();
+            let entry = gatehouse::db::changelog::list(c, &Default::default())?[0].id;
+            Ok((v.id, entry))
+        })
+        .await
+        .unwrap();
 
     let table = route_table(&app.state);
     assert!(table.len() >= 20, "the table lists every route");
@@ -449,9 +471,18 @@ async fn every_route_enforces_its_access_level() {
     let mut routes: Vec<_> = table.iter().collect();
     routes.sort_by_key(|r| r.path == "/logout");
     for route in routes {
+        // Ids in vhost and changelog routes name another user's site and its history.
+        let id = if route.path.starts_with("/vhosts/{id}") {
+            other_site
+        } else if route.path.starts_with("/changelog/{id}") {
+            other_entry
+        } else {
+            victim
+        };
+        let someone_elses = id != victim && route.access == Access::User;
         let path = route
             .path
-            .replace("{id}", &victim.to_string())
+            .replace("{id}", &id.to_string())
             .replace("{*path}", "app.css");
         for method in route.methods {
             for (who, visitor) in [
@@ -496,6 +527,13 @@ async fn every_route_enforces_its_access_level() {
                     "{who} {method} {path}: {}",
                     page.status
                 );
+                if who == "user" && someone_elses {
+                    assert_eq!(
+                        page.status,
+                        StatusCode::NOT_FOUND,
+                        "{who} {method} {path}: another user's site is not found"
+                    );
+                }
             }
         }
     }

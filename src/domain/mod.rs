@@ -4,6 +4,7 @@
 mod account;
 pub mod caddyfile;
 mod role;
+pub mod vhost;
 
 pub use account::{DisplayName, Email, FieldError, Password};
 pub use role::Role;

@@ -26,6 +26,18 @@ impl FormErrors {
         self.0.is_empty()
     }
 
+    /// Adds `other`'s reasons for fields that have none yet.
+    pub fn merge(&mut self, other: FormErrors) {
+        for (field, why) in other.0 {
+            self.add(field, why);
+        }
+    }
+
+    /// Every reason, by field name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
     /// The whole-form message (key `""`), shown above the fields.
     pub fn form_error(&self) -> Option<&str> {
         self.get("")

@@ -1,19 +1,39 @@
-//! The start page after signing in.
+//! The dashboard: how many sites are served, and the latest changes.
 
-use super::Ctx;
+use super::{Ctx, timestamp};
 use crate::db::users::User;
+use crate::web::Dashboard;
 use maud::{Markup, html};
 
-pub fn index(_ctx: &Ctx, user: &User) -> Markup {
+pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
     html! {
-        section .card #home {
-            h1 { "Welcome, " (user.name) }
-            p .lead { "Gatehouse manages the Caddy servers of your team." }
-            ul .links {
-                li { a href="/account" { "Your account" } ": password, two-factor authentication, sessions." }
-                @if user.is_admin() {
-                    li { a href="/users" { "Users" } ": invite people, set roles, ban and unban." }
-                    li { a href="/audit" { "Audit log" } ": sign-ins and every security change." }
+        div .stack #home {
+            section .card {
+                h1 { "Welcome, " (user.name) }
+                div .stats {
+                    a .stat href="/vhosts?status=on" { span .stat-value #sites-enabled { (d.enabled) } span .stat-label { "sites enabled" } }
+                    a .stat href="/vhosts?status=off" { span .stat-value #sites-disabled { (d.disabled) } span .stat-label { "sites disabled" } }
+                }
+                div .form-actions {
+                    a .button .primary href="/vhosts/new" { "New site" }
+                    a .button href="/vhosts" { "All sites" }
+                }
+            }
+            section .card #recent-changes {
+                h2 { "Recent changes" }
+                @if d.recent.is_empty() {
+                    p .muted { "No changes yet." }
+                } @else {
+                    ul .links {
+                        @for e in &d.recent {
+                            li {
+                                span .badge { (e.action) } " "
+                                a .mono href=(format!("/changelog/{}", e.id)) { (e.domain) }
+                                span .muted { " by " (e.user_email) ", " (timestamp(e.created_at)) }
+                            }
+                        }
+                    }
+                    a href="/changelog" { "Full changelog" }
                 }
             }
         }

@@ -52,6 +52,8 @@ fn nav(ctx: &Ctx) -> Markup {
                 }
                 Some(user) => {
                     (link("/", "Home"))
+                    (link("/vhosts", "Sites"))
+                    (link("/changelog", "Changelog"))
                     @if user.is_admin {
                         (link("/users", "Users"))
                         (link("/audit", "Audit log"))

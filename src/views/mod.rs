@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod changelog;
 pub mod errors;
 pub mod forms;
 pub mod home;
@@ -10,6 +11,7 @@ pub mod layout;
 pub mod login;
 pub mod setup;
 pub mod users;
+pub mod vhosts;
 
 use maud::{Markup, html};
 

@@ -1,12 +1,58 @@
-//! The start page and the fallback for unknown URLs.
+//! The dashboard and the fallback for unknown URLs.
 
-use super::{CurrentUser, Render};
-use crate::error::AppError;
+use super::{AppState, CurrentUser, Render};
+use crate::db::{changelog, vhosts};
+use crate::error::{AppError, Result};
 use crate::views;
+use axum::extract::State;
 use axum::response::Response;
 
-pub async fn index(current: CurrentUser, render: Render) -> Response {
-    render.page("Home", views::home::index(&render.ctx, &current.user))
+/// What the dashboard shows.
+pub struct Dashboard {
+    pub enabled: i64,
+    pub disabled: i64,
+    pub recent: Vec<changelog::Entry>,
+}
+
+pub async fn index(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+) -> Result<Response> {
+    let admin = current.user.is_admin();
+    let uid = current.user.id;
+    let dashboard = state
+        .db
+        .run(move |c| {
+            let (enabled, disabled) = if admin {
+                vhosts::counts(c)?
+            } else {
+                let mine = vhosts::list(
+                    c,
+                    &vhosts::Filter {
+                        owner_id: Some(uid),
+                        ..Default::default()
+                    },
+                )?;
+                let on = mine.iter().filter(|v| v.enabled).count() as i64;
+                (on, mine.len() as i64 - on)
+            };
+            let filter = changelog::Filter {
+                visible_to: (!admin).then_some(uid),
+                limit: 8,
+                ..Default::default()
+            };
+            Ok(Dashboard {
+                enabled,
+                disabled,
+                recent: changelog::list(c, &filter)?,
+            })
+        })
+        .await?;
+    Ok(render.page(
+        "Home",
+        views::home::index(&render.ctx, &current.user, &dashboard),
+    ))
 }
 
 pub async fn not_found() -> AppError {

@@ -6,6 +6,7 @@ mod account;
 pub mod assets;
 mod audit;
 pub mod auth;
+mod changelog;
 mod csrf;
 mod extract;
 mod health;
@@ -16,14 +17,18 @@ mod render;
 pub mod session;
 pub mod setup;
 mod users;
+mod vhosts;
 
 pub use account::{AccountView, PasswordForm};
 pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
+pub use changelog::{ChangelogQuery, EntryView};
 pub use extract::Form;
+pub use home::Dashboard;
 pub use login::LoginForm;
 pub use render::Render;
 pub use users::{NewUserForm, Outcome};
+pub use vhosts::{Editor, ListQuery, OwnedVhost, Preview, RowView};
 
 use crate::auth::ratelimit::Limiter;
 use crate::config::Config;
@@ -171,6 +176,28 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/users/{id}/unban", POST, post(users::unban))
     .add(Admin, "/users/{id}/reset-2fa", POST, post(users::reset_2fa))
     .add(Admin, "/users/{id}/delete", POST, post(users::delete))
+    .add(
+        User,
+        "/vhosts",
+        GET_POST,
+        get(vhosts::list).post(vhosts::create),
+    )
+    .add(User, "/vhosts/new", GET, get(vhosts::new_form))
+    .add(User, "/vhosts/fields", GET, get(vhosts::fields))
+    .add(User, "/vhosts/preview", POST, post(vhosts::preview))
+    .add(User, "/vhosts/{id}", POST, post(vhosts::update))
+    .add(User, "/vhosts/{id}/edit", GET, get(vhosts::edit_form))
+    .add(User, "/vhosts/{id}/toggle", POST, post(vhosts::toggle))
+    .add(User, "/vhosts/{id}/delete", POST, post(vhosts::delete))
+    .add(User, "/changelog", GET, get(changelog::list))
+    .add(User, "/changelog/{id}", GET, get(changelog::show))
+    .add(
+        Admin,
+        "/changelog/{id}/revert",
+        POST,
+        post(changelog::revert),
+    )
+    .add(Admin, "/caddyfile", GET, get(vhosts::caddyfile))
     .add(Admin, "/audit", GET, get(audit::page))
 }
 

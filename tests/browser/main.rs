@@ -6,6 +6,7 @@ mod accounts;
 #[path = "../common/mod.rs"]
 mod common;
 mod setup;
+mod vhosts;
 
 use common::browser::Browser;
 use futures::FutureExt;
@@ -30,6 +31,18 @@ const JOURNEYS: &[(&str, Journey)] = &[
     }),
     ("setup_page_fits_a_phone_without_sideways_scroll", |b| {
         Box::pin(setup::fits_a_phone(b))
+    }),
+    ("vhosts_every_template_with_the_live_preview", |b| {
+        Box::pin(vhosts::every_template_with_the_live_preview(b))
+    }),
+    ("vhosts_a_refused_form_keeps_its_input", |b| {
+        Box::pin(vhosts::a_refused_form_keeps_its_input(b))
+    }),
+    ("vhosts_toggle_on_a_phone", |b| {
+        Box::pin(vhosts::toggle_on_a_phone(b))
+    }),
+    ("vhosts_revert_from_the_changelog", |b| {
+        Box::pin(vhosts::revert_from_the_changelog(b))
     }),
 ];
 

@@ -1,0 +1,81 @@
+//! The changelog: who changed which site, when, with a line diff of its Caddyfile block.
+
+use super::{Ctx, csrf_field, timestamp};
+use crate::web::{ChangelogQuery, EntryView};
+use maud::{Markup, html};
+use similar::{ChangeTag, TextDiff};
+
+pub fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -> Markup {
+    html! {
+        section .card #changelog {
+            h1 { "Changelog" }
+            form .filters method="get" action="/changelog" hx-get="/changelog" hx-target="#changelog-entries"
+                hx-select="#changelog-entries" hx-swap="outerHTML" hx-push-url="true"
+                hx-trigger="input changed delay:300ms, search" {
+                div .field {
+                    label for="changelog-domain" { "Domain" }
+                    input #changelog-domain type="search" name="domain" value=(q.domain) autocomplete="off";
+                }
+                div .field {
+                    label for="changelog-user" { "Changed by" }
+                    input #changelog-user type="search" name="user" value=(q.user) autocomplete="off";
+                }
+                noscript { button .button type="submit" { "Filter" } }
+            }
+            div #changelog-entries {
+                @for e in entries { (entry(ctx, admin, e)) }
+                @if entries.is_empty() { p .muted #no-changes { "No changes match." } }
+            }
+        }
+    }
+}
+
+pub fn detail(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
+    html! {
+        section .card #change {
+            h1 { "Change #" (e.entry.id) }
+            (entry(ctx, admin, e))
+            p { a href="/changelog" { "All changes" } }
+        }
+    }
+}
+
+fn entry(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
+    let en = &e.entry;
+    html! {
+        article .change data-action=(en.action) data-change=(en.id) {
+            header .change-head {
+                span .badge .action { (en.action) }
+                " "
+                a .mono .change-domain href=(format!("/changelog/{}", en.id)) { (en.domain) }
+                span .muted { " by " span .change-user { (en.user_email) } ", " (timestamp(en.created_at)) }
+                @if admin {
+                    form .inline .revert method="post" action=(format!("/changelog/{}/revert", en.id))
+                        hx-post=(format!("/changelog/{}/revert", en.id))
+                        hx-confirm=(format!("Put {} back the way it was before this change?", en.domain)) {
+                        (csrf_field(ctx))
+                        button .button .small type="submit" { "Revert" }
+                    }
+                }
+            }
+            (diff(&e.before, &e.after))
+        }
+    }
+}
+
+/// A line diff: removed lines, added lines, and the unchanged lines around them.
+pub fn diff(before: &str, after: &str) -> Markup {
+    let diff = TextDiff::from_lines(before, after);
+    html! {
+        pre .diff {
+            @for change in diff.iter_all_changes() {
+                @let (class, sign) = match change.tag() {
+                    ChangeTag::Delete => ("del", "-"),
+                    ChangeTag::Insert => ("add", "+"),
+                    ChangeTag::Equal => ("same", " "),
+                };
+                span class=(class) { (sign) " " (change.value().trim_end_matches('\n')) "\n" }
+            }
+        }
+    }
+}

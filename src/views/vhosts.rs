@@ -1,0 +1,266 @@
+//! Sites: the list with its one-tap toggles, the editor with template fields, inline
+//! template docs and the live preview, and the generated Caddyfile.
+
+use super::forms::{Field, FormErrors, form_alert};
+use super::{Ctx, csrf_field};
+use crate::db::users::User;
+use crate::domain::vhost::{FieldKind, Template};
+use crate::web::{Editor, ListQuery, Preview, RowView};
+use maud::{Markup, PreEscaped, html};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+pub fn list(ctx: &Ctx, admin: bool, rows: &[RowView], q: &ListQuery, owners: &[User]) -> Markup {
+    html! {
+        section .card #vhosts {
+            div .card-head {
+                h1 { "Sites" }
+                a .button .primary #new-site href="/vhosts/new" { "New site" }
+            }
+            form .filters #vhost-filters method="get" action="/vhosts" hx-get="/vhosts" hx-target="#vhost-rows"
+                hx-select="#vhost-rows" hx-swap="outerHTML" hx-push-url="true"
+                hx-trigger="input changed delay:250ms from:#vhost-search, search from:#vhost-search, change" {
+                div .field {
+                    label for="vhost-search" { "Search" }
+                    input #vhost-search type="search" name="q" value=(q.q) placeholder="example.com" autocomplete="off";
+                }
+                div .field {
+                    label for="vhost-status" { "Status" }
+                    select #vhost-status name="status" {
+                        option value="" selected[q.status.is_empty()] { "All" }
+                        option value="on" selected[q.status == "on"] { "Enabled" }
+                        option value="off" selected[q.status == "off"] { "Disabled" }
+                    }
+                }
+                @if admin {
+                    div .field {
+                        label for="vhost-owner" { "Owner" }
+                        select #vhost-owner name="owner" {
+                            option value="" { "Everyone" }
+                            @for u in owners {
+                                option value=(u.id) selected[q.owner == u.id.to_string()] { (u.email) }
+                            }
+                        }
+                    }
+                }
+                noscript { button .button type="submit" { "Filter" } }
+            }
+            div #vhost-rows .vhost-list {
+                @for r in rows { (row(ctx, r, admin, None)) }
+                @if rows.is_empty() {
+                    p .muted #no-sites { "No sites match. " a href="/vhosts/new" { "Add one" } "." }
+                }
+            }
+        }
+    }
+}
+
+/// One site in the list. The toggle swaps only this row; while it works the switch is
+/// disabled and a spinner shows.
+pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
+    let v = &r.vhost;
+    let id = format!("vhost-{}", v.id);
+    let toggle = format!("/vhosts/{}/toggle", v.id);
+    html! {
+        article .vhost-row .disabled[!v.enabled] #(id) data-domain=(v.domain) data-enabled=(v.enabled) {
+            div .vhost-main {
+                a .vhost-domain href=(format!("/vhosts/{}/edit", v.id)) { (r.display) }
+                div .vhost-meta .muted {
+                    span .vhost-template { (r.template) }
+                    @if admin { @if let Some(owner) = &r.owner { " · " span .vhost-owner { (owner) } } }
+                    " · " a .vhost-changes href=(format!("/changelog?domain={}", v.domain)) { "History" }
+                }
+                @if let Some(error) = error { p .row-error role="alert" { (error) } }
+            }
+            form .toggle method="post" action=(toggle) hx-post=(toggle) hx-target=(format!("#{id}"))
+                hx-swap="outerHTML" hx-disabled-elt="find button" {
+                (csrf_field(ctx))
+                button .switch type="submit" role="switch" aria-checked=(v.enabled)
+                    aria-label=(format!("{} {}", if v.enabled { "Disable" } else { "Enable" }, r.display)) {
+                    span .switch-track { span .switch-knob {} }
+                    span .switch-label { @if v.enabled { "On" } @else { "Off" } }
+                    span .spinner .htmx-indicator aria-hidden="true" {}
+                }
+            }
+        }
+    }
+}
+
+fn value<'a>(values: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    values.get(name).map(String::as_str).unwrap_or("")
+}
+
+pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
+    let action = match e.id {
+        Some(id) => format!("/vhosts/{id}"),
+        None => "/vhosts".to_string(),
+    };
+    html! {
+        div #vhost-editor .editor {
+            section .card .editor-form {
+                h1 { @if e.id.is_some() { "Edit site" } @else { "New site" } }
+                (form_alert(&e.errors))
+                form #vhost-form method="post" action=(action) hx-post=(action) hx-target="#vhost-editor" hx-swap="outerHTML" {
+                    (csrf_field(ctx))
+                    (Field::new("domain", "Domain").value(value(&e.values, "domain"))
+                        .hint("example.com, *.example.com, http://app.localhost:8080 — one address per site").render(&e.errors))
+                    div .field .has-error[e.errors.get("template").is_some()] {
+                        label for="template" { "Template" }
+                        select #template name="template" hx-get="/vhosts/fields" hx-target="#template-fields"
+                            hx-swap="outerHTML" hx-include="#vhost-form" hx-trigger="change" {
+                            @for t in Template::ALL {
+                                option value=(t.slug()) selected[t == e.template] { (t.label()) }
+                            }
+                        }
+                        @if let Some(why) = e.errors.get("template") { p .field-error #template-error { (why) } }
+                    }
+                    (template_fields(e.template, &e.values, &e.errors, e.admin))
+                    @if e.admin {
+                        div .field {
+                            label for="owner_id" { "Owner" }
+                            select #owner_id name="owner_id" {
+                                @for u in &e.owners {
+                                    option value=(u.id) selected[value(&e.values, "owner_id") == u.id.to_string()] { (u.email) " (" (u.role) ")" }
+                                }
+                            }
+                        }
+                    }
+                    div .field .check {
+                        label {
+                            input type="checkbox" name="enabled" value="on" checked[e.values.contains_key("enabled")];
+                            " Serve this site (enabled)"
+                        }
+                    }
+                    div .form-actions {
+                        button .button .primary type="submit" { @if e.id.is_some() { "Save changes" } @else { "Create site" } }
+                        a .button href="/vhosts" { "Cancel" }
+                    }
+                }
+                @if let Some(id) = e.id {
+                    form .danger-zone method="post" action=(format!("/vhosts/{id}/delete")) hx-post=(format!("/vhosts/{id}/delete"))
+                        hx-confirm=(format!("Delete {} for good? Caddy stops serving it.", value(&e.values, "domain"))) {
+                        (csrf_field(ctx))
+                        button .button .danger type="submit" { "Delete site" }
+                    }
+                }
+            }
+            section .card .editor-preview {
+                h2 { "Preview" }
+                p .hint { "The exact block this site adds to the Caddyfile. It updates as you type." }
+                div #preview hx-post="/vhosts/preview" hx-include="#vhost-form" hx-swap="innerHTML"
+                    hx-trigger="input from:#vhost-form delay:300ms, change from:#vhost-form delay:50ms" {
+                    (preview(&e.preview, &e.errors))
+                }
+            }
+        }
+    }
+}
+
+/// The fields of one template, and its documentation as inline help.
+pub fn template_fields(
+    t: Template,
+    values: &BTreeMap<String, String>,
+    errors: &FormErrors,
+    _admin: bool,
+) -> Markup {
+    html! {
+        div #template-fields data-template=(t.slug()) {
+            p .hint .template-summary { (t.summary()) }
+            @for f in t.fields() {
+                @let error = errors.get(f.name);
+                @let v = value(values, f.name);
+                div .field .has-error[error.is_some()] .check[matches!(f.kind, FieldKind::Checkbox)] {
+                    @match f.kind {
+                        FieldKind::Checkbox => {
+                            label {
+                                input type="checkbox" id=(f.name) name=(f.name) value="on" checked[v == "on"];
+                                " " (f.label)
+                            }
+                        }
+                        FieldKind::Text => {
+                            label for=(f.name) { (f.label) }
+                            input type="text" id=(f.name) name=(f.name) value=(v) required[f.required] autocomplete="off"
+                                aria-invalid=[error.map(|_| "true")];
+                        }
+                        FieldKind::Textarea => {
+                            label for=(f.name) { (f.label) }
+                            textarea .mono id=(f.name) name=(f.name) rows="8" required[f.required] spellcheck="false"
+                                aria-invalid=[error.map(|_| "true")] { (v) }
+                        }
+                        FieldKind::Select(options) => {
+                            label for=(f.name) { (f.label) }
+                            select id=(f.name) name=(f.name) {
+                                @for (value, label) in options.iter() {
+                                    option value=(value) selected[v == *value] { (label) }
+                                }
+                            }
+                        }
+                    }
+                    @if !f.hint.is_empty() { p .hint { (f.hint) } }
+                    @if let Some(why) = error { p .field-error id=(format!("{}-error", f.name)) role="alert" { (why) } }
+                }
+            }
+            details .template-doc open[t == Template::Raw] {
+                summary { "How the " (t.label()) " template works" }
+                div .doc { (doc_html(t)) }
+            }
+        }
+    }
+}
+
+/// The template's Markdown page, embedded at compile time and rendered once.
+fn doc_html(t: Template) -> PreEscaped<&'static str> {
+    static DOCS: OnceLock<Vec<(Template, String)>> = OnceLock::new();
+    let docs = DOCS.get_or_init(|| {
+        Template::ALL
+            .iter()
+            .map(|t| {
+                let mut html = String::new();
+                let parser = pulldown_cmark::Parser::new(t.doc())
+                    // Our own docs, but raw HTML in them would still bypass escaping: drop it.
+                    .filter(|e| {
+                        !matches!(
+                            e,
+                            pulldown_cmark::Event::Html(_) | pulldown_cmark::Event::InlineHtml(_)
+                        )
+                    });
+                pulldown_cmark::html::push_html(&mut html, parser);
+                (*t, html)
+            })
+            .collect()
+    });
+    let html = docs
+        .iter()
+        .find(|(d, _)| *d == t)
+        .map_or("", |(_, h)| h.as_str());
+    PreEscaped(html)
+}
+
+pub fn preview(p: &Preview, errors: &FormErrors) -> Markup {
+    html! {
+        @match p {
+            Preview::Block(block) => {
+                p .notice .ok #preview-status { "Valid: this is what Caddy will get." }
+                pre .caddyfile #preview-block { code { (block) } }
+            }
+            Preview::Invalid => {
+                p .notice .warn #preview-status { "Not valid yet:" }
+                ul #preview-errors {
+                    @for (field, why) in errors.iter() {
+                        li data-field=(field) { @if !field.is_empty() { strong { (field) } ": " } (why) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn caddyfile(text: &str, hash: &str) -> Markup {
+    html! {
+        section .card #caddyfile {
+            h1 { "Generated Caddyfile" }
+            p .hint { "What every agent's Caddy is sent. Hash " code #caddyfile-hash { (hash) } }
+            pre .caddyfile { code { (text) } }
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! Virtual host pages: the list with search and one-tap toggles, the new/edit form with
+//! its live preview, and delete. Ownership is checked in one place, the [`OwnedVhost`]
+//! extractor: a `user` reaching for someone else's vhost gets 404, as if it did not exist.
+
+use super::{AppState, CurrentUser, Form, Render};
+use crate::changes::{self, ChangeError};
+use crate::db::users::{self, User};
+use crate::db::vhosts::{self, Snapshot, Vhost};
+use crate::domain::caddyfile::{BodyPolicy, CaddyfileBody};
+use crate::domain::vhost::{GenerateContext, SiteAddress, Template};
+use crate::error::{AppError, Result};
+use crate::site_config;
+use crate::views::{self, forms::FormErrors};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A vhost the current user may see and change (an admin: any; a user: their own).
+pub struct OwnedVhost(pub Vhost);
+
+impl FromRequestParts<AppState> for OwnedVhost {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<i64>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        let vhost = state
+            .db
+            .run(move |c| vhosts::find(c, id))
+            .await?
+            .ok_or(AppError::NotFound)?;
+        if !current.user.is_admin() && vhost.owner_id != Some(current.user.id) {
+            return Err(AppError::NotFound);
+        }
+        Ok(Self(vhost))
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub q: String,
+    /// "", "on" or "off".
+    #[serde(default)]
+    pub status: String,
+    /// Owner id as text; "" for everyone (admins only).
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// What a row of the list shows.
+pub struct RowView {
+    pub vhost: Vhost,
+    pub display: String,
+    pub template: String,
+    pub owner: Option<String>,
+}
+
+fn row_view(v: Vhost, owners: &[User]) -> RowView {
+    let display = SiteAddress::parse(&v.domain)
+        .map(|a| a.display())
+        .unwrap_or_else(|_| v.domain.clone());
+    let template =
+        Template::from_slug(&v.template).map_or(v.template.clone(), |t| t.label().to_string());
+    let owner = v
+        .owner_id
+        .and_then(|id| owners.iter().find(|u| u.id == id))
+        .map(|u| u.email.clone());
+    RowView {
+        vhost: v,
+        display,
+        template,
+        owner,
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let admin = current.user.is_admin();
+    let filter = vhosts::Filter {
+        owner_id: if admin {
+            q.owner.parse().ok()
+        } else {
+            Some(current.user.id)
+        },
+        enabled: match q.status.as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        },
+        search: Some(q.q.trim().to_lowercase()).filter(|s| !s.is_empty()),
+    };
+    let (rows, owners) = state
+        .db
+        .run(move |c| {
+            Ok((
+                vhosts::list(c, &filter)?,
+                if admin { users::list(c)? } else { Vec::new() },
+            ))
+        })
+        .await?;
+    let rows: Vec<RowView> = rows.into_iter().map(|v| row_view(v, &owners)).collect();
+    Ok(render.page(
+        "Sites",
+        views::vhosts::list(&render.ctx, admin, &rows, &q, &owners),
+    ))
+}
+
+/// Everything the editor shows: the values as typed, the reasons, and the preview.
+pub struct Editor {
+    pub id: Option<i64>,
+    pub template: Template,
+    pub values: BTreeMap<String, String>,
+    pub errors: FormErrors,
+    pub admin: bool,
+    pub owners: Vec<User>,
+    pub preview: Preview,
+}
+
+/// What the live preview says about the form as it stands.
+pub enum Preview {
+    Block(String),
+    Invalid,
+}
+
+/// A form turned into a vhost, or the reasons it cannot be one.
+struct Checked {
+    snapshot: Snapshot,
+    block: String,
+}
+
+fn values_of(fields: Vec<(String, String)>) -> BTreeMap<String, String> {
+    fields
+        .into_iter()
+        .filter(|(k, _)| k != "csrf_token")
+        .collect()
+}
+
+fn template_of(values: &BTreeMap<String, String>) -> Template {
+    values
+        .get("template")
+        .and_then(|t| Template::from_slug(t))
+        .unwrap_or(Template::ReverseProxy)
+}
+
+/// Validates the whole form: domain, template fields, the generated body under the author's
+/// policy, and the owner. Every reason is keyed by the field it belongs to.
+fn check(
+    state: &AppState,
+    user: &User,
+    values: &BTreeMap<String, String>,
+    errors: &mut FormErrors,
+) -> Option<Checked> {
+    let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
+    let admin = user.is_admin();
+    let address = errors.check("domain", SiteAddress::parse(get("domain")));
+    let template = match Template::from_slug(get("template")) {
+        Some(t) => Some(t),
+        None => {
+            errors.add("template", "Choose a template.");
+            None
+        }
+    };
+    let ctx = GenerateContext {
+        admin,
+        user_root_base: state.config.vhosts.user_root_base.clone(),
+    };
+    let generated = template.and_then(|t| match t.generate(values, &ctx) {
+        Ok(text) => Some((t, text)),
+        Err(reasons) => {
+            for (field, why) in reasons {
+                errors.add(field, why.0);
+            }
+            None
+        }
+    });
+    let body = generated.as_ref().and_then(|(t, text)| {
+        // Free text from a `user` meets the allowlist; template output is built from typed,
+        // validated fields and is checked for structure only.
+        let policy = if admin || *t != Template::Raw {
+            BodyPolicy::admin()
+        } else {
+            BodyPolicy::restricted(&state.config.vhosts.user_directives)
+        };
+        match CaddyfileBody::parse(text, &policy) {
+            Ok(body) => Some(body),
+            Err(e) => {
+                let field = if *t == Template::Raw { "config" } else { "" };
+                errors.add(field, e.to_string());
+                None
+            }
+        }
+    });
+    let owner_id = if admin {
+        match get("owner_id") {
+            "" => Some(user.id),
+            id => match id.parse::<i64>() {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.add("owner_id", "Choose an owner.");
+                    None
+                }
+            },
+        }
+    } else {
+        Some(user.id)
+    };
+    let (address, (template, _), body, owner_id) = (address?, generated?, body?, owner_id?);
+    if !errors.is_empty() {
+        return None;
+    }
+    let params: BTreeMap<&str, &str> = template
+        .fields()
+        .iter()
+        .map(|f| (f.name, get(f.name)))
+        .collect();
+    let block = site_config::site_block(&state.config.caddy, address.as_str(), &body);
+    Some(Checked {
+        snapshot: Snapshot {
+            domain: address.as_str().to_string(),
+            template: template.slug().to_string(),
+            params: serde_json::to_string(&params).unwrap_or_else(|_| "{}".into()),
+            config: body.as_str().to_string(),
+            enabled: values.contains_key("enabled"),
+            owner_id: Some(owner_id),
+        },
+        block,
+    })
+}
+
+async fn owners_for(state: &AppState, admin: bool) -> Result<Vec<User>> {
+    if !admin {
+        return Ok(Vec::new());
+    }
+    Ok(state.db.run(|c| users::list(c)).await?)
+}
+
+/// Shows the editor for `values`, with every reason the form is refused: those found by
+/// validating it again, plus `extra` (what only saving could find, like a taken domain).
+async fn show_editor(
+    state: &AppState,
+    render: &Render,
+    user: &User,
+    id: Option<i64>,
+    values: BTreeMap<String, String>,
+    status: StatusCode,
+    extra: FormErrors,
+) -> Result<Response> {
+    let mut errors = FormErrors::default();
+    let preview = match check(state, user, &values, &mut errors) {
+        Some(checked) => Preview::Block(checked.block),
+        None => Preview::Invalid,
+    };
+    errors.merge(extra);
+    // A fresh form does not greet anyone with errors; they show once something is typed.
+    if status == StatusCode::OK && id.is_none() && values.get("domain").is_none_or(|d| d.is_empty())
+    {
+        errors = FormErrors::default();
+    }
+    let editor = Editor {
+        id,
+        template: template_of(&values),
+        admin: user.is_admin(),
+        owners: owners_for(state, user.is_admin()).await?,
+        values,
+        errors,
+        preview,
+    };
+    let title = if id.is_some() {
+        "Edit site"
+    } else {
+        "New site"
+    };
+    Ok(render.page_with_status(status, title, views::vhosts::editor(&render.ctx, &editor)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct NewQuery {
+    template: Option<String>,
+}
+
+pub async fn new_form(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Query(q): Query<NewQuery>,
+) -> Result<Response> {
+    let template = q
+        .template
+        .as_deref()
+        .and_then(Template::from_slug)
+        .unwrap_or(Template::ReverseProxy);
+    let mut values: BTreeMap<String, String> = template
+        .fields()
+        .iter()
+        .filter(|f| !f.default.is_empty())
+        .map(|f| (f.name.to_string(), f.default.to_string()))
+        .collect();
+    values.insert("template".into(), template.slug().into());
+    values.insert("enabled".into(), "on".into());
+    show_editor(
+        &state,
+        &render,
+        &current.user,
+        None,
+        values,
+        StatusCode::OK,
+        FormErrors::default(),
+    )
+    .await
+}
+
+/// The template's fields, swapped in when the template select changes. Values already
+/// typed for fields of the same name are kept.
+pub async fn fields(
+    current: CurrentUser,
+    render: Render,
+    Query(values): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    let values = values_of(values);
+    let template = template_of(&values);
+    let mut values = values;
+    for f in template.fields() {
+        if !values.contains_key(f.name) && !f.default.is_empty() {
+            values.insert(f.name.to_string(), f.default.to_string());
+        }
+    }
+    Ok(render.page(
+        "Template",
+        views::vhosts::template_fields(
+            template,
+            &values,
+            &FormErrors::default(),
+            current.user.is_admin(),
+        ),
+    ))
+}
+
+/// The live preview: the exact block this form would generate, or why it cannot.
+pub async fn preview(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response> {
+    let values = values_of(fields);
+    let mut errors = FormErrors::default();
+    let preview = match check(&state, &current.user, &values, &mut errors) {
+        Some(checked) => Preview::Block(checked.block),
+        None => Preview::Invalid,
+    };
+    Ok(render.page("Preview", views::vhosts::preview(&preview, &errors)))
+}
+
+fn change_error(e: ChangeError, errors: &mut FormErrors) -> Result<(), AppError> {
+    match e {
+        ChangeError::DomainTaken => {
+            errors.add("domain", "Another site already uses this domain.");
+            Ok(())
+        }
+        ChangeError::NotFound => Err(AppError::NotFound),
+        ChangeError::Refused(why) => Err(AppError::Conflict(why)),
+        ChangeError::Db(e) => Err(e.into()),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response> {
+    let values = values_of(fields);
+    let mut errors = FormErrors::default();
+    let Some(checked) = check(&state, &current.user, &values, &mut errors) else {
+        return show_editor(
+            &state,
+            &render,
+            &current.user,
+            None,
+            values,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FormErrors::default(),
+        )
+        .await;
+    };
+    let result = changes::apply(&state.db, &current.user, move |tx, author| {
+        changes::create(tx, author, &checked.snapshot)
+    })
+    .await?;
+    match result {
+        Ok(v) => Ok(render.redirect(&format!("/vhosts?created={}", v.id))),
+        Err(e) => {
+            change_error(e, &mut errors)?;
+            show_editor(
+                &state,
+                &render,
+                &current.user,
+                None,
+                values,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+/// The stored form values of a vhost, to open the editor as it was saved.
+fn stored_values(v: &Vhost) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> = serde_json::from_str(&v.params).unwrap_or_default();
+    values.retain(|_, value| !value.is_empty());
+    let display = SiteAddress::parse(&v.domain)
+        .map(|a| a.display())
+        .unwrap_or_else(|_| v.domain.clone());
+    values.insert("domain".into(), display);
+    values.insert("template".into(), v.template.clone());
+    if v.enabled {
+        values.insert("enabled".into(), "on".into());
+    }
+    if let Some(owner) = v.owner_id {
+        values.insert("owner_id".into(), owner.to_string());
+    }
+    values
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    OwnedVhost(v): OwnedVhost,
+) -> Result<Response> {
+    show_editor(
+        &state,
+        &render,
+        &current.user,
+        Some(v.id),
+        stored_values(&v),
+        StatusCode::OK,
+        FormErrors::default(),
+    )
+    .await
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    OwnedVhost(v): OwnedVhost,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response> {
+    let values = values_of(fields);
+    let mut errors = FormErrors::default();
+    let Some(checked) = check(&state, &current.user, &values, &mut errors) else {
+        return show_editor(
+            &state,
+            &render,
+            &current.user,
+            Some(v.id),
+            values,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FormErrors::default(),
+        )
+        .await;
+    };
+    let id = v.id;
+    let result = changes::apply(&state.db, &current.user, move |tx, author| {
+        changes::update(tx, author, id, &checked.snapshot)
+    })
+    .await?;
+    match result {
+        Ok(v) => Ok(render.redirect(&format!("/vhosts?updated={}", v.id))),
+        Err(e) => {
+            change_error(e, &mut errors)?;
+            show_editor(
+                &state,
+                &render,
+                &current.user,
+                Some(id),
+                values,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+/// One tap: flips the site and answers with its row as it now truly is.
+pub async fn toggle(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    OwnedVhost(v): OwnedVhost,
+) -> Result<Response> {
+    let id = v.id;
+    let result = changes::apply(&state.db, &current.user, move |tx, author| {
+        changes::toggle(tx, author, id)
+    })
+    .await?;
+    if !render.htmx {
+        return Ok(render.redirect("/vhosts"));
+    }
+    let admin = current.user.is_admin();
+    let owners = owners_for(&state, admin).await?;
+    match result {
+        Ok(now) => Ok(render.page(
+            "Sites",
+            views::vhosts::row(&render.ctx, &row_view(now, &owners), admin, None),
+        )),
+        Err(ChangeError::NotFound) => Err(AppError::NotFound),
+        Err(e) => {
+            // Show the row as it really is, with what went wrong beside it.
+            tracing::error!(error = %e, "toggle failed");
+            let truth = state
+                .db
+                .run(move |c| vhosts::find(c, id))
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let message = "Could not change this site; it is shown as it is now.";
+            Ok(render.page(
+                "Sites",
+                views::vhosts::row(&render.ctx, &row_view(truth, &owners), admin, Some(message)),
+            ))
+        }
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    OwnedVhost(v): OwnedVhost,
+) -> Result<Response> {
+    let id = v.id;
+    changes::apply(&state.db, &current.user, move |tx, author| {
+        changes::delete(tx, author, id)
+    })
+    .await?
+    .map_err(|_| AppError::NotFound)?;
+    Ok(render.redirect("/vhosts?deleted=1"))
+}
+
+/// The whole generated Caddyfile (admin), as the agents will receive it.
+pub async fn caddyfile(State(state): State<AppState>, render: Render) -> Result<Response> {
+    let all = state.db.run(|c| vhosts::enabled(c)).await?;
+    let (text, hash) = site_config::whole(&state.config.caddy, &all);
+    Ok(render.page("Caddyfile", views::vhosts::caddyfile(&text, &hash)))
+}

@@ -1,0 +1,603 @@
+//! Sites through real HTTP against a real hub and SQLite file: create from every template,
+//! refusals that keep the input, hostile bodies, ownership, toggles, the live preview, the
+//! changelog with revert.
+
+mod common;
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
+use gatehouse::db::{changelog, vhosts};
+use gatehouse::domain::Role;
+use reqwest::StatusCode;
+
+fn location(page: &common::Page) -> &str {
+    page.header("location").unwrap_or_default()
+}
+
+async fn app_with_admin() -> TestApp {
+    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
+    app.create_admin().await;
+    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    app
+}
+
+async fn user(app: &TestApp, email: &str) -> (Visitor, i64) {
+    let id = app.add_user(email, Role::User).await;
+    let v = app.visitor();
+    assert_eq!(
+        v.login(email, USER_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    (v, id)
+}
+
+async fn create(v: &Visitor, fields: &[(&str, &str)]) -> common::Page {
+    let mut all = fields.to_vec();
+    all.push(("enabled", "on"));
+    v.post_form("/vhosts", &all).await
+}
+
+async fn proxy(v: &Visitor, domain: &str) -> i64 {
+    let page = create(
+        v,
+        &[
+            ("domain", domain),
+            ("template", "reverse_proxy"),
+            ("upstream", "127.0.0.1:3000"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    location(&page).split('=').nth(1).unwrap().parse().unwrap()
+}
+
+async fn stored(app: &TestApp, domain: &str) -> Option<vhosts::Vhost> {
+    let d = domain.to_string();
+    app.state
+        .db
+        .run(move |c| vhosts::find_by_domain(c, &d))
+        .await
+        .unwrap()
+}
+
+async fn changes(app: &TestApp) -> Vec<changelog::Entry> {
+    app.state
+        .db
+        .run(|c| {
+            changelog::list(
+                c,
+                &changelog::Filter {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_site_is_created_from_every_template_and_recorded() {
+    let app = app_with_admin().await;
+    let cases: &[&[(&str, &str)]] = &[
+        &[
+            ("domain", "proxy.example.com"),
+            ("template", "reverse_proxy"),
+            ("upstream", "127.0.0.1:3000"),
+        ],
+        &[
+            ("domain", "lb.example.com"),
+            ("template", "load_balancer"),
+            ("upstreams", "10.0.0.1:80\n10.0.0.2:80"),
+            ("lb_policy", "least_conn"),
+            ("health_uri", "/health"),
+            ("health_interval", "10s"),
+        ],
+        &[
+            ("domain", "static.example.com"),
+            ("template", "static_files"),
+            ("root", "/srv/www/static"),
+            ("browse", "on"),
+        ],
+        &[
+            ("domain", "old.example.com"),
+            ("template", "redirect"),
+            ("target", "https://new.example.com"),
+            ("redirect_kind", "permanent"),
+            ("keep_path", "on"),
+        ],
+        &[
+            ("domain", "php.example.com"),
+            ("template", "php_fastcgi"),
+            ("php_root", "/srv/www/php"),
+            ("php_upstream", "127.0.0.1:9000"),
+        ],
+        &[
+            ("domain", "raw.example.com"),
+            ("template", "raw"),
+            ("config", "respond \"hello\" 200"),
+        ],
+    ];
+    for fields in cases {
+        let page = create(&app, fields).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{fields:?}: {}",
+            page.body
+        );
+    }
+    let list = app.get("/vhosts").await;
+    let domains = list.texts("#vhost-rows .vhost-domain");
+    assert_eq!(domains.len(), 6);
+    let mut sorted = domains.clone();
+    sorted.sort();
+    assert_eq!(domains, sorted, "sites are listed by domain");
+    let lb = stored(&app, "lb.example.com").await.unwrap();
+    assert!(
+        lb.config.contains("lb_policy least_conn") && lb.config.contains("10.0.0.1:80 10.0.0.2:80"),
+        "{}",
+        lb.config
+    );
+    assert!(
+        stored(&app, "old.example.com")
+            .await
+            .unwrap()
+            .config
+            .contains("redir https://new.example.com{uri}")
+    );
+    assert_eq!(
+        changes(&app)
+            .await
+            .iter()
+            .filter(|e| e.action == "create")
+            .count(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_refused_form_keeps_every_field_and_says_why_beside_each() {
+    let app = app_with_admin().await;
+    let page = create(
+        &app,
+        &[
+            ("domain", "not a domain/"),
+            ("template", "reverse_proxy"),
+            ("upstream", "127.0.0.1:notaport"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!page.text("#domain-error").is_empty());
+    assert!(!page.text("#upstream-error").is_empty());
+    assert_eq!(
+        page.attr("#domain", "value").as_deref(),
+        Some("not a domain/")
+    );
+    assert_eq!(
+        page.attr("#upstream", "value").as_deref(),
+        Some("127.0.0.1:notaport")
+    );
+    assert_eq!(
+        page.attr("#template option[selected]", "value").as_deref(),
+        Some("reverse_proxy")
+    );
+    assert_eq!(page.count("#preview-errors li"), 2);
+    assert!(changes(&app).await.is_empty(), "nothing is saved");
+}
+
+#[tokio::test]
+async fn a_domain_can_belong_to_one_site_only() {
+    let app = app_with_admin().await;
+    proxy(&app, "taken.example.com").await;
+    let again = create(
+        &app,
+        &[
+            ("domain", "TAKEN.example.com"),
+            ("template", "raw"),
+            ("config", "respond ok"),
+        ],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        again.text("#domain-error"),
+        "Another site already uses this domain."
+    );
+    assert_eq!(again.text("#config"), "respond ok", "the body is kept");
+}
+
+#[tokio::test]
+async fn international_domains_are_stored_as_punycode_and_shown_in_unicode() {
+    let app = app_with_admin().await;
+    proxy(&app, "Bücher.example").await;
+    assert!(stored(&app, "xn--bcher-kva.example").await.is_some());
+    assert_eq!(
+        app.get("/vhosts").await.text(".vhost-domain"),
+        "bücher.example"
+    );
+}
+
+#[tokio::test]
+async fn hostile_bodies_are_refused_with_line_and_column() {
+    let app = app_with_admin().await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+    for (body, why) in [
+        (
+            "respond ok\n}\nevil.example.com {\n\trespond pwned",
+            "escapes",
+        ),
+        ("import /etc/caddy/secrets", "import"),
+        ("root * /\nfile_server", "root"),
+        ("respond {file./etc/passwd}", "file"),
+        ("respond ok {", "unbalanced"),
+    ] {
+        let page = create(
+            &bob,
+            &[
+                ("domain", "bob.example.com"),
+                ("template", "raw"),
+                ("config", body),
+            ],
+        )
+        .await;
+        assert_eq!(
+            page.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{why}: {body}"
+        );
+        let error = page.text("#config-error");
+        assert!(error.starts_with("line "), "{why}: {error}");
+        assert_eq!(
+            page.text("#config"),
+            body.replace('\t', " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            "{why}: the body is kept"
+        );
+    }
+    assert!(stored(&app, "bob.example.com").await.is_none());
+    // An admin may serve files from anywhere.
+    let admin = create(
+        &app,
+        &[
+            ("domain", "files.example.com"),
+            ("template", "raw"),
+            ("config", "root * /var/www\nfile_server"),
+        ],
+    )
+    .await;
+    assert_eq!(admin.status, StatusCode::SEE_OTHER, "{}", admin.body);
+}
+
+#[tokio::test]
+async fn a_users_static_root_must_stay_inside_the_allowed_base() {
+    let app = app_with_admin().await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+    let outside = create(
+        &bob,
+        &[
+            ("domain", "s.example.com"),
+            ("template", "static_files"),
+            ("root", "/etc"),
+        ],
+    )
+    .await;
+    assert_eq!(outside.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!outside.text("#root-error").is_empty());
+    let inside = create(
+        &bob,
+        &[
+            ("domain", "s.example.com"),
+            ("template", "static_files"),
+            ("root", "/srv/www/bob"),
+        ],
+    )
+    .await;
+    assert_eq!(inside.status, StatusCode::SEE_OTHER, "{}", inside.body);
+}
+
+#[tokio::test]
+async fn a_user_cannot_read_edit_toggle_delete_or_see_the_history_of_another_users_site() {
+    let app = app_with_admin().await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+    let (eve, _) = user(&app, "eve@example.com").await;
+    let id = proxy(&bob, "bob.example.com").await;
+    let entry = changes(&app).await[0].id;
+
+    assert_eq!(
+        eve.get("/vhosts").await.count(".vhost-row"),
+        0,
+        "not in her list"
+    );
+    assert_eq!(eve.get("/vhosts?q=bob").await.count(".vhost-row"), 0);
+    assert_eq!(
+        eve.get(&format!("/vhosts/{id}/edit")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let update = eve
+        .post_form(
+            &format!("/vhosts/{id}"),
+            &[
+                ("domain", "eve.example.com"),
+                ("template", "raw"),
+                ("config", "respond hi"),
+            ],
+        )
+        .await;
+    assert_eq!(update.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        eve.post_form(&format!("/vhosts/{id}/toggle"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        eve.post_form(&format!("/vhosts/{id}/delete"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        eve.get(&format!("/changelog/{entry}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(eve.get("/changelog").await.count("article.change"), 0);
+    assert_eq!(
+        eve.post_form(&format!("/changelog/{entry}/revert"), &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    let untouched = stored(&app, "bob.example.com").await.unwrap();
+    assert!(untouched.enabled);
+    assert_eq!(changes(&app).await.len(), 1);
+    assert_eq!(
+        bob.get(&format!("/changelog/{entry}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/vhosts").await.count(".vhost-row"),
+        1,
+        "an admin sees every site"
+    );
+}
+
+#[tokio::test]
+async fn a_toggle_swaps_only_its_row_and_is_recorded() {
+    let app = app_with_admin().await;
+    let id = proxy(&app, "t.example.com").await;
+    let token = app.csrf().await;
+    let row = Page::from(
+        app.http
+            .post(app.url(&format!("/vhosts/{id}/toggle")))
+            .header("HX-Request", "true")
+            .header("X-CSRF-Token", token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(row.status, StatusCode::OK);
+    assert_eq!(row.count("header.topbar"), 0, "only the row comes back");
+    assert_eq!(
+        row.count(&format!("article#vhost-{id}.vhost-row.disabled")),
+        1
+    );
+    assert_eq!(
+        row.attr("button.switch", "aria-checked").as_deref(),
+        Some("false")
+    );
+    assert!(!stored(&app, "t.example.com").await.unwrap().enabled);
+    let plain = app.post_form(&format!("/vhosts/{id}/toggle"), &[]).await;
+    assert_eq!(
+        location(&plain),
+        "/vhosts",
+        "without htmx the list is shown again"
+    );
+    assert!(stored(&app, "t.example.com").await.unwrap().enabled);
+    assert_eq!(
+        changes(&app)
+            .await
+            .iter()
+            .filter(|e| e.action == "toggle")
+            .count(),
+        2
+    );
+}
+
+use common::Page;
+
+#[tokio::test]
+async fn the_live_preview_shows_the_exact_block_or_the_reasons() {
+    let app = app_with_admin().await;
+    let ok = app
+        .post_form(
+            "/vhosts/preview",
+            &[
+                ("domain", "p.example.com"),
+                ("template", "reverse_proxy"),
+                ("upstream", "127.0.0.1:8080"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let block = ok.text("#preview-block");
+    assert!(block.starts_with("p.example.com {"), "{block}");
+    assert!(block.contains("reverse_proxy 127.0.0.1:8080"));
+    assert!(
+        block.contains("format json"),
+        "the access log is part of the block: {block}"
+    );
+    let bad = app
+        .post_form(
+            "/vhosts/preview",
+            &[
+                ("domain", "p.example.com"),
+                ("template", "reverse_proxy"),
+                ("upstream", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.count("#preview-block"), 0);
+    assert_eq!(bad.count("#preview-errors li[data-field=upstream]"), 1);
+}
+
+#[tokio::test]
+async fn switching_template_swaps_the_fields_and_keeps_the_domain() {
+    let app = app_with_admin().await;
+    let page = app
+        .get_htmx("/vhosts/fields?template=redirect&domain=x.example.com")
+        .await;
+    assert_eq!(
+        page.attr("#template-fields", "data-template").as_deref(),
+        Some("redirect")
+    );
+    assert_eq!(page.count("#template-fields #target"), 1);
+    assert_eq!(page.count("#template-fields #upstream"), 0);
+    assert!(
+        page.count("#template-fields .template-doc .doc h1") == 1,
+        "the template's doc is inline help"
+    );
+}
+
+#[tokio::test]
+async fn editing_keeps_the_saved_values_and_updates_are_recorded() {
+    let app = app_with_admin().await;
+    let id = proxy(&app, "e.example.com").await;
+    let form = app.get(&format!("/vhosts/{id}/edit")).await;
+    assert_eq!(
+        form.attr("#domain", "value").as_deref(),
+        Some("e.example.com")
+    );
+    assert_eq!(
+        form.attr("#upstream", "value").as_deref(),
+        Some("127.0.0.1:3000")
+    );
+    let saved = app
+        .post_form(
+            &format!("/vhosts/{id}"),
+            &[
+                ("domain", "e.example.com"),
+                ("template", "reverse_proxy"),
+                ("upstream", "127.0.0.1:4000"),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert!(
+        stored(&app, "e.example.com")
+            .await
+            .unwrap()
+            .config
+            .contains("127.0.0.1:4000")
+    );
+    let history = app.get("/changelog?domain=e.example").await;
+    assert_eq!(
+        history.texts("article.change .action"),
+        ["update", "create"]
+    );
+    assert!(
+        history
+            .texts("pre.diff span.del")
+            .iter()
+            .any(|l| l.contains("127.0.0.1:3000"))
+    );
+    assert!(
+        history
+            .texts("pre.diff span.add")
+            .iter()
+            .any(|l| l.contains("127.0.0.1:4000"))
+    );
+}
+
+#[tokio::test]
+async fn an_admin_reverts_a_change_from_the_changelog() {
+    let app = app_with_admin().await;
+    let id = proxy(&app, "r.example.com").await;
+    app.post_form(&format!("/vhosts/{id}/delete"), &[]).await;
+    assert!(stored(&app, "r.example.com").await.is_none());
+    let delete = changes(&app).await[0].id;
+    let reverted = app
+        .post_form(&format!("/changelog/{delete}/revert"), &[])
+        .await;
+    assert_eq!(location(&reverted), "/changelog?reverted=1");
+    let back = stored(&app, "r.example.com").await.unwrap();
+    assert!(back.config.contains("127.0.0.1:3000"));
+    assert_eq!(changes(&app).await[0].action, "revert");
+}
+
+#[tokio::test]
+async fn an_admin_can_give_a_site_to_someone_else() {
+    let app = app_with_admin().await;
+    let (bob, bob_id) = user(&app, "bob@example.com").await;
+    let id = proxy(&app, "gift.example.com").await;
+    let page = app
+        .post_form(
+            &format!("/vhosts/{id}"),
+            &[
+                ("domain", "gift.example.com"),
+                ("template", "reverse_proxy"),
+                ("upstream", "127.0.0.1:3000"),
+                ("owner_id", &bob_id.to_string()),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(
+        bob.get("/vhosts").await.texts(".vhost-domain"),
+        ["gift.example.com"]
+    );
+    // A user cannot hand a site over: the owner field is ignored for them.
+    let mine = proxy(&bob, "mine.example.com").await;
+    bob.post_form(
+        &format!("/vhosts/{mine}"),
+        &[
+            ("domain", "mine.example.com"),
+            ("template", "reverse_proxy"),
+            ("upstream", "127.0.0.1:3000"),
+            ("owner_id", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        stored(&app, "mine.example.com").await.unwrap().owner_id,
+        Some(bob_id)
+    );
+}
+
+#[tokio::test]
+async fn search_and_filters_narrow_the_list() {
+    let app = app_with_admin().await;
+    let a = proxy(&app, "alpha.example.com").await;
+    proxy(&app, "beta.example.com").await;
+    app.post_form(&format!("/vhosts/{a}/toggle"), &[]).await;
+    assert_eq!(
+        app.get("/vhosts?q=ALPHA").await.texts(".vhost-domain"),
+        ["alpha.example.com"]
+    );
+    assert_eq!(
+        app.get("/vhosts?status=off").await.texts(".vhost-domain"),
+        ["alpha.example.com"]
+    );
+    assert_eq!(
+        app.get("/vhosts?status=on").await.texts(".vhost-domain"),
+        ["beta.example.com"]
+    );
+}
+
+#[tokio::test]
+async fn deleting_is_recorded_with_the_state_before() {
+    let app = app_with_admin().await;
+    let id = proxy(&app, "d.example.com").await;
+    let page = app.post_form(&format!("/vhosts/{id}/delete"), &[]).await;
+    assert_eq!(location(&page), "/vhosts?deleted=1");
+    let entry = &changes(&app).await[0];
+    assert_eq!(entry.action, "delete");
+    assert_eq!(entry.old.as_ref().unwrap().domain, "d.example.com");
+    assert!(entry.new.is_none());
+}
