@@ -172,6 +172,8 @@ mod tests {
             config: "respond ok".into(),
             enabled,
             owner_id: None,
+            all_agents: true,
+            agent_ids: Vec::new(),
         }
     }
 

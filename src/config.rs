@@ -35,6 +35,66 @@ pub struct Config {
     pub security: SecurityConfig,
     pub caddy: CaddyConfig,
     pub vhosts: VhostsConfig,
+    pub fleet: FleetConfig,
+}
+
+/// How the hub talks to its agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// How often the reconciler checks every agent (health, drift), in seconds.
+    pub reconcile_interval_secs: u64,
+    /// A push to one agent (Caddy loading the whole file) must finish within this.
+    pub push_timeout_secs: u64,
+    /// Agents declared here are added at start-up and kept in step with this list.
+    pub agents: Vec<AgentDecl>,
+}
+
+/// An agent declared in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDecl {
+    pub name: String,
+    /// Base URL of the agent, e.g. `http://10.0.0.5:7070`.
+    pub url: String,
+    /// The agent's bearer token; or give `token_file`.
+    #[serde(default)]
+    pub token: Secret,
+    #[serde(default)]
+    pub token_file: String,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            reconcile_interval_secs: 5,
+            push_timeout_secs: 60,
+            agents: Vec::new(),
+        }
+    }
+}
+
+impl AgentDecl {
+    /// The token, read from `token_file` when `token` is empty.
+    pub fn resolve_token(&self) -> Result<Secret, String> {
+        if !self.token.is_empty() {
+            return Ok(self.token.clone());
+        }
+        if self.token_file.is_empty() {
+            return Err(format!(
+                "agent {:?} needs a token or a token_file",
+                self.name
+            ));
+        }
+        std::fs::read_to_string(&self.token_file)
+            .map(|t| Secret::new(t.trim()))
+            .map_err(|e| {
+                format!(
+                    "agent {:?}: cannot read token_file {}: {e}",
+                    self.name, self.token_file
+                )
+            })
+    }
 }
 
 /// What goes into every generated Caddyfile besides the sites.
@@ -147,6 +207,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             caddy: CaddyConfig::default(),
             vhosts: VhostsConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -312,6 +373,29 @@ impl Config {
                 "caddy.access_log_roll_size_mb",
                 "rolling needs a size and a count of at least 1".into(),
             ));
+        }
+        if !(1..=3600).contains(&self.fleet.reconcile_interval_secs) {
+            return Err((
+                "fleet.reconcile_interval_secs",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.fleet.push_timeout_secs) {
+            return Err((
+                "fleet.push_timeout_secs",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        for agent in &self.fleet.agents {
+            let url_ok = reqwest::Url::parse(&agent.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if agent.name.trim().is_empty() || !url_ok {
+                return Err((
+                    "fleet.agents",
+                    format!("agent {:?} needs a name and an http(s) url", agent.name),
+                ));
+            }
+            agent.resolve_token().map_err(|e| ("fleet.agents", e))?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ("log.level", format!("not a valid log filter: {e}")))?;

@@ -19,6 +19,8 @@ pub mod db;
 pub mod domain;
 /// The one application error type and how it becomes an HTTP response.
 pub mod error;
+/// The hub's side of the agents: client, deploy pipeline, reconciler.
+pub mod fleet;
 /// Stored vhosts and settings rendered as Caddyfile text.
 pub mod site_config;
 /// Logging set-up (tracing).

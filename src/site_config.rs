@@ -2,6 +2,7 @@
 //! for the live preview and the changelog diff, or the whole file an agent's Caddy loads.
 
 use crate::config::{CADDY_DEFAULT_ADMIN, CaddyConfig};
+use crate::db::agents::Agent;
 use crate::db::vhosts::Vhost;
 use crate::domain::caddyfile::{
     AccessLog, BodyPolicy, CaddyfileBody, GlobalOptions, SiteBlock, config_hash, render,
@@ -48,8 +49,41 @@ pub fn stored_body(config: &str) -> Option<CaddyfileBody> {
     CaddyfileBody::parse(config, &BodyPolicy::admin()).ok()
 }
 
+/// Where one agent's Caddy listens for its admin API and writes its access log, as the
+/// agent reported them; the configured defaults until it has.
+pub struct Target<'a> {
+    pub admin: &'a str,
+    pub access_log: &'a str,
+}
+
+/// The Caddyfile agent `agent` must run: its enabled vhosts, with its own admin address and
+/// access log. Returns the text and its hash.
+pub fn for_agent(c: &CaddyConfig, agent: &Agent, vhosts: &[Vhost]) -> (String, String) {
+    let target = Target {
+        admin: agent.caddy_admin.as_deref().unwrap_or(&c.admin),
+        access_log: agent.access_log.as_deref().unwrap_or(&c.access_log),
+    };
+    let mine: Vec<Vhost> = vhosts
+        .iter()
+        .filter(|v| v.served_by(agent.id))
+        .cloned()
+        .collect();
+    render_for(c, &target, &mine)
+}
+
 /// The whole Caddyfile for `vhosts` (only the enabled ones are served), and its hash.
 pub fn whole(c: &CaddyConfig, vhosts: &[Vhost]) -> (String, String) {
+    render_for(
+        c,
+        &Target {
+            admin: &c.admin,
+            access_log: &c.access_log,
+        },
+        vhosts,
+    )
+}
+
+fn render_for(c: &CaddyConfig, target: &Target<'_>, vhosts: &[Vhost]) -> (String, String) {
     let bodies: Vec<(String, CaddyfileBody)> = vhosts
         .iter()
         .filter(|v| v.enabled)
@@ -65,7 +99,13 @@ pub fn whole(c: &CaddyConfig, vhosts: &[Vhost]) -> (String, String) {
         .iter()
         .map(|(address, body)| SiteBlock { address, body })
         .collect();
-    let text = render(&global_options(c), &sites, Some(&access_log(c)));
+    let mut global = global_options(c);
+    global.admin = (target.admin != CADDY_DEFAULT_ADMIN).then(|| target.admin.to_string());
+    let log = AccessLog {
+        path: target.access_log.to_string(),
+        ..access_log(c)
+    };
+    let text = render(&global, &sites, Some(&log));
     let hash = config_hash(&text);
     (text, hash)
 }

@@ -453,6 +453,8 @@ async fn every_route_enforces_its_access_level() {
                 config: "respond ok\n".into(),
                 enabled: true,
                 owner_id: Some(victim),
+                all_agents: true,
+                agent_ids: Vec::new(),
             };
             let author = gatehouse::db::changelog::Author {
                 user_id: victim,

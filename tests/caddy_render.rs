@@ -119,6 +119,8 @@ fn a_thousand_sites_from_every_template_are_fmt_clean_and_adapt() {
             config: body.as_str().to_string(),
             enabled: i % 10 != 9,
             owner_id: None,
+            all_agents: true,
+            agent_ids: Vec::new(),
             created_at: 0,
             updated_at: 0,
         });

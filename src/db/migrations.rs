@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "vhosts",
         sql: include_str!("migrations/0003_vhosts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "agents",
+        sql: include_str!("migrations/0004_agents.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

@@ -4,6 +4,7 @@
 //! Storage functions return `Option` for "no such row"; a failing database is always an
 //! error, never mistaken for "not found".
 
+pub mod agents;
 pub mod audit;
 pub mod backup_codes;
 pub mod changelog;

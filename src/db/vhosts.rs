@@ -15,6 +15,9 @@ pub struct Vhost {
     pub config: String,
     pub enabled: bool,
     pub owner_id: Option<i64>,
+    /// Served by every agent, or only by `agent_ids`.
+    pub all_agents: bool,
+    pub agent_ids: Vec<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -28,9 +31,23 @@ pub struct Snapshot {
     pub config: String,
     pub enabled: bool,
     pub owner_id: Option<i64>,
+    /// Older snapshots have no agent fields: they meant every agent.
+    #[serde(default = "every_agent")]
+    pub all_agents: bool,
+    #[serde(default)]
+    pub agent_ids: Vec<i64>,
+}
+
+fn every_agent() -> bool {
+    true
 }
 
 impl Vhost {
+    /// Whether the agent `agent_id` serves this vhost (enabled or not).
+    pub fn served_by(&self, agent_id: i64) -> bool {
+        self.all_agents || self.agent_ids.contains(&agent_id)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             domain: self.domain.clone(),
@@ -39,12 +56,14 @@ impl Vhost {
             config: self.config.clone(),
             enabled: self.enabled,
             owner_id: self.owner_id,
+            all_agents: self.all_agents,
+            agent_ids: self.agent_ids.clone(),
         }
     }
 }
 
 const COLUMNS: &str =
-    "id, domain, template, params, config, enabled, owner_id, created_at, updated_at";
+    "id, domain, template, params, config, enabled, owner_id, created_at, updated_at, all_agents";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Vhost> {
     Ok(Vhost {
@@ -57,7 +76,42 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Vhost> {
         owner_id: r.get(6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
+        all_agents: r.get(9)?,
+        agent_ids: Vec::new(),
     })
+}
+
+/// Fills in `agent_ids` for vhosts limited to chosen agents, in one query.
+fn with_agents(conn: &Connection, mut list: Vec<Vhost>) -> Result<Vec<Vhost>, DbError> {
+    if list.iter().all(|v| v.all_agents) {
+        return Ok(list);
+    }
+    let mut stmt = conn.prepare("SELECT vhost_id, agent_id FROM vhost_agents ORDER BY agent_id")?;
+    let pairs: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for v in list.iter_mut().filter(|v| !v.all_agents) {
+        v.agent_ids = pairs
+            .iter()
+            .filter(|(vid, _)| *vid == v.id)
+            .map(|(_, a)| *a)
+            .collect();
+    }
+    Ok(list)
+}
+
+fn set_agents(conn: &Connection, id: i64, s: &Snapshot) -> Result<(), DbError> {
+    conn.execute("DELETE FROM vhost_agents WHERE vhost_id = ?1", [id])?;
+    if !s.all_agents {
+        let mut stmt = conn.prepare(
+            "INSERT OR IGNORE INTO vhost_agents (vhost_id, agent_id)
+             SELECT ?1, id FROM agents WHERE id = ?2",
+        )?;
+        for agent in &s.agent_ids {
+            stmt.execute(params![id, agent])?;
+        }
+    }
+    Ok(())
 }
 
 /// A write that hit the unique domain.
@@ -83,12 +137,14 @@ fn map_unique(e: rusqlite::Error) -> WriteError {
 pub fn insert(conn: &Connection, s: &Snapshot) -> Result<i64, WriteError> {
     let t = now();
     conn.execute(
-        "INSERT INTO vhosts (domain, template, params, config, enabled, owner_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![s.domain, s.template, s.params, s.config, s.enabled, s.owner_id, t],
+        "INSERT INTO vhosts (domain, template, params, config, enabled, owner_id, created_at, updated_at, all_agents)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        params![s.domain, s.template, s.params, s.config, s.enabled, s.owner_id, t, s.all_agents],
     )
     .map_err(map_unique)?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    set_agents(conn, id, s)?;
+    Ok(id)
 }
 
 /// Overwrites a vhost with `s`; false when it no longer exists.
@@ -126,12 +182,14 @@ pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
 
 pub fn find(conn: &Connection, id: i64) -> Result<Option<Vhost>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM vhosts WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    let found = conn.query_row(&sql, [id], from_row).optional()?;
+    Ok(with_agents(conn, found.into_iter().collect())?.pop())
 }
 
 pub fn find_by_domain(conn: &Connection, domain: &str) -> Result<Option<Vhost>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM vhosts WHERE domain = ?1");
-    Ok(conn.query_row(&sql, [domain], from_row).optional()?)
+    let found = conn.query_row(&sql, [domain], from_row).optional()?;
+    Ok(with_agents(conn, found.into_iter().collect())?.pop())
 }
 
 /// Which vhosts a list shows.
@@ -158,7 +216,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Vhost>, DbError> {
     let rows = stmt
         .query_map(params![f.owner_id, f.enabled, f.search], from_row)?
         .collect::<Result<_, _>>()?;
-    Ok(rows)
+    with_agents(conn, rows)
 }
 
 /// Every enabled vhost, sorted by domain: the input of the Caddyfile renderer.

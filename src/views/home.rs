@@ -2,7 +2,7 @@
 
 use super::{Ctx, timestamp};
 use crate::db::users::User;
-use crate::web::Dashboard;
+use crate::web::{AgentState, Dashboard};
 use maud::{Markup, html};
 
 pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
@@ -17,6 +17,29 @@ pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
                 div .form-actions {
                     a .button .primary href="/vhosts/new" { "New site" }
                     a .button href="/vhosts" { "All sites" }
+                }
+            }
+            @if !d.agents.is_empty() {
+                section .card #fleet {
+                    h2 { "Agents" }
+                    @let troubled = d.agents.iter().filter(|a| a.state != AgentState::InSync).count();
+                    @if troubled == 0 {
+                        p .notice .ok #fleet-ok { "Every agent runs the current configuration." }
+                    } @else {
+                        p .notice .warn #fleet-warning {
+                            (troubled) " of " (d.agents.len()) " agents need attention; the reconciler keeps retrying."
+                        }
+                    }
+                    ul .links {
+                        @for a in &d.agents {
+                            li .fleet-agent data-agent=(a.agent.name) {
+                                strong { (a.agent.name) } " "
+                                span .badge .(a.state.class()) { (a.state.label()) }
+                                span .muted { " Caddy " (a.agent.caddy_version.as_deref().unwrap_or("?")) }
+                            }
+                        }
+                    }
+                    a href="/agents" { "Manage agents" }
                 }
             }
             section .card #recent-changes {

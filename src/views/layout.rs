@@ -55,6 +55,7 @@ fn nav(ctx: &Ctx) -> Markup {
                     (link("/vhosts", "Sites"))
                     (link("/changelog", "Changelog"))
                     @if user.is_admin {
+                        (link("/agents", "Agents"))
                         (link("/users", "Users"))
                         (link("/audit", "Audit log"))
                     }

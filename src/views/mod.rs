@@ -2,6 +2,7 @@
 //! around the very fragment that htmx swaps in.
 
 pub mod account;
+pub mod agents;
 pub mod audit;
 pub mod changelog;
 pub mod errors;

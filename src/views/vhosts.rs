@@ -5,7 +5,8 @@ use super::forms::{Field, FormErrors, form_alert};
 use super::{Ctx, csrf_field};
 use crate::db::users::User;
 use crate::domain::vhost::{FieldKind, Template};
-use crate::web::{Editor, ListQuery, Preview, RowView};
+use crate::fleet::client::Validation;
+use crate::web::{CaddyCheck, Editor, ListQuery, Preview, RowView};
 use maud::{Markup, PreEscaped, html};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -125,6 +126,21 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                             }
                         }
                     }
+                    @if !e.agents.is_empty() {
+                        @let chosen = value(&e.values, "serve_on") == "chosen";
+                        fieldset .field .serve-on .has-error[e.errors.get("serve_on").is_some()] {
+                            legend { "Served by" }
+                            label .check-line { input type="radio" name="serve_on" value="all" checked[!chosen]; " All agents" }
+                            label .check-line { input type="radio" name="serve_on" value="chosen" checked[chosen]; " Only these:" }
+                            div .agent-choices {
+                                @for (id, name) in &e.agents {
+                                    @let key = format!("agent_{id}");
+                                    label .check-line { input type="checkbox" name=(key) value="on" checked[value(&e.values, &key) == "on"]; " " (name) }
+                                }
+                            }
+                            @if let Some(why) = e.errors.get("serve_on") { p .field-error #serve_on-error { (why) } }
+                        }
+                    }
                     div .field .check {
                         label {
                             input type="checkbox" name="enabled" value="on" checked[e.values.contains_key("enabled")];
@@ -239,8 +255,21 @@ fn doc_html(t: Template) -> PreEscaped<&'static str> {
 pub fn preview(p: &Preview, errors: &FormErrors) -> Markup {
     html! {
         @match p {
-            Preview::Block(block) => {
-                p .notice .ok #preview-status { "Valid: this is what Caddy will get." }
+            Preview::Block(block, caddy) => {
+                @match caddy {
+                    Some(CaddyCheck { agent, outcome: Validation::Valid { warnings } }) => {
+                        p .notice .ok #preview-status { "Caddy accepts this (checked on " (agent) ")." }
+                        @for w in warnings { p .notice .warn .caddy-warning { "Caddy warns: " (w) } }
+                    }
+                    Some(CaddyCheck { agent, outcome: Validation::Invalid { error } }) => {
+                        p .notice .error #preview-status { "Caddy on " (agent) " refuses this:" }
+                        pre .caddy-error #caddy-error { (error) }
+                    }
+                    Some(CaddyCheck { agent, outcome: Validation::Unavailable { error } }) => {
+                        p .notice .warn #preview-status { "Valid here; Caddy on " (agent) " could not be asked: " (error) }
+                    }
+                    None => { p .notice .ok #preview-status { "Valid: this is what Caddy will get." } }
+                }
                 pre .caddyfile #preview-block { code { (block) } }
             }
             Preview::Invalid => {

@@ -5,6 +5,7 @@ use super::{AppState, CurrentUser, Render};
 use crate::changes::{self, ChangeError};
 use crate::db::changelog::{self, Entry};
 use crate::error::{AppError, Result};
+use crate::fleet::deploy::DeployError;
 use crate::site_config;
 use crate::views;
 use axum::extract::{Path, Query, State};
@@ -104,17 +105,24 @@ pub async fn revert(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let result = changes::apply(&state.db, &current.user, move |tx, author| {
-        changes::revert(tx, author, id)
-    })
+    let result = crate::fleet::deploy::deploy(
+        &state.db,
+        &state.fleet,
+        &state.config.caddy,
+        &current.user,
+        move |tx, author| changes::revert(tx, author, id),
+    )
     .await?;
     match result {
         Ok(_) => Ok(render.redirect("/changelog?reverted=1")),
-        Err(ChangeError::NotFound) => Err(AppError::NotFound),
-        Err(ChangeError::DomainTaken) => Err(AppError::Conflict(
+        Err(DeployError::Rejected { agent, error }) => {
+            Err(AppError::Conflict(super::vhosts::rejection(&agent, &error)))
+        }
+        Err(DeployError::Refused(ChangeError::NotFound)) => Err(AppError::NotFound),
+        Err(DeployError::Refused(ChangeError::DomainTaken)) => Err(AppError::Conflict(
             "Another site now uses that domain, so this change cannot be reverted.".into(),
         )),
-        Err(ChangeError::Refused(why)) => Err(AppError::Conflict(why)),
-        Err(ChangeError::Db(e)) => Err(e.into()),
+        Err(DeployError::Refused(ChangeError::Refused(why))) => Err(AppError::Conflict(why)),
+        Err(DeployError::Refused(ChangeError::Db(e))) => Err(e.into()),
     }
 }

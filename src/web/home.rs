@@ -12,6 +12,8 @@ pub struct Dashboard {
     pub enabled: i64,
     pub disabled: i64,
     pub recent: Vec<changelog::Entry>,
+    /// Admins see the fleet too.
+    pub agents: Vec<super::AgentView>,
 }
 
 pub async fn index(
@@ -46,9 +48,18 @@ pub async fn index(
                 enabled,
                 disabled,
                 recent: changelog::list(c, &filter)?,
+                agents: Vec::new(),
             })
         })
         .await?;
+    let dashboard = Dashboard {
+        agents: if admin {
+            super::agents::views_of(&state).await?
+        } else {
+            Vec::new()
+        },
+        ..dashboard
+    };
     Ok(render.page(
         "Home",
         views::home::index(&render.ctx, &current.user, &dashboard),

@@ -3,6 +3,7 @@
 //! the authorization tests so a new route cannot slip through unchecked.
 
 mod account;
+pub(crate) mod agents;
 pub mod assets;
 mod audit;
 pub mod auth;
@@ -20,6 +21,7 @@ mod users;
 mod vhosts;
 
 pub use account::{AccountView, PasswordForm};
+pub use agents::{AgentForm, AgentState, AgentView};
 pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
 pub use changelog::{ChangelogQuery, EntryView};
@@ -28,7 +30,7 @@ pub use home::Dashboard;
 pub use login::LoginForm;
 pub use render::Render;
 pub use users::{NewUserForm, Outcome};
-pub use vhosts::{Editor, ListQuery, OwnedVhost, Preview, RowView};
+pub use vhosts::{CaddyCheck, Editor, ListQuery, OwnedVhost, Preview, RowView};
 
 use crate::auth::ratelimit::Limiter;
 use crate::config::Config;
@@ -57,6 +59,7 @@ pub struct AppState {
     pub login_limiter: Arc<Limiter>,
     pub totp_limiter: Arc<Limiter>,
     pub sessions: RusqliteStore,
+    pub fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// One row of the route table.
@@ -198,6 +201,18 @@ fn table(state: &AppState) -> Table {
         post(changelog::revert),
     )
     .add(Admin, "/caddyfile", GET, get(vhosts::caddyfile))
+    .add(
+        Admin,
+        "/agents",
+        GET_POST,
+        get(agents::page).post(agents::create),
+    )
+    .add(Admin, "/agents/sync-all", POST, post(agents::sync_all))
+    .add(Admin, "/agents/{id}", POST, post(agents::update))
+    .add(Admin, "/agents/{id}/edit", GET, get(agents::edit_form))
+    .add(Admin, "/agents/{id}/delete", POST, post(agents::delete))
+    .add(Admin, "/agents/{id}/test", POST, post(agents::test))
+    .add(Admin, "/agents/{id}/sync", POST, post(agents::sync))
     .add(Admin, "/audit", GET, get(audit::page))
 }
 
@@ -316,11 +331,15 @@ impl Server {
             .with_context(|| format!("opening database {}", config.db_path().display()))?;
         let sessions = open_session_store(&config).await?;
         let setup = Arc::new(setup::SetupGate::prepare(&config, &db).await?);
+        sync_declared_agents(&config, &db).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let attempts = config.security.login_attempts_per_minute;
         let state = AppState {
+            fleet: Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
+                config.fleet.push_timeout_secs,
+            ))),
             login_limiter: Arc::new(Limiter::per_minute(attempts)),
             totp_limiter: Arc::new(Limiter::per_minute(attempts)),
             config,
@@ -352,13 +371,38 @@ impl Server {
                 .clone()
                 .continuously_delete_expired(tokio::time::Duration::from_secs(600)),
         );
+        let reconciler = crate::fleet::reconcile::spawn(
+            self.state.db.clone(),
+            self.state.fleet.clone(),
+            self.state.config.clone(),
+        );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
+        reconciler.abort();
         result
     }
+}
+
+/// Agents declared in the config file are added, updated or removed to match it.
+async fn sync_declared_agents(config: &Config, db: &Db) -> anyhow::Result<()> {
+    let declared = config
+        .fleet
+        .agents
+        .iter()
+        .map(|a| {
+            Ok((
+                a.name.clone(),
+                a.url.clone(),
+                a.resolve_token().map_err(anyhow::Error::msg)?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    db.run(move |c| crate::db::agents::sync_declared(c, &declared))
+        .await?;
+    Ok(())
 }
 
 /// The cookie-session store lives in the same SQLite file, in its own table.

@@ -9,6 +9,7 @@ use crate::db::vhosts::{self, Snapshot, Vhost};
 use crate::domain::caddyfile::{BodyPolicy, CaddyfileBody};
 use crate::domain::vhost::{GenerateContext, SiteAddress, Template};
 use crate::error::{AppError, Result};
+use crate::fleet::deploy::DeployError;
 use crate::site_config;
 use crate::views::{self, forms::FormErrors};
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -123,13 +124,54 @@ pub struct Editor {
     pub errors: FormErrors,
     pub admin: bool,
     pub owners: Vec<User>,
+    /// Every agent, by id and name, to choose which serve this site.
+    pub agents: Vec<(i64, String)>,
     pub preview: Preview,
 }
 
 /// What the live preview says about the form as it stands.
 pub enum Preview {
-    Block(String),
+    /// The block, and what a real Caddy said of it (when an agent could be asked).
+    Block(String, Option<CaddyCheck>),
     Invalid,
+}
+
+/// A real Caddy's opinion of the previewed site, through one agent's `/caddy/validate`.
+pub struct CaddyCheck {
+    pub agent: String,
+    pub outcome: crate::fleet::client::Validation,
+}
+
+/// Asks the first reachable agent's Caddy whether it accepts this site (with that agent's
+/// global options). None when no agent can be asked.
+async fn caddy_check(state: &AppState, snapshot: &Snapshot) -> Result<Option<CaddyCheck>> {
+    let agents = state.db.run(|c| crate::db::agents::list(c)).await?;
+    let Some(agent) = agents
+        .into_iter()
+        .find(|a| a.online && a.caddy_reachable && a.caddy_admin.is_some())
+    else {
+        return Ok(None);
+    };
+    let site = Vhost {
+        id: 0,
+        domain: snapshot.domain.clone(),
+        template: snapshot.template.clone(),
+        params: String::new(),
+        config: snapshot.config.clone(),
+        enabled: true,
+        owner_id: None,
+        all_agents: true,
+        agent_ids: Vec::new(),
+        created_at: 0,
+        updated_at: 0,
+    };
+    let (text, _) = site_config::for_agent(&state.config.caddy, &agent, &[site]);
+    let timeout = std::time::Duration::from_secs(10);
+    let outcome = crate::fleet::client::validate(&state.fleet.http, &agent, &text, timeout).await;
+    Ok(Some(CaddyCheck {
+        agent: agent.name,
+        outcome,
+    }))
 }
 
 /// A form turned into a vhost, or the reasons it cannot be one.
@@ -214,6 +256,19 @@ fn check(
     } else {
         Some(user.id)
     };
+    // Served by every agent unless the form picks some: checkboxes named agent_<id>.
+    let all_agents = get("serve_on") != "chosen";
+    let agent_ids: Vec<i64> = values
+        .iter()
+        .filter(|(_, v)| v.as_str() == "on")
+        .filter_map(|(k, _)| k.strip_prefix("agent_")?.parse().ok())
+        .collect();
+    if !all_agents && agent_ids.is_empty() {
+        errors.add(
+            "serve_on",
+            "Choose at least one agent, or serve it on all of them.",
+        );
+    }
     let (address, (template, _), body, owner_id) = (address?, generated?, body?, owner_id?);
     if !errors.is_empty() {
         return None;
@@ -232,6 +287,8 @@ fn check(
             config: body.as_str().to_string(),
             enabled: values.contains_key("enabled"),
             owner_id: Some(owner_id),
+            all_agents,
+            agent_ids,
         },
         block,
     })
@@ -257,10 +314,17 @@ async fn show_editor(
 ) -> Result<Response> {
     let mut errors = FormErrors::default();
     let preview = match check(state, user, &values, &mut errors) {
-        Some(checked) => Preview::Block(checked.block),
+        Some(checked) => Preview::Block(checked.block, None),
         None => Preview::Invalid,
     };
     errors.merge(extra);
+    let agents = state
+        .db
+        .run(|c| crate::db::agents::list(c))
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.name))
+        .collect();
     // A fresh form does not greet anyone with errors; they show once something is typed.
     if status == StatusCode::OK && id.is_none() && values.get("domain").is_none_or(|d| d.is_empty())
     {
@@ -271,6 +335,7 @@ async fn show_editor(
         template: template_of(&values),
         admin: user.is_admin(),
         owners: owners_for(state, user.is_admin()).await?,
+        agents,
         values,
         errors,
         preview,
@@ -355,13 +420,44 @@ pub async fn preview(
     let values = values_of(fields);
     let mut errors = FormErrors::default();
     let preview = match check(&state, &current.user, &values, &mut errors) {
-        Some(checked) => Preview::Block(checked.block),
+        Some(checked) => {
+            let caddy = caddy_check(&state, &checked.snapshot).await?;
+            Preview::Block(checked.block, caddy)
+        }
         None => Preview::Invalid,
     };
     Ok(render.page("Preview", views::vhosts::preview(&preview, &errors)))
 }
 
-fn change_error(e: ChangeError, errors: &mut FormErrors) -> Result<(), AppError> {
+/// Runs a change through the deploy pipeline for the current user.
+async fn deploy<T, F>(state: &AppState, user: &User, change: F) -> Result<Result<T, DeployError>>
+where
+    F: Fn(&rusqlite::Connection, &crate::db::changelog::Author<'_>) -> Result<T, ChangeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T: Send + 'static,
+{
+    Ok(
+        crate::fleet::deploy::deploy(&state.db, &state.fleet, &state.config.caddy, user, change)
+            .await?,
+    )
+}
+
+/// What a Caddy rejection says to the person: which server, and Caddy's own words.
+pub fn rejection(agent: &str, error: &str) -> String {
+    format!("Caddy on {agent} refused this configuration, so nothing was changed: {error}")
+}
+
+fn change_error(e: DeployError, errors: &mut FormErrors) -> Result<(), AppError> {
+    let e = match e {
+        DeployError::Rejected { agent, error } => {
+            errors.add("", rejection(&agent, &error));
+            return Ok(());
+        }
+        DeployError::Refused(e) => e,
+    };
     match e {
         ChangeError::DomainTaken => {
             errors.add("domain", "Another site already uses this domain.");
@@ -393,8 +489,9 @@ pub async fn create(
         )
         .await;
     };
-    let result = changes::apply(&state.db, &current.user, move |tx, author| {
-        changes::create(tx, author, &checked.snapshot)
+    let snapshot = checked.snapshot;
+    let result = deploy(&state, &current.user, move |tx, author| {
+        changes::create(tx, author, &snapshot)
     })
     .await?;
     match result {
@@ -429,6 +526,12 @@ fn stored_values(v: &Vhost) -> BTreeMap<String, String> {
     }
     if let Some(owner) = v.owner_id {
         values.insert("owner_id".into(), owner.to_string());
+    }
+    if !v.all_agents {
+        values.insert("serve_on".into(), "chosen".into());
+        for agent in &v.agent_ids {
+            values.insert(format!("agent_{agent}"), "on".into());
+        }
     }
     values
 }
@@ -473,8 +576,9 @@ pub async fn update(
         .await;
     };
     let id = v.id;
-    let result = changes::apply(&state.db, &current.user, move |tx, author| {
-        changes::update(tx, author, id, &checked.snapshot)
+    let snapshot = checked.snapshot;
+    let result = deploy(&state, &current.user, move |tx, author| {
+        changes::update(tx, author, id, &snapshot)
     })
     .await?;
     match result {
@@ -503,7 +607,7 @@ pub async fn toggle(
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
     let id = v.id;
-    let result = changes::apply(&state.db, &current.user, move |tx, author| {
+    let result = deploy(&state, &current.user, move |tx, author| {
         changes::toggle(tx, author, id)
     })
     .await?;
@@ -517,19 +621,29 @@ pub async fn toggle(
             "Sites",
             views::vhosts::row(&render.ctx, &row_view(now, &owners), admin, None),
         )),
-        Err(ChangeError::NotFound) => Err(AppError::NotFound),
+        Err(DeployError::Refused(ChangeError::NotFound)) => Err(AppError::NotFound),
         Err(e) => {
             // Show the row as it really is, with what went wrong beside it.
-            tracing::error!(error = %e, "toggle failed");
+            let message = match e {
+                DeployError::Rejected { agent, error } => rejection(&agent, &error),
+                DeployError::Refused(e) => {
+                    tracing::error!(error = %e, "toggle refused");
+                    "Could not change this site; it is shown as it is now.".to_string()
+                }
+            };
             let truth = state
                 .db
                 .run(move |c| vhosts::find(c, id))
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let message = "Could not change this site; it is shown as it is now.";
             Ok(render.page(
                 "Sites",
-                views::vhosts::row(&render.ctx, &row_view(truth, &owners), admin, Some(message)),
+                views::vhosts::row(
+                    &render.ctx,
+                    &row_view(truth, &owners),
+                    admin,
+                    Some(&message),
+                ),
             ))
         }
     }
@@ -542,11 +656,17 @@ pub async fn delete(
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
     let id = v.id;
-    changes::apply(&state.db, &current.user, move |tx, author| {
+    match deploy(&state, &current.user, move |tx, author| {
         changes::delete(tx, author, id)
     })
     .await?
-    .map_err(|_| AppError::NotFound)?;
+    {
+        Ok(_) => {}
+        Err(DeployError::Rejected { agent, error }) => {
+            return Err(AppError::Conflict(rejection(&agent, &error)));
+        }
+        Err(DeployError::Refused(_)) => return Err(AppError::NotFound),
+    }
     Ok(render.redirect("/vhosts?deleted=1"))
 }
 

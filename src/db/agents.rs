@@ -1,0 +1,195 @@
+//! The `agents` table: where each agent is, its token, and what it last reported.
+
+use super::{DbError, now};
+use crate::config::Secret;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// An agent as the hub knows it. The token stays a [`Secret`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub token: Secret,
+    pub from_config: bool,
+    pub online: bool,
+    pub caddy_reachable: bool,
+    pub caddy_version: Option<String>,
+    pub caddy_admin: Option<String>,
+    pub access_log: Option<String>,
+    pub applied_hash: Option<String>,
+    pub last_seen_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str = "id, name, url, token, from_config, online, caddy_reachable, caddy_version,
+    caddy_admin, access_log, applied_hash, last_seen_at, last_error";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        url: r.get(2)?,
+        token: Secret::new(r.get::<_, String>(3)?),
+        from_config: r.get(4)?,
+        online: r.get(5)?,
+        caddy_reachable: r.get(6)?,
+        caddy_version: r.get(7)?,
+        caddy_admin: r.get(8)?,
+        access_log: r.get(9)?,
+        applied_hash: r.get(10)?,
+        last_seen_at: r.get(11)?,
+        last_error: r.get(12)?,
+    })
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Agent>, DbError> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM agents ORDER BY name"))?;
+    let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn find(conn: &Connection, id: i64) -> Result<Option<Agent>, DbError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM agents WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// A write that hit the unique name.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("another agent already has this name")]
+    NameTaken,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn map_unique(e: rusqlite::Error) -> WriteError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            WriteError::NameTaken
+        }
+        e => WriteError::Db(e.into()),
+    }
+}
+
+pub fn insert(
+    conn: &Connection,
+    name: &str,
+    url: &str,
+    token: &Secret,
+    from_config: bool,
+) -> Result<i64, WriteError> {
+    conn.execute(
+        "INSERT INTO agents (name, url, token, from_config) VALUES (?1, ?2, ?3, ?4)",
+        params![name, url, token.expose(), from_config],
+    )
+    .map_err(map_unique)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Changes name and URL, and the token when one is given (an empty one keeps the old).
+pub fn update(
+    conn: &Connection,
+    id: i64,
+    name: &str,
+    url: &str,
+    token: Option<&Secret>,
+) -> Result<bool, WriteError> {
+    let n = conn
+        .execute(
+            "UPDATE agents SET name = ?2, url = ?3, token = coalesce(?4, token), updated_at = ?5,
+                    applied_hash = CASE WHEN url = ?3 THEN applied_hash END
+             WHERE id = ?1",
+            params![id, name, url, token.map(Secret::expose), now()],
+        )
+        .map_err(map_unique)?;
+    Ok(n == 1)
+}
+
+pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
+    Ok(conn.execute("DELETE FROM agents WHERE id = ?1", [id])? == 1)
+}
+
+/// What `/health` said, or that the agent could not be reached.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub online: bool,
+    pub caddy_reachable: bool,
+    pub caddy_version: Option<String>,
+    pub caddy_admin: Option<String>,
+    pub access_log: Option<String>,
+    pub applied_hash: Option<String>,
+    pub error: Option<String>,
+}
+
+pub fn record_report(conn: &Connection, id: i64, r: &Report) -> Result<(), DbError> {
+    if r.online {
+        conn.execute(
+            "UPDATE agents SET online = 1, caddy_reachable = ?2, caddy_version = coalesce(?3, caddy_version),
+                    caddy_admin = coalesce(?4, caddy_admin), access_log = coalesce(?5, access_log),
+                    applied_hash = ?6, last_seen_at = ?7, last_error = ?8 WHERE id = ?1",
+            params![id, r.caddy_reachable, r.caddy_version, r.caddy_admin, r.access_log, r.applied_hash, now(), r.error],
+        )?;
+    } else {
+        conn.execute(
+            "UPDATE agents SET online = 0, caddy_reachable = 0, last_error = ?2 WHERE id = ?1",
+            params![id, r.error],
+        )?;
+    }
+    Ok(())
+}
+
+/// After a push: what the agent now runs, or why it does not.
+pub fn record_push(
+    conn: &Connection,
+    id: i64,
+    applied_hash: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    match applied_hash {
+        Some(hash) => conn.execute(
+            "UPDATE agents SET online = 1, caddy_reachable = 1, applied_hash = ?2, last_seen_at = ?3, last_error = NULL WHERE id = ?1",
+            params![id, hash, now()],
+        )?,
+        None => conn.execute("UPDATE agents SET last_error = ?2 WHERE id = ?1", params![id, error])?,
+    };
+    Ok(())
+}
+
+/// Makes the config-declared agents match `declared` (name, url, token): adds, updates,
+/// and removes those no longer declared. Agents added on the page are left alone.
+pub fn sync_declared(
+    conn: &Connection,
+    declared: &[(String, String, Secret)],
+) -> Result<(), DbError> {
+    let existing = list(conn)?;
+    for (name, url, token) in declared {
+        match existing.iter().find(|a| &a.name == name) {
+            Some(a) => {
+                conn.execute(
+                    "UPDATE agents SET url = ?2, token = ?3, from_config = 1, updated_at = ?4 WHERE id = ?1",
+                    params![a.id, url, token.expose(), now()],
+                )?;
+            }
+            None => {
+                conn.execute(
+                    "INSERT INTO agents (name, url, token, from_config) VALUES (?1, ?2, ?3, 1)",
+                    params![name, url, token.expose()],
+                )?;
+            }
+        }
+    }
+    for a in existing.iter().filter(|a| a.from_config) {
+        if !declared.iter().any(|(name, _, _)| name == &a.name) {
+            conn.execute("DELETE FROM agents WHERE id = ?1", [a.id])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The hub's HTTP client for agents: push a Caddyfile, validate one, read health. Every
+//! call has a timeout, so a hanging agent never holds up a request or the other agents.
+
+use crate::db::agents::{Agent, Report};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// How a push ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// Caddy loaded it; its hash, and Caddy's warnings if any.
+    Applied { hash: String, warnings: Vec<String> },
+    /// Caddy refused it; its message, verbatim.
+    Rejected { error: String },
+    /// The agent (or its Caddy) could not be reached, or did not answer in time.
+    Unreachable { error: String },
+}
+
+/// How a validation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    Valid { warnings: Vec<String> },
+    Invalid { error: String },
+    Unavailable { error: String },
+}
+
+#[derive(Deserialize, Default)]
+struct Warning {
+    #[serde(default)]
+    line: Option<i64>,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Answer {
+    #[serde(default)]
+    hash: String,
+    #[serde(default)]
+    warnings: Vec<Warning>,
+    #[serde(default)]
+    error: String,
+}
+
+fn warnings(list: Vec<Warning>) -> Vec<String> {
+    list.into_iter()
+        .map(|w| match w.line {
+            Some(line) => format!("line {line}: {}", w.message),
+            None => w.message,
+        })
+        .collect()
+}
+
+fn endpoint(agent: &Agent, path: &str) -> String {
+    format!("{}{path}", agent.url.trim_end_matches('/'))
+}
+
+/// Describes a failed call without echoing anything secret.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the agent did not answer in time".into()
+    } else if e.is_connect() {
+        "cannot connect to the agent".into()
+    } else {
+        "the agent's answer could not be read".into()
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    agent: &Agent,
+    path: &str,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Result<(u16, Answer), String> {
+    let response = http
+        .post(endpoint(agent, path))
+        .bearer_auth(agent.token.expose())
+        .header(reqwest::header::CONTENT_TYPE, "text/caddyfile")
+        .body(caddyfile.to_string())
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+    let answer = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok((status, answer))
+}
+
+pub async fn push(
+    http: &reqwest::Client,
+    agent: &Agent,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Push {
+    match post(http, agent, "/caddy/reload", caddyfile, timeout).await {
+        Ok((200, a)) if !a.hash.is_empty() => Push::Applied {
+            hash: a.hash,
+            warnings: warnings(a.warnings),
+        },
+        Ok((422, a)) => Push::Rejected { error: a.error },
+        Ok((401, _)) => Push::Unreachable {
+            error: "the agent refused our token".into(),
+        },
+        Ok((502, a)) => Push::Unreachable {
+            error: format!("the agent cannot reach its Caddy: {}", a.error),
+        },
+        Ok((status, _)) => Push::Unreachable {
+            error: format!("the agent answered {status}"),
+        },
+        Err(error) => Push::Unreachable { error },
+    }
+}
+
+pub async fn validate(
+    http: &reqwest::Client,
+    agent: &Agent,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Validation {
+    match post(http, agent, "/caddy/validate", caddyfile, timeout).await {
+        Ok((200, a)) => Validation::Valid {
+            warnings: warnings(a.warnings),
+        },
+        Ok((422, a)) => Validation::Invalid { error: a.error },
+        Ok((401, _)) => Validation::Unavailable {
+            error: "the agent refused our token".into(),
+        },
+        Ok((status, a)) => Validation::Unavailable {
+            error: format!("the agent answered {status} {}", a.error),
+        },
+        Err(error) => Validation::Unavailable { error },
+    }
+}
+
+#[derive(Deserialize)]
+struct Health {
+    caddy: CaddyHealth,
+    #[serde(default)]
+    applied_hash: Option<String>,
+    #[serde(default)]
+    access_log: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CaddyHealth {
+    #[serde(default)]
+    reachable: bool,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    admin: Option<String>,
+}
+
+pub async fn health(http: &reqwest::Client, agent: &Agent, timeout: Duration) -> Report {
+    let offline = |error: String| Report {
+        online: false,
+        error: Some(error),
+        ..Report::default()
+    };
+    let response = match http
+        .get(endpoint(agent, "/health"))
+        .timeout(timeout)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => return offline(format!("the agent answered {}", r.status().as_u16())),
+        Err(e) => return offline(describe(&e)),
+    };
+    match response.json::<Health>().await {
+        Ok(h) => Report {
+            online: true,
+            caddy_reachable: h.caddy.reachable,
+            caddy_version: h.caddy.version,
+            caddy_admin: h.caddy.admin,
+            access_log: h.access_log,
+            applied_hash: h.applied_hash,
+            error: (!h.caddy.reachable).then(|| "the agent cannot reach its Caddy".to_string()),
+        },
+        Err(_) => offline("the agent's health answer could not be read".into()),
+    }
+}

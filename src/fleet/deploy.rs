@@ -1,0 +1,172 @@
+//! The deploy pipeline: validate → database → render per agent → push in parallel.
+//!
+//! Under the fleet's deploy lock, the change is first applied in a transaction that is
+//! rolled back, only to render what every agent would run before and after it. The new
+//! configs are pushed in parallel. If any Caddy rejects its config, the agents that took the
+//! new one get their previous one back and nothing is committed. Otherwise the change is
+//! applied again and committed (nothing else can write vhosts meanwhile: same lock). An
+//! agent that cannot be reached does not block the change; it is left out of sync for the
+//! reconciler.
+
+use super::Fleet;
+use super::client::{self, Push};
+use crate::changes::{ChangeError, apply};
+use crate::config::CaddyConfig;
+use crate::db::agents::{self, Agent};
+use crate::db::changelog::Author;
+use crate::db::users::User;
+use crate::db::vhosts::{self, Vhost};
+use crate::db::{Db, DbError};
+use crate::site_config;
+use rusqlite::Connection;
+
+/// Why a change did not go through.
+#[derive(Debug)]
+pub enum DeployError {
+    /// The change itself was refused (taken domain, gone, …).
+    Refused(ChangeError),
+    /// A Caddy rejected the new config: nothing changed anywhere.
+    Rejected { agent: String, error: String },
+}
+
+/// What one agent gets from a deploy.
+struct Step {
+    agent: Agent,
+    before: String,
+    after: String,
+    after_hash: String,
+}
+
+fn all_vhosts(c: &Connection) -> Result<Vec<Vhost>, DbError> {
+    vhosts::list(c, &vhosts::Filter::default())
+}
+
+/// Runs `change` through the whole pipeline on behalf of `user`.
+pub async fn deploy<T, F>(
+    db: &Db,
+    fleet: &Fleet,
+    caddy: &CaddyConfig,
+    user: &User,
+    change: F,
+) -> Result<Result<T, DeployError>, DbError>
+where
+    F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let _turn = fleet.deploy_lock.lock().await;
+
+    // 1. Dry run: render every agent's config before and after, then roll back.
+    let (uid, email, caddy_c, dry) = (user.id, user.email.clone(), caddy.clone(), change.clone());
+    let plan = db
+        .run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let fleet_agents = agents::list(&tx)?;
+            let before = all_vhosts(&tx)?;
+            if let Err(e) = dry(
+                &tx,
+                &Author {
+                    user_id: uid,
+                    email: &email,
+                },
+            ) {
+                return Ok(Err(e));
+            }
+            let after = all_vhosts(&tx)?;
+            drop(tx);
+            let steps = fleet_agents
+                .into_iter()
+                .map(|agent| {
+                    let (before_text, _) = site_config::for_agent(&caddy_c, &agent, &before);
+                    let (after_text, after_hash) = site_config::for_agent(&caddy_c, &agent, &after);
+                    Step {
+                        agent,
+                        before: before_text,
+                        after: after_text,
+                        after_hash,
+                    }
+                })
+                .collect::<Vec<_>>();
+            Ok(Ok(steps))
+        })
+        .await?;
+    let steps = match plan {
+        Ok(steps) => steps,
+        Err(e) => return Ok(Err(DeployError::Refused(e))),
+    };
+
+    // 2. Push where the agent does not already run the new config. An agent never heard
+    //    from has no known admin address: pushing could move its Caddy's admin endpoint,
+    //    so it waits for the reconciler, which asks first.
+    let pushes = steps.iter().map(|s| async move {
+        if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
+            return None;
+        }
+        if s.agent.caddy_admin.is_none() {
+            return Some(Push::Unreachable {
+                error: "not contacted yet".into(),
+            });
+        }
+        Some(client::push(&fleet.http, &s.agent, &s.after, fleet.push_timeout).await)
+    });
+    let outcomes = futures::future::join_all(pushes).await;
+
+    // 3. A rejection anywhere: put back the previous config where the new one landed.
+    if let Some((step, error)) = steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
+        Some(Push::Rejected { error }) => Some((s, error.clone())),
+        _ => None,
+    }) {
+        let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
+            Some(Push::Applied { .. }) => Some(async move {
+                let result =
+                    client::push(&fleet.http, &s.agent, &s.before, fleet.push_timeout).await;
+                (s.agent.id, result)
+            }),
+            _ => None,
+        });
+        let restored = futures::future::join_all(restores).await;
+        record(db, restored).await?;
+        tracing::warn!(agent = %step.agent.name, "Caddy rejected the change; nothing was changed");
+        return Ok(Err(DeployError::Rejected {
+            agent: step.agent.name.clone(),
+            error,
+        }));
+    }
+
+    // 4. Commit the change for real. The lock guarantees it renders as it did in the dry run.
+    let result = apply(db, user, change).await?;
+    let pushed = steps
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(s, o)| o.map(|o| (s.agent.id, o)))
+        .collect::<Vec<_>>();
+    record(db, pushed).await?;
+    Ok(result.map_err(DeployError::Refused))
+}
+
+/// Stores what each push did to its agent.
+async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    db.run(move |c| {
+        for (id, outcome) in &outcomes {
+            match outcome {
+                Push::Applied { hash, .. } => agents::record_push(c, *id, Some(hash), None)?,
+                Push::Rejected { error } => agents::record_push(c, *id, None, Some(error))?,
+                Push::Unreachable { error } => {
+                    agents::record_report(
+                        c,
+                        *id,
+                        &agents::Report {
+                            online: false,
+                            error: Some(error.clone()),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,134 @@
+//! The agents page: each agent's state with test and sync buttons, "sync all" with live
+//! per-agent progress, and the form to add one.
+
+use super::forms::{Field, FormErrors};
+use super::{Ctx, csrf_field, timestamp};
+use crate::web::{AgentForm, AgentView};
+use maud::{Markup, html};
+
+pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FormErrors) -> Markup {
+    html! {
+        div .stack #agents {
+            section .card {
+                div .card-head {
+                    h1 { "Agents" }
+                    @if !list.is_empty() {
+                        form method="post" action="/agents/sync-all" hx-post="/agents/sync-all" hx-target="#agent-rows" hx-swap="outerHTML" {
+                            (csrf_field(ctx))
+                            button .button #sync-all type="submit" { "Sync all agents" }
+                        }
+                    }
+                }
+                p .hint { "An agent runs beside each Caddy server. Every site is served by all agents unless its form picks some." }
+                (rows(ctx, list))
+            }
+            section .card #new-agent {
+                h2 { "Add an agent" }
+                form method="post" action="/agents" hx-post="/agents" hx-target="#agents" hx-swap="outerHTML" {
+                    (csrf_field(ctx))
+                    (Field::new("name", "Name").value(&form.name).hint("e.g. edge-1").render(errors))
+                    (Field::new("url", "URL").value(&form.url).hint("The agent's address, e.g. http://10.0.0.5:7070").render(errors))
+                    (Field::new("token", "Token").kind("password").autocomplete("off")
+                        .hint("The agent's bearer token (its `token` setting). It is never shown again.").render(errors))
+                    button .button .primary type="submit" { "Add agent" }
+                }
+            }
+        }
+    }
+}
+
+fn rows(ctx: &Ctx, list: &[AgentView]) -> Markup {
+    html! {
+        div #agent-rows .agent-list {
+            @for v in list { (row(ctx, v, None)) }
+            @if list.is_empty() { p .muted #no-agents { "No agents yet." } }
+        }
+    }
+}
+
+/// One agent, with the outcome of the last action on it (Ok: what happened; Err: why not).
+pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) -> Markup {
+    let a = &v.agent;
+    let id = format!("agent-{}", a.id);
+    html! {
+        article .agent-row #(id) data-agent=(a.name) data-state=(v.state.label()) {
+            div .agent-main {
+                strong .agent-name { (a.name) }
+                " " span .badge .(v.state.class()) .agent-state { (v.state.label()) }
+                @if a.from_config { " " span .badge { "from config" } }
+                div .muted .agent-meta {
+                    span .mono { (a.url) }
+                    " · Caddy " (a.caddy_version.as_deref().unwrap_or("?"))
+                    " · last seen " (a.last_seen_at.map_or("never".to_string(), timestamp))
+                }
+                @if let Some(error) = &a.last_error {
+                    @if v.state != crate::web::AgentState::InSync { p .row-error .agent-error { (error) } }
+                }
+                @match &outcome {
+                    Some(Ok(message)) => { p .notice .ok .agent-outcome role="status" { (message) } }
+                    Some(Err(message)) => { p .notice .error .agent-outcome role="alert" { (message) } }
+                    None => {}
+                }
+            }
+            div .actions {
+                @let target = format!("#{id}");
+                form .inline method="post" action=(format!("/agents/{}/test", a.id)) hx-post=(format!("/agents/{}/test", a.id))
+                    hx-target=(target) hx-swap="outerHTML" hx-disabled-elt="find button" {
+                    (csrf_field(ctx))
+                    button .button .small type="submit" { "Test connection" }
+                }
+                form .inline method="post" action=(format!("/agents/{}/sync", a.id)) hx-post=(format!("/agents/{}/sync", a.id))
+                    hx-target=(target) hx-swap="outerHTML" hx-disabled-elt="find button" {
+                    (csrf_field(ctx))
+                    button .button .small .sync type="submit" { "Sync now" span .spinner .htmx-indicator {} }
+                }
+                @if !a.from_config {
+                    a .button .small href=(format!("/agents/{}/edit", a.id)) { "Edit" }
+                    form .inline method="post" action=(format!("/agents/{}/delete", a.id)) hx-post=(format!("/agents/{}/delete", a.id))
+                        hx-confirm=(format!("Remove agent {}? Its Caddy keeps running its last configuration.", a.name)) {
+                        (csrf_field(ctx))
+                        button .button .small .danger type="submit" { "Remove" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows that each sync themselves as soon as they appear: live progress, one per agent.
+pub fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
+    html! {
+        div #agent-rows .agent-list {
+            @for v in list {
+                article .agent-row .syncing #(format!("agent-{}", v.agent.id)) data-agent=(v.agent.name)
+                    hx-post=(format!("/agents/{}/sync", v.agent.id)) hx-trigger="load" hx-swap="outerHTML"
+                    hx-headers=(format!(r#"{{"X-CSRF-Token":"{}"}}"#, ctx.csrf)) {
+                    div .agent-main {
+                        strong .agent-name { (v.agent.name) }
+                        " " span .badge .agent-state { "syncing…" } " " span .spinner {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FormErrors) -> Markup {
+    let action = format!("/agents/{id}");
+    html! {
+        section .card .narrow #edit-agent {
+            h1 { "Edit agent" }
+            form method="post" action=(action) hx-post=(action) hx-target="#edit-agent" hx-swap="outerHTML" {
+                (csrf_field(ctx))
+                (Field::new("name", "Name").value(&form.name).render(errors))
+                (Field::new("url", "URL").value(&form.url).render(errors))
+                (Field::new("token", "New token").kind("password").autocomplete("off")
+                    .hint("Leave empty to keep the current token.").render(errors))
+                div .form-actions {
+                    button .button .primary type="submit" { "Save" }
+                    a .button href="/agents" { "Cancel" }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The agents page (admin): add, edit and remove agents, test a connection, sync one or all
+//! with live per-agent progress, and see each one's state: online, Caddy's version, last
+//! seen, in sync or drifted. Tokens are written, never shown back.
+
+use super::{AppState, Form, Render};
+use crate::config::Secret;
+use crate::db::agents::{self, Agent};
+use crate::db::vhosts;
+use crate::error::{AppError, Result};
+use crate::fleet::client::{self, Validation};
+use crate::fleet::reconcile::{self, Sync};
+use crate::site_config;
+use crate::views::{self, forms::FormErrors};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// How an agent stands against the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    NeverSeen,
+    Offline,
+    CaddyDown,
+    InSync,
+    Drifted,
+}
+
+impl AgentState {
+    pub fn label(self) -> &'static str {
+        match self {
+            AgentState::NeverSeen => "not contacted yet",
+            AgentState::Offline => "offline",
+            AgentState::CaddyDown => "Caddy unreachable",
+            AgentState::InSync => "in sync",
+            AgentState::Drifted => "drifted",
+        }
+    }
+    pub fn class(self) -> &'static str {
+        match self {
+            AgentState::InSync => "ok",
+            AgentState::Drifted | AgentState::NeverSeen => "warn",
+            AgentState::Offline | AgentState::CaddyDown => "danger",
+        }
+    }
+}
+
+/// An agent with its state, for the page and the dashboard.
+pub struct AgentView {
+    pub agent: Agent,
+    pub state: AgentState,
+    pub expected_hash: String,
+}
+
+pub fn state_of(agent: &Agent, expected_hash: &str) -> AgentState {
+    match (agent.last_seen_at, agent.online, agent.caddy_reachable) {
+        (None, false, _) => AgentState::NeverSeen,
+        (_, false, _) => AgentState::Offline,
+        (_, true, false) => AgentState::CaddyDown,
+        _ if agent.applied_hash.as_deref() == Some(expected_hash) => AgentState::InSync,
+        _ => AgentState::Drifted,
+    }
+}
+
+/// Every agent with the state it is in now.
+pub async fn views_of(state: &AppState) -> Result<Vec<AgentView>> {
+    let caddy = state.config.caddy.clone();
+    Ok(state
+        .db
+        .run(move |c| {
+            let all = vhosts::list(c, &vhosts::Filter::default())?;
+            Ok(agents::list(c)?
+                .into_iter()
+                .map(|agent| {
+                    let (_, expected_hash) = site_config::for_agent(&caddy, &agent, &all);
+                    AgentView {
+                        state: state_of(&agent, &expected_hash),
+                        agent,
+                        expected_hash,
+                    }
+                })
+                .collect())
+        })
+        .await?)
+}
+
+async fn view_of(state: &AppState, id: i64) -> Result<AgentView> {
+    views_of(state)
+        .await?
+        .into_iter()
+        .find(|v| v.agent.id == id)
+        .ok_or(AppError::NotFound)
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct AgentForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub token: String,
+}
+
+struct CheckedAgent {
+    name: String,
+    url: String,
+    token: Option<Secret>,
+}
+
+fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Option<CheckedAgent> {
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        errors.add("name", "Give the agent a name of at most 64 characters.");
+    }
+    let url = form.url.trim().trim_end_matches('/');
+    let url_ok = reqwest::Url::parse(url).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.path() == "/"
+            && u.query().is_none()
+    });
+    if !url_ok {
+        errors.add(
+            "url",
+            "Enter the agent's base URL, e.g. http://10.0.0.5:7070.",
+        );
+    }
+    let token = form.token.trim();
+    if (token_required || !token.is_empty()) && token.len() < 16 {
+        errors.add(
+            "token",
+            "The token is at least 16 characters (the agent's `token`).",
+        );
+    }
+    errors.is_empty().then(|| CheckedAgent {
+        name: name.to_string(),
+        url: url.to_string(),
+        token: (!token.is_empty()).then(|| Secret::new(token)),
+    })
+}
+
+async fn page_with(
+    state: &AppState,
+    render: &Render,
+    form: &AgentForm,
+    errors: &FormErrors,
+    status: StatusCode,
+) -> Result<Response> {
+    let list = views_of(state).await?;
+    Ok(render.page_with_status(
+        status,
+        "Agents",
+        views::agents::page(&render.ctx, &list, form, errors),
+    ))
+}
+
+pub async fn page(State(state): State<AppState>, render: Render) -> Result<Response> {
+    page_with(
+        &state,
+        &render,
+        &AgentForm::default(),
+        &FormErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    render: Render,
+    Form(form): Form<AgentForm>,
+) -> Result<Response> {
+    let mut errors = FormErrors::default();
+    let Some(agent) = check(&form, true, &mut errors) else {
+        let kept = AgentForm {
+            token: String::new(),
+            ..form
+        };
+        return page_with(
+            &state,
+            &render,
+            &kept,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let token = agent.token.clone().unwrap_or_default();
+    let (name, url) = (agent.name.clone(), agent.url.clone());
+    let created = state
+        .db
+        .run(move |c| Ok(agents::insert(c, &name, &url, &token, false)))
+        .await?;
+    match created {
+        Ok(id) => {
+            tracing::info!(agent = %agent.name, "agent added");
+            // Ask it at once, so the page shows where it stands.
+            let _ = reconcile::sync_agent(&state.db, &state.fleet, &state.config, id).await;
+            Ok(render.redirect("/agents"))
+        }
+        Err(agents::WriteError::NameTaken) => {
+            errors.add("name", "Another agent already has this name.");
+            let kept = AgentForm {
+                token: String::new(),
+                ..form
+            };
+            page_with(
+                &state,
+                &render,
+                &kept,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(agents::WriteError::Db(e)) => Err(e.into()),
+    }
+}
+
+async fn editable(state: &AppState, id: i64) -> Result<Agent> {
+    let agent = state
+        .db
+        .run(move |c| agents::find(c, id))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if agent.from_config {
+        return Err(AppError::Conflict(
+            "This agent is declared in the hub's config file; change it there.".into(),
+        ));
+    }
+    Ok(agent)
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let agent = editable(&state, id).await?;
+    let form = AgentForm {
+        name: agent.name.clone(),
+        url: agent.url.clone(),
+        token: String::new(),
+    };
+    Ok(render.page(
+        "Edit agent",
+        views::agents::edit(&render.ctx, id, &form, &FormErrors::default()),
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+    Form(form): Form<AgentForm>,
+) -> Result<Response> {
+    editable(&state, id).await?;
+    let mut errors = FormErrors::default();
+    let Some(agent) = check(&form, false, &mut errors) else {
+        let kept = AgentForm {
+            token: String::new(),
+            ..form
+        };
+        return Ok(render.page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Edit agent",
+            views::agents::edit(&render.ctx, id, &kept, &errors),
+        ));
+    };
+    let updated = state
+        .db
+        .run(move |c| {
+            Ok(agents::update(
+                c,
+                id,
+                &agent.name,
+                &agent.url,
+                agent.token.as_ref(),
+            ))
+        })
+        .await?;
+    match updated {
+        Ok(_) => Ok(render.redirect("/agents")),
+        Err(agents::WriteError::NameTaken) => {
+            errors.add("name", "Another agent already has this name.");
+            let kept = AgentForm {
+                token: String::new(),
+                ..form
+            };
+            Ok(render.page_with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Edit agent",
+                views::agents::edit(&render.ctx, id, &kept, &errors),
+            ))
+        }
+        Err(agents::WriteError::Db(e)) => Err(e.into()),
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    editable(&state, id).await?;
+    state.db.run(move |c| agents::delete(c, id)).await?;
+    Ok(render.redirect("/agents"))
+}
+
+/// "Test connection": is the agent up, does it accept our token, and does its Caddy accept
+/// the config it should run?
+pub async fn test(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let view = view_of(&state, id).await?;
+    let health = client::health(&state.fleet.http, &view.agent, crate::fleet::HEALTH_TIMEOUT).await;
+    let outcome = if !health.online {
+        Err(health
+            .error
+            .unwrap_or_else(|| "the agent is offline".into()))
+    } else {
+        let caddy = state.config.caddy.clone();
+        let agent = view.agent.clone();
+        let (text, _) = state
+            .db
+            .run(move |c| {
+                Ok(site_config::for_agent(
+                    &caddy,
+                    &agent,
+                    &vhosts::list(c, &vhosts::Filter::default())?,
+                ))
+            })
+            .await?;
+        match client::validate(
+            &state.fleet.http,
+            &view.agent,
+            &text,
+            state.fleet.push_timeout,
+        )
+        .await
+        {
+            Validation::Valid { .. } => Ok(format!(
+                "Connected. Caddy {} accepts the current configuration.",
+                health
+                    .caddy_version
+                    .as_deref()
+                    .unwrap_or("(version unknown)")
+            )),
+            Validation::Invalid { error } => Err(format!(
+                "Connected, but Caddy refuses the current configuration: {error}"
+            )),
+            Validation::Unavailable { error } => Err(error),
+        }
+    };
+    let view = view_of(&state, id).await?;
+    Ok(render.page(
+        "Agents",
+        views::agents::row(&render.ctx, &view, Some(outcome)),
+    ))
+}
+
+/// "Sync now": check the agent and push the database's config if it runs anything else.
+pub async fn sync(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let result = reconcile::sync_agent(&state.db, &state.fleet, &state.config, id).await?;
+    if result.ok() {
+        state.fleet.succeeded(id);
+    }
+    let message = match &result {
+        Sync::InSync => Ok("Already in sync.".to_string()),
+        Sync::Pushed => Ok("Synced: the agent now runs the current configuration.".to_string()),
+        Sync::Offline(e) => Err(format!("Offline: {e}")),
+        Sync::Rejected(e) => Err(format!("Caddy refused the configuration: {e}")),
+        Sync::Failed(e) => Err(e.clone()),
+    };
+    let view = view_of(&state, id).await?;
+    if !render.htmx {
+        return Ok(render.redirect("/agents"));
+    }
+    Ok(render.page(
+        "Agents",
+        views::agents::row(&render.ctx, &view, Some(message)),
+    ))
+}
+
+/// "Sync all": every agent's row comes back syncing itself, so progress shows per agent as
+/// each one finishes.
+pub async fn sync_all(State(state): State<AppState>, render: Render) -> Result<Response> {
+    let list = views_of(&state).await?;
+    if !render.htmx {
+        for v in &list {
+            let _ =
+                reconcile::sync_agent(&state.db, &state.fleet, &state.config, v.agent.id).await?;
+        }
+        return Ok(render.redirect("/agents"));
+    }
+    Ok(render.page("Agents", views::agents::syncing(&render.ctx, &list)))
+}
