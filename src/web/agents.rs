@@ -317,6 +317,9 @@ pub async fn test(
 ) -> Result<Response> {
     let view = view_of(&state, id).await?;
     let health = client::health(&state.fleet.http, &view.agent, crate::fleet::HEALTH_TIMEOUT).await;
+    // What it says now is what the page should show (drift included).
+    let report = health.clone();
+    state.db.run(move |c| agents::record_report(c, id, &report)).await?;
     let outcome = if !health.online {
         Err(health
             .error

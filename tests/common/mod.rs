@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod caddy;
+pub mod fleet;
 
 use gatehouse::config::{Config, Secret};
 use gatehouse::db::{audit, users};

@@ -1,0 +1,121 @@
+//! A real fleet on loopback for tests: the agent binary beside a real Caddy, a tiny upstream
+//! HTTP server, and a hub with an enrolled admin that knows the agents.
+
+use super::caddy::Caddy;
+use super::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, TestApp, free_port};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub const AGENT_TOKEN: &str = "a-test-agent-token-0123456789";
+
+/// The `gatehouse agent` process, stopped by its PID when dropped.
+pub struct AgentProc {
+    pub addr: SocketAddr,
+    pub access_log: std::path::PathBuf,
+    caddy_admin: String,
+    process: Option<ChildGuard>,
+}
+
+impl AgentProc {
+    /// Starts an agent for `caddy` on a free port and waits until its /health answers.
+    pub async fn start(caddy: &Caddy) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut agent = Self {
+            addr,
+            access_log: caddy.dir().join("access.log"),
+            caddy_admin: caddy.admin_url(),
+            process: None,
+        };
+        agent.restart().await;
+        agent
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// (Re)starts the process on the same address.
+    pub async fn restart(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("agent")
+            .env("GATEHOUSE_AGENT_LISTEN", self.addr.to_string())
+            .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
+            .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
+            .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gatehouse agent");
+        self.process = Some(ChildGuard(child));
+        let health = format!("{}/health", self.url());
+        for _ in 0..100 {
+            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("agent did not come up on {}", self.addr);
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
+    pub async fn health(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/health", self.url())).await.unwrap().json().await.unwrap()
+    }
+}
+
+/// An upstream that answers every request with `reply`; runs until the test ends.
+pub async fn upstream(reply: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move || async move { reply });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A hub with an enrolled admin signed in as the default visitor.
+pub async fn hub(configure: impl FnOnce(&mut gatehouse::config::Config)) -> TestApp {
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 1000;
+        c.fleet.reconcile_interval_secs = 1;
+        configure(c);
+    })
+    .await;
+    app.create_admin().await;
+    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    app
+}
+
+/// Adds an agent through the agents page; returns its id.
+pub async fn add_agent(app: &TestApp, name: &str, agent: &AgentProc) -> i64 {
+    let page = app.post_form("/agents", &[("name", name), ("url", &agent.url()), ("token", AGENT_TOKEN)]).await;
+    assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+    let name = name.to_string();
+    app.state
+        .db
+        .run(move |c| Ok(gatehouse::db::agents::list(c)?.into_iter().find(|a| a.name == name).unwrap().id))
+        .await
+        .unwrap()
+}
+
+/// Polls `check` every 100 ms for at most `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..secs * 10 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {secs} s: {what}");
+}
