@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod caddy;
 
 use gatehouse::config::{Config, Secret};
 use gatehouse::db::{audit, users};
