@@ -3,6 +3,8 @@
 //! The binary in `main.rs` only parses the command line and dispatches to `cli`; everything
 //! else lives here so tests can drive the real thing.
 
+/// The agent beside each Caddy: its config, Caddy admin client and HTTP API.
+pub mod agent;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.

@@ -274,13 +274,6 @@ fn help_lists_every_subcommand_with_a_description() {
     }
 }
 
-#[test]
-fn the_agent_says_clearly_that_it_is_not_there_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(gatehouse(dir.path()).arg("agent"));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not yet"));
-}
 
 #[tokio::test]
 async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {

@@ -42,7 +42,7 @@ pub enum Command {
     /// Run the portal (the hub).
     Serve,
     /// Run the agent beside a Caddy server.
-    Agent,
+    Agent(agent::Args),
     /// Apply database migrations and exit.
     Migrate,
     /// Exit 0 when the running portal answers /healthz (for Docker HEALTHCHECK).
@@ -54,8 +54,8 @@ pub enum Command {
 
 /// Loads the configuration, sets up logging and runs the subcommand.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Command::Agent = cli.command {
-        return agent::run();
+    if let Command::Agent(args) = cli.command {
+        return agent::run(args);
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -78,7 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Migrate => migrate::run(config).await,
             Command::Healthcheck(args) => healthcheck::run(config, args).await,
             Command::User(cmd) => user::run(config, cmd).await,
-            Command::Agent => unreachable!("handled above"),
+            Command::Agent(_) => unreachable!("handled above"),
         }
     });
     match result {

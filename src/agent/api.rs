@@ -1,0 +1,175 @@
+//! The agent's HTTP handlers and the Bearer-token guard, with the JSON shapes they answer.
+//! The shapes are public and deserializable so the hub's client can read them with the very
+//! types that write them.
+
+use super::AgentState;
+use super::caddy::{CaddyError, Warning};
+use crate::auth::token::constant_time_eq;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always `ok`: the agent answered. Caddy's state is in `caddy`.
+    pub status: String,
+    pub agent_version: String,
+    pub caddy: CaddyHealth,
+    /// [`config_hash`](crate::domain::caddyfile::config_hash) of the last Caddyfile Caddy accepted from this agent process; `None`
+    /// until the first successful reload (the agent does not know what Caddy ran before).
+    pub applied_hash: Option<String>,
+    pub access_log: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaddyHealth {
+    /// `GET /config/` answered 200 within two seconds.
+    pub reachable: bool,
+    /// `caddy version` as read once at start, `None` if that failed.
+    pub version: Option<String>,
+    /// Caddy's admin `host:port`; the hub's Caddyfile must carry it in `admin`.
+    pub admin: String,
+}
+
+/// `POST /caddy/reload`, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// 200: Caddy runs this Caddyfile now; `warnings` are Caddy's (e.g. not `caddy fmt`-clean).
+    Applied {
+        hash: String,
+        warnings: Vec<Warning>,
+    },
+    /// 422: Caddy refused it and keeps its previous configuration.
+    Rejected { caddy_status: u16, error: String },
+    /// 502: Caddy did not answer; nothing is known to have changed.
+    CaddyUnreachable { error: String },
+}
+
+/// `POST /caddy/validate`, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ValidateOutcome {
+    /// 200: Caddy's adapter accepts it.
+    Valid { warnings: Vec<Warning> },
+    /// 422: Caddy's adapter refuses it, in its own words.
+    Invalid { error: String },
+    /// 502: Caddy did not answer.
+    CaddyUnreachable { error: String },
+}
+
+/// Any refusal that is not Caddy's: bad token (401), body not UTF-8 (400), too large (413).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+pub async fn health(State(state): State<AgentState>) -> Json<Health> {
+    let config = state.config();
+    Json(Health {
+        status: "ok".into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        caddy: CaddyHealth {
+            reachable: state.caddy().reachable().await,
+            version: state.caddy_version().map(str::to_string),
+            admin: config.caddy_admin.authority().to_string(),
+        },
+        applied_hash: state.applied_hash(),
+        access_log: config.access_log.clone(),
+    })
+}
+
+pub async fn reload(
+    State(state): State<AgentState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ReloadOutcome>), Refusal> {
+    let outcome = state.reload(caddyfile(body)?).await;
+    let status = match outcome {
+        ReloadOutcome::Applied { .. } => StatusCode::OK,
+        ReloadOutcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadOutcome::CaddyUnreachable { .. } => StatusCode::BAD_GATEWAY,
+    };
+    Ok((status, Json(outcome)))
+}
+
+pub async fn validate(
+    State(state): State<AgentState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ValidateOutcome>), Refusal> {
+    let (status, outcome) = match state.caddy().adapt(caddyfile(body)?.into()).await {
+        Ok(warnings) => (StatusCode::OK, ValidateOutcome::Valid { warnings }),
+        Err(CaddyError::Rejected { message, .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ValidateOutcome::Invalid { error: message },
+        ),
+        Err(CaddyError::Unreachable(error)) => (
+            StatusCode::BAD_GATEWAY,
+            ValidateOutcome::CaddyUnreachable { error },
+        ),
+    };
+    Ok((status, Json(outcome)))
+}
+
+/// The request body as a Caddyfile: within the size limit and UTF-8, because the hash that
+/// hub and agent compare is taken over text. Any content type is accepted.
+fn caddyfile(body: Result<Bytes, BytesRejection>) -> Result<String, Refusal> {
+    let bytes = body.map_err(|rejection| Refusal(rejection.status(), rejection.body_text()))?;
+    String::from_utf8(Vec::from(bytes)).map_err(|_| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            "the Caddyfile must be UTF-8 text".into(),
+        )
+    })
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>`, compared in constant
+/// time. Runs before the body is read, so a stranger cannot make the agent buffer 64 MiB.
+pub async fn require_token(
+    State(state): State<AgentState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let expected = state.config().token.expose().as_bytes();
+    if presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected)) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.to_string());
+    tracing::warn!(
+        peer = peer.as_deref().unwrap_or("unknown"),
+        path = request.uri().path(),
+        token_sent = presented.is_some(),
+        "refused a request without the right token"
+    );
+    let mut response = Refusal(StatusCode::UNAUTHORIZED, "unauthorized".into()).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// A request the agent turns down itself, answered as [`ErrorBody`].
+#[derive(Debug)]
+pub struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}

@@ -1,0 +1,445 @@
+//! Typed settings for the agent, layered like the hub's: built-in defaults, then the TOML file
+//! given by `--config`/`GATEHOUSE_AGENT_CONFIG`, then `GATEHOUSE_AGENT_*` environment
+//! variables. Any unknown key or bad value stops start-up with a message naming the key.
+//!
+//! The layering mirrors `crate::config` rather than sharing it because the hub's helpers are
+//! private to its module and typed after its own defaults.
+
+use super::caddy::CaddyAdmin;
+use crate::config::{ConfigError, LogConfig, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// Environment variables with this prefix configure the agent.
+pub const ENV_PREFIX: &str = "GATEHOUSE_AGENT_";
+/// Read by clap for `--config`; not a config key itself.
+pub const ENV_CONFIG_PATH: &str = "GATEHOUSE_AGENT_CONFIG";
+/// Shorter tokens are refused: the token is all that stands between the network and Caddy.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Every setting of the agent. `config/agent.toml` documents each key with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Address and port the agent's API listens on.
+    pub listen: SocketAddr,
+    /// The Bearer token the hub must send. After [`AgentConfig::load`] this is the effective
+    /// token, whether it came from here or from `token_file`.
+    pub token: Secret,
+    /// A file whose trimmed contents are the token; empty means unused.
+    pub token_file: String,
+    /// Caddy's admin API; loopback only.
+    pub caddy_admin: CaddyAdmin,
+    /// The JSON access log the hub's Caddyfile makes every site write.
+    pub access_log: String,
+    /// Asked once at start for `caddy version`; empty skips the question.
+    pub caddy_binary: String,
+    /// How long a `/load` or `/adapt` may take; large configurations take seconds.
+    pub load_timeout_secs: u64,
+    pub log: LogConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            token: Secret::default(),
+            token_file: String::new(),
+            caddy_admin: CaddyAdmin::default(),
+            access_log: "/var/log/caddy/gatehouse-access.log".into(),
+            caddy_binary: "caddy".into(),
+            load_timeout_secs: 120,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Loads the configuration from the process environment and the optional file.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// Loads the configuration from the optional file and the given environment, then reads
+    /// `token_file` when it is set.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => read_file(path)?,
+            None => Table::new(),
+        };
+        let from_env = apply_env(&mut table, env)?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: from_env
+                .get(key)
+                .map(|var| format!(" (from {var})"))
+                .unwrap_or_default(),
+            key: key.to_string(),
+            message,
+        };
+        let mut config: AgentConfig = serde_path_to_error::deserialize(Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                invalid(&key, e.into_inner().message().to_string())
+            })?;
+        config
+            .resolve_token()
+            .and_then(|()| config.validate())
+            .map_err(|(key, message)| invalid(key, message))?;
+        Ok(config)
+    }
+
+    /// Puts the token from `token_file` into `token`, then checks what the hub will send.
+    fn resolve_token(&mut self) -> Result<(), (&'static str, String)> {
+        if !self.token_file.is_empty() {
+            if !self.token.is_empty() {
+                return Err(("token_file", "set `token` or `token_file`, not both".into()));
+            }
+            let text = std::fs::read_to_string(&self.token_file).map_err(|e| {
+                (
+                    "token_file",
+                    format!("cannot read {}: {e}", self.token_file),
+                )
+            })?;
+            self.token = Secret::new(text.trim());
+        }
+        let token = self.token.expose();
+        if token.is_empty() {
+            return Err((
+                "token",
+                format!(
+                    "the agent needs a token of at least {MIN_TOKEN_CHARS} characters: set \
+                     `token` ({ENV_PREFIX}TOKEN) or `token_file` ({ENV_PREFIX}TOKEN_FILE)"
+                ),
+            ));
+        }
+        if token.chars().count() < MIN_TOKEN_CHARS {
+            return Err((
+                "token",
+                format!("must be at least {MIN_TOKEN_CHARS} characters long"),
+            ));
+        }
+        // The hub sends it in an HTTP header, where anything else cannot travel intact.
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err((
+                "token",
+                "must be printable ASCII without spaces (it travels in an HTTP header)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rules serde cannot express; returns the offending key and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let log = &self.access_log;
+        if !log.starts_with('/') || log.contains("..") || log.chars().any(char::is_control) {
+            return Err(("access_log", "must be an absolute path without `..`".into()));
+        }
+        if self.load_timeout_secs == 0 || self.load_timeout_secs > 3_600 {
+            return Err((
+                "load_timeout_secs",
+                "must be between 1 and 3600 seconds".into(),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ("log.level", format!("not a valid log filter: {e}")))?;
+        Ok(())
+    }
+
+    /// Where the token came from, for the start-up log line (never the token itself).
+    pub fn token_source(&self) -> &'static str {
+        if self.token_file.is_empty() {
+            "token"
+        } else {
+            "token_file"
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: PathBuf::from(path),
+        source,
+    })?;
+    text.parse::<Table>().map_err(|e| ConfigError::Syntax {
+        path: PathBuf::from(path),
+        message: e.to_string(),
+    })
+}
+
+/// Every leaf key of the defaults, dotted (`log.format`), with its default value.
+fn default_keys() -> Vec<(String, Value)> {
+    fn walk(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Table(t) => walk(&key, t, out),
+                other => out.push((key, other.clone())),
+            }
+        }
+    }
+    let defaults = Table::try_from(AgentConfig::default()).expect("defaults serialize to TOML");
+    let mut out = Vec::new();
+    walk("", &defaults, &mut out);
+    out
+}
+
+/// The environment variable that sets a dotted key: `log.format` → `GATEHOUSE_AGENT_LOG_FORMAT`.
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Overlays `GATEHOUSE_AGENT_*` variables onto `table`, typed after each key's default.
+/// Returns which variable set each key, so errors can name it.
+fn apply_env(
+    table: &mut Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let keys: BTreeMap<String, (String, Value)> = default_keys()
+        .into_iter()
+        .map(|(key, default)| (env_var_for(&key), (key, default)))
+        .collect();
+    let mut applied = BTreeMap::new();
+    for (var, raw) in env {
+        if !var.starts_with(ENV_PREFIX) || var == ENV_CONFIG_PATH {
+            continue;
+        }
+        let Some((key, default)) = keys.get(&var) else {
+            return Err(ConfigError::UnknownEnv { var });
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            key: key.clone(),
+            origin: format!(" (from {var})"),
+            message,
+        };
+        let value = match default {
+            Value::Integer(_) => Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("expected a whole number, got {raw:?}")))?,
+            ),
+            _ => Value::String(raw),
+        };
+        set_path(table, key, value).map_err(invalid)?;
+        applied.insert(key.clone(), var);
+    }
+    Ok(applied)
+}
+
+fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("keys are never empty");
+    let mut current = table;
+    for part in parts {
+        current = current
+            .entry(part)
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` in the config file is not a table"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogFormat;
+
+    const TOKEN: &str = "0123456789abcdef-token";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    fn error(path: Option<&Path>, pairs: &[(&str, &str)]) -> String {
+        AgentConfig::load_from(path, env(pairs))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_token_alone_gives_the_documented_defaults() {
+        let config =
+            AgentConfig::load_from(None, env(&[("GATEHOUSE_AGENT_TOKEN", TOKEN)])).unwrap();
+        assert_eq!(
+            config,
+            AgentConfig {
+                token: Secret::new(TOKEN),
+                ..AgentConfig::default()
+            }
+        );
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(config.caddy_admin.authority(), "localhost:2019");
+    }
+
+    #[test]
+    fn the_shipped_config_file_documents_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
+        let shipped = read_file(&path).unwrap();
+        for (key, default) in default_keys() {
+            let mut value = Some(&shipped);
+            let mut leaf = None;
+            for part in key.split('.') {
+                leaf = value.and_then(|t| t.get(part));
+                value = leaf.and_then(Value::as_table);
+            }
+            assert_eq!(
+                leaf,
+                Some(&default),
+                "config/agent.toml does not document `{key}` with its default"
+            );
+        }
+        let config =
+            AgentConfig::load_from(Some(&path), env(&[("GATEHOUSE_AGENT_TOKEN", TOKEN)])).unwrap();
+        assert_eq!(config.caddy_admin, CaddyAdmin::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f =
+            file("listen = \"127.0.0.1:9000\"\nload_timeout_secs = 5\n[log]\nformat = \"text\"\n");
+        let config = AgentConfig::load_from(
+            Some(f.path()),
+            env(&[
+                ("GATEHOUSE_AGENT_TOKEN", TOKEN),
+                ("GATEHOUSE_AGENT_LOG_FORMAT", "json"),
+                ("GATEHOUSE_AGENT_LOAD_TIMEOUT_SECS", "30"),
+                ("GATEHOUSE_AGENT_CADDY_ADMIN", "http://127.0.0.1:2999"),
+                ("GATEHOUSE_AGENT_CONFIG", "/ignored/here"),
+                ("GATEHOUSE_LISTEN", "hub setting, not ours"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.load_timeout_secs, 30);
+        assert_eq!(config.caddy_admin.authority(), "127.0.0.1:2999");
+    }
+
+    #[test]
+    fn the_token_file_gives_its_trimmed_contents() {
+        let f = file(&format!("  {TOKEN}\n"));
+        let config = AgentConfig::load_from(
+            None,
+            env(&[("GATEHOUSE_AGENT_TOKEN_FILE", f.path().to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(config.token.expose(), TOKEN);
+        assert_eq!(config.token_source(), "token_file");
+    }
+
+    #[test]
+    fn start_up_without_a_usable_token_names_the_key() {
+        let err = error(None, &[]);
+        assert!(
+            err.contains("`token`") && err.contains("token_file"),
+            "{err}"
+        );
+        let err = error(None, &[("GATEHOUSE_AGENT_TOKEN", "short")]);
+        assert!(
+            err.contains("`token`") && err.contains("GATEHOUSE_AGENT_TOKEN"),
+            "{err}"
+        );
+        let err = error(
+            None,
+            &[("GATEHOUSE_AGENT_TOKEN", "has a space in it, long")],
+        );
+        assert!(err.contains("`token`"), "{err}");
+        let err = error(
+            None,
+            &[("GATEHOUSE_AGENT_TOKEN_FILE", "/nonexistent/token")],
+        );
+        assert!(
+            err.contains("`token_file`") && err.contains("/nonexistent/token"),
+            "{err}"
+        );
+        let f = file(TOKEN);
+        let err = error(
+            None,
+            &[
+                ("GATEHOUSE_AGENT_TOKEN", TOKEN),
+                ("GATEHOUSE_AGENT_TOKEN_FILE", f.path().to_str().unwrap()),
+            ],
+        );
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_non_loopback_caddy_admin_is_refused_naming_the_key() {
+        for admin in [
+            "http://10.0.0.5:2019",
+            "http://caddy.example.com:2019",
+            "https://localhost:2019",
+            "http://0.0.0.0:2019",
+            "http://localhost:2019/config",
+            "localhost:2019",
+        ] {
+            let err = error(
+                None,
+                &[
+                    ("GATEHOUSE_AGENT_TOKEN", TOKEN),
+                    ("GATEHOUSE_AGENT_CADDY_ADMIN", admin),
+                ],
+            );
+            assert!(
+                err.contains("`caddy_admin`") && err.contains("GATEHOUSE_AGENT_CADDY_ADMIN"),
+                "{admin}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let f = file(&format!("token = \"{TOKEN}\"\n[log]\ncolour = true\n"));
+        let err = error(Some(f.path()), &[]);
+        assert!(err.contains("colour"), "{err}");
+        let err = error(None, &[("GATEHOUSE_AGENT_LISTN", "x")]);
+        assert!(err.contains("GATEHOUSE_AGENT_LISTN"), "{err}");
+        for (var, value, key) in [
+            ("GATEHOUSE_AGENT_LISTEN", "nowhere", "`listen`"),
+            (
+                "GATEHOUSE_AGENT_LOAD_TIMEOUT_SECS",
+                "0",
+                "`load_timeout_secs`",
+            ),
+            (
+                "GATEHOUSE_AGENT_LOAD_TIMEOUT_SECS",
+                "soon",
+                "`load_timeout_secs`",
+            ),
+            ("GATEHOUSE_AGENT_ACCESS_LOG", "relative.log", "`access_log`"),
+            ("GATEHOUSE_AGENT_LOG_FORMAT", "xml", "`log.format`"),
+        ] {
+            let err = error(None, &[("GATEHOUSE_AGENT_TOKEN", TOKEN), (var, value)]);
+            assert!(err.contains(key) && err.contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_appears_in_debug_output() {
+        let config =
+            AgentConfig::load_from(None, env(&[("GATEHOUSE_AGENT_TOKEN", TOKEN)])).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(TOKEN), "{debug}");
+        assert!(debug.contains("Secret(***)"), "{debug}");
+    }
+}

@@ -1,0 +1,237 @@
+//! The agent: a small daemon beside each Caddy that loads the Caddyfile the hub sends into
+//! Caddy's admin API. `router(state)` is its one route table; [`Agent`] binds and serves it.
+//!
+//! It knows nothing of the hub beyond the token the hub presents.
+
+pub mod api;
+pub mod caddy;
+pub mod config;
+
+pub use caddy::{CaddyAdmin, CaddyClient, CaddyError, Warning};
+pub use config::AgentConfig;
+
+use crate::domain::caddyfile::config_hash;
+use api::ReloadOutcome;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+/// Largest Caddyfile accepted by `/caddy/reload` and `/caddy/validate`.
+pub const MAX_CADDYFILE_BYTES: usize = 64 * 1024 * 1024;
+/// `caddy version` should answer at once; a hung binary must not hold up start-up.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AgentState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AgentConfig,
+    caddy: CaddyClient,
+    caddy_version: Option<String>,
+    /// Held for the whole of a `/load`, so two reloads never interleave.
+    pushes: tokio::sync::Mutex<()>,
+    /// Separate from `pushes` so `/health` answers while a long load runs.
+    applied_hash: Mutex<Option<String>>,
+}
+
+impl AgentState {
+    pub fn new(config: AgentConfig, caddy_version: Option<String>) -> anyhow::Result<Self> {
+        let caddy = CaddyClient::new(
+            config.caddy_admin.clone(),
+            Duration::from_secs(config.load_timeout_secs),
+        )?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                caddy,
+                caddy_version,
+                pushes: tokio::sync::Mutex::new(()),
+                applied_hash: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.inner.config
+    }
+
+    pub fn caddy(&self) -> &CaddyClient {
+        &self.inner.caddy
+    }
+
+    pub fn caddy_version(&self) -> Option<&str> {
+        self.inner.caddy_version.as_deref()
+    }
+
+    /// The hash of the last Caddyfile Caddy accepted from this process.
+    pub fn applied_hash(&self) -> Option<String> {
+        // The value is a plain replace, never half-written, so a poisoned lock is still sound.
+        self.inner
+            .applied_hash
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_applied_hash(&self, hash: String) {
+        *self
+            .inner
+            .applied_hash
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hash);
+    }
+
+    /// Loads a Caddyfile into Caddy, one push at a time, and records its hash only when Caddy
+    /// took it.
+    pub async fn reload(&self, caddyfile: String) -> ReloadOutcome {
+        // Shared, not copied: the same buffer is hashed and sent to Caddy.
+        let caddyfile = Bytes::from(caddyfile);
+        let text = caddyfile.clone();
+        // Up to 64 MiB of SHA-256, so off the async workers. The text came from a `String`,
+        // so the lossy conversion borrows it unchanged.
+        let hash = crate::blocking::run(move || config_hash(&String::from_utf8_lossy(&text)))
+            .await
+            .expect("hashing a string does not panic");
+        let _one_push_at_a_time = self.inner.pushes.lock().await;
+        match self.caddy().load(caddyfile).await {
+            Ok(warnings) => {
+                self.set_applied_hash(hash.clone());
+                tracing::info!(%hash, warnings = warnings.len(), "Caddy applied a new Caddyfile");
+                ReloadOutcome::Applied { hash, warnings }
+            }
+            Err(CaddyError::Rejected { status, message }) => {
+                tracing::warn!(caddy_status = status, error = %message, "Caddy rejected a Caddyfile");
+                ReloadOutcome::Rejected {
+                    caddy_status: status,
+                    error: message,
+                }
+            }
+            Err(CaddyError::Unreachable(error)) => ReloadOutcome::CaddyUnreachable { error },
+        }
+    }
+}
+
+/// The agent's route table: `/health` is open, everything else needs the Bearer token.
+pub fn router(state: AgentState) -> Router {
+    let guarded = Router::new()
+        .route("/caddy/reload", post(api::reload))
+        .route("/caddy/validate", post(api::validate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
+    Router::new()
+        .route("/health", get(api::health))
+        .merge(guarded)
+        .layer(DefaultBodyLimit::max(MAX_CADDYFILE_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A bound, ready-to-run agent.
+pub struct Agent {
+    listener: TcpListener,
+    pub state: AgentState,
+}
+
+impl Agent {
+    /// Asks Caddy's binary for its version and binds the listener.
+    pub async fn bind(config: AgentConfig) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let version = caddy_version(&config.caddy_binary).await;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state = AgentState::new(config, version)?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let config = self.state.config();
+        tracing::info!(
+            addr = %self.local_addr(),
+            caddy_admin = %config.caddy_admin,
+            caddy_version = self.state.caddy_version().unwrap_or("unknown"),
+            token_from = config.token_source(),
+            "gatehouse agent is listening"
+        );
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    Agent::bind(config).await?.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The first line of `<binary> version`, or `None` (logged) if it cannot be had.
+pub async fn caddy_version(binary: &str) -> Option<String> {
+    if binary.is_empty() {
+        return None;
+    }
+    let output = tokio::process::Command::new(binary)
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let failure = match tokio::time::timeout(VERSION_TIMEOUT, output).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            match stdout.lines().next().map(str::trim) {
+                Some(line) if !line.is_empty() => return Some(line.to_string()),
+                _ => "it printed nothing".to_string(),
+            }
+        }
+        Ok(Ok(out)) => format!("it exited with {}", out.status),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("no answer within {} s", VERSION_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(binary, reason = %failure, "cannot read `caddy version`; /health reports it as null");
+    None
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
