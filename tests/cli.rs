@@ -274,7 +274,6 @@ fn help_lists_every_subcommand_with_a_description() {
     }
 }
 
-
 #[tokio::test]
 async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
     let app = common::TestApp::spawn().await;

@@ -319,7 +319,10 @@ pub async fn test(
     let health = client::health(&state.fleet.http, &view.agent, crate::fleet::HEALTH_TIMEOUT).await;
     // What it says now is what the page should show (drift included).
     let report = health.clone();
-    state.db.run(move |c| agents::record_report(c, id, &report)).await?;
+    state
+        .db
+        .run(move |c| agents::record_report(c, id, &report))
+        .await?;
     let outcome = if !health.online {
         Err(health
             .error

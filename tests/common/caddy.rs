@@ -25,6 +25,12 @@ impl Caddy {
     /// Starts Caddy with only `admin 127.0.0.1:<free port>` and `auto_https off`, and waits
     /// (bounded) until its admin API answers.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// As `start`, with extra environment variables for Caddy (read by `{$VAR}` in a
+    /// Caddyfile, which Caddy expands in its own process when it adapts a `/load`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for Caddy");
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let caddyfile = dir.path().join("Caddyfile");
@@ -43,6 +49,7 @@ impl Caddy {
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

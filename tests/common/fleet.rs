@@ -20,10 +20,15 @@ pub struct AgentProc {
 impl AgentProc {
     /// Starts an agent for `caddy` on a free port and waits until its /health answers.
     pub async fn start(caddy: &Caddy) -> Self {
+        Self::start_with_log(caddy, caddy.dir().join("access.log")).await
+    }
+
+    /// As `start`, with the access log Caddy is told to write (the hub renders it per agent).
+    pub async fn start_with_log(caddy: &Caddy, access_log: std::path::PathBuf) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut agent = Self {
             addr,
-            access_log: caddy.dir().join("access.log"),
+            access_log,
             caddy_admin: caddy.admin_url(),
             process: None,
         };
@@ -50,7 +55,10 @@ impl AgentProc {
         self.process = Some(ChildGuard(child));
         let health = format!("{}/health", self.url());
         for _ in 0..100 {
-            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -67,7 +75,12 @@ impl AgentProc {
     }
 
     pub async fn health(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/health", self.url())).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}/health", self.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -95,12 +108,27 @@ pub async fn hub(configure: impl FnOnce(&mut gatehouse::config::Config)) -> Test
 
 /// Adds an agent through the agents page; returns its id.
 pub async fn add_agent(app: &TestApp, name: &str, agent: &AgentProc) -> i64 {
-    let page = app.post_form("/agents", &[("name", name), ("url", &agent.url()), ("token", AGENT_TOKEN)]).await;
+    let page = app
+        .post_form(
+            "/agents",
+            &[
+                ("name", name),
+                ("url", &agent.url()),
+                ("token", AGENT_TOKEN),
+            ],
+        )
+        .await;
     assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
     let name = name.to_string();
     app.state
         .db
-        .run(move |c| Ok(gatehouse::db::agents::list(c)?.into_iter().find(|a| a.name == name).unwrap().id))
+        .run(move |c| {
+            Ok(gatehouse::db::agents::list(c)?
+                .into_iter()
+                .find(|a| a.name == name)
+                .unwrap()
+                .id)
+        })
         .await
         .unwrap()
 }
