@@ -46,6 +46,8 @@ pub struct FleetConfig {
     pub reconcile_interval_secs: u64,
     /// A push to one agent (Caddy loading the whole file) must finish within this.
     pub push_timeout_secs: u64,
+    /// A live-log connection to an agent that nobody watches is closed after this long.
+    pub log_idle_grace_secs: u64,
     /// Agents declared here are added at start-up and kept in step with this list.
     pub agents: Vec<AgentDecl>,
 }
@@ -69,6 +71,7 @@ impl Default for FleetConfig {
         Self {
             reconcile_interval_secs: 5,
             push_timeout_secs: 60,
+            log_idle_grace_secs: 30,
             agents: Vec::new(),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod deploy;
+pub mod logs;
 pub mod reconcile;
 
 use std::collections::HashMap;

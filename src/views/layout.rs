@@ -53,6 +53,7 @@ fn nav(ctx: &Ctx) -> Markup {
                 Some(user) => {
                     (link("/", "Home"))
                     (link("/vhosts", "Sites"))
+                    (link("/logs", "Logs"))
                     (link("/changelog", "Changelog"))
                     @if user.is_admin {
                         (link("/agents", "Agents"))

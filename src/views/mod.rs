@@ -10,6 +10,7 @@ pub mod forms;
 pub mod home;
 pub mod layout;
 pub mod login;
+pub mod logs;
 pub mod setup;
 pub mod users;
 pub mod vhosts;

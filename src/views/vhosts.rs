@@ -69,6 +69,7 @@ pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
                 div .vhost-meta .muted {
                     span .vhost-template { (r.template) }
                     @if admin { @if let Some(owner) = &r.owner { " · " span .vhost-owner { (owner) } } }
+                    " · " a .vhost-logs href=(format!("/logs?vhost={}", crate::web::auth::urlencode(&v.domain))) { "Logs" }
                     " · " a .vhost-changes href=(format!("/changelog?domain={}", v.domain)) { "History" }
                 }
                 @if let Some(error) = error { p .row-error role="alert" { (error) } }

@@ -13,6 +13,7 @@ mod extract;
 mod health;
 mod home;
 mod login;
+mod logs;
 mod middleware;
 mod render;
 pub mod session;
@@ -28,6 +29,7 @@ pub use changelog::{ChangelogQuery, EntryView};
 pub use extract::Form;
 pub use home::Dashboard;
 pub use login::LoginForm;
+pub use logs::{LogQuery, ROW_CAP as LOG_ROW_CAP};
 pub use render::Render;
 pub use users::{NewUserForm, Outcome};
 pub use vhosts::{CaddyCheck, Editor, ListQuery, OwnedVhost, Preview, RowView};
@@ -60,6 +62,7 @@ pub struct AppState {
     pub totp_limiter: Arc<Limiter>,
     pub sessions: RusqliteStore,
     pub fleet: Arc<crate::fleet::Fleet>,
+    pub log_hub: Arc<crate::fleet::logs::LogHub>,
 }
 
 /// One row of the route table.
@@ -192,6 +195,9 @@ fn table(state: &AppState) -> Table {
     .add(User, "/vhosts/{id}/edit", GET, get(vhosts::edit_form))
     .add(User, "/vhosts/{id}/toggle", POST, post(vhosts::toggle))
     .add(User, "/vhosts/{id}/delete", POST, post(vhosts::delete))
+    .add(User, "/logs", GET, get(logs::page))
+    .add(User, "/logs/table", GET, get(logs::table))
+    .add(User, "/logs/stream", GET, get(logs::stream))
     .add(User, "/changelog", GET, get(changelog::list))
     .add(User, "/changelog/{id}", GET, get(changelog::show))
     .add(
@@ -339,6 +345,9 @@ impl Server {
         let state = AppState {
             fleet: Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
                 config.fleet.push_timeout_secs,
+            ))),
+            log_hub: Arc::new(crate::fleet::logs::LogHub::new(Duration::from_secs(
+                config.fleet.log_idle_grace_secs,
             ))),
             login_limiter: Arc::new(Limiter::per_minute(attempts)),
             totp_limiter: Arc::new(Limiter::per_minute(attempts)),

@@ -1,0 +1,144 @@
+//! The live log viewer: filters, a table that fills from history and then from the SSE
+//! stream, pause and resume, and a cap on the rows kept (each new row removes the one that
+//! falls off the end, out of band, so the page never grows without bound).
+
+use crate::fleet::logs::LogEntry;
+use crate::web::LogQuery;
+use maud::{Markup, html};
+
+fn clock(ts: f64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[hour]:[minute]:[second]"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        2 => "status-2xx",
+        3 => "status-3xx",
+        4 => "status-4xx",
+        5 => "status-5xx",
+        _ => "status-other",
+    }
+}
+
+pub fn page(q: &LogQuery, sites: &[String], rows: &[(String, LogEntry)]) -> Markup {
+    html! {
+        section .card #logs {
+            h1 { "Live logs" }
+            form .filters #log-filters method="get" action="/logs" hx-get="/logs/table" hx-target="#log-table"
+                hx-swap="outerHTML" hx-trigger="change, input delay:400ms from:#log-q" {
+                div .field {
+                    label for="log-vhost" { "Site" }
+                    select #log-vhost name="vhost" {
+                        option value="" { "All sites" }
+                        @for s in sites { option value=(s) selected[q.vhost == *s] { (s) } }
+                    }
+                }
+                div .field {
+                    label for="log-status" { "Status" }
+                    select #log-status name="status" {
+                        @for (v, l) in [("", "Any"), ("2xx", "2xx success"), ("3xx", "3xx redirect"), ("4xx", "4xx client error"), ("5xx", "5xx server error")] {
+                            option value=(v) selected[q.status == v] { (l) }
+                        }
+                    }
+                }
+                div .field {
+                    label for="log-method" { "Method" }
+                    select #log-method name="method" {
+                        @for m in ["", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] {
+                            option value=(m) selected[q.method.eq_ignore_ascii_case(m)] { @if m.is_empty() { "Any" } @else { (m) } }
+                        }
+                    }
+                }
+                div .field {
+                    label for="log-q" { "Search" }
+                    input #log-q type="search" name="q" value=(q.q) placeholder="path, host or client IP" autocomplete="off";
+                }
+                noscript { button .button type="submit" { "Filter" } }
+            }
+            (table(q, rows))
+        }
+    }
+}
+
+/// The table with its controls; live (connected to the stream) unless paused.
+pub fn table(q: &LogQuery, rows: &[(String, LogEntry)]) -> Markup {
+    let live = !q.paused();
+    let stream = format!("/logs/stream?{}", q.to_query());
+    html! {
+        div #log-table .log-table-wrap data-live=(live)
+            hx-ext=[live.then_some("sse")] sse-connect=[live.then_some(stream.as_str())] {
+            div .log-controls {
+                @if live {
+                    span .live-dot #log-state { "Live" }
+                    button .button .small #log-pause type="button" hx-get="/logs/table" hx-include="#log-filters"
+                        hx-vals=r#"{"paused":"1"}"# hx-target="#log-table" hx-swap="outerHTML" { "Pause" }
+                } @else {
+                    span .paused-dot #log-state { "Paused" }
+                    button .button .small #log-resume type="button" hx-get="/logs/table" hx-include="#log-filters"
+                        hx-target="#log-table" hx-swap="outerHTML" { "Resume" }
+                }
+                span .muted .hint { "Newest first; at most " (crate::web::LOG_ROW_CAP) " live rows are kept." }
+            }
+            div .table-wrap {
+                table .table .log-table {
+                    thead { tr { th { "Time" } th { "Site" } th { "Method" } th { "Path" } th { "Status" } th { "Duration" } th { "Size" } th { "Client" } } }
+                    tbody #log-rows sse-swap=[live.then_some("log")] hx-swap="afterbegin" {
+                        @for (agent, e) in rows { (row_cells(None, agent, e)) }
+                    }
+                }
+            }
+            @if rows.is_empty() { p .muted #no-logs { "No requests yet. New ones appear here as they happen." } }
+        }
+    }
+}
+
+fn row_cells(id: Option<String>, agent: &str, e: &LogEntry) -> Markup {
+    html! {
+        tr .log-row .(status_class(e.status)) id=[id] data-agent=(agent) data-host=(e.host) {
+            td data-label="Time" { (clock(e.ts)) }
+            td .mono data-label="Site" { (e.host) }
+            td data-label="Method" { (e.method) }
+            td .mono .log-path data-label="Path" { (e.uri) }
+            td .log-status data-label="Status" { (e.status) }
+            td data-label="Duration" { (format!("{:.1} ms", e.duration * 1000.0)) }
+            td data-label="Size" { (size(e.size)) }
+            td .mono data-label="Client" { (e.remote_ip) }
+        }
+    }
+}
+
+/// The row that falls off the end when row `seq` arrives, removed out of band.
+fn drop_old(seq: u64, cap: u64) -> Markup {
+    html! {
+        @if seq > cap { tr id=(format!("live-{}", seq - cap)) hx-swap-oob="delete" {} }
+    }
+}
+
+/// One live line, as sent over SSE.
+pub fn live_row(seq: u64, agent: &str, e: &LogEntry, cap: u64) -> Markup {
+    html! { (row_cells(Some(format!("live-{seq}")), agent, e)) (drop_old(seq, cap)) }
+}
+
+/// "N lines skipped" in place of lines this browser could not be sent.
+pub fn skipped_row(seq: u64, message: &str, cap: u64) -> Markup {
+    html! {
+        tr .log-skipped id=(format!("live-{seq}")) { td colspan="8" { (message) } }
+        (drop_old(seq, cap))
+    }
+}
