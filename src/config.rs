@@ -3,6 +3,7 @@
 //! Any unknown key or bad value stops start-up with a message that names the key.
 
 use crate::domain::Role;
+use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,6 +65,12 @@ pub struct AgentDecl {
     pub token: Secret,
     #[serde(default)]
     pub token_file: String,
+    /// For an https URL: a PEM file of the CA that alone may sign the agent's certificate.
+    #[serde(default)]
+    pub tls_ca_file: String,
+    /// For an https URL: the SHA-256 of the agent's certificate, the only one accepted.
+    #[serde(default)]
+    pub tls_pin: String,
 }
 
 impl Default for FleetConfig {
@@ -97,6 +104,41 @@ impl AgentDecl {
                     self.name, self.token_file
                 )
             })
+    }
+
+    /// How the hub trusts this agent, from `tls_ca_file` and `tls_pin`, checked as the
+    /// agents form checks them.
+    pub fn resolve_tls(&self) -> Result<TlsSettings, String> {
+        let (ca_file, pin) = (self.tls_ca_file.trim(), self.tls_pin.trim());
+        if ca_file.is_empty() && pin.is_empty() {
+            return Ok(Default::default());
+        }
+        let name = &self.name;
+        if !is_https(&self.url) {
+            return Err(format!(
+                "agent {name:?}: tls_ca_file and tls_pin need an https:// url"
+            ));
+        }
+        if !ca_file.is_empty() && !pin.is_empty() {
+            return Err(format!(
+                "agent {name:?}: set tls_ca_file or tls_pin, not both"
+            ));
+        }
+        let ca = (!ca_file.is_empty())
+            .then(|| {
+                let text = std::fs::read_to_string(ca_file).map_err(|e| {
+                    format!("agent {name:?}: cannot read tls_ca_file {ca_file}: {e}")
+                })?;
+                CaCertificates::parse(&text)
+                    .map_err(|e| format!("agent {name:?}: tls_ca_file {ca_file}: {e}"))
+            })
+            .transpose()?;
+        let pin = (!pin.is_empty())
+            .then(|| {
+                CertFingerprint::parse(pin).map_err(|e| format!("agent {name:?}: tls_pin: {e}"))
+            })
+            .transpose()?;
+        Ok(TlsSettings { ca, pin })
     }
 }
 
@@ -399,6 +441,7 @@ impl Config {
                 ));
             }
             agent.resolve_token().map_err(|e| ("fleet.agents", e))?;
+            agent.resolve_tls().map_err(|e| ("fleet.agents", e))?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ("log.level", format!("not a valid log filter: {e}")))?;
@@ -698,6 +741,58 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_declared_agents_tls_settings_are_checked_and_named() {
+        let agent = |url: &str, ca: &str, pin: &str| AgentDecl {
+            name: "edge-1".into(),
+            url: url.into(),
+            token: Secret::new("0123456789abcdef"),
+            token_file: String::new(),
+            tls_ca_file: ca.into(),
+            tls_pin: pin.into(),
+        };
+        let pin = "AB:".repeat(31) + "AB";
+        let settings = agent("https://10.0.0.5:7070", "", &pin)
+            .resolve_tls()
+            .unwrap();
+        assert_eq!(settings.pin_hex(), Some("ab".repeat(32)));
+        assert_eq!(settings.ca, None);
+        assert_eq!(
+            agent("https://a:1", "", "").resolve_tls().unwrap(),
+            TlsSettings::default()
+        );
+        for (url, ca, pin, why) in [
+            ("http://10.0.0.5:7070", "", pin.as_str(), "https://"),
+            ("https://a:1", "", "12:34", "64 hex digits"),
+            (
+                "https://a:1",
+                "/nonexistent/ca.pem",
+                "",
+                "/nonexistent/ca.pem",
+            ),
+            (
+                "https://a:1",
+                "/nonexistent/ca.pem",
+                pin.as_str(),
+                "not both",
+            ),
+        ] {
+            let config = Config {
+                fleet: FleetConfig {
+                    agents: vec![agent(url, ca, pin)],
+                    ..FleetConfig::default()
+                },
+                ..Config::default()
+            };
+            let (key, message) = config.validate().unwrap_err();
+            assert_eq!(key, "fleet.agents");
+            assert!(
+                message.contains(why) && message.contains("edge-1"),
+                "{message}"
+            );
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Health {
     /// until the first successful reload (the agent does not know what Caddy ran before).
     pub applied_hash: Option<String>,
     pub access_log: String,
+    /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +86,7 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
         },
         applied_hash: state.applied_hash(),
         access_log: config.access_log.clone(),
+        tls: config.tls(),
     })
 }
 

@@ -39,6 +39,10 @@ pub struct AgentConfig {
     pub caddy_binary: String,
     /// How long a `/load` or `/adapt` may take; large configurations take seconds.
     pub load_timeout_secs: u64,
+    /// PEM certificate (chain) for serving the API over HTTPS; empty serves plain HTTP.
+    pub tls_cert: String,
+    /// PEM private key for `tls_cert`; set both or neither.
+    pub tls_key: String,
     pub log: LogConfig,
 }
 
@@ -52,6 +56,8 @@ impl Default for AgentConfig {
             access_log: "/var/log/caddy/gatehouse-access.log".into(),
             caddy_binary: "caddy".into(),
             load_timeout_secs: 120,
+            tls_cert: String::new(),
+            tls_key: String::new(),
             log: LogConfig::default(),
         }
     }
@@ -146,9 +152,23 @@ impl AgentConfig {
                 "must be between 1 and 3600 seconds".into(),
             ));
         }
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (false, true) => {
+                return Err(("tls_key", "set it with `tls_cert` (both or neither)".into()));
+            }
+            (true, false) => {
+                return Err(("tls_cert", "set it with `tls_key` (both or neither)".into()));
+            }
+            _ => {}
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ("log.level", format!("not a valid log filter: {e}")))?;
         Ok(())
+    }
+
+    /// Whether the API is served over HTTPS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.is_empty()
     }
 
     /// Where the token came from, for the start-up log line (never the token itself).
@@ -432,6 +452,33 @@ mod tests {
             let err = error(None, &[("GATEHOUSE_AGENT_TOKEN", TOKEN), (var, value)]);
             assert!(err.contains(key) && err.contains(var), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn a_tls_certificate_without_its_key_or_the_reverse_is_refused_naming_the_missing_key() {
+        for (set, missing) in [
+            ("GATEHOUSE_AGENT_TLS_CERT", "`tls_key`"),
+            ("GATEHOUSE_AGENT_TLS_KEY", "`tls_cert`"),
+        ] {
+            let err = error(
+                None,
+                &[
+                    ("GATEHOUSE_AGENT_TOKEN", TOKEN),
+                    (set, "/etc/gatehouse/agent.pem"),
+                ],
+            );
+            assert!(err.contains(missing), "{set}: {err}");
+        }
+        let config = AgentConfig::load_from(
+            None,
+            env(&[
+                ("GATEHOUSE_AGENT_TOKEN", TOKEN),
+                ("GATEHOUSE_AGENT_TLS_CERT", "/etc/gatehouse/agent.pem"),
+                ("GATEHOUSE_AGENT_TLS_KEY", "/etc/gatehouse/agent.key"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.tls());
     }
 
     #[test]

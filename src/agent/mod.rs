@@ -6,6 +6,7 @@
 pub mod api;
 pub mod caddy;
 pub mod config;
+pub mod tls;
 
 pub use caddy::{CaddyAdmin, CaddyClient, CaddyError, Warning};
 pub use config::AgentConfig;
@@ -140,19 +141,31 @@ pub fn router(state: AgentState) -> Router {
 /// A bound, ready-to-run agent.
 pub struct Agent {
     listener: TcpListener,
+    /// Set when `tls_cert` and `tls_key` are: the API is served over HTTPS only.
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     pub state: AgentState,
 }
 
 impl Agent {
-    /// Asks Caddy's binary for its version and binds the listener.
+    /// Reads the TLS certificate and key if any, asks Caddy's binary for its version and
+    /// binds the listener.
     pub async fn bind(config: AgentConfig) -> anyhow::Result<Self> {
         use anyhow::Context;
+        let tls = if config.tls() {
+            Some(tls::server_config(&config.tls_cert, &config.tls_key)?)
+        } else {
+            None
+        };
         let version = caddy_version(&config.caddy_binary).await;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let state = AgentState::new(config, version)?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            tls,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -172,11 +185,26 @@ impl Agent {
             caddy_admin = %config.caddy_admin,
             caddy_version = self.state.caddy_version().unwrap_or("unknown"),
             token_from = config.token_source(),
+            tls = config.tls(),
             "gatehouse agent is listening"
         );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let Some(tls) = self.tls else {
+            return axum::serve(self.listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        };
+        // axum-server does the handshakes; it stops on its handle, so the shutdown future
+        // drives that handle the way axum's graceful shutdown would (no deadline).
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.graceful_shutdown(None);
+        });
+        axum_server::from_tcp_rustls(self.listener.into_std()?, tls)?
+            .handle(handle)
+            .serve(app)
             .await
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{DbError, now};
 use crate::config::Secret;
+use crate::domain::tls::TlsSettings;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// An agent as the hub knows it. The token stays a [`Secret`].
@@ -20,10 +21,14 @@ pub struct Agent {
     pub applied_hash: Option<String>,
     pub last_seen_at: Option<i64>,
     pub last_error: Option<String>,
+    /// CA certificates (PEM) that alone may sign the agent's certificate over https.
+    pub tls_ca: Option<String>,
+    /// SHA-256 of the agent's certificate (lowercase hex); when set, the only one accepted.
+    pub tls_pin: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, url, token, from_config, online, caddy_reachable, caddy_version,
-    caddy_admin, access_log, applied_hash, last_seen_at, last_error";
+    caddy_admin, access_log, applied_hash, last_seen_at, last_error, tls_ca, tls_pin";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -40,6 +45,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         applied_hash: r.get(10)?,
         last_seen_at: r.get(11)?,
         last_error: r.get(12)?,
+        tls_ca: r.get(13)?,
+        tls_pin: r.get(14)?,
     })
 }
 
@@ -85,29 +92,49 @@ pub fn insert(
     url: &str,
     token: &Secret,
     from_config: bool,
+    tls: &TlsSettings,
 ) -> Result<i64, WriteError> {
     conn.execute(
-        "INSERT INTO agents (name, url, token, from_config) VALUES (?1, ?2, ?3, ?4)",
-        params![name, url, token.expose(), from_config],
+        "INSERT INTO agents (name, url, token, from_config, tls_ca, tls_pin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            name,
+            url,
+            token.expose(),
+            from_config,
+            tls.ca_pem(),
+            tls.pin_hex()
+        ],
     )
     .map_err(map_unique)?;
     Ok(conn.last_insert_rowid())
 }
 
-/// Changes name and URL, and the token when one is given (an empty one keeps the old).
+/// Changes name, URL and how the agent is trusted, and the token when one is given (an
+/// empty one keeps the old).
 pub fn update(
     conn: &Connection,
     id: i64,
     name: &str,
     url: &str,
     token: Option<&Secret>,
+    tls: &TlsSettings,
 ) -> Result<bool, WriteError> {
     let n = conn
         .execute(
             "UPDATE agents SET name = ?2, url = ?3, token = coalesce(?4, token), updated_at = ?5,
-                    applied_hash = CASE WHEN url = ?3 THEN applied_hash END
+                    applied_hash = CASE WHEN url = ?3 THEN applied_hash END,
+                    tls_ca = ?6, tls_pin = ?7
              WHERE id = ?1",
-            params![id, name, url, token.map(Secret::expose), now()],
+            params![
+                id,
+                name,
+                url,
+                token.map(Secret::expose),
+                now(),
+                tls.ca_pem(),
+                tls.pin_hex()
+            ],
         )
         .map_err(map_unique)?;
     Ok(n == 1)
@@ -163,31 +190,40 @@ pub fn record_push(
     Ok(())
 }
 
-/// Makes the config-declared agents match `declared` (name, url, token): adds, updates,
-/// and removes those no longer declared. Agents added on the page are left alone.
+/// Makes the config-declared agents match `declared` (name, url, token, trust): adds,
+/// updates, and removes those no longer declared. Agents added on the page are left alone.
 pub fn sync_declared(
     conn: &Connection,
-    declared: &[(String, String, Secret)],
+    declared: &[(String, String, Secret, TlsSettings)],
 ) -> Result<(), DbError> {
     let existing = list(conn)?;
-    for (name, url, token) in declared {
+    for (name, url, token, tls) in declared {
         match existing.iter().find(|a| &a.name == name) {
             Some(a) => {
                 conn.execute(
-                    "UPDATE agents SET url = ?2, token = ?3, from_config = 1, updated_at = ?4 WHERE id = ?1",
-                    params![a.id, url, token.expose(), now()],
+                    "UPDATE agents SET url = ?2, token = ?3, from_config = 1, updated_at = ?4,
+                            tls_ca = ?5, tls_pin = ?6 WHERE id = ?1",
+                    params![
+                        a.id,
+                        url,
+                        token.expose(),
+                        now(),
+                        tls.ca_pem(),
+                        tls.pin_hex()
+                    ],
                 )?;
             }
             None => {
                 conn.execute(
-                    "INSERT INTO agents (name, url, token, from_config) VALUES (?1, ?2, ?3, 1)",
-                    params![name, url, token.expose()],
+                    "INSERT INTO agents (name, url, token, from_config, tls_ca, tls_pin)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5)",
+                    params![name, url, token.expose(), tls.ca_pem(), tls.pin_hex()],
                 )?;
             }
         }
     }
     for a in existing.iter().filter(|a| a.from_config) {
-        if !declared.iter().any(|(name, _, _)| name == &a.name) {
+        if !declared.iter().any(|(name, ..)| name == &a.name) {
             conn.execute("DELETE FROM agents WHERE id = ?1", [a.id])?;
         }
     }

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agents",
         sql: include_str!("migrations/0004_agents.sql"),
     },
+    Migration {
+        version: 5,
+        name: "agent_tls",
+        sql: include_str!("migrations/0005_agent_tls.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

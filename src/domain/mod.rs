@@ -4,6 +4,7 @@
 mod account;
 pub mod caddyfile;
 mod role;
+pub mod tls;
 pub mod vhost;
 
 pub use account::{DisplayName, Email, FieldError, Password};

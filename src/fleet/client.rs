@@ -1,6 +1,8 @@
 //! The hub's HTTP client for agents: push a Caddyfile, validate one, read health. Every
 //! call has a timeout, so a hanging agent never holds up a request or the other agents.
 
+use super::Fleet;
+use super::tls::{self, Trust};
 use crate::db::agents::{Agent, Report};
 use serde::Deserialize;
 use std::time::Duration;
@@ -55,25 +57,38 @@ fn endpoint(agent: &Agent, path: &str) -> String {
     format!("{}{path}", agent.url.trim_end_matches('/'))
 }
 
-/// Describes a failed call without echoing anything secret.
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+/// Describes a failed call without echoing anything secret. A TLS failure (pin mismatch,
+/// unknown CA, …) says which, because "cannot connect" would send people looking at the
+/// network instead.
+fn describe(e: &reqwest::Error, agent: &Agent) -> String {
+    if let Some(why) = Trust::of(agent)
+        .ok()
+        .and_then(|trust| tls::explain(e, &trust))
+    {
+        why
+    } else if e.is_timeout() {
         "the agent did not answer in time".into()
     } else if e.is_connect() {
         "cannot connect to the agent".into()
+    } else if !crate::domain::tls::is_https(&agent.url) {
+        // What an agent serving HTTPS looks like to plain HTTP.
+        "the agent's answer could not be read (if it serves HTTPS, its URL must start with \
+         https://)"
+            .into()
     } else {
         "the agent's answer could not be read".into()
     }
 }
 
 async fn post(
-    http: &reqwest::Client,
+    fleet: &Fleet,
     agent: &Agent,
     path: &str,
     caddyfile: &str,
     timeout: Duration,
 ) -> Result<(u16, Answer), String> {
-    let response = http
+    let response = fleet
+        .client_for(agent)?
         .post(endpoint(agent, path))
         .bearer_auth(agent.token.expose())
         .header(reqwest::header::CONTENT_TYPE, "text/caddyfile")
@@ -81,20 +96,15 @@ async fn post(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| describe(&e, agent))?;
     let status = response.status().as_u16();
-    let bytes = response.bytes().await.map_err(|e| describe(&e))?;
+    let bytes = response.bytes().await.map_err(|e| describe(&e, agent))?;
     let answer = serde_json::from_slice(&bytes).unwrap_or_default();
     Ok((status, answer))
 }
 
-pub async fn push(
-    http: &reqwest::Client,
-    agent: &Agent,
-    caddyfile: &str,
-    timeout: Duration,
-) -> Push {
-    match post(http, agent, "/caddy/reload", caddyfile, timeout).await {
+pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
+    match post(fleet, agent, "/caddy/reload", caddyfile, timeout).await {
         Ok((200, a)) if !a.hash.is_empty() => Push::Applied {
             hash: a.hash,
             warnings: warnings(a.warnings),
@@ -114,12 +124,12 @@ pub async fn push(
 }
 
 pub async fn validate(
-    http: &reqwest::Client,
+    fleet: &Fleet,
     agent: &Agent,
     caddyfile: &str,
     timeout: Duration,
 ) -> Validation {
-    match post(http, agent, "/caddy/validate", caddyfile, timeout).await {
+    match post(fleet, agent, "/caddy/validate", caddyfile, timeout).await {
         Ok((200, a)) => Validation::Valid {
             warnings: warnings(a.warnings),
         },
@@ -153,11 +163,15 @@ struct CaddyHealth {
     admin: Option<String>,
 }
 
-pub async fn health(http: &reqwest::Client, agent: &Agent, timeout: Duration) -> Report {
+pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
     let offline = |error: String| Report {
         online: false,
         error: Some(error),
         ..Report::default()
+    };
+    let http = match fleet.client_for(agent) {
+        Ok(http) => http,
+        Err(error) => return offline(error),
     };
     let response = match http
         .get(endpoint(agent, "/health"))
@@ -167,7 +181,7 @@ pub async fn health(http: &reqwest::Client, agent: &Agent, timeout: Duration) ->
     {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => return offline(format!("the agent answered {}", r.status().as_u16())),
-        Err(e) => return offline(describe(&e)),
+        Err(e) => return offline(describe(&e, agent)),
     };
     match response.json::<Health>().await {
         Ok(h) => Report {

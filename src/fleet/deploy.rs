@@ -102,11 +102,13 @@ where
             return None;
         }
         if s.agent.caddy_admin.is_none() {
+            // Why it was never reached (refused certificate, …) says more than that it wasn't.
+            let error = s.agent.last_error.clone();
             return Some(Push::Unreachable {
-                error: "not contacted yet".into(),
+                error: error.unwrap_or_else(|| "not contacted yet".into()),
             });
         }
-        Some(client::push(&fleet.http, &s.agent, &s.after, fleet.push_timeout).await)
+        Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
     });
     let outcomes = futures::future::join_all(pushes).await;
 
@@ -117,8 +119,7 @@ where
     }) {
         let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
             Some(Push::Applied { .. }) => Some(async move {
-                let result =
-                    client::push(&fleet.http, &s.agent, &s.before, fleet.push_timeout).await;
+                let result = client::push(fleet, &s.agent, &s.before, fleet.push_timeout).await;
                 (s.agent.id, result)
             }),
             _ => None,

@@ -6,13 +6,17 @@ pub mod client;
 pub mod deploy;
 pub mod logs;
 pub mod reconcile;
+pub mod tls;
 
+use crate::db::agents::Agent;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Shared by every request and the reconciler.
 pub struct Fleet {
+    /// For agents on plain http or trusted through the public web PKI. Anything that calls
+    /// an agent goes through [`Fleet::client_for`], which also knows the other kinds.
     pub http: reqwest::Client,
     /// Held for the whole of a deploy or a reconcile push: pushes never interleave, so what
     /// an agent runs is always some committed state of the database, in order.
@@ -20,6 +24,9 @@ pub struct Fleet {
     pub push_timeout: Duration,
     /// When each agent may next be retried after a failure, and the current backoff.
     backoff: Mutex<HashMap<i64, (Instant, Duration)>>,
+    /// One client per agent with its own CA or pin, rebuilt when those change: health checks
+    /// run every few seconds and should reuse their connections.
+    tls_clients: Mutex<HashMap<i64, (tls::Trust, reqwest::Client)>>,
 }
 
 /// Health checks are quick or the agent counts as away.
@@ -28,9 +35,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Fleet {
     pub fn new(push_timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(30))
+        let http = tls::base_client()
             .build()
             .expect("a reqwest client with rustls builds");
         Self {
@@ -38,7 +43,26 @@ impl Fleet {
             deploy_lock: tokio::sync::Mutex::new(()),
             push_timeout,
             backoff: Mutex::new(HashMap::new()),
+            tls_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The client that trusts `agent` the way its record says; an error says why there is
+    /// none (a stored CA or pin that cannot be used), in words for the agents page.
+    pub fn client_for(&self, agent: &Agent) -> Result<reqwest::Client, String> {
+        let trust = tls::Trust::of(agent)?;
+        if trust == tls::Trust::PublicPki {
+            return Ok(self.http.clone());
+        }
+        let mut clients = self.tls_clients.lock().expect("tls clients lock");
+        if let Some((known, client)) = clients.get(&agent.id)
+            && *known == trust
+        {
+            return Ok(client.clone());
+        }
+        let client = trust.client()?;
+        clients.insert(agent.id, (trust, client.clone()));
+        Ok(client)
     }
 
     /// Whether the reconciler should try `agent` now.

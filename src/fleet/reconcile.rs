@@ -32,7 +32,7 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     let Some(agent) = db.run(move |c| agents::find(c, id)).await? else {
         return Ok(Sync::Failed("no such agent".into()));
     };
-    let report = client::health(&fleet.http, &agent, super::HEALTH_TIMEOUT).await;
+    let report = client::health(fleet, &agent, super::HEALTH_TIMEOUT).await;
     let online = report.online;
     let error = report.error.clone();
     let stored = report.clone();
@@ -60,7 +60,7 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     if agent.applied_hash.as_deref() == Some(hash.as_str()) {
         return Ok(Sync::InSync);
     }
-    let outcome = client::push(&fleet.http, &agent, &text, fleet.push_timeout).await;
+    let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
     let result = match &outcome {
         Push::Applied { .. } => Sync::Pushed,
         Push::Rejected { error } => Sync::Rejected(error.clone()),

@@ -1,8 +1,10 @@
 //! The agents page: each agent's state with test and sync buttons, "sync all" with live
-//! per-agent progress, and the form to add one.
+//! per-agent progress, and the form to add one (with how to trust it over https).
 
 use super::forms::{Field, FormErrors};
 use super::{Ctx, csrf_field, timestamp};
+use crate::domain::tls::is_https;
+use crate::fleet::tls::Trust;
 use crate::web::{AgentForm, AgentView};
 use maud::{Markup, html};
 
@@ -30,6 +32,7 @@ pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FormErrors
                     (Field::new("url", "URL").value(&form.url).hint("The agent's address, e.g. http://10.0.0.5:7070").render(errors))
                     (Field::new("token", "Token").kind("password").autocomplete("off")
                         .hint("The agent's bearer token (its `token` setting). It is never shown again.").render(errors))
+                    (tls_fields(form, errors))
                     button .button .primary type="submit" { "Add agent" }
                 }
             }
@@ -56,6 +59,10 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
                 strong .agent-name { (a.name) }
                 " " span .badge .(v.state.class()) .agent-state { (v.state.label()) }
                 @if a.from_config { " " span .badge { "from config" } }
+                @if is_https(&a.url) {
+                    @let trust = Trust::of(a).map_or("invalid", |t| t.label());
+                    " " span .badge .agent-tls data-tls=(trust) title="How the hub checks this agent's certificate" { "TLS · " (trust) }
+                }
                 div .muted .agent-meta {
                     span .mono { (a.url) }
                     " · Caddy " (a.caddy_version.as_deref().unwrap_or("?"))
@@ -122,13 +129,42 @@ pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FormErrors) -> Markup
                 (csrf_field(ctx))
                 (Field::new("name", "Name").value(&form.name).render(errors))
                 (Field::new("url", "URL").value(&form.url).render(errors))
-                (Field::new("token", "New token").kind("password").autocomplete("off")
+                (Field::new("token", "New token").kind("password").autocomplete("off").optional()
                     .hint("Leave empty to keep the current token.").render(errors))
+                (tls_fields(form, errors))
                 div .form-actions {
                     button .button .primary type="submit" { "Save" }
                     a .button href="/agents" { "Cancel" }
                 }
             }
+        }
+    }
+}
+
+/// How the hub trusts an https agent: a pasted CA certificate or a pinned fingerprint, both
+/// optional (neither: the public web PKI). Shown again as typed when refused.
+fn tls_fields(form: &AgentForm, errors: &FormErrors) -> Markup {
+    let ca_error = errors.get("tls_ca");
+    let described = if ca_error.is_some() {
+        "tls_ca-error"
+    } else {
+        "tls_ca-hint"
+    };
+    html! {
+        fieldset .tls-fields {
+            legend { "TLS (https:// agents only)" }
+            p .hint { "Leave both empty if the agent's certificate comes from a public CA." }
+            div .field .has-error[ca_error.is_some()] {
+                label for="tls_ca" { "CA certificate (PEM)" }
+                textarea .mono #tls_ca name="tls_ca" rows="6" spellcheck="false" autocomplete="off"
+                    placeholder="-----BEGIN CERTIFICATE-----"
+                    aria-invalid=[ca_error.map(|_| "true")] aria-describedby=(described) { (form.tls_ca) }
+                p .hint id="tls_ca-hint" { "Only certificates signed by this CA are accepted, for the host name in the URL. A self-signed certificate can be its own CA." }
+                @if let Some(why) = ca_error { p .field-error id="tls_ca-error" role="alert" { (why) } }
+            }
+            (Field::new("tls_pin", "Certificate fingerprint (SHA-256)").value(&form.tls_pin).optional()
+                .hint("Accept only the certificate with this fingerprint, whoever signed it: openssl x509 -noout -fingerprint -sha256 -in cert.pem")
+                .render(errors))
         }
     }
 }

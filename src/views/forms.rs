@@ -62,6 +62,7 @@ pub struct Field<'a> {
     pub autocomplete: &'a str,
     pub hint: Option<&'a str>,
     pub extra: Option<(&'a str, &'a str)>,
+    pub required: bool,
 }
 
 impl<'a> Field<'a> {
@@ -74,7 +75,13 @@ impl<'a> Field<'a> {
             autocomplete: "off",
             hint: None,
             extra: None,
+            required: true,
         }
+    }
+    /// May be left empty (fields are required unless they say so).
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
     }
     pub fn kind(mut self, kind: &'a str) -> Self {
         self.kind = kind;
@@ -111,7 +118,7 @@ impl<'a> Field<'a> {
             div .field .has-error[error.is_some()] {
                 label for=(self.name) { (self.label) }
                 input id=(self.name) name=(self.name) type=(self.kind) value=(self.value)
-                    autocomplete=(self.autocomplete) required
+                    autocomplete=(self.autocomplete) required[self.required]
                     inputmode=[self.extra.map(|(_, m)| m)]
                     aria-invalid=[error.map(|_| "true")] aria-describedby=[described];
                 @if let Some(hint) = self.hint {

@@ -1,11 +1,13 @@
 //! The agents page (admin): add, edit and remove agents, test a connection, sync one or all
 //! with live per-agent progress, and see each one's state: online, Caddy's version, last
-//! seen, in sync or drifted. Tokens are written, never shown back.
+//! seen, in sync or drifted, and how it is trusted over https. Tokens are written, never
+//! shown back.
 
 use super::{AppState, Form, Render};
 use crate::config::Secret;
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
+use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https};
 use crate::error::{AppError, Result};
 use crate::fleet::client::{self, Validation};
 use crate::fleet::reconcile::{self, Sync};
@@ -100,12 +102,19 @@ pub struct AgentForm {
     pub url: String,
     #[serde(default)]
     pub token: String,
+    /// CA certificate(s), PEM; empty for the public web PKI.
+    #[serde(default)]
+    pub tls_ca: String,
+    /// SHA-256 of the agent's certificate; empty for none.
+    #[serde(default)]
+    pub tls_pin: String,
 }
 
 struct CheckedAgent {
     name: String,
     url: String,
     token: Option<Secret>,
+    tls: TlsSettings,
 }
 
 fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Option<CheckedAgent> {
@@ -133,11 +142,40 @@ fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Opt
             "The token is at least 16 characters (the agent's `token`).",
         );
     }
+    let tls = check_tls(form, url, errors);
     errors.is_empty().then(|| CheckedAgent {
         name: name.to_string(),
         url: url.to_string(),
         token: (!token.is_empty()).then(|| Secret::new(token)),
+        tls,
     })
+}
+
+/// The optional CA certificate or pin; either one only means something over https.
+fn check_tls(form: &AgentForm, url: &str, errors: &mut FormErrors) -> TlsSettings {
+    let (ca, pin) = (form.tls_ca.trim(), form.tls_pin.trim());
+    let tls = TlsSettings {
+        ca: (!ca.is_empty())
+            .then(|| errors.check("tls_ca", CaCertificates::parse(ca)))
+            .flatten(),
+        pin: (!pin.is_empty())
+            .then(|| errors.check("tls_pin", CertFingerprint::parse(pin)))
+            .flatten(),
+    };
+    if !ca.is_empty() && !pin.is_empty() {
+        errors.add(
+            "tls_pin",
+            "Give a CA certificate or a fingerprint, not both: a pinned certificate is \
+             accepted whoever signed it.",
+        );
+    }
+    if (!ca.is_empty() || !pin.is_empty()) && !is_https(url) {
+        errors.add(
+            "url",
+            "A CA certificate or fingerprint needs an https:// URL.",
+        );
+    }
+    tls
 }
 
 async fn page_with(
@@ -187,10 +225,10 @@ pub async fn create(
         .await;
     };
     let token = agent.token.clone().unwrap_or_default();
-    let (name, url) = (agent.name.clone(), agent.url.clone());
+    let (name, url, tls) = (agent.name.clone(), agent.url.clone(), agent.tls.clone());
     let created = state
         .db
-        .run(move |c| Ok(agents::insert(c, &name, &url, &token, false)))
+        .run(move |c| Ok(agents::insert(c, &name, &url, &token, false, &tls)))
         .await?;
     match created {
         Ok(id) => {
@@ -242,6 +280,14 @@ pub async fn edit_form(
         name: agent.name.clone(),
         url: agent.url.clone(),
         token: String::new(),
+        tls_ca: agent.tls_ca.clone().unwrap_or_default(),
+        // Shown the way openssl prints it, so it can be compared by eye.
+        tls_pin: agent
+            .tls_pin
+            .as_deref()
+            .and_then(|p| CertFingerprint::parse(p).ok())
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
     };
     Ok(render.page(
         "Edit agent",
@@ -277,6 +323,7 @@ pub async fn update(
                 &agent.name,
                 &agent.url,
                 agent.token.as_ref(),
+                &agent.tls,
             ))
         })
         .await?;
@@ -316,13 +363,16 @@ pub async fn test(
     Path(id): Path<i64>,
 ) -> Result<Response> {
     let view = view_of(&state, id).await?;
-    let health = client::health(&state.fleet.http, &view.agent, crate::fleet::HEALTH_TIMEOUT).await;
+    let health = client::health(&state.fleet, &view.agent, crate::fleet::HEALTH_TIMEOUT).await;
     // What it says now is what the page should show (drift included).
     let report = health.clone();
     state
         .db
         .run(move |c| agents::record_report(c, id, &report))
         .await?;
+    // Read again: a first contact has just told us its Caddy's admin address, which the
+    // config to validate must carry.
+    let view = view_of(&state, id).await?;
     let outcome = if !health.online {
         Err(health
             .error
@@ -340,14 +390,7 @@ pub async fn test(
                 ))
             })
             .await?;
-        match client::validate(
-            &state.fleet.http,
-            &view.agent,
-            &text,
-            state.fleet.push_timeout,
-        )
-        .await
-        {
+        match client::validate(&state.fleet, &view.agent, &text, state.fleet.push_timeout).await {
             Validation::Valid { .. } => Ok(format!(
                 "Connected. Caddy {} accepts the current configuration.",
                 health

@@ -406,6 +406,7 @@ async fn sync_declared_agents(config: &Config, db: &Db) -> anyhow::Result<()> {
                 a.name.clone(),
                 a.url.clone(),
                 a.resolve_token().map_err(anyhow::Error::msg)?,
+                a.resolve_tls().map_err(anyhow::Error::msg)?,
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -167,7 +167,7 @@ async fn caddy_check(state: &AppState, snapshot: &Snapshot) -> Result<Option<Cad
     };
     let (text, _) = site_config::for_agent(&state.config.caddy, &agent, &[site]);
     let timeout = std::time::Duration::from_secs(10);
-    let outcome = crate::fleet::client::validate(&state.fleet.http, &agent, &text, timeout).await;
+    let outcome = crate::fleet::client::validate(&state.fleet, &agent, &text, timeout).await;
     Ok(Some(CaddyCheck {
         agent: agent.name,
         outcome,

@@ -4,6 +4,7 @@
 use super::caddy::Caddy;
 use super::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, TestApp, free_port};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub struct AgentProc {
     pub addr: SocketAddr,
     pub access_log: std::path::PathBuf,
     caddy_admin: String,
+    /// `tls_cert` and `tls_key` when the agent serves HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
     process: Option<ChildGuard>,
 }
 
@@ -25,11 +28,26 @@ impl AgentProc {
 
     /// As `start`, with the access log Caddy is told to write (the hub renders it per agent).
     pub async fn start_with_log(caddy: &Caddy, access_log: std::path::PathBuf) -> Self {
+        Self::start_inner(caddy, access_log, None).await
+    }
+
+    /// As `start`, serving HTTPS with this PEM certificate and key.
+    pub async fn start_tls(caddy: &Caddy, cert: &Path, key: &Path) -> Self {
+        let tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        Self::start_inner(caddy, caddy.dir().join("access.log"), tls).await
+    }
+
+    async fn start_inner(
+        caddy: &Caddy,
+        access_log: PathBuf,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut agent = Self {
             addr,
             access_log,
             caddy_admin: caddy.admin_url(),
+            tls,
             process: None,
         };
         agent.restart().await;
@@ -37,25 +55,46 @@ impl AgentProc {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// For the test's own look at the agent. It checks no certificate: what the hub trusts
+    /// is what the tests are about, and they go through the hub for that.
+    pub fn probe(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
     }
 
     /// (Re)starts the process on the same address.
     pub async fn restart(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        command
             .arg("agent")
             .env("GATEHOUSE_AGENT_LISTEN", self.addr.to_string())
             .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
             .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
-            .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)
+            .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log);
+        if let Some((cert, key)) = &self.tls {
+            command
+                .env("GATEHOUSE_AGENT_TLS_CERT", cert)
+                .env("GATEHOUSE_AGENT_TLS_KEY", key);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start gatehouse agent");
         self.process = Some(ChildGuard(child));
         let health = format!("{}/health", self.url());
+        let probe = self.probe();
         for _ in 0..100 {
-            if reqwest::get(&health)
+            if probe
+                .get(&health)
+                .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
@@ -64,6 +103,11 @@ impl AgentProc {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("agent did not come up on {}", self.addr);
+    }
+
+    /// SIGTERM, as a service manager stops it; returns how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.process.take().expect("the agent runs").terminate()
     }
 
     /// kill -9, as a crash would.
@@ -75,7 +119,9 @@ impl AgentProc {
     }
 
     pub async fn health(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/health", self.url()))
+        self.probe()
+            .get(format!("{}/health", self.url()))
+            .send()
             .await
             .unwrap()
             .json()
