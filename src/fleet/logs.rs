@@ -118,8 +118,19 @@ async fn run_upstream(
             break;
         };
         let name: Arc<str> = Arc::from(agent.name.as_str());
-        let mut request = fleet
-            .http
+        // The agent's own trust settings (CA or pin) apply to its log stream too.
+        let client = match fleet.client_for(&agent) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(agent = %agent.name, %error, "no client for the log stream");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if idle(&tx, &mut idle_since, hub.grace) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let mut request = client
             .get(format!("{}/logs/stream", agent.url.trim_end_matches('/')))
             .bearer_auth(agent.token.expose());
         if let Some(last) = last_id {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub struct Fleet {
     /// For agents on plain http or trusted through the public web PKI. Anything that calls
     /// an agent goes through [`Fleet::client_for`], which also knows the other kinds.
-    pub http: reqwest::Client,
+    http: reqwest::Client,
     /// Held for the whole of a deploy or a reconcile push: pushes never interleave, so what
     /// an agent runs is always some committed state of the database, in order.
     pub deploy_lock: tokio::sync::Mutex<()>,

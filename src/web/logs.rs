@@ -175,9 +175,10 @@ async fn history(state: &AppState, filter: &LogFilter) -> Result<Vec<(String, Lo
         .filter(|a| a.online)
         .map(|agent| async move {
             let url = format!("{}/logs?limit=1000", agent.url.trim_end_matches('/'));
-            let response = state
-                .fleet
-                .http
+            let Ok(client) = state.fleet.client_for(&agent) else {
+                return Vec::new();
+            };
+            let response = client
                 .get(url)
                 .bearer_auth(agent.token.expose())
                 .timeout(Duration::from_secs(3))
