@@ -26,6 +26,7 @@ pub struct Health {
     /// until the first successful reload (the agent does not know what Caddy ran before).
     pub applied_hash: Option<String>,
     pub access_log: String,
+    pub log: super::logs::LogHealth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,7 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
         },
         applied_hash: state.applied_hash(),
         access_log: config.access_log.clone(),
+        log: super::logs::LogHealth::of(&state),
     })
 }
 

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod caddy;
 pub mod config;
+pub mod logs;
+pub mod tailer;
 
 pub use caddy::{CaddyAdmin, CaddyClient, CaddyError, Warning};
 pub use config::AgentConfig;
@@ -41,6 +43,7 @@ struct Inner {
     pushes: tokio::sync::Mutex<()>,
     /// Separate from `pushes` so `/health` answers while a long load runs.
     applied_hash: Mutex<Option<String>>,
+    logs: logs::LogStore,
 }
 
 impl AgentState {
@@ -49,8 +52,10 @@ impl AgentState {
             config.caddy_admin.clone(),
             Duration::from_secs(config.load_timeout_secs),
         )?;
+        let logs = logs::LogStore::new(config.log_buffer_lines as usize);
         Ok(Self {
             inner: Arc::new(Inner {
+                logs,
                 config,
                 caddy,
                 caddy_version,
@@ -66,6 +71,10 @@ impl AgentState {
 
     pub fn caddy(&self) -> &CaddyClient {
         &self.inner.caddy
+    }
+
+    pub fn logs(&self) -> &logs::LogStore {
+        &self.inner.logs
     }
 
     pub fn caddy_version(&self) -> Option<&str> {
@@ -125,6 +134,8 @@ pub fn router(state: AgentState) -> Router {
     let guarded = Router::new()
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
+        .route("/logs", get(logs::recent))
+        .route("/logs/stream", get(logs::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,
@@ -174,9 +185,19 @@ impl Agent {
             token_from = config.token_source(),
             "gatehouse agent is listening"
         );
+        // Follows the access log while serving; stops when dropped at the end of `run`.
+        let _tailer = tailer::spawn(
+            config.access_log.clone().into(),
+            config.state_file.clone().into(),
+            self.state.logs().clone(),
+        )?;
+        let logs = self.state.logs().clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                logs.close();
+            })
             .await
     }
 }

@@ -48,6 +48,10 @@ impl AgentProc {
             .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
             .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
             .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)
+            .env(
+                "GATEHOUSE_AGENT_STATE_FILE",
+                self.access_log.with_extension("state.json"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
