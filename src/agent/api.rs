@@ -29,6 +29,7 @@ pub struct Health {
     /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
     #[serde(default)]
     pub tls: bool,
+    pub log: super::logs::LogHealth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +88,7 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
         applied_hash: state.applied_hash(),
         access_log: config.access_log.clone(),
         tls: config.tls(),
+        log: super::logs::LogHealth::of(&state),
     })
 }
 

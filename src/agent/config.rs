@@ -35,6 +35,10 @@ pub struct AgentConfig {
     pub caddy_admin: CaddyAdmin,
     /// The JSON access log the hub's Caddyfile makes every site write.
     pub access_log: String,
+    /// Where the log tailer keeps what makes entry ids survive a restart.
+    pub state_file: String,
+    /// How many recent access-log entries the agent keeps for `/logs` and for resuming.
+    pub log_buffer_lines: u64,
     /// Asked once at start for `caddy version`; empty skips the question.
     pub caddy_binary: String,
     /// How long a `/load` or `/adapt` may take; large configurations take seconds.
@@ -54,6 +58,8 @@ impl Default for AgentConfig {
             token_file: String::new(),
             caddy_admin: CaddyAdmin::default(),
             access_log: "/var/log/caddy/gatehouse-access.log".into(),
+            state_file: "./gatehouse-agent-state.json".into(),
+            log_buffer_lines: 10_000,
             caddy_binary: "caddy".into(),
             load_timeout_secs: 120,
             tls_cert: String::new(),
@@ -145,6 +151,12 @@ impl AgentConfig {
         let log = &self.access_log;
         if !log.starts_with('/') || log.contains("..") || log.chars().any(char::is_control) {
             return Err(("access_log", "must be an absolute path without `..`".into()));
+        }
+        if self.state_file.trim().is_empty() {
+            return Err(("state_file", "must name a file".into()));
+        }
+        if self.log_buffer_lines == 0 || self.log_buffer_lines > 1_000_000 {
+            return Err(("log_buffer_lines", "must be between 1 and 1000000".into()));
         }
         if self.load_timeout_secs == 0 || self.load_timeout_secs > 3_600 {
             return Err((
@@ -447,6 +459,12 @@ mod tests {
                 "`load_timeout_secs`",
             ),
             ("GATEHOUSE_AGENT_ACCESS_LOG", "relative.log", "`access_log`"),
+            (
+                "GATEHOUSE_AGENT_LOG_BUFFER_LINES",
+                "0",
+                "`log_buffer_lines`",
+            ),
+            ("GATEHOUSE_AGENT_STATE_FILE", " ", "`state_file`"),
             ("GATEHOUSE_AGENT_LOG_FORMAT", "xml", "`log.format`"),
         ] {
             let err = error(None, &[("GATEHOUSE_AGENT_TOKEN", TOKEN), (var, value)]);

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod caddy;
 pub mod config;
+pub mod logs;
+pub mod tailer;
 pub mod tls;
 
 pub use caddy::{CaddyAdmin, CaddyClient, CaddyError, Warning};
@@ -42,6 +44,7 @@ struct Inner {
     pushes: tokio::sync::Mutex<()>,
     /// Separate from `pushes` so `/health` answers while a long load runs.
     applied_hash: Mutex<Option<String>>,
+    logs: logs::LogStore,
 }
 
 impl AgentState {
@@ -50,8 +53,10 @@ impl AgentState {
             config.caddy_admin.clone(),
             Duration::from_secs(config.load_timeout_secs),
         )?;
+        let logs = logs::LogStore::new(config.log_buffer_lines as usize);
         Ok(Self {
             inner: Arc::new(Inner {
+                logs,
                 config,
                 caddy,
                 caddy_version,
@@ -67,6 +72,10 @@ impl AgentState {
 
     pub fn caddy(&self) -> &CaddyClient {
         &self.inner.caddy
+    }
+
+    pub fn logs(&self) -> &logs::LogStore {
+        &self.inner.logs
     }
 
     pub fn caddy_version(&self) -> Option<&str> {
@@ -126,6 +135,8 @@ pub fn router(state: AgentState) -> Router {
     let guarded = Router::new()
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
+        .route("/logs", get(logs::recent))
+        .route("/logs/stream", get(logs::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,
@@ -188,18 +199,30 @@ impl Agent {
             tls = config.tls(),
             "gatehouse agent is listening"
         );
+        // Follows the access log while serving; stops when dropped at the end of `run`.
+        let _tailer = tailer::spawn(
+            config.access_log.clone().into(),
+            config.state_file.clone().into(),
+            self.state.logs().clone(),
+        )?;
+        let logs = self.state.logs().clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let Some(tls) = self.tls else {
             return axum::serve(self.listener, app)
-                .with_graceful_shutdown(shutdown)
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    logs.close();
+                })
                 .await;
         };
         // axum-server does the handshakes; it stops on its handle, so the shutdown future
-        // drives that handle the way axum's graceful shutdown would (no deadline).
+        // drives that handle the way axum's graceful shutdown would (no deadline). Open log
+        // streams end first, or the graceful shutdown would wait for them for ever.
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
+            logs.close();
             stopper.graceful_shutdown(None);
         });
         axum_server::from_tcp_rustls(self.listener.into_std()?, tls)?

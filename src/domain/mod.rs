@@ -1,6 +1,7 @@
 //! Pure types and rules of Gatehouse. Nothing here knows about HTTP or SQLite, so every
 //! rule can be unit-tested on its own.
 
+pub mod access_log;
 mod account;
 pub mod caddyfile;
 mod role;

@@ -77,7 +77,11 @@ impl AgentProc {
             .env("GATEHOUSE_AGENT_LISTEN", self.addr.to_string())
             .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
             .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
-            .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log);
+            .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)
+            .env(
+                "GATEHOUSE_AGENT_STATE_FILE",
+                self.access_log.with_extension("state.json"),
+            );
         if let Some((cert, key)) = &self.tls {
             command
                 .env("GATEHOUSE_AGENT_TLS_CERT", cert)

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod caddy;
 pub mod fleet;
+pub mod loadgen;
 
 use gatehouse::config::{Config, Secret};
 use gatehouse::db::{audit, users};
