@@ -8,27 +8,13 @@ use super::Fleet;
 use crate::db::agents::Agent;
 use crate::db::{Db, agents};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// One access-log line as the agent sends it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    pub id: u64,
-    pub ts: f64,
-    pub host: String,
-    pub method: String,
-    pub uri: String,
-    pub status: u16,
-    pub duration: f64,
-    pub size: u64,
-    pub remote_ip: String,
-    #[serde(default)]
-    pub level: String,
-}
+/// One access-log line, as the agent parses and sends it.
+pub use crate::domain::access_log::Entry as LogEntry;
 
 /// What a watcher receives.
 #[derive(Debug, Clone)]

@@ -3,8 +3,10 @@
 //! libtest-style results and accepts a name filter: `cargo test --test browser -- setup`.
 
 mod accounts;
+mod agents;
 #[path = "../common/mod.rs"]
 mod common;
+mod logs;
 mod setup;
 mod vhosts;
 
@@ -40,6 +42,12 @@ const JOURNEYS: &[(&str, Journey)] = &[
     }),
     ("vhosts_toggle_on_a_phone", |b| {
         Box::pin(vhosts::toggle_on_a_phone(b))
+    }),
+    ("agents_add_an_agent_and_sync_all", |b| {
+        Box::pin(agents::add_an_agent_and_sync_all(b))
+    }),
+    ("logs_requests_appear_live_on_a_phone", |b| {
+        Box::pin(logs::requests_appear_live_on_a_phone(b))
     }),
     ("vhosts_revert_from_the_changelog", |b| {
         Box::pin(vhosts::revert_from_the_changelog(b))

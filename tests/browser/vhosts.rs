@@ -8,7 +8,7 @@ use gatehouse::db::vhosts;
 use std::time::Duration;
 
 /// A hub with an enrolled admin, and the browser signed in as that admin.
-async fn signed_in(b: &Browser) -> anyhow::Result<TestApp> {
+pub async fn signed_in(b: &Browser) -> anyhow::Result<TestApp> {
     let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
     app.create_admin().await;
     let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;

@@ -347,13 +347,17 @@ fn text_of(e: &ElementRef<'_>) -> String {
         .join(" ")
 }
 
-/// A free loopback port (bound, then released) for processes that need one up front.
+/// A free loopback port for a process that binds it later. Chosen below the kernel's
+/// ephemeral range (32768 and up), so a listener bound to port 0 meanwhile (an upstream, a
+/// client socket) can never take it between the check and the bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000")
 }
 
 /// A child process that is killed by its PID when dropped, whatever the test did.
