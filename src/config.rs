@@ -346,20 +346,7 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match path {
-            Some(path) => read_file(path)?,
-            None => Table::new(),
-        };
-        let from_env = apply_env(&mut table, env)?;
-        let config: Config =
-            serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                ConfigError::Invalid {
-                    origin: origin(&from_env, &key),
-                    key,
-                    message: e.into_inner().message().to_string(),
-                }
-            })?;
+        let (config, from_env): (Config, _) = layered(path, env, &HUB_ENV)?;
         config
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
@@ -497,6 +484,68 @@ impl Config {
     }
 }
 
+/// The environment variables one kind of configuration reads: those with `prefix`, except
+/// the ones in `ignore` (exact names, or prefixes when they end in `_`).
+pub(crate) struct EnvScope {
+    pub prefix: &'static str,
+    pub ignore: &'static [&'static str],
+}
+
+impl EnvScope {
+    fn wants(&self, var: &str) -> bool {
+        var.starts_with(self.prefix)
+            && !self.ignore.iter().any(|i| {
+                if i.ends_with('_') {
+                    var.starts_with(i)
+                } else {
+                    var == *i
+                }
+            })
+    }
+
+    /// The variable that sets a dotted key: `log.format` → `<prefix>LOG_FORMAT`.
+    pub fn var_for(&self, key: &str) -> String {
+        format!(
+            "{}{}",
+            self.prefix,
+            key.replace('.', "_").to_ascii_uppercase()
+        )
+    }
+}
+
+/// The hub's variables; `GATEHOUSE_AGENT_*` belong to the agent.
+pub(crate) const HUB_ENV: EnvScope = EnvScope {
+    prefix: ENV_PREFIX,
+    ignore: &[ENV_CONFIG_PATH, ENV_AGENT_PREFIX],
+};
+
+/// Defaults, then the file at `path`, then `scope`'s environment variables (typed after each
+/// key's default), deserialised into `T`. Also returns which variable set which key, so
+/// later checks can name it. Every error names the key.
+pub(crate) fn layered<T>(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    scope: &EnvScope,
+) -> Result<(T, BTreeMap<String, String>), ConfigError>
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    let mut table = match path {
+        Some(path) => read_file(path)?,
+        None => Table::new(),
+    };
+    let from_env = apply_env::<T>(&mut table, env, scope)?;
+    let config: T = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid {
+            origin: origin(&from_env, &key),
+            key,
+            message: e.into_inner().message().to_string(),
+        }
+    })?;
+    Ok((config, from_env))
+}
+
 fn read_file(path: &Path) -> Result<Table, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.into(),
@@ -508,17 +557,16 @@ fn read_file(path: &Path) -> Result<Table, ConfigError> {
     })
 }
 
-fn origin(from_env: &BTreeMap<String, String>, key: &str) -> String {
-    // serde_path_to_error reports an unknown field at its parent; match by prefix as well.
+/// " (from VAR)" when an environment variable set `key`.
+pub(crate) fn origin(from_env: &BTreeMap<String, String>, key: &str) -> String {
     from_env
-        .iter()
-        .find(|(path, _)| path.as_str() == key)
-        .map(|(_, var)| format!(" (from {var})"))
+        .get(key)
+        .map(|var| format!(" (from {var})"))
         .unwrap_or_default()
 }
 
-/// Every leaf key of the defaults, dotted (`log.format`), with its default value.
-fn default_keys() -> Vec<(String, Value)> {
+/// Every leaf key of `T`'s defaults, dotted (`log.format`), with its default value.
+pub(crate) fn default_keys<T: Serialize + Default>() -> Vec<(String, Value)> {
     fn walk(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
         for (k, v) in table {
             let key = if prefix.is_empty() {
@@ -532,33 +580,32 @@ fn default_keys() -> Vec<(String, Value)> {
             }
         }
     }
-    let defaults = Table::try_from(Config::default()).expect("defaults serialize to TOML");
+    let defaults = Table::try_from(T::default()).expect("defaults serialize to TOML");
     let mut out = Vec::new();
     walk("", &defaults, &mut out);
     out
 }
 
-/// The environment variable that sets a dotted key: `log.format` → `GATEHOUSE_LOG_FORMAT`.
+/// The environment variable that sets a dotted key of the hub: `log.format` →
+/// `GATEHOUSE_LOG_FORMAT`.
 pub fn env_var_for(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+    HUB_ENV.var_for(key)
 }
 
-/// Overlays `GATEHOUSE_*` variables onto `table`, typed after each key's default.
+/// Overlays `scope`'s variables onto `table`, typed after each key's default in `T`.
 /// Returns which key each variable set, so errors can name the variable.
-fn apply_env(
+fn apply_env<T: Serialize + Default>(
     table: &mut Table,
     env: impl IntoIterator<Item = (String, String)>,
+    scope: &EnvScope,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
-    let keys: BTreeMap<String, (String, Value)> = default_keys()
+    let keys: BTreeMap<String, (String, Value)> = default_keys::<T>()
         .into_iter()
-        .map(|(key, default)| (env_var_for(&key), (key, default)))
+        .map(|(key, default)| (scope.var_for(&key), (key, default)))
         .collect();
     let mut applied = BTreeMap::new();
     for (var, raw) in env {
-        if !var.starts_with(ENV_PREFIX)
-            || var == ENV_CONFIG_PATH
-            || var.starts_with(ENV_AGENT_PREFIX)
-        {
+        if !scope.wants(&var) {
             continue;
         }
         let Some((key, default)) = keys.get(&var) else {
@@ -640,7 +687,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gatehouse.toml");
         let shipped = read_file(&path).unwrap();
         let mut documented = Vec::new();
-        for (key, _) in default_keys() {
+        for (key, _) in default_keys::<Config>() {
             let mut value = Some(&shipped);
             let mut leaf = None;
             for part in key.split('.') {

@@ -2,21 +2,24 @@
 //! given by `--config`/`GATEHOUSE_AGENT_CONFIG`, then `GATEHOUSE_AGENT_*` environment
 //! variables. Any unknown key or bad value stops start-up with a message naming the key.
 //!
-//! The layering mirrors `crate::config` rather than sharing it because the hub's helpers are
-//! private to its module and typed after its own defaults.
+//! The layering itself is the hub's (`crate::config::layered`), scoped to this prefix.
 
 use super::caddy::CaddyAdmin;
-use crate::config::{ConfigError, LogConfig, Secret};
+use crate::config::{ConfigError, EnvScope, LogConfig, Secret, layered, origin};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use toml::{Table, Value};
+use std::path::Path;
 
 /// Environment variables with this prefix configure the agent.
 pub const ENV_PREFIX: &str = "GATEHOUSE_AGENT_";
 /// Read by clap for `--config`; not a config key itself.
 pub const ENV_CONFIG_PATH: &str = "GATEHOUSE_AGENT_CONFIG";
+
+/// The agent's variables (the config path variable is clap's, not a key).
+const AGENT_ENV: EnvScope = EnvScope {
+    prefix: ENV_PREFIX,
+    ignore: &[ENV_CONFIG_PATH],
+};
 /// Shorter tokens are refused: the token is all that stands between the network and Caddy.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
@@ -81,24 +84,12 @@ impl AgentConfig {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match path {
-            Some(path) => read_file(path)?,
-            None => Table::new(),
-        };
-        let from_env = apply_env(&mut table, env)?;
+        let (mut config, from_env): (AgentConfig, _) = layered(path, env, &AGENT_ENV)?;
         let invalid = |key: &str, message: String| ConfigError::Invalid {
-            origin: from_env
-                .get(key)
-                .map(|var| format!(" (from {var})"))
-                .unwrap_or_default(),
+            origin: origin(&from_env, key),
             key: key.to_string(),
             message,
         };
-        let mut config: AgentConfig = serde_path_to_error::deserialize(Value::Table(table))
-            .map_err(|e| {
-                let key = e.path().to_string();
-                invalid(&key, e.into_inner().message().to_string())
-            })?;
         config
             .resolve_token()
             .and_then(|()| config.validate())
@@ -193,93 +184,9 @@ impl AgentConfig {
     }
 }
 
-fn read_file(path: &Path) -> Result<Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: PathBuf::from(path),
-        source,
-    })?;
-    text.parse::<Table>().map_err(|e| ConfigError::Syntax {
-        path: PathBuf::from(path),
-        message: e.to_string(),
-    })
-}
-
-/// Every leaf key of the defaults, dotted (`log.format`), with its default value.
-fn default_keys() -> Vec<(String, Value)> {
-    fn walk(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
-        for (k, v) in table {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                Value::Table(t) => walk(&key, t, out),
-                other => out.push((key, other.clone())),
-            }
-        }
-    }
-    let defaults = Table::try_from(AgentConfig::default()).expect("defaults serialize to TOML");
-    let mut out = Vec::new();
-    walk("", &defaults, &mut out);
-    out
-}
-
 /// The environment variable that sets a dotted key: `log.format` → `GATEHOUSE_AGENT_LOG_FORMAT`.
 pub fn env_var_for(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
-}
-
-/// Overlays `GATEHOUSE_AGENT_*` variables onto `table`, typed after each key's default.
-/// Returns which variable set each key, so errors can name it.
-fn apply_env(
-    table: &mut Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    let keys: BTreeMap<String, (String, Value)> = default_keys()
-        .into_iter()
-        .map(|(key, default)| (env_var_for(&key), (key, default)))
-        .collect();
-    let mut applied = BTreeMap::new();
-    for (var, raw) in env {
-        if !var.starts_with(ENV_PREFIX) || var == ENV_CONFIG_PATH {
-            continue;
-        }
-        let Some((key, default)) = keys.get(&var) else {
-            return Err(ConfigError::UnknownEnv { var });
-        };
-        let invalid = |message: String| ConfigError::Invalid {
-            key: key.clone(),
-            origin: format!(" (from {var})"),
-            message,
-        };
-        let value = match default {
-            Value::Integer(_) => Value::Integer(
-                raw.trim()
-                    .parse()
-                    .map_err(|_| invalid(format!("expected a whole number, got {raw:?}")))?,
-            ),
-            _ => Value::String(raw),
-        };
-        set_path(table, key, value).map_err(invalid)?;
-        applied.insert(key.clone(), var);
-    }
-    Ok(applied)
-}
-
-fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().expect("keys are never empty");
-    let mut current = table;
-    for part in parts {
-        current = current
-            .entry(part)
-            .or_insert_with(|| Value::Table(Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("`{part}` in the config file is not a table"))?;
-    }
-    current.insert(last.to_string(), value);
-    Ok(())
+    AGENT_ENV.var_for(key)
 }
 
 #[cfg(test)]
@@ -326,13 +233,13 @@ mod tests {
     #[test]
     fn the_shipped_config_file_documents_every_key_with_its_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
-        let shipped = read_file(&path).unwrap();
-        for (key, default) in default_keys() {
+        let shipped: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        for (key, default) in crate::config::default_keys::<AgentConfig>() {
             let mut value = Some(&shipped);
             let mut leaf = None;
             for part in key.split('.') {
                 leaf = value.and_then(|t| t.get(part));
-                value = leaf.and_then(Value::as_table);
+                value = leaf.and_then(toml::Value::as_table);
             }
             assert_eq!(
                 leaf,

@@ -142,3 +142,47 @@ pub fn skipped_row(seq: u64, message: &str, cap: u64) -> Markup {
         (drop_old(seq, cap))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::logs::LogEntry;
+
+    fn entry() -> LogEntry {
+        LogEntry {
+            id: 1,
+            ts: 1_800_000_000.0,
+            host: "a.example.com:443".into(),
+            method: "GET".into(),
+            uri: "/<script>alert(1)</script>".into(),
+            status: 404,
+            duration: 0.0123,
+            size: 2048,
+            remote_ip: "192.0.2.7".into(),
+            level: "info".into(),
+        }
+    }
+
+    #[test]
+    fn each_live_row_removes_the_one_that_falls_off_the_cap() {
+        let first = live_row(5, "edge", &entry(), 300).into_string();
+        assert!(first.contains(r#"id="live-5""#) && !first.contains("hx-swap-oob"));
+        let later = live_row(305, "edge", &entry(), 300).into_string();
+        assert!(
+            later.contains(r#"<tr id="live-5" hx-swap-oob="delete">"#),
+            "{later}"
+        );
+        let skipped = skipped_row(301, "3 lines skipped", 300).into_string();
+        assert!(skipped.contains(r#"<tr id="live-1" hx-swap-oob="delete">"#));
+    }
+
+    #[test]
+    fn log_lines_are_rendered_inert_and_classed_by_status() {
+        let row = live_row(1, "edge", &entry(), 300).into_string();
+        assert!(
+            !row.contains("<script>") && row.contains("&lt;script&gt;"),
+            "{row}"
+        );
+        assert!(row.contains("status-4xx") && row.contains("12.3 ms") && row.contains("2.0 KiB"));
+    }
+}
