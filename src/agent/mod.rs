@@ -234,7 +234,10 @@ impl Agent {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    Agent::bind(config).await?.run(shutdown_signal()).await?;
+    Agent::bind(config)
+        .await?
+        .run(crate::cli::shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -263,26 +266,4 @@ pub async fn caddy_version(binary: &str) -> Option<String> {
     };
     tracing::warn!(binary, reason = %failure, "cannot read `caddy version`; /health reports it as null");
     None
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }
