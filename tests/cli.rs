@@ -332,3 +332,94 @@ fn the_cli_will_not_ban_the_last_admin() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_everything() {
+    let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port();
+    let token = "backup-test-setup-token";
+    let mut serving = serve(old.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
+    let admin = common::Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
+    admin
+        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
+        .await;
+    admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let made = admin
+        .post_form(
+            "/vhosts",
+            &[
+                ("domain", "kept.example.com"),
+                ("template", "raw"),
+                ("config", "respond ok"),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    assert!(
+        run(gatehouse(old.path()).args(["user", "add", "bob@example.com"]))
+            .status
+            .success()
+    );
+
+    let file = new.path().join("gatehouse-backup.db");
+    let backup = run(gatehouse(old.path()).arg("backup").arg(&file));
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(file.is_file());
+    let again = run(gatehouse(old.path()).arg("backup").arg(&file));
+    assert!(
+        !again.status.success() && stderr(&again).contains("already exists"),
+        "never overwrites"
+    );
+
+    // Restoring while a portal answers on the configured address is refused.
+    let listen = format!("127.0.0.1:{port}");
+    let busy = run(gatehouse(new.path())
+        .arg("restore")
+        .arg(&file)
+        .env("GATEHOUSE_LISTEN", &listen));
+    assert!(
+        !busy.status.success() && stderr(&busy).contains("stop it"),
+        "{}",
+        stderr(&busy)
+    );
+    serving.terminate();
+
+    let junk = new.path().join("junk.db");
+    std::fs::write(&junk, "not a database").unwrap();
+    let refused = run(gatehouse(new.path())
+        .arg("restore")
+        .arg(&junk)
+        .env("GATEHOUSE_LISTEN", &listen));
+    assert!(
+        !refused.status.success(),
+        "a file that is not a Gatehouse database is refused"
+    );
+
+    let restored = run(gatehouse(new.path())
+        .arg("restore")
+        .arg(&file)
+        .env("GATEHOUSE_LISTEN", &listen));
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let list = stdout(&run(gatehouse(new.path()).args(["user", "list"])));
+    assert!(
+        list.contains(ADMIN_EMAIL) && list.contains("bob@example.com"),
+        "{list}"
+    );
+
+    let mut back = serve(new.path(), port, &[]).await;
+    let visitor = common::Visitor::at(listen.parse().unwrap(), "");
+    let login = visitor.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(
+        login.header("location"),
+        Some("/login/2fa"),
+        "the admin and their second factor came back"
+    );
+    let db = gatehouse::db::Db::open(&new.path().join("data/gatehouse.db")).unwrap();
+    let kept = db
+        .run(|c| gatehouse::db::vhosts::find_by_domain(c, "kept.example.com"))
+        .await
+        .unwrap();
+    assert!(kept.is_some(), "the site came back");
+    back.terminate();
+}

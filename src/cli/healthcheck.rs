@@ -35,7 +35,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
 }
 
 /// A wildcard listen address is reached through loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(super) fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())

@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, each with `run()`.
 
 mod agent;
+mod backup;
 mod healthcheck;
 mod migrate;
 mod serve;
@@ -47,6 +48,10 @@ pub enum Command {
     Migrate,
     /// Exit 0 when the running portal answers /healthz (for Docker HEALTHCHECK).
     Healthcheck(healthcheck::Args),
+    /// Copy the database while the portal runs (SQLite's online backup API).
+    Backup(backup::BackupArgs),
+    /// Put a backup back into a stopped instance (the replaced database is kept aside).
+    Restore(backup::RestoreArgs),
     /// Manage accounts from the server: bootstrap and lock-out recovery.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -78,6 +83,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Migrate => migrate::run(config).await,
             Command::Healthcheck(args) => healthcheck::run(config, args).await,
             Command::User(cmd) => user::run(config, cmd).await,
+            Command::Backup(args) => backup::backup(config, args).await,
+            Command::Restore(args) => backup::restore(config, args).await,
             Command::Agent(_) => unreachable!("handled above"),
         }
     });

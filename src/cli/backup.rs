@@ -1,0 +1,145 @@
+//! `gatehouse backup FILE` copies the live database with SQLite's online backup API, safe
+//! while the portal serves; `gatehouse restore FILE` puts such a copy back into a stopped
+//! instance, keeping the database it replaces beside it.
+
+use crate::config::Config;
+use crate::db::{Db, MIGRATIONS};
+use anyhow::{Context, bail};
+use rusqlite::{Connection, MAIN_DB, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Where to write the backup (must not exist yet).
+    file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// A file made by `gatehouse backup`.
+    file: PathBuf,
+    /// Restore even if a portal answers on the configured address (it must not use this
+    /// data directory).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Opens `path` read-only and checks it is a sound Gatehouse database; returns its version.
+fn check(path: &Path) -> anyhow::Result<i64> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .with_context(|| format!("{} is not an SQLite database", path.display()))?;
+    if integrity != "ok" {
+        bail!(
+            "{} fails SQLite's integrity check: {integrity}",
+            path.display()
+        );
+    }
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let has_users: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'users'",
+        [],
+        |r| r.get(0),
+    )?;
+    if version < 1 || !has_users {
+        bail!("{} is not a Gatehouse database", path.display());
+    }
+    if version > known {
+        bail!(
+            "{} comes from a newer Gatehouse (schema {version}, this one knows {known})",
+            path.display()
+        );
+    }
+    Ok(version)
+}
+
+pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
+    let source = config.db_path();
+    if !source.is_file() {
+        bail!("there is no database at {}", source.display());
+    }
+    if args.file.exists() {
+        bail!("{} already exists; choose a new file", args.file.display());
+    }
+    let target = args.file.clone();
+    let version = crate::blocking::run(move || -> anyhow::Result<i64> {
+        let partial = target.with_extension("partial");
+        let conn = Connection::open(&source)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // The online backup API copies page by page, retrying while the portal writes.
+        conn.backup(MAIN_DB, &partial, None)
+            .with_context(|| format!("backing up to {}", partial.display()))?;
+        // A self-contained file: no -wal beside it to forget.
+        Connection::open(&partial)?.pragma_update(None, "journal_mode", "DELETE")?;
+        let version = check(&partial)?;
+        std::fs::rename(&partial, &target)?;
+        Ok(version)
+    })
+    .await??;
+    let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backed up {} to {} ({size} bytes, schema {version})",
+        config.db_path().display(),
+        args.file.display()
+    );
+    println!("the backup holds agent tokens and two-factor secrets: keep it as safe as the server");
+    Ok(())
+}
+
+pub async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
+    let version = check(&args.file)?;
+    if !args.force && portal_answers(&config).await {
+        bail!(
+            "a portal answers on {}: stop it before restoring (or use --force if it is another instance)",
+            config.listen
+        );
+    }
+    let target = config.db_path();
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let staged = target.with_extension("db.restoring");
+    std::fs::copy(&args.file, &staged)
+        .with_context(|| format!("copying {}", args.file.display()))?;
+    let kept = if target.exists() {
+        let aside = target.with_extension(format!("db.before-restore-{}", crate::db::now()));
+        std::fs::rename(&target, &aside)?;
+        Some(aside)
+    } else {
+        None
+    };
+    for suffix in ["db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(target.with_extension(suffix));
+    }
+    std::fs::rename(&staged, &target)?;
+    let path = target.clone();
+    let applied = crate::blocking::run(move || Db::open_and_migrate(&path).map(|_| ())).await?;
+    applied.with_context(|| format!("migrating the restored {}", target.display()))?;
+    println!(
+        "restored {} (schema {version}) into {}",
+        args.file.display(),
+        target.display()
+    );
+    if let Some(aside) = kept {
+        println!("the database it replaced is kept as {}", aside.display());
+    }
+    Ok(())
+}
+
+async fn portal_answers(config: &Config) -> bool {
+    let url = format!(
+        "http://{}/healthz",
+        super::healthcheck::reachable(config.listen)
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
+    match client {
+        Ok(c) => c.get(url).send().await.is_ok(),
+        Err(_) => false,
+    }
+}
