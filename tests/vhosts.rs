@@ -601,3 +601,30 @@ async fn deleting_is_recorded_with_the_state_before() {
     assert_eq!(entry.old.as_ref().unwrap().domain, "d.example.com");
     assert!(entry.new.is_none());
 }
+
+#[tokio::test]
+async fn a_new_account_that_reuses_a_deleted_ones_id_does_not_inherit_its_history() {
+    let app = app_with_admin().await;
+    let (bob, bob_id) = user(&app, "bob@example.com").await;
+    proxy(&bob, "bob.example.com").await;
+    let entry = changes(&app).await[0].id;
+    let deleted = app.post_form(&format!("/users/{bob_id}/delete"), &[]).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    // SQLite hands the highest id out again.
+    let (carol, carol_id) = user(&app, "carol@example.com").await;
+    assert_eq!(
+        carol_id, bob_id,
+        "the id was reused, which is what this test is about"
+    );
+    assert_eq!(carol.get("/changelog").await.count("article.change"), 0);
+    assert_eq!(
+        carol.get(&format!("/changelog/{entry}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(carol.get("/vhosts").await.count(".vhost-row"), 0);
+    assert_eq!(
+        app.get(&format!("/changelog/{entry}")).await.status,
+        StatusCode::OK,
+        "admins still see it"
+    );
+}

@@ -124,6 +124,9 @@ pub fn update(
         .execute(
             "UPDATE agents SET name = ?2, url = ?3, token = coalesce(?4, token), updated_at = ?5,
                     applied_hash = CASE WHEN url = ?3 THEN applied_hash END,
+                    caddy_admin = CASE WHEN url = ?3 THEN caddy_admin END,
+                    access_log = CASE WHEN url = ?3 THEN access_log END,
+                    online = CASE WHEN url = ?3 THEN online ELSE 0 END,
                     tls_ca = ?6, tls_pin = ?7
              WHERE id = ?1",
             params![

@@ -162,7 +162,18 @@ pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<bool, DbError>
     Ok(n == 1)
 }
 
+/// Deletes the account. Its id may be handed out again (SQLite reuses the highest rowid), so
+/// the changelog forgets it as an owner: a later account with the same id must not inherit
+/// the history of sites it never owned.
 pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
+    conn.execute_batch(&format!(
+        "UPDATE changelog SET owner_id = NULL WHERE owner_id = {id};
+         UPDATE changelog SET prev_owner_id = NULL WHERE prev_owner_id = {id};
+         UPDATE changelog SET old = json_set(old, '$.owner_id', json('null'))
+             WHERE old IS NOT NULL AND json_extract(old, '$.owner_id') = {id};
+         UPDATE changelog SET new = json_set(new, '$.owner_id', json('null'))
+             WHERE new IS NOT NULL AND json_extract(new, '$.owner_id') = {id};"
+    ))?;
     Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id])? == 1)
 }
 

@@ -134,7 +134,23 @@ where
     }
 
     // 4. Commit the change for real. The lock guarantees it renders as it did in the dry run.
-    let result = apply(db, user, change).await?;
+    let result = match apply(db, user, change).await {
+        Ok(result) => result,
+        Err(e) => {
+            // The agents took a change the database could not keep: give them back the
+            // state the database still has.
+            let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
+                Some(Push::Applied { .. }) => Some(async move {
+                    let result = client::push(fleet, &s.agent, &s.before, fleet.push_timeout).await;
+                    (s.agent.id, result)
+                }),
+                _ => None,
+            });
+            let restored = futures::future::join_all(restores).await;
+            let _ = record(db, restored).await;
+            return Err(e);
+        }
+    };
     let pushed = steps
         .iter()
         .zip(outcomes)
@@ -142,6 +158,25 @@ where
         .collect::<Vec<_>>();
     record(db, pushed).await?;
     Ok(result.map_err(DeployError::Refused))
+}
+
+/// Runs [`deploy`] in a task of its own: if the request that asked for it times out or its
+/// browser goes away, the deploy still finishes (pushes and commit, or restore) instead of
+/// stopping between the two.
+pub async fn deploy_detached<T, F>(
+    db: Db,
+    fleet: std::sync::Arc<Fleet>,
+    caddy: CaddyConfig,
+    user: User,
+    change: F,
+) -> Result<Result<T, DeployError>, DbError>
+where
+    F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let task = tokio::spawn(async move { deploy(&db, &fleet, &caddy, &user, change).await });
+    task.await
+        .map_err(|e| DbError::Blocking(crate::blocking::BlockingError::from(e)))?
 }
 
 /// Stores what each push did to its agent.

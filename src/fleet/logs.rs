@@ -83,6 +83,23 @@ impl LogHub {
             .count()
     }
 
+    /// Closes the upstream of `agent` if nobody has watched it for the grace period. Decided
+    /// under the same lock `subscribe` takes, so a viewer never joins an upstream that is
+    /// about to go away.
+    fn close_if_idle(
+        &self,
+        agent: i64,
+        tx: &broadcast::Sender<LogEvent>,
+        since: &mut Option<tokio::time::Instant>,
+    ) -> bool {
+        let mut map = self.upstreams.lock().expect("log hub lock");
+        if !idle(tx, since, self.grace) {
+            return false;
+        }
+        map.remove(&agent);
+        true
+    }
+
     fn close(&self, agent: i64) {
         self.upstreams.lock().expect("log hub lock").remove(&agent);
     }
@@ -110,8 +127,8 @@ async fn run_upstream(
             Err(error) => {
                 tracing::warn!(agent = %agent.name, %error, "no client for the log stream");
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                if idle(&tx, &mut idle_since, hub.grace) {
-                    break;
+                if hub.close_if_idle(id, &tx, &mut idle_since) {
+                    return;
                 }
                 continue;
             }
@@ -132,7 +149,7 @@ async fn run_upstream(
                         chunk = body.next() => chunk,
                         // Wake up now and then to notice that nobody watches any more.
                         () = tokio::time::sleep(Duration::from_secs(1)) => {
-                            if idle(&tx, &mut idle_since, hub.grace) { hub.close(id); return; }
+                            if hub.close_if_idle(id, &tx, &mut idle_since) { return; }
                             continue;
                         }
                     };
@@ -162,8 +179,7 @@ async fn run_upstream(
                             _ => {}
                         }
                     }
-                    if idle(&tx, &mut idle_since, hub.grace) {
-                        hub.close(id);
+                    if hub.close_if_idle(id, &tx, &mut idle_since) {
                         return;
                     }
                 }
@@ -173,8 +189,8 @@ async fn run_upstream(
             }
             Err(_) => tracing::debug!(agent = %agent.name, "log stream unreachable"),
         }
-        if idle(&tx, &mut idle_since, hub.grace) {
-            break;
+        if hub.close_if_idle(id, &tx, &mut idle_since) {
+            return;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));

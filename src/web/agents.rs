@@ -301,6 +301,9 @@ pub async fn update(
     Path(id): Path<i64>,
     Form(form): Form<AgentForm>,
 ) -> Result<Response> {
+    // Not while a deploy is between its dry run and its commit: it would push to a stale
+    // address or record results against a removed agent.
+    let _turn = state.fleet.deploy_lock.lock().await;
     editable(&state, id).await?;
     let mut errors = FormErrors::default();
     let Some(agent) = check(&form, false, &mut errors) else {
@@ -350,6 +353,9 @@ pub async fn delete(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
+    // Not while a deploy is between its dry run and its commit: it would push to a stale
+    // address or record results against a removed agent.
+    let _turn = state.fleet.deploy_lock.lock().await;
     editable(&state, id).await?;
     state.db.run(move |c| agents::delete(c, id)).await?;
     Ok(render.redirect("/agents"))

@@ -105,13 +105,9 @@ pub async fn revert(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let result = crate::fleet::deploy::deploy(
-        &state.db,
-        &state.fleet,
-        &state.config.caddy,
-        &current.user,
-        move |tx, author| changes::revert(tx, author, id),
-    )
+    let result = super::vhosts::deploy(&state, &current.user, move |tx, author| {
+        changes::revert(tx, author, id)
+    })
     .await?;
     match result {
         Ok(_) => Ok(render.redirect("/changelog?reverted=1")),

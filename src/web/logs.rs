@@ -23,6 +23,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 /// Rows kept on the page: older ones are removed as new ones arrive.
 pub const ROW_CAP: u64 = 300;
+/// An open stream re-reads who owns which site this often.
+const VISIBILITY_REFRESH: Duration = Duration::from_secs(10);
 /// Lines of history shown when the page opens.
 const HISTORY: usize = 200;
 
@@ -61,10 +63,32 @@ impl LogQuery {
     }
 }
 
+/// Every site with its owner, to tell whose site a logged request was for.
+pub struct Owners(Vec<(SiteAddress, Option<i64>)>);
+
+impl Owners {
+    /// The owner of the site that served `host` (a Host header, port included): the most
+    /// specific match wins, as in Caddy: an exact name over a wildcard, the matching port
+    /// over none. None when no site matches.
+    pub fn owner_of(&self, host: &str) -> Option<Option<i64>> {
+        let port = host
+            .rsplit_once(':')
+            .filter(|(h, _)| !h.ends_with(']') || h.starts_with('['))
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        self.0
+            .iter()
+            .filter(|(site, _)| {
+                site.matches_host(host) && site.port().is_none_or(|p| Some(p) == port)
+            })
+            .max_by_key(|(site, _)| (!site.is_wildcard(), site.port().is_some()))
+            .map(|(_, owner)| *owner)
+    }
+}
+
 /// Which lines someone may see and has asked to see.
 pub struct LogFilter {
-    /// None: everything (admin). Some: only these sites' hosts.
-    visible: Option<Vec<SiteAddress>>,
+    /// None: everything (admin). Some: only lines of sites this user owns.
+    visible: Option<(i64, Owners)>,
     site: Option<SiteAddress>,
     status: Option<u16>,
     method: Option<String>,
@@ -73,8 +97,8 @@ pub struct LogFilter {
 
 impl LogFilter {
     pub fn matches(&self, e: &LogEntry) -> bool {
-        if let Some(sites) = &self.visible {
-            if !sites.iter().any(|s| s.matches_host(&e.host)) {
+        if let Some((me, owners)) = &self.visible {
+            if owners.owner_of(&e.host) != Some(Some(*me)) {
                 return false;
             }
         }
@@ -111,24 +135,17 @@ async fn filter_for(state: &AppState, current: &CurrentUser, q: &LogQuery) -> Re
     let visible = if current.user.is_admin() {
         None
     } else {
-        let uid = current.user.id;
-        let mine = state
+        // Every site, not only theirs: a wildcard of theirs must not claim a more specific
+        // site of someone else's.
+        let all = state
             .db
-            .run(move |c| {
-                vhosts::list(
-                    c,
-                    &vhosts::Filter {
-                        owner_id: Some(uid),
-                        ..Default::default()
-                    },
-                )
-            })
+            .run(|c| vhosts::list(c, &vhosts::Filter::default()))
             .await?;
-        Some(
-            mine.iter()
-                .filter_map(|v| SiteAddress::parse(&v.domain).ok())
-                .collect(),
-        )
+        let owners = all
+            .iter()
+            .filter_map(|v| Some((SiteAddress::parse(&v.domain).ok()?, v.owner_id)))
+            .collect();
+        Some((current.user.id, Owners(owners)))
     };
     Ok(LogFilter {
         visible,
@@ -244,34 +261,52 @@ pub async fn stream(
         .iter()
         .map(|agent| BroadcastStream::new(state.log_hub.subscribe(&state.db, &state.fleet, agent)));
     let merged = futures::stream::select_all(streams);
-    let mut seq: u64 = 0;
+    // Who owns what can change while the stream is open (a site given away, deleted, taken
+    // by someone else): the filter is rebuilt now and then, not trusted for ever.
+    let cell = Arc::new(tokio::sync::Mutex::new((
+        tokio::time::Instant::now(),
+        filter,
+    )));
+    let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let events = merged.filter_map(move |item| {
-        let filter = filter.clone();
-        let html = match item {
-            Ok(LogEvent::Line { agent, entry }) => filter.matches(&entry).then(|| {
-                seq += 1;
-                views::logs::live_row(seq, &agent, &entry, ROW_CAP)
-            }),
-            Ok(LogEvent::Gap { agent, missing }) if missing > 0 => {
-                seq += 1;
-                Some(views::logs::skipped_row(
-                    seq,
-                    &format!("{missing} lines from {agent} could not be delivered"),
-                    ROW_CAP,
-                ))
-            }
-            Ok(LogEvent::Gap { .. }) => None,
-            // This browser read too slowly and the channel moved on without it.
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                seq += 1;
-                Some(views::logs::skipped_row(
-                    seq,
+        let (cell, seq, state, current, q) = (
+            cell.clone(),
+            seq.clone(),
+            state.clone(),
+            current.clone(),
+            q.clone(),
+        );
+        async move {
+            let filter = {
+                let mut guard = cell.lock().await;
+                if guard.0.elapsed() >= VISIBILITY_REFRESH {
+                    if let Ok(fresh) = filter_for(&state, &current, &q).await {
+                        guard.1 = Arc::new(fresh);
+                    }
+                    guard.0 = tokio::time::Instant::now();
+                }
+                guard.1.clone()
+            };
+            let next = || seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let html = match item {
+                Ok(LogEvent::Line { agent, entry }) => filter
+                    .matches(&entry)
+                    .then(|| views::logs::live_row(next(), &agent, &entry, ROW_CAP)),
+                Ok(LogEvent::Gap { agent, missing }) if missing > 0 => {
+                    Some(views::logs::skipped_row(
+                        next(),
+                        &format!("{missing} lines from {agent} could not be delivered"),
+                        ROW_CAP,
+                    ))
+                }
+                Ok(LogEvent::Gap { .. }) => None,
+                // This browser read too slowly and the channel moved on without it.
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some(views::logs::skipped_row(
+                    next(),
                     &format!("{n} lines skipped: the connection was too slow"),
                     ROW_CAP,
-                ))
-            }
-        };
-        async move {
+                )),
+            };
             html.map(|h| {
                 Ok(Event::default()
                     .event("log")
@@ -284,4 +319,40 @@ pub async fn stream(
             .interval(Duration::from_secs(15))
             .text("keep-alive"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners(list: &[(&str, i64)]) -> Owners {
+        Owners(
+            list.iter()
+                .map(|(d, o)| (SiteAddress::parse(d).unwrap(), Some(*o)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_most_specific_site_owns_a_request() {
+        let o = owners(&[
+            ("*.example.com", 1),
+            ("shop.example.com", 2),
+            ("http://app.localhost:8080", 3),
+            ("http://app.localhost:9090", 4),
+        ]);
+        assert_eq!(
+            o.owner_of("shop.example.com"),
+            Some(Some(2)),
+            "an exact name beats a wildcard"
+        );
+        assert_eq!(o.owner_of("blog.example.com:443"), Some(Some(1)));
+        assert_eq!(o.owner_of("app.localhost:8080"), Some(Some(3)));
+        assert_eq!(
+            o.owner_of("app.localhost:9090"),
+            Some(Some(4)),
+            "the port decides"
+        );
+        assert_eq!(o.owner_of("other.test"), None);
+    }
 }

@@ -430,7 +430,11 @@ pub async fn preview(
 }
 
 /// Runs a change through the deploy pipeline for the current user.
-async fn deploy<T, F>(state: &AppState, user: &User, change: F) -> Result<Result<T, DeployError>>
+pub(super) async fn deploy<T, F>(
+    state: &AppState,
+    user: &User,
+    change: F,
+) -> Result<Result<T, DeployError>>
 where
     F: Fn(&rusqlite::Connection, &crate::db::changelog::Author<'_>) -> Result<T, ChangeError>
         + Clone
@@ -439,10 +443,14 @@ where
         + 'static,
     T: Send + 'static,
 {
-    Ok(
-        crate::fleet::deploy::deploy(&state.db, &state.fleet, &state.config.caddy, user, change)
-            .await?,
+    Ok(crate::fleet::deploy::deploy_detached(
+        state.db.clone(),
+        state.fleet.clone(),
+        state.config.caddy.clone(),
+        user.clone(),
+        change,
     )
+    .await?)
 }
 
 /// What a Caddy rejection says to the person: which server, and Caddy's own words.
@@ -612,7 +620,15 @@ pub async fn toggle(
     })
     .await?;
     if !render.htmx {
-        return Ok(render.redirect("/vhosts"));
+        // Without htmx there is no row to show the error in: an error page says it.
+        return match result {
+            Ok(_) => Ok(render.redirect("/vhosts")),
+            Err(DeployError::Rejected { agent, error }) => {
+                Err(AppError::Conflict(rejection(&agent, &error)))
+            }
+            Err(DeployError::Refused(ChangeError::Db(e))) => Err(e.into()),
+            Err(DeployError::Refused(_)) => Err(AppError::NotFound),
+        };
     }
     let admin = current.user.is_admin();
     let owners = owners_for(&state, admin).await?;
@@ -665,6 +681,7 @@ pub async fn delete(
         Err(DeployError::Rejected { agent, error }) => {
             return Err(AppError::Conflict(rejection(&agent, &error)));
         }
+        Err(DeployError::Refused(ChangeError::Db(e))) => return Err(e.into()),
         Err(DeployError::Refused(_)) => return Err(AppError::NotFound),
     }
     Ok(render.redirect("/vhosts?deleted=1"))
