@@ -483,39 +483,47 @@ pub async fn create(
     render: Render,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
+    save(&state, &current, &render, None, fields).await
+}
+
+/// Creates (`id` None) or updates a vhost from its form, through the deploy pipeline. A
+/// refusal, from the form's rules or from a Caddy, shows the editor again as typed.
+async fn save(
+    state: &AppState,
+    current: &CurrentUser,
+    render: &Render,
+    id: Option<i64>,
+    fields: Vec<(String, String)>,
+) -> Result<Response> {
     let values = values_of(fields);
     let mut errors = FormErrors::default();
-    let Some(checked) = check(&state, &current.user, &values, &mut errors) else {
+    let refused = StatusCode::UNPROCESSABLE_ENTITY;
+    let Some(checked) = check(state, &current.user, &values, &mut errors) else {
         return show_editor(
-            &state,
-            &render,
+            state,
+            render,
             &current.user,
-            None,
+            id,
             values,
-            StatusCode::UNPROCESSABLE_ENTITY,
+            refused,
             FormErrors::default(),
         )
         .await;
     };
     let snapshot = checked.snapshot;
-    let result = deploy(&state, &current.user, move |tx, author| {
-        changes::create(tx, author, &snapshot)
+    let result = deploy(state, &current.user, move |tx, author| match id {
+        Some(id) => changes::update(tx, author, id, &snapshot),
+        None => changes::create(tx, author, &snapshot),
     })
     .await?;
     match result {
-        Ok(v) => Ok(render.redirect(&format!("/vhosts?created={}", v.id))),
+        Ok(v) => {
+            let done = if id.is_some() { "updated" } else { "created" };
+            Ok(render.redirect(&format!("/vhosts?{done}={}", v.id)))
+        }
         Err(e) => {
             change_error(e, &mut errors)?;
-            show_editor(
-                &state,
-                &render,
-                &current.user,
-                None,
-                values,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await
+            show_editor(state, render, &current.user, id, values, refused, errors).await
         }
     }
 }
@@ -569,42 +577,7 @@ pub async fn update(
     OwnedVhost(v): OwnedVhost,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
-    let values = values_of(fields);
-    let mut errors = FormErrors::default();
-    let Some(checked) = check(&state, &current.user, &values, &mut errors) else {
-        return show_editor(
-            &state,
-            &render,
-            &current.user,
-            Some(v.id),
-            values,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            FormErrors::default(),
-        )
-        .await;
-    };
-    let id = v.id;
-    let snapshot = checked.snapshot;
-    let result = deploy(&state, &current.user, move |tx, author| {
-        changes::update(tx, author, id, &snapshot)
-    })
-    .await?;
-    match result {
-        Ok(v) => Ok(render.redirect(&format!("/vhosts?updated={}", v.id))),
-        Err(e) => {
-            change_error(e, &mut errors)?;
-            show_editor(
-                &state,
-                &render,
-                &current.user,
-                Some(id),
-                values,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors,
-            )
-            .await
-        }
-    }
+    save(&state, &current, &render, Some(v.id), fields).await
 }
 
 /// One tap: flips the site and answers with its row as it now truly is.
