@@ -112,6 +112,8 @@ pub fn insert(
 
 /// Changes name, URL and how the agent is trusted, and the token when one is given (an
 /// empty one keeps the old).
+/// A new URL is a new machine: what the old one reported (above all its Caddy's admin address,
+/// which every push must carry) is forgotten until the new one has been asked.
 pub fn update(
     conn: &Connection,
     id: i64,
@@ -231,4 +233,47 @@ pub fn sync_declared(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    #[tokio::test]
+    async fn a_new_url_forgets_what_the_old_machine_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_and_migrate(&dir.path().join("gh.db")).unwrap();
+        let (kept, moved) = db
+            .run(|c| {
+                let tls = TlsSettings::default();
+                let token = Secret::new("0123456789abcdef0123");
+                let id = insert(c, "edge", "http://10.0.0.1:7070", &token, false, &tls).unwrap();
+                let report = Report {
+                    online: true,
+                    caddy_reachable: true,
+                    caddy_admin: Some("127.0.0.1:2999".into()),
+                    access_log: Some("/var/log/a.log".into()),
+                    applied_hash: Some("abc".into()),
+                    ..Report::default()
+                };
+                record_report(c, id, &report)?;
+                update(c, id, "edge-renamed", "http://10.0.0.1:7070", None, &tls).unwrap();
+                let kept = find(c, id)?.unwrap();
+                update(c, id, "edge-renamed", "http://10.0.0.2:7070", None, &tls).unwrap();
+                Ok((kept, find(c, id)?.unwrap()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            kept.caddy_admin.as_deref(),
+            Some("127.0.0.1:2999"),
+            "a rename keeps it"
+        );
+        assert!(kept.online && kept.applied_hash.is_some());
+        assert_eq!(moved.caddy_admin, None);
+        assert_eq!(moved.access_log, None);
+        assert_eq!(moved.applied_hash, None);
+        assert!(!moved.online);
+    }
 }
