@@ -114,6 +114,11 @@ impl AgentProc {
         self.process.take().expect("the agent runs").terminate()
     }
 
+    /// The agent's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildGuard::pid)
+    }
+
     /// kill -9, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.process.take() {
