@@ -23,6 +23,8 @@ pub mod domain;
 pub mod error;
 /// The hub's side of the agents: client, deploy pipeline, reconciler.
 pub mod fleet;
+/// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.
+pub mod secrets;
 /// Stored vhosts and settings rendered as Caddyfile text.
 pub mod site_config;
 /// Logging set-up (tracing).
