@@ -859,10 +859,12 @@ mod tests {
     fn secrets_never_appear_in_debug_output() {
         let config = Config {
             setup_token: Secret::new("hunter2-very-secret"),
+            secret_key: Secret::new("c2VjcmV0LWtleS1ieXRlcy0zMi1sb25nLXh4eHh4eHg="),
             ..Config::default()
         };
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
         assert!(debug.contains("Secret(***)"));
     }
 
