@@ -806,6 +806,49 @@ mod tests {
         assert!(!format!("{key:?}").contains(&key.encode()));
     }
 
+    #[tokio::test]
+    async fn a_rotation_that_cannot_open_every_value_changes_nothing() {
+        use crate::db::Db;
+        use crate::domain::tls::TlsSettings;
+        let dir = tempfile::tempdir().unwrap();
+        let old = Arc::new(sealer());
+        let db = Db::open_with(&dir.path().join("gh.db"), Some(old.clone())).unwrap();
+        db.migrate().unwrap();
+        let new = sealer();
+        let (before, failed, after) = db
+            .run(move |c| {
+                let tls = TlsSettings::default();
+                for name in ["a", "b"] {
+                    let token = crate::config::Secret::new(format!("token-{name}-0123456789abc"));
+                    crate::db::agents::insert(c, name, "http://127.0.0.1:1", &token, false, &tls)
+                        .unwrap();
+                }
+                // Agent b's token replaced by agent a's: it no longer opens.
+                c.execute_batch(
+                    "UPDATE agents SET token = (SELECT token FROM agents WHERE name = 'a')
+                     WHERE name = 'b'",
+                )?;
+                let tokens = |c: &Connection| -> Vec<String> {
+                    c.prepare("SELECT token FROM agents ORDER BY id")
+                        .unwrap()
+                        .query_map([], |r| r.get(0))
+                        .unwrap()
+                        .map(Result::unwrap)
+                        .collect()
+                };
+                let before = tokens(c);
+                let failed = reseal_all(c, &old, &new).unwrap_err().to_string();
+                Ok((before, failed, tokens(c)))
+            })
+            .await
+            .unwrap();
+        assert!(
+            failed.contains("agent \"b\"") && failed.contains("nothing was changed"),
+            "{failed}"
+        );
+        assert_eq!(before, after);
+    }
+
     #[test]
     fn a_key_file_is_new_and_private() {
         let dir = tempfile::tempdir().unwrap();
