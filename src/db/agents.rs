@@ -28,8 +28,9 @@ pub struct Agent {
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
-const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online, caddy_reachable, caddy_version,
-    caddy_admin, access_log, applied_hash, last_seen_at, last_error, tls_ca, tls_pin";
+const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
+    caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
+    last_error, tls_ca, tls_pin";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
