@@ -31,6 +31,12 @@ pub struct Config {
     pub public_url: String,
     /// Preset token for the first-run setup URL; empty means a random one per start.
     pub setup_token: Secret,
+    /// The file holding the key that seals agent tokens and TOTP secrets in the database.
+    /// Empty means `secret.key` in `data_dir`; made (mode 0600) on first run if absent.
+    pub secret_key_file: String,
+    /// The key itself (32 bytes, base64 or hex), usually from `GATEHOUSE_SECRET_KEY`; when
+    /// set, `secret_key_file` is not used.
+    pub secret_key: Secret,
     pub log: LogConfig,
     pub session: SessionConfig,
     pub security: SecurityConfig,
@@ -256,6 +262,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             public_url: String::new(),
             setup_token: Secret::default(),
+            secret_key_file: String::new(),
+            secret_key: Secret::default(),
             log: LogConfig::default(),
             session: SessionConfig::default(),
             security: SecurityConfig::default(),
@@ -378,6 +386,10 @@ impl Config {
                     "must be an http:// or https:// URL with a host".into(),
                 ));
             }
+        }
+        if !self.secret_key.is_empty() {
+            crate::secrets::SecretKey::parse(self.secret_key.expose())
+                .map_err(|e| ("secret_key", e))?;
         }
         for (key, path) in [
             ("caddy.access_log", &self.caddy.access_log),
@@ -857,10 +869,12 @@ mod tests {
     fn secrets_never_appear_in_debug_output() {
         let config = Config {
             setup_token: Secret::new("hunter2-very-secret"),
+            secret_key: Secret::new("c2VjcmV0LWtleS1ieXRlcy0zMi1sb25nLXh4eHh4eHg="),
             ..Config::default()
         };
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
         assert!(debug.contains("Secret(***)"));
     }
 

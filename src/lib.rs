@@ -25,6 +25,8 @@ pub mod error;
 pub mod fleet;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
+/// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.
+pub mod secrets;
 /// Stored vhosts and settings rendered as Caddyfile text.
 pub mod site_config;
 /// Logging set-up (tracing).

@@ -255,7 +255,14 @@ fn migrate_reports_what_it_applied() {
 fn help_lists_every_subcommand_with_a_description() {
     let dir = tempfile::tempdir().unwrap();
     let help = stdout(&run(gatehouse(dir.path()).arg("--help")));
-    for sub in ["serve", "agent", "migrate", "healthcheck", "user"] {
+    for sub in [
+        "serve",
+        "agent",
+        "migrate",
+        "healthcheck",
+        "rotate-key",
+        "user",
+    ] {
         let line = help
             .lines()
             .find(|l| l.trim_start().starts_with(sub))
@@ -365,6 +372,11 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
     let file = new.path().join("gatehouse-backup.db");
     let backup = run(gatehouse(old.path()).arg("backup").arg(&file));
     assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(
+        stdout(&backup).contains("back up the key file"),
+        "backup says the key is not in it: {}",
+        stdout(&backup)
+    );
     assert!(file.is_file());
     let again = run(gatehouse(old.path()).arg("backup").arg(&file));
     assert!(
@@ -401,6 +413,28 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
         .arg(&file)
         .env("GATEHOUSE_LISTEN", &listen));
     assert!(restored.status.success(), "{}", stderr(&restored));
+    // The backup holds the TOTP secret sealed, not the key: restore says which key it needs,
+    // and the key file travels separately.
+    let old_key = old.path().join("data/secret.key");
+    let key_id = gatehouse::secrets::read_key_file(&old_key)
+        .unwrap()
+        .id()
+        .to_string();
+    assert!(
+        stdout(&restored).contains(&format!("sealed under key {key_id}"))
+            && stdout(&restored).contains("copy the key file"),
+        "{}",
+        stdout(&restored)
+    );
+    let key_text = std::fs::read_to_string(&old_key).unwrap();
+    let backup_bytes = std::fs::read(&file).unwrap();
+    assert!(
+        !backup_bytes
+            .windows(key_text.trim().len())
+            .any(|w| w == key_text.trim().as_bytes()),
+        "the backup does not contain the key"
+    );
+    std::fs::copy(&old_key, new.path().join("data/secret.key")).unwrap();
     let list = stdout(&run(gatehouse(new.path()).args(["user", "list"])));
     assert!(
         list.contains(ADMIN_EMAIL) && list.contains("bob@example.com"),

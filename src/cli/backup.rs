@@ -86,7 +86,11 @@ pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
         config.db_path().display(),
         args.file.display()
     );
-    println!("the backup holds agent tokens and two-factor secrets: keep it as safe as the server");
+    println!(
+        "the backup holds agent tokens and two-factor secrets sealed with the secret key, which \
+         it does not contain: back up the key file ({}) separately, and keep both safe",
+        crate::secrets::key_file_path(&config).display()
+    );
     Ok(())
 }
 
@@ -127,10 +131,36 @@ pub async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
     if let Some(aside) = kept {
         println!("the database it replaced is kept as {}", aside.display());
     }
+    key_note(&config, &target);
     Ok(())
 }
 
-async fn portal_answers(config: &Config) -> bool {
+/// Says whether the configured key opens the restored secrets; without it, `serve` refuses.
+fn key_note(config: &Config, db: &Path) {
+    let sealed_with = Connection::open(db)
+        .ok()
+        .and_then(|c| crate::secrets::key_ids_in(&c).ok())
+        .unwrap_or_default();
+    let Some(needed) = sealed_with.iter().next() else {
+        return;
+    };
+    match crate::secrets::configured_key(config) {
+        Ok(Some((key, _))) if key.id() == needed => {}
+        Ok(Some((key, source))) => println!(
+            "its secrets are sealed under key {needed}, but {source} is key {}: put the key file \
+             of the server the backup came from in place before starting",
+            key.id()
+        ),
+        Ok(None) => println!(
+            "its secrets are sealed under key {needed}: copy the key file of the server the \
+             backup came from to {} before starting",
+            crate::secrets::key_file_path(config).display()
+        ),
+        Err(e) => println!("its secrets are sealed under key {needed}; the configured key: {e:#}"),
+    }
+}
+
+pub(super) async fn portal_answers(config: &Config) -> bool {
     let url = format!(
         "http://{}/healthz",
         super::healthcheck::reachable(config.listen)

@@ -4,6 +4,7 @@ mod agent;
 mod backup;
 mod healthcheck;
 mod migrate;
+mod rotate_key;
 mod serve;
 mod user;
 
@@ -52,6 +53,9 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Put a backup back into a stopped instance (the replaced database is kept aside).
     Restore(backup::RestoreArgs),
+    /// Make a new secret key and re-seal every agent token and TOTP secret with it (stop the
+    /// portal first; the old key file is kept beside the new one).
+    RotateKey(rotate_key::Args),
     /// Manage accounts from the server: bootstrap and lock-out recovery.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::User(cmd) => user::run(config, cmd).await,
             Command::Backup(args) => backup::backup(config, args).await,
             Command::Restore(args) => backup::restore(config, args).await,
+            Command::RotateKey(args) => rotate_key::run(config, args).await,
             Command::Agent(_) => unreachable!("handled above"),
         }
     });

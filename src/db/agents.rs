@@ -27,8 +27,10 @@ pub struct Agent {
     pub tls_pin: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, url, token, from_config, online, caddy_reachable, caddy_version,
-    caddy_admin, access_log, applied_hash, last_seen_at, last_error, tls_ca, tls_pin";
+/// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
+const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
+    caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
+    last_error, tls_ca, tls_pin";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -95,8 +97,7 @@ pub fn insert(
     tls: &TlsSettings,
 ) -> Result<i64, WriteError> {
     conn.execute(
-        "INSERT INTO agents (name, url, token, from_config, tls_ca, tls_pin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        INSERT,
         params![
             name,
             url,
@@ -109,6 +110,12 @@ pub fn insert(
     .map_err(map_unique)?;
     Ok(conn.last_insert_rowid())
 }
+
+/// The token is sealed for the row it goes into, so the new id is chosen in the same
+/// statement (as SQLite would: one past the largest).
+const INSERT: &str = "WITH next(id) AS (SELECT coalesce(max(id), 0) + 1 FROM agents)
+    INSERT INTO agents (id, name, url, token, from_config, tls_ca, tls_pin)
+    SELECT next.id, ?1, ?2, gh_seal('agents.token', next.id, ?3), ?4, ?5, ?6 FROM next";
 
 /// Changes name, URL and how the agent is trusted, and the token when one is given (an
 /// empty one keeps the old).
@@ -124,7 +131,8 @@ pub fn update(
 ) -> Result<bool, WriteError> {
     let n = conn
         .execute(
-            "UPDATE agents SET name = ?2, url = ?3, token = coalesce(?4, token), updated_at = ?5,
+            "UPDATE agents SET name = ?2, url = ?3,
+                    token = coalesce(gh_seal('agents.token', id, ?4), token), updated_at = ?5,
                     applied_hash = CASE WHEN url = ?3 THEN applied_hash END,
                     caddy_admin = CASE WHEN url = ?3 THEN caddy_admin END,
                     access_log = CASE WHEN url = ?3 THEN access_log END,
@@ -206,7 +214,8 @@ pub fn sync_declared(
         match existing.iter().find(|a| &a.name == name) {
             Some(a) => {
                 conn.execute(
-                    "UPDATE agents SET url = ?2, token = ?3, from_config = 1, updated_at = ?4,
+                    "UPDATE agents SET url = ?2, token = gh_seal('agents.token', id, ?3),
+                            from_config = 1, updated_at = ?4,
                             tls_ca = ?5, tls_pin = ?6 WHERE id = ?1",
                     params![
                         a.id,
@@ -220,9 +229,8 @@ pub fn sync_declared(
             }
             None => {
                 conn.execute(
-                    "INSERT INTO agents (name, url, token, from_config, tls_ca, tls_pin)
-                     VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-                    params![name, url, token.expose(), tls.ca_pem(), tls.pin_hex()],
+                    INSERT,
+                    params![name, url, token.expose(), true, tls.ca_pem(), tls.pin_hex()],
                 )?;
             }
         }
@@ -239,11 +247,89 @@ pub fn sync_declared(
 mod tests {
     use super::*;
     use crate::db::Db;
+    use crate::secrets::{Sealer, SecretKey};
+    use std::sync::Arc;
+
+    fn keyed_db(dir: &std::path::Path) -> Db {
+        let sealer = Arc::new(Sealer::new(&SecretKey::generate()));
+        let db = Db::open_with(&dir.join("gh.db"), Some(sealer)).unwrap();
+        db.migrate().unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn tokens_are_stored_sealed_for_their_row_and_read_back_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = keyed_db(dir.path());
+        let (agents, raw) = db
+            .run(|c| {
+                let tls = TlsSettings::default();
+                let a = Secret::new("token-of-agent-one-0001");
+                let b = Secret::new("token-of-agent-two-0002");
+                let one = insert(c, "one", "http://127.0.0.1:1", &a, false, &tls).unwrap();
+                let two = insert(c, "two", "http://127.0.0.1:2", &b, false, &tls).unwrap();
+                let three = Secret::new("token-of-agent-two-0003");
+                update(c, two, "two", "http://127.0.0.1:2", Some(&three), &tls).unwrap();
+                update(c, one, "uno", "http://127.0.0.1:1", None, &tls).unwrap();
+                let raw: Vec<String> = c
+                    .prepare("SELECT token FROM agents ORDER BY id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok((list(c)?, raw))
+            })
+            .await
+            .unwrap();
+        let tokens: Vec<_> = agents.iter().map(|a| a.token.expose()).collect();
+        assert_eq!(
+            tokens,
+            ["token-of-agent-two-0003", "token-of-agent-one-0001"]
+        );
+        for value in &raw {
+            assert!(
+                value.starts_with("v1:") && !value.contains("token-of"),
+                "{value}"
+            );
+        }
+        // Agent two's sealed token copied onto agent one does not open there.
+        let moved = db
+            .run(move |c| {
+                c.execute("UPDATE agents SET token = ?1 WHERE name = 'uno'", [&raw[1]])?;
+                list(c)
+            })
+            .await;
+        let err = moved.unwrap_err().to_string();
+        assert!(
+            err.contains("agents.token") && err.contains("fails authentication"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_key_tokens_cannot_be_written_or_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_and_migrate(&dir.path().join("gh.db")).unwrap();
+        let err = db
+            .run(|c| {
+                let token = Secret::new("0123456789abcdef0123");
+                Ok(insert(
+                    c,
+                    "x",
+                    "http://127.0.0.1:1",
+                    &token,
+                    false,
+                    &TlsSettings::default(),
+                ))
+            })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("no secret key"), "{err}");
+    }
 
     #[tokio::test]
     async fn a_new_url_forgets_what_the_old_machine_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open_and_migrate(&dir.path().join("gh.db")).unwrap();
+        let db = keyed_db(dir.path());
         let (kept, moved) = db
             .run(|c| {
                 let tls = TlsSettings::default();

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agent_tls",
         sql: include_str!("migrations/0005_agent_tls.sql"),
     },
+    Migration {
+        version: 6,
+        name: "sealed_secrets",
+        sql: include_str!("migrations/0006_sealed_secrets.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

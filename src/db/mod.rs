@@ -13,9 +13,11 @@ pub mod sessions;
 pub mod users;
 pub mod vhosts;
 
+use crate::secrets::Sealer;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use migrations::{MIGRATIONS, Migration};
@@ -44,38 +46,57 @@ pub enum DbError {
          run a newer gatehouse"
     )]
     TooNew { found: i64, known: i64 },
+    #[error("this database handle has no secret key: stored secrets cannot be read or written")]
+    NoKey,
 }
 
 /// A cheap, cloneable handle on the connection pool.
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and its directory. Does not migrate.
+    /// Opens (creating if needed) the database file and its directory, without a secret key:
+    /// enough for everything but agent tokens and TOTP secrets. Does not migrate.
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens the database with the key that seals and opens stored secrets (see
+    /// [`crate::secrets`]); every connection gets `gh_seal`/`gh_open`. Does not migrate.
+    pub fn open_with(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, DbError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
                 path: dir.display().to_string(),
                 source,
             })?;
         }
-        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
+        let for_init = sealer.clone();
+        let manager = SqliteConnectionManager::file(path).with_init(move |conn| {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             // WAL lets readers run beside the writer; FULL sync makes an acknowledged
-            // change survive power loss, not just a crash.
+            // change survive power loss, not just a crash. Secure delete zeroes what a
+            // change frees, so a replaced secret leaves no old copy in the file.
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;",
-            )
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA secure_delete = ON;",
+            )?;
+            crate::secrets::register_functions(conn, for_init.clone())
         });
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        Ok(Self { pool })
+        Ok(Self { pool, sealer })
+    }
+
+    /// The key that seals stored secrets; `NoKey` for a handle opened without one.
+    pub fn sealer(&self) -> Result<&Arc<Sealer>, DbError> {
+        self.sealer.as_ref().ok_or(DbError::NoKey)
     }
 
     /// Opens the database and brings its schema up to date.
@@ -89,6 +110,16 @@ impl Db {
     pub fn migrate(&self) -> Result<usize, DbError> {
         let mut conn = self.pool.get()?;
         migrations::apply(&mut conn)
+    }
+
+    /// Runs `f` with a pooled connection on this thread (start-up and CLI code only: it
+    /// blocks).
+    pub fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.

@@ -177,12 +177,15 @@ pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id])? == 1)
 }
 
-/// The TOTP secret, enrolled or not.
+/// The TOTP secret, enrolled or not. It is stored sealed (see [`crate::secrets`]) and
+/// opened here; a value that does not open is an error, never "no secret".
 pub fn totp_secret(conn: &Connection, id: i64) -> Result<Option<String>, DbError> {
     Ok(conn
-        .query_row("SELECT totp_secret FROM users WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT gh_open('users.totp_secret', id, totp_secret) FROM users WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .optional()?
         .flatten())
 }
@@ -191,7 +194,8 @@ pub fn totp_secret(conn: &Connection, id: i64) -> Result<Option<String>, DbError
 /// is thereby spent.
 pub fn enable_totp(conn: &Connection, id: i64, secret: &str, step: i64) -> Result<bool, DbError> {
     let n = conn.execute(
-        "UPDATE users SET totp_secret = ?2, totp_enabled = 1, totp_last_step = ?3, updated_at = ?4
+        "UPDATE users SET totp_secret = gh_seal('users.totp_secret', id, ?2), totp_enabled = 1,
+                totp_last_step = ?3, updated_at = ?4
          WHERE id = ?1",
         params![id, secret, step, now()],
     )?;

@@ -231,15 +231,15 @@ pub async fn enrol_form(
             views::account::already_enrolled(),
         ));
     }
-    let secret = match session.enrol_secret().await? {
+    let (sealer, uid) = (state.db.sealer()?, current.user.id);
+    let secret = match session.enrol_secret(sealer, uid).await? {
         Some(secret) => secret,
         None => {
             let secret = totp::new_secret();
-            session.set_enrol_secret(&secret).await?;
+            session.set_enrol_secret(sealer, uid, &secret).await?;
             secret
         }
     };
-    let _ = &state;
     Ok(render.page(
         "Two-factor authentication",
         enrol_view(&render, &current, &secret, "", &FormErrors::default())?,
@@ -287,7 +287,10 @@ pub async fn enrol_submit(
             views::account::already_enrolled(),
         ));
     }
-    let Some(secret) = session.enrol_secret().await? else {
+    let Some(secret) = session
+        .enrol_secret(state.db.sealer()?, current.user.id)
+        .await?
+    else {
         return Ok(render.redirect("/account/2fa"));
     };
     let now = u64::try_from(crate::db::now()).unwrap_or_default();

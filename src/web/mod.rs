@@ -340,10 +340,8 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         use anyhow::Context;
         let config = Arc::new(config);
-        let db_path = config.db_path();
-        let db = crate::blocking::run(move || Db::open_and_migrate(&db_path))
-            .await?
-            .with_context(|| format!("opening database {}", config.db_path().display()))?;
+        let for_db = config.clone();
+        let db = crate::blocking::run(move || crate::secrets::open_database(&for_db)).await??;
         let sessions = open_session_store(&config).await?;
         let setup = Arc::new(setup::SetupGate::prepare(&config, &db).await?);
         sync_declared_agents(&config, &db).await?;

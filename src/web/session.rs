@@ -3,6 +3,7 @@
 
 use crate::auth::token;
 use crate::error::AppError;
+use crate::secrets::{Field, Sealer};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -88,13 +89,37 @@ impl TypedSession {
         Ok(pending.filter(|p| crate::db::now() - p.since <= PENDING_2FA_SECS))
     }
 
-    /// The secret shown on the enrolment page, kept until a code confirms it.
-    pub async fn enrol_secret(&self) -> Result<Option<String>, AppError> {
-        self.0.get::<String>(ENROL_SECRET).await.map_err(internal)
+    /// The secret shown on the enrolment page to user `uid`, kept until a code confirms it.
+    /// The session lives in the database, so the secret is kept sealed like a stored one; one
+    /// that no longer opens (the key was rotated) is as good as none: enrolment starts over.
+    pub async fn enrol_secret(
+        &self,
+        sealer: &Sealer,
+        uid: i64,
+    ) -> Result<Option<String>, AppError> {
+        let sealed = self.0.get::<String>(ENROL_SECRET).await.map_err(internal)?;
+        Ok(
+            sealed.and_then(|s| match sealer.open(Field::TotpEnrolment, uid, &s) {
+                Ok(secret) => Some(secret),
+                Err(e) => {
+                    tracing::info!(
+                        user_id = uid,
+                        "pending TOTP enrolment secret {e}; starting over"
+                    );
+                    None
+                }
+            }),
+        )
     }
 
-    pub async fn set_enrol_secret(&self, secret: &str) -> Result<(), AppError> {
-        self.0.insert(ENROL_SECRET, secret).await.map_err(internal)
+    pub async fn set_enrol_secret(
+        &self,
+        sealer: &Sealer,
+        uid: i64,
+        secret: &str,
+    ) -> Result<(), AppError> {
+        let sealed = sealer.seal(Field::TotpEnrolment, uid, secret);
+        self.0.insert(ENROL_SECRET, sealed).await.map_err(internal)
     }
 
     pub async fn clear_enrol_secret(&self) -> Result<(), AppError> {
