@@ -2,7 +2,9 @@
 
 mod agent;
 mod backup;
+mod export;
 mod healthcheck;
+mod import;
 mod migrate;
 mod serve;
 mod user;
@@ -55,6 +57,10 @@ pub enum Command {
     /// Manage accounts from the server: bootstrap and lock-out recovery.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Import a Caddyfile as sites (one transaction; a running portal pushes them).
+    Import(import::Args),
+    /// Export an agent's Caddyfile, or vhosts, settings and agents as JSON (no secrets).
+    Export(export::Args),
 }
 
 /// Loads the configuration, sets up logging and runs the subcommand.
@@ -85,6 +91,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::User(cmd) => user::run(config, cmd).await,
             Command::Backup(args) => backup::backup(config, args).await,
             Command::Restore(args) => backup::restore(config, args).await,
+            Command::Import(args) => import::run(config, args).await,
+            Command::Export(args) => export::run(config, args).await,
             Command::Agent(_) => unreachable!("handled above"),
         }
     });
