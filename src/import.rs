@@ -375,15 +375,21 @@ impl<'a> Reader<'a> {
         for (addresses, range) in &sites {
             let mut text = BodyText::default();
             let mut block_notes = Vec::new();
+            let mut inlined = std::collections::BTreeSet::new();
             let built = self.build_body(
                 range.clone(),
                 None,
                 0,
                 &snippets,
-                &mut used,
+                &mut inlined,
                 &mut text,
                 &mut block_notes,
             );
+            if built.is_ok() {
+                for name in inlined {
+                    *used.entry(name).or_default() += 1;
+                }
+            }
             let body = built.and_then(|()| {
                 CaddyfileBody::parse(&text.text, &BodyPolicy::admin())
                     .map(|b| b.as_str().to_string())
@@ -407,9 +413,12 @@ impl<'a> Reader<'a> {
         }
         for (name, snippet) in &snippets {
             let message = match used.get(name) {
-                Some(n) => format!("snippet ({name}) is inlined into the {n} site(s) importing it"),
+                Some(n) => {
+                    format!("snippet ({name}) is inlined into the {n} site block(s) using it")
+                }
                 None => format!(
-                    "snippet ({name}) is not imported by any site, so nothing of it is kept"
+                    "snippet ({name}) is not used by any site that is imported, so nothing of \
+                     it is kept"
                 ),
             };
             let kind = if used.contains_key(name) {
@@ -429,7 +438,9 @@ impl<'a> Reader<'a> {
                 message,
             });
         }
-        notes.sort_by_key(|n| (n.line, n.kind.as_str()));
+        notes.sort_by(|a, b| {
+            (a.line, a.kind.as_str(), &a.message).cmp(&(b.line, b.kind.as_str(), &b.message))
+        });
         notes.dedup();
         Ok(Parsed { blocks, notes })
     }
@@ -489,7 +500,7 @@ impl<'a> Reader<'a> {
         args: Option<&[String]>,
         depth: usize,
         snippets: &BTreeMap<String, Snippet>,
-        used: &mut HashMap<String, usize>,
+        used: &mut std::collections::BTreeSet<String>,
         out: &mut BodyText,
         notes: &mut Vec<Note>,
     ) -> Result<(), String> {
@@ -541,9 +552,7 @@ impl<'a> Reader<'a> {
                         w.line
                     ));
                 }
-                if depth == 0 {
-                    *used.entry(name.clone()).or_default() += 1;
-                }
+                used.insert(name.clone());
                 let inner_args: Vec<String> = filled[1..].to_vec();
                 self.build_body(
                     snippet.inner.clone(),
@@ -555,6 +564,18 @@ impl<'a> Reader<'a> {
                     notes,
                 )?;
                 continue;
+            }
+            if let Some(w) = words.first()
+                && w.text == "invoke"
+            {
+                notes.push(self.note(
+                    w,
+                    words[words.len() - 1],
+                    NoteKind::Kept,
+                    "invoke is kept, but named routes are not imported: Caddy refuses this site \
+                     until the route it names exists (and needs Caddy 2.8 or later)"
+                        .into(),
+                ));
             }
             let mut parts = Vec::new();
             for word in &words {
@@ -688,7 +709,12 @@ pub fn plan(conn: &Connection, parsed: &Parsed, target: &Target) -> Result<Plan,
                 vhost_id: None,
                 snapshot: None,
             };
-            let site = if address.contains("{$") {
+            let site = if address.starts_with(':') {
+                Err(format!(
+                    "address: {address} has no host name; a site in Gatehouse needs a domain \
+                     or an IP address (e.g. localhost{address})"
+                ))
+            } else if address.contains("{$") {
                 Err(
                     "an environment placeholder in a site address cannot be stored; write the \
                      address itself"
