@@ -38,6 +38,10 @@ pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 /// How deep snippets may import snippets.
 const MAX_IMPORT_DEPTH: usize = 10;
 
+/// Snippets inlined into each other can multiply a small file into a huge one; the site
+/// bodies of one file may add up to this much text at most.
+pub const MAX_EXPANDED_BYTES: usize = 32 * 1024 * 1024;
+
 /// What a note says about a part of the file that did not become (all of) a vhost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -192,6 +196,7 @@ pub fn parse(input: &str) -> Result<Parsed, FileError> {
             message: e.message,
         })?;
     let reader = Reader {
+        expanded: std::cell::Cell::new(0),
         tokens: &tokens,
         source: input.split('\n').collect(),
         words: (0..tokens.len())
@@ -203,6 +208,8 @@ pub fn parse(input: &str) -> Result<Parsed, FileError> {
 
 /// Positions are indexes into `tokens`; `words` lists those that are not comments.
 struct Reader<'a> {
+    /// Bytes of site body written so far, against [`MAX_EXPANDED_BYTES`].
+    expanded: std::cell::Cell<usize>,
     tokens: &'a [Token],
     source: Vec<&'a str>,
     words: Vec<usize>,
@@ -411,6 +418,15 @@ impl<'a> Reader<'a> {
                 body,
             });
         }
+        if self.expanded.get() > MAX_EXPANDED_BYTES {
+            return Err(FileError {
+                line: 1,
+                message: format!(
+                    "with its snippets inlined, the file grows past {} MiB",
+                    MAX_EXPANDED_BYTES / 1024 / 1024
+                ),
+            });
+        }
         for (name, snippet) in &snippets {
             let message = match used.get(name) {
                 Some(n) => {
@@ -606,7 +622,23 @@ impl<'a> Reader<'a> {
             if let Some(c) = comment {
                 parts.push(c.raw.clone());
             }
-            out.push_line(&parts.join(" "), first.line);
+            let text = parts.join(" ");
+            self.expanded.set(self.expanded.get() + text.len() + 1);
+            if self.expanded.get() > MAX_EXPANDED_BYTES {
+                return Err(format!(
+                    "line {}: with its snippets inlined, the file grows past {} MiB",
+                    first.line,
+                    MAX_EXPANDED_BYTES / 1024 / 1024
+                ));
+            }
+            out.push_line(&text, first.line);
+            if out.text.len() > crate::domain::caddyfile::body::MAX_BODY_BYTES {
+                return Err(format!(
+                    "line {}: with its snippets inlined, this site's body grows past {} KiB",
+                    first.line,
+                    crate::domain::caddyfile::body::MAX_BODY_BYTES / 1024
+                ));
+            }
         }
         Ok(())
     }
@@ -900,6 +932,31 @@ mod tests {
         let parsed = parse(file).unwrap();
         let why = parsed.blocks[0].body.clone().unwrap_err();
         assert!(why.starts_with("line 3:"), "{why}");
+    }
+
+    #[test]
+    fn snippets_that_multiply_each_other_are_stopped() {
+        let mut file =
+            String::from("(s0) {\n\trespond \"0123456789012345678901234567890123456789\"\n}\n");
+        for k in 1..10 {
+            let prev = k - 1;
+            file.push_str(&format!("(s{k}) {{\n"));
+            for _ in 0..10 {
+                file.push_str(&format!("\timport s{prev}\n"));
+            }
+            file.push_str("}\n");
+        }
+        file.push_str("a.example {\n\timport s9\n}\n");
+        // One site stops at the body limit…
+        let parsed = parse(&file).unwrap();
+        let why = parsed.blocks[0].body.clone().unwrap_err();
+        assert!(why.contains("grows past 256 KiB"), "{why}");
+        // … and many of them at the limit for the whole file.
+        for k in 0..200 {
+            file.push_str(&format!("s{k}.example {{\n\timport s9\n}}\n"));
+        }
+        let err = parse(&file).unwrap_err();
+        assert!(err.message.contains("grows past 32 MiB"), "{err}");
     }
 
     #[test]

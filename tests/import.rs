@@ -565,6 +565,10 @@ fn a_dry_run_writes_nothing_and_a_second_import_changes_only_what_differs() {
     let log = futures_block(open(&data).run(|c| changelog::list(c, &Default::default())));
     assert_eq!(log[0].action, "update");
     assert_eq!(log[0].domain, "blog.agency.test");
+    assert_eq!(
+        log[0].user_email,
+        format!("{ADMIN_EMAIL} (gatehouse import)")
+    );
     assert!(log[0].old.as_ref().unwrap().config.contains("2368"));
 }
 

@@ -23,8 +23,8 @@ pub struct Args {
     /// Show what would be created, updated or skipped, and write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The admin account that owns the new sites and signs the changelog (default: the
-    /// first admin account).
+    /// The admin account that owns the new sites and signs the changelog, marked
+    /// "(gatehouse import)" there (default: the first admin account).
     #[arg(long = "as", value_name = "EMAIL")]
     as_admin: Option<String>,
     /// Print the plan (and what was applied) as JSON instead of text.
@@ -88,9 +88,11 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                         .into(),
                 ));
             };
+            // The admin's email, marked, so the changelog says the command line did it.
+            let signed = format!("{} (gatehouse import)", admin.email);
             let author = Author {
                 user_id: admin.id,
-                email: &admin.email,
+                email: &signed,
             };
             match import::apply(&tx, &author, &plan) {
                 Ok(applied) => {
