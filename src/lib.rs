@@ -27,6 +27,8 @@ pub mod export;
 pub mod fleet;
 /// Caddyfile import: a whole Caddyfile planned as vhosts, then applied in one transaction.
 pub mod import;
+/// Prometheus metrics for hub and agent, and who may read them.
+pub mod metrics;
 /// Stored vhosts and settings rendered as Caddyfile text.
 pub mod site_config;
 /// Logging set-up (tracing).
