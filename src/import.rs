@@ -779,10 +779,13 @@ pub fn plan(conn: &Connection, parsed: &Parsed, target: &Target) -> Result<Plan,
     for i in &items {
         if let Some(s) = &i.snapshot {
             summary.push_str(&format!(
-                "{}\t{}\t{:?}\t{}\n",
+                "{}\t{}\t{:?}\t{}\t{:?}\t{:?}\t{}\n",
                 i.action.as_str(),
                 s.domain,
                 i.vhost_id,
+                s.all_agents,
+                s.agent_ids,
+                s.owner_id.unwrap_or(0),
                 s.config
             ));
         }

@@ -717,6 +717,46 @@ async fn the_import_page_previews_without_writing_and_lists_unmapped_lines() {
     // The pasted text stays in the textarea for another try.
     assert_eq!(textarea(&page), text);
 
+    // A Caddy 2.7-style file: named route, top-level import, heredoc, bare port.
+    let modern = std::fs::read_to_string(fixture("modern.Caddyfile")).unwrap();
+    let page = preview(&app, &modern, "").await;
+    assert_eq!(
+        page.attr(
+            "li.import-note[data-line='5'][data-kind=unmapped]",
+            "data-last-line"
+        )
+        .as_deref(),
+        Some("9"),
+        "the named route, whole"
+    );
+    assert_eq!(
+        page.text("li.import-note[data-line='11'][data-kind=unmapped] .note-source"),
+        "import sites-enabled/*"
+    );
+    assert_eq!(
+        page.attr(
+            "li.import-note[data-line='14'][data-kind=kept]",
+            "data-last-line"
+        )
+        .as_deref(),
+        Some("18"),
+        "the heredoc is kept and noted"
+    );
+    assert!(
+        page.text("tr.import-item[data-action=skip][data-line='40'] .item-reason")
+            .contains("no host name")
+    );
+    assert_eq!(
+        page.text("tr.import-item[data-domain='docs.example.org:8443'] .same-block"),
+        "same block as docs.example.net"
+    );
+    assert_eq!(db_counts(&app).await, (0, 0), "still nothing written");
+    let agents = app.get("/agents").await;
+    assert_eq!(
+        agents.attr("#import-link", "href").as_deref(),
+        Some("/import")
+    );
+
     // A file that is not a Caddyfile comes back as typed, with the reason by the field.
     let broken = preview(&app, "a.example {\n\trespond ok\n", "").await;
     assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);

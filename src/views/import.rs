@@ -81,7 +81,7 @@ fn preview(ctx: &Ctx, form: &ImportForm<'_>, plan: &Plan) -> Markup {
                                     td .item-address .mono {
                                         (item.domain.as_deref().unwrap_or(&item.address))
                                         @if !item.same_block_as.is_empty() {
-                                            br; span .muted { "same block as " (item.same_block_as.join(", ")) }
+                                            br; span .muted .same-block { "same block as " (item.same_block_as.join(", ")) }
                                         }
                                     }
                                     td .item-action { span .badge .(badge(item.action)) { (item.action.as_str()) } }
