@@ -229,7 +229,7 @@ fn generated_caddyfile(n: usize) -> (String, usize) {
                 "static{i}.example.com {{\n\troot * /srv/static{i}\n\tencode gzip zstd\n\ttry_files {{path}} /index.html\n\tfile_server browse\n}}\n"
             ),
             2 => format!(
-                "old{i}.example.com {{\n\tredir https://new{i}.example.org{{uri}} permanent\n}}\n"
+                "old{i}.example.com {{\n\theader X-Quote \"say \\\"{i}\\\" # not a comment\"\n\tredir https://new{i}.example.org{{uri}} permanent\n}}\n"
             ),
             3 => format!(
                 "match{i}.example.com {{\n\t@api {{\n\t\tpath /api/*\n\t\tmethod GET POST\n\t}}\n\treverse_proxy @api 127.0.0.1:{}\n\t@static path *.css *.js *.png\n\theader @static Cache-Control \"public, max-age=3600\"\n\trespond \"site {i}\" 200\n}}\n",
@@ -249,7 +249,7 @@ fn generated_caddyfile(n: usize) -> (String, usize) {
                 3000 + i % 100
             ),
             8 => format!(
-                "*.w{i}.example.com {{\n\timport security\n\trespond \"wild {{http.request.host}}\" 200\n}}\n"
+                "*.w{i}.example.com {{\n\timport security\n\trespond `{{\"wild\": \"{{http.request.host}}\"}}` 200\n}}\n"
             ),
             _ => format!("10.9.{a}.{b}:8443 {{\n\ttls internal\n\trespond \"ip {i}\"\n}}\n"),
         };
