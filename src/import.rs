@@ -962,6 +962,52 @@ mod tests {
         assert!(err.message.contains("grows past 32 MiB"), "{err}");
     }
 
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever is pasted, reading it never panics, and every body it accepts is a
+            /// valid admin body already in normal form.
+            #[test]
+            fn any_input_is_read_or_refused_without_panicking(
+                input in "[a-z0-9{}()\"`\\#<$:,.&*@ \t\n-]{0,300}",
+            ) {
+                if let Ok(parsed) = parse(&input) {
+                    for block in &parsed.blocks {
+                        if let Ok(body) = &block.body {
+                            let again = CaddyfileBody::parse(body, &BodyPolicy::admin());
+                            prop_assert_eq!(again.map(|b| b.as_str().to_string()), Ok(body.clone()));
+                        }
+                    }
+                    for note in &parsed.notes {
+                        prop_assert!(note.line >= 1 && note.last_line >= note.line);
+                    }
+                }
+            }
+
+            /// Snippet imports with arbitrary arguments never panic either.
+            #[test]
+            fn snippet_arguments_are_filled_in_or_refused(
+                args in prop::collection::vec("[a-z0-9{}\"` \\:\\[\\]]{0,12}", 0..4),
+                placeholder in "\\{args(\\.[0-9]|\\[[0-9]?:?[0-9]?\\])\\}",
+            ) {
+                let quoted: Vec<String> = args.iter().map(|a| encode_arg(a)).collect();
+                let file = format!(
+                    "(s) {{\n\trespond {placeholder}\n}}\na.example {{\n\timport s {}\n}}\n",
+                    quoted.join(" ")
+                );
+                let parsed = parse(&file).expect("the file itself is well formed");
+                match &parsed.blocks[0].body {
+                    Ok(body) => prop_assert!(body.starts_with("respond"), "{}", body),
+                    Err(why) => prop_assert!(why.starts_with("line "), "{}", why),
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_site_without_braces_takes_the_rest_of_the_file() {
         let parsed = parse("a.example\nrespond ok\n").unwrap();
