@@ -21,8 +21,12 @@ pub mod db;
 pub mod domain;
 /// The one application error type and how it becomes an HTTP response.
 pub mod error;
+/// Stored vhosts, settings and agents written out: an agent's Caddyfile, or JSON without secrets.
+pub mod export;
 /// The hub's side of the agents: client, deploy pipeline, reconciler.
 pub mod fleet;
+/// Caddyfile import: a whole Caddyfile planned as vhosts, then applied in one transaction.
+pub mod import;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
 /// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.

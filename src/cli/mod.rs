@@ -2,7 +2,9 @@
 
 mod agent;
 mod backup;
+mod export;
 mod healthcheck;
+mod import;
 mod migrate;
 mod rotate_key;
 mod serve;
@@ -59,6 +61,10 @@ pub enum Command {
     /// Manage accounts from the server: bootstrap and lock-out recovery.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Import a Caddyfile as sites (one transaction; a running portal pushes them).
+    Import(import::Args),
+    /// Export an agent's Caddyfile, or vhosts, settings and agents as JSON (no secrets).
+    Export(export::Args),
 }
 
 /// Loads the configuration, sets up logging and runs the subcommand.
@@ -90,6 +96,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Backup(args) => backup::backup(config, args).await,
             Command::Restore(args) => backup::restore(config, args).await,
             Command::RotateKey(args) => rotate_key::run(config, args).await,
+            Command::Import(args) => import::run(config, args).await,
+            Command::Export(args) => export::run(config, args).await,
             Command::Agent(_) => unreachable!("handled above"),
         }
     });

@@ -22,6 +22,10 @@ pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FormErrors
                     }
                 }
                 p .hint { "An agent runs beside each Caddy server. Every site is served by all agents unless its form picks some." }
+                p .actions #import-export {
+                    a .button .small #import-link href="/import" { "Import a Caddyfile" }
+                    a .button .small #export-json href="/export.json" download { "Export JSON (no secrets)" }
+                }
                 (rows(ctx, list))
             }
             section .card #new-agent {
@@ -89,6 +93,7 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
                     (csrf_field(ctx))
                     button .button .small .sync type="submit" { "Sync now" span .spinner .htmx-indicator {} }
                 }
+                a .button .small .agent-caddyfile href=(format!("/agents/{}/caddyfile", a.id)) download { "Download Caddyfile" }
                 @if !a.from_config {
                     a .button .small href=(format!("/agents/{}/edit", a.id)) { "Edit" }
                     form .inline method="post" action=(format!("/agents/{}/delete", a.id)) hx-post=(format!("/agents/{}/delete", a.id))

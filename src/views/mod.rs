@@ -8,6 +8,7 @@ pub mod changelog;
 pub mod errors;
 pub mod forms;
 pub mod home;
+pub mod import;
 pub mod layout;
 pub mod login;
 pub mod logs;

@@ -12,6 +12,7 @@ mod csrf;
 mod extract;
 mod health;
 mod home;
+mod import;
 mod login;
 mod logs;
 mod metrics;
@@ -214,6 +215,14 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/caddyfile", GET, get(vhosts::caddyfile))
     .add(
         Admin,
+        "/import",
+        GET_POST,
+        get(import::form).post(import::apply),
+    )
+    .add(Admin, "/import/preview", POST, post(import::preview))
+    .add(Admin, "/export.json", GET, get(import::export_json))
+    .add(
+        Admin,
         "/agents",
         GET_POST,
         get(agents::page).post(agents::create),
@@ -224,6 +233,12 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/agents/{id}/delete", POST, post(agents::delete))
     .add(Admin, "/agents/{id}/test", POST, post(agents::test))
     .add(Admin, "/agents/{id}/sync", POST, post(agents::sync))
+    .add(
+        Admin,
+        "/agents/{id}/caddyfile",
+        GET,
+        get(import::agent_caddyfile),
+    )
     .add(Admin, "/audit", GET, get(audit::page))
 }
 

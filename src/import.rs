@@ -1,0 +1,1017 @@
+//! Caddyfile import: a whole Caddyfile read with the Caddyfile lexer, turned into a plan of
+//! vhosts to create, update or leave alone, and applied in one transaction with one
+//! changelog entry per vhost.
+//!
+//! Mapping rules (the README repeats them for people):
+//! - Each site block becomes one vhost per address: the data model has one domain per vhost
+//!   and no aliases, so `a.example, b.example { … }` becomes two vhosts with the same body
+//!   (Caddy serves both the same way; only their routes are split).
+//! - The block body becomes the vhost's raw config (template `raw`), validated like an
+//!   admin-written raw site: the structure must pass the body validator, any directive is
+//!   allowed (an import is admin-only, and admins may use every directive).
+//! - Snippets `(name) { … }` are inlined where a site imports them, with `{args[N]}` /
+//!   `{args.N}` and whole-token `{args[:]}`-style ranges filled in. `import` of a file
+//!   cannot be followed (the file is on another machine) and is left out and reported.
+//! - The global options block goes nowhere in the database: `email`, `admin` and `log` are
+//!   reported as settings of the hub's config file; every other option is reported as not
+//!   mapped. Named routes and top-level imports are reported too. Nothing is dropped without
+//!   a note carrying its line number.
+//! - A block that cannot become a vhost (an address Gatehouse does not accept, a body the
+//!   validator refuses, a domain defined twice in the file) is skipped with its reason; an
+//!   existing domain is updated, or left alone when its config is already identical.
+
+use crate::changes::{self, ChangeError};
+use crate::db::DbError;
+use crate::db::changelog::Author;
+use crate::db::vhosts::{self, Snapshot};
+use crate::domain::caddyfile::{
+    BodyPolicy, CaddyfileBody, LexOptions, Quote, Token, config_hash, encode_arg, tokenize_with,
+};
+use crate::domain::vhost::SiteAddress;
+use rusqlite::Connection;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Larger files are refused before lexing.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How deep snippets may import snippets.
+const MAX_IMPORT_DEPTH: usize = 10;
+
+/// Snippets inlined into each other can multiply a small file into a huge one; the site
+/// bodies of one file may add up to this much text at most.
+pub const MAX_EXPANDED_BYTES: usize = 32 * 1024 * 1024;
+
+/// What a note says about a part of the file that did not become (all of) a vhost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A setting of the hub's config file, not of the database: set it there.
+    Config,
+    /// Not imported at all.
+    Unmapped,
+    /// Imported, but worth knowing (an inlined snippet, a heredoc, an env placeholder).
+    Kept,
+}
+
+impl NoteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::Config => "config",
+            NoteKind::Unmapped => "unmapped",
+            NoteKind::Kept => "kept",
+        }
+    }
+}
+
+/// A remark on lines `line..=last_line` of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Note {
+    pub line: usize,
+    pub last_line: usize,
+    pub kind: NoteKind,
+    /// The first source line it is about, trimmed.
+    pub source: String,
+    pub message: String,
+}
+
+/// A file that cannot be read as a Caddyfile at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct FileError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// One site block as read from the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    /// Line of its first address.
+    pub line: usize,
+    /// The addresses as written (commas removed).
+    pub addresses: Vec<String>,
+    /// The normalised body (snippets inlined), or why it cannot be one.
+    pub body: Result<String, String>,
+}
+
+/// A whole file, read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Parsed {
+    pub blocks: Vec<Block>,
+    pub notes: Vec<Note>,
+}
+
+/// Where the imported vhosts go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Owner of created vhosts (updates keep theirs).
+    pub owner_id: Option<i64>,
+    /// Served by this agent only; None: by every agent.
+    pub agent_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    /// Already stored exactly so.
+    Unchanged,
+    /// Cannot be imported; `reason` says why.
+    Skip,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Skip => "skip",
+        }
+    }
+}
+
+/// What happens to one address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    pub line: usize,
+    /// As written in the file.
+    pub address: String,
+    /// Canonical domain, when the address is acceptable.
+    pub domain: Option<String>,
+    pub action: Action,
+    /// Why it is skipped or left unchanged, or what to know about the update.
+    pub reason: Option<String>,
+    /// The other addresses of the same block, which become vhosts of their own.
+    pub same_block_as: Vec<String>,
+    /// The stored vhost an update or no-change refers to.
+    pub vhost_id: Option<i64>,
+    #[serde(skip)]
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Everything an import would do; `fingerprint` changes whenever what it would write does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub items: Vec<Item>,
+    pub notes: Vec<Note>,
+    pub fingerprint: String,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.items.iter().filter(|i| i.action == action).count()
+    }
+
+    /// Whether applying would write anything.
+    pub fn writes(&self) -> bool {
+        self.count(Action::Create) + self.count(Action::Update) > 0
+    }
+}
+
+/// What an applied import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub created: usize,
+    pub updated: usize,
+}
+
+/// Reads a whole Caddyfile. Only a file that cannot be tokenised or whose braces do not
+/// balance is refused as a whole; everything else is reported per block or per line.
+pub fn parse(input: &str) -> Result<Parsed, FileError> {
+    if input.len() > MAX_FILE_BYTES {
+        return Err(FileError {
+            line: 1,
+            message: format!(
+                "the file is larger than {} MiB",
+                MAX_FILE_BYTES / 1024 / 1024
+            ),
+        });
+    }
+    let input = input.replace("\r\n", "\n");
+    let tokens =
+        tokenize_with(&input, LexOptions::CADDY_2_7.with_comments()).map_err(|e| FileError {
+            line: e.line,
+            message: e.message,
+        })?;
+    let reader = Reader {
+        expanded: std::cell::Cell::new(0),
+        tokens: &tokens,
+        source: input.split('\n').collect(),
+        words: (0..tokens.len())
+            .filter(|&i| !tokens[i].is_comment())
+            .collect(),
+    };
+    reader.read()
+}
+
+/// Positions are indexes into `tokens`; `words` lists those that are not comments.
+struct Reader<'a> {
+    /// Bytes of site body written so far, against [`MAX_EXPANDED_BYTES`].
+    expanded: std::cell::Cell<usize>,
+    tokens: &'a [Token],
+    source: Vec<&'a str>,
+    words: Vec<usize>,
+}
+
+/// A snippet: the tokens between its braces.
+struct Snippet {
+    line: usize,
+    inner: std::ops::Range<usize>,
+}
+
+/// The body text being built, with the source line of each of its lines (for messages).
+#[derive(Default)]
+struct BodyText {
+    text: String,
+    lines: Vec<usize>,
+}
+
+impl BodyText {
+    fn push_line(&mut self, content: &str, source_line: usize) {
+        for (k, _) in content.split('\n').enumerate() {
+            self.lines.push(source_line + k);
+        }
+        self.text.push_str(content);
+        self.text.push('\n');
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn tok(&self, word: usize) -> &'a Token {
+        &self.tokens[self.words[word]]
+    }
+
+    fn source_line(&self, line: usize) -> String {
+        self.source
+            .get(line.saturating_sub(1))
+            .map_or(String::new(), |l| l.trim().to_string())
+    }
+
+    /// The last physical line a token covers.
+    fn end_line(token: &Token) -> usize {
+        token.line + token.raw.matches('\n').count()
+    }
+
+    fn note(&self, first: &Token, last: &Token, kind: NoteKind, message: String) -> Note {
+        Note {
+            line: first.line,
+            last_line: Self::end_line(last),
+            kind,
+            source: self.source_line(first.line),
+            message,
+        }
+    }
+
+    /// The word index of the `}` closing the `{` at word `open`.
+    fn matching(&self, open: usize) -> Result<usize, FileError> {
+        let mut depth = 0usize;
+        for w in open..self.words.len() {
+            match self.tok(w).text.as_str() {
+                "{" => depth += 1,
+                "}" => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(w);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(FileError {
+            line: self.tok(open).line,
+            message: "this '{' is never closed".into(),
+        })
+    }
+
+    /// The word index just past the logical line that starts at word `w`.
+    fn end_of_line(&self, w: usize) -> usize {
+        let mut k = w + 1;
+        while k < self.words.len() && !self.tok(k - 1).next_is_on_new_line(self.tok(k)) {
+            k += 1;
+        }
+        k
+    }
+
+    fn read(&self) -> Result<Parsed, FileError> {
+        let mut notes = Vec::new();
+        let mut snippets: BTreeMap<String, Snippet> = BTreeMap::new();
+        // Site blocks as (address tokens, token range of the body).
+        let mut sites: Vec<(Vec<&Token>, std::ops::Range<usize>)> = Vec::new();
+        let n = self.words.len();
+        let mut k = 0;
+        if n > 0 && self.tok(0).text == "{" {
+            let close = self.matching(0)?;
+            self.global_options(1, close, &mut notes);
+            k = close + 1;
+        }
+        while k < n {
+            let first = self.tok(k);
+            if first.text == "}" {
+                return Err(FileError {
+                    line: first.line,
+                    message: "this '}' has no matching '{'".into(),
+                });
+            }
+            if first.text == "import" {
+                let end = self.end_of_line(k);
+                notes.push(
+                    self.note(
+                        first,
+                        self.tok(end - 1),
+                        NoteKind::Unmapped,
+                        "an import outside any site is not followed: whatever sites or options it \
+                     brings in are not imported"
+                            .into(),
+                    ),
+                );
+                k = end;
+                continue;
+            }
+            // Addresses run to the `{` on the same line; a trailing comma continues them on
+            // the next line (Caddy's own rule).
+            let mut addresses: Vec<&Token> = Vec::new();
+            while k < n && self.tok(k).text != "{" {
+                addresses.push(self.tok(k));
+                k += 1;
+                let continues = self.tok(k - 1).text.ends_with(',');
+                if k < n && !continues && self.tok(k - 1).next_is_on_new_line(self.tok(k)) {
+                    break;
+                }
+            }
+            let body = if k < n && self.tok(k).text == "{" {
+                let close = self.matching(k)?;
+                let range = self.words[k] + 1..self.words[close];
+                k = close + 1;
+                range
+            } else {
+                // No braces: Caddy reads the rest of the file as this one site's body.
+                let start = self.words.get(k).copied().unwrap_or(self.tokens.len());
+                k = n;
+                start..self.tokens.len()
+            };
+            let name = addresses.first().map_or("", |t| t.text.as_str());
+            if addresses.len() == 1 && name.starts_with('(') && name.ends_with(')') {
+                let key = name[1..name.len() - 1].to_string();
+                snippets.insert(
+                    key,
+                    Snippet {
+                        line: addresses[0].line,
+                        inner: body,
+                    },
+                );
+            } else if name.starts_with("&(") {
+                let last = self.tokens[body.end.min(self.tokens.len() - 1)].clone();
+                notes.push(self.note(
+                    addresses[0],
+                    &last,
+                    NoteKind::Unmapped,
+                    format!(
+                        "named route {name} is not imported: routes shared between sites are \
+                         not part of a vhost, and sites that `invoke` it will fail on Caddy"
+                    ),
+                ));
+            } else {
+                sites.push((addresses, body));
+            }
+        }
+
+        let mut used: HashMap<String, usize> = HashMap::new();
+        let mut blocks = Vec::new();
+        for (addresses, range) in &sites {
+            let mut text = BodyText::default();
+            let mut block_notes = Vec::new();
+            let mut inlined = std::collections::BTreeSet::new();
+            let built = self.build_body(
+                range.clone(),
+                None,
+                0,
+                &snippets,
+                &mut inlined,
+                &mut text,
+                &mut block_notes,
+            );
+            if built.is_ok() {
+                for name in inlined {
+                    *used.entry(name).or_default() += 1;
+                }
+            }
+            let body = built.and_then(|()| {
+                CaddyfileBody::parse(&text.text, &BodyPolicy::admin())
+                    .map(|b| b.as_str().to_string())
+                    .map_err(|e| {
+                        let line = text.lines.get(e.line() - 1).copied().unwrap_or(0);
+                        format!("line {line}: {}", e.message())
+                    })
+            });
+            notes.append(&mut block_notes);
+            blocks.push(Block {
+                line: addresses.first().map_or(0, |t| t.line),
+                addresses: addresses
+                    .iter()
+                    .flat_map(|t| t.text.split(','))
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                body,
+            });
+        }
+        if self.expanded.get() > MAX_EXPANDED_BYTES {
+            return Err(FileError {
+                line: 1,
+                message: format!(
+                    "with its snippets inlined, the file grows past {} MiB",
+                    MAX_EXPANDED_BYTES / 1024 / 1024
+                ),
+            });
+        }
+        for (name, snippet) in &snippets {
+            let message = match used.get(name) {
+                Some(n) => {
+                    format!("snippet ({name}) is inlined into the {n} site block(s) using it")
+                }
+                None => format!(
+                    "snippet ({name}) is not used by any site that is imported, so nothing of \
+                     it is kept"
+                ),
+            };
+            let kind = if used.contains_key(name) {
+                NoteKind::Kept
+            } else {
+                NoteKind::Unmapped
+            };
+            let last = self
+                .tokens
+                .get(snippet.inner.end)
+                .map_or(snippet.line, |t| t.line);
+            notes.push(Note {
+                line: snippet.line,
+                last_line: last,
+                kind,
+                source: self.source_line(snippet.line),
+                message,
+            });
+        }
+        notes.sort_by(|a, b| {
+            (a.line, a.kind.as_str(), &a.message).cmp(&(b.line, b.kind.as_str(), &b.message))
+        });
+        notes.dedup();
+        Ok(Parsed { blocks, notes })
+    }
+
+    /// One note per option of the global block (words `from..to`).
+    fn global_options(&self, from: usize, to: usize, notes: &mut Vec<Note>) {
+        let mut k = from;
+        while k < to {
+            let start = self.tok(k);
+            let mut end = self.end_of_line(k).min(to);
+            if self.tok(end - 1).text == "{" {
+                end = self.matching(end - 1).map_or(to, |c| c + 1);
+            }
+            let name = start.text.as_str();
+            let value = if end > k + 1 {
+                self.tok(k + 1).text.clone()
+            } else {
+                String::new()
+            };
+            let (kind, message) = match name {
+                "email" => (
+                    NoteKind::Config,
+                    format!(
+                        "set acme_email = {value:?} under [caddy] in the hub's config file; \
+                         the hub writes it into every agent's Caddyfile"
+                    ),
+                ),
+                "admin" => (
+                    NoteKind::Config,
+                    "the admin address is [caddy] admin in the hub's config file (each agent \
+                     reports its own Caddy's address)"
+                        .into(),
+                ),
+                "log" => (
+                    NoteKind::Config,
+                    "Caddy's own log file is [caddy] log in the hub's config file".into(),
+                ),
+                _ => (
+                    NoteKind::Unmapped,
+                    format!(
+                        "global option {name} is not managed by Gatehouse; the agents' Caddy \
+                         runs without it"
+                    ),
+                ),
+            };
+            notes.push(self.note(start, self.tok(end - 1), kind, message));
+            k = end;
+        }
+    }
+
+    /// Appends the lines of tokens `range` to `out`, inlining snippet imports. `args` are the
+    /// arguments of the import being expanded (None outside snippets).
+    #[allow(clippy::too_many_arguments)]
+    fn build_body(
+        &self,
+        range: std::ops::Range<usize>,
+        args: Option<&[String]>,
+        depth: usize,
+        snippets: &BTreeMap<String, Snippet>,
+        used: &mut std::collections::BTreeSet<String>,
+        out: &mut BodyText,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), String> {
+        let tokens = &self.tokens[range];
+        let mut lines: Vec<Vec<&Token>> = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            if i == 0 || tokens[i - 1].next_is_on_new_line(t) {
+                lines.push(Vec::new());
+            }
+            lines.last_mut().expect("a line was started").push(t);
+        }
+        let mut previous_end: Option<usize> = None;
+        for line in lines {
+            let first = line[0];
+            if previous_end.is_some_and(|end| first.line > end + 1) {
+                out.push_line("", first.line - 1);
+            }
+            previous_end = line.last().map(|t| Self::end_line(t));
+            let words: Vec<&Token> = line.iter().copied().filter(|t| !t.is_comment()).collect();
+            let comment = line.iter().find(|t| t.is_comment());
+            if let Some(w) = words.first()
+                && w.text == "import"
+                && !w.quoted()
+            {
+                let mut filled = Vec::new();
+                for word in &words[1..] {
+                    filled.extend(fill_args(word, args)?);
+                }
+                let Some(name) = filled.first() else {
+                    return Err(format!("line {}: import without a name", w.line));
+                };
+                let Some(snippet) = snippets.get(name.as_str()) else {
+                    notes.push(self.note(
+                        w,
+                        words[words.len() - 1],
+                        NoteKind::Unmapped,
+                        format!(
+                            "import of the file {name:?} is left out of the site: the file is \
+                             on the machine the Caddyfile came from; paste its contents in \
+                             instead"
+                        ),
+                    ));
+                    continue;
+                };
+                if depth >= MAX_IMPORT_DEPTH {
+                    return Err(format!(
+                        "line {}: snippets import each other more than {MAX_IMPORT_DEPTH} \
+                         levels deep (a loop?)",
+                        w.line
+                    ));
+                }
+                used.insert(name.clone());
+                let inner_args: Vec<String> = filled[1..].to_vec();
+                self.build_body(
+                    snippet.inner.clone(),
+                    Some(&inner_args),
+                    depth + 1,
+                    snippets,
+                    used,
+                    out,
+                    notes,
+                )?;
+                continue;
+            }
+            if let Some(w) = words.first()
+                && w.text == "invoke"
+            {
+                notes.push(self.note(
+                    w,
+                    words[words.len() - 1],
+                    NoteKind::Kept,
+                    "invoke is kept, but named routes are not imported: Caddy refuses this site \
+                     until the route it names exists (and needs Caddy 2.8 or later)"
+                        .into(),
+                ));
+            }
+            let mut parts = Vec::new();
+            for word in &words {
+                if word.quote == Quote::Heredoc {
+                    notes.push(self.note(
+                        word,
+                        word,
+                        NoteKind::Kept,
+                        "heredoc kept as written: agents need Caddy 2.7 or later to read it".into(),
+                    ));
+                }
+                if word.raw.contains("{$") {
+                    notes.push(self.note(
+                        word,
+                        word,
+                        NoteKind::Kept,
+                        "environment placeholder kept: each agent's Caddy fills it in from its \
+                         own environment"
+                            .into(),
+                    ));
+                }
+                if args.is_some() && word.text.contains("{args") {
+                    parts.extend(fill_args(word, args)?.iter().map(|a| encode_arg(a)));
+                } else {
+                    parts.push(word.raw.clone());
+                }
+            }
+            if let Some(c) = comment {
+                parts.push(c.raw.clone());
+            }
+            let text = parts.join(" ");
+            self.expanded.set(self.expanded.get() + text.len() + 1);
+            if self.expanded.get() > MAX_EXPANDED_BYTES {
+                return Err(format!(
+                    "line {}: with its snippets inlined, the file grows past {} MiB",
+                    first.line,
+                    MAX_EXPANDED_BYTES / 1024 / 1024
+                ));
+            }
+            out.push_line(&text, first.line);
+            if out.text.len() > crate::domain::caddyfile::body::MAX_BODY_BYTES {
+                return Err(format!(
+                    "line {}: with its snippets inlined, this site's body grows past {} KiB",
+                    first.line,
+                    crate::domain::caddyfile::body::MAX_BODY_BYTES / 1024
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snippet token with its `{args…}` placeholders filled in: one value, or several for a
+/// whole-token range such as `{args[:]}` or `{args[1:]}`. Outside a snippet, the token as is.
+fn fill_args(token: &Token, args: Option<&[String]>) -> Result<Vec<String>, String> {
+    let Some(args) = args else {
+        return Ok(vec![token.text.clone()]);
+    };
+    if !token.text.contains("{args") {
+        return Ok(vec![token.text.clone()]);
+    }
+    if let Some(range) = token
+        .text
+        .strip_prefix("{args[")
+        .and_then(|r| r.strip_suffix("]}"))
+        .filter(|r| r.contains(':'))
+    {
+        let (a, b) = range.split_once(':').unwrap_or((range, ""));
+        let from = if a.is_empty() { Ok(0) } else { a.parse() };
+        let to = if b.is_empty() {
+            Ok(args.len())
+        } else {
+            b.parse()
+        };
+        return match (from, to) {
+            (Ok(from), Ok(to)) if from <= to && to <= args.len() => Ok(args[from..to].to_vec()),
+            _ => Err(format!(
+                "line {}: {} does not fit the {} argument(s) given",
+                token.line,
+                token.text,
+                args.len()
+            )),
+        };
+    }
+    let mut out = String::new();
+    let mut rest = token.text.as_str();
+    while let Some(pos) = rest.find("{args") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("line {}: unclosed {{args placeholder", token.line));
+        };
+        let placeholder = &after[..=end];
+        let inner = &placeholder[5..placeholder.len() - 1];
+        let index = inner
+            .strip_prefix('.')
+            .or_else(|| inner.strip_prefix('[').and_then(|i| i.strip_suffix(']')))
+            .and_then(|i| i.parse::<usize>().ok());
+        let Some(index) = index else {
+            return Err(format!(
+                "line {}: {placeholder} cannot be filled in inside a longer word",
+                token.line
+            ));
+        };
+        let Some(value) = args.get(index) else {
+            return Err(format!(
+                "line {}: {placeholder} needs more arguments than the import gives ({})",
+                token.line,
+                args.len()
+            ));
+        };
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(vec![out])
+}
+
+fn raw_snapshot(body: &str, base: Snapshot) -> Snapshot {
+    let params = serde_json::json!({ "config": body.trim_end() }).to_string();
+    Snapshot {
+        template: "raw".into(),
+        params,
+        config: body.to_string(),
+        ..base
+    }
+}
+
+/// Decides, against the database as it is, what importing `parsed` would do.
+pub fn plan(conn: &Connection, parsed: &Parsed, target: &Target) -> Result<Plan, DbError> {
+    let mut items = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for block in &parsed.blocks {
+        for address in &block.addresses {
+            let mut item = Item {
+                line: block.line,
+                address: address.clone(),
+                domain: None,
+                action: Action::Skip,
+                reason: None,
+                same_block_as: block
+                    .addresses
+                    .iter()
+                    .filter(|a| *a != address)
+                    .cloned()
+                    .collect(),
+                vhost_id: None,
+                snapshot: None,
+            };
+            let site = if address.starts_with(':') {
+                Err(format!(
+                    "address: {address} has no host name; a site in Gatehouse needs a domain \
+                     or an IP address (e.g. localhost{address})"
+                ))
+            } else if address.contains("{$") {
+                Err(
+                    "an environment placeholder in a site address cannot be stored; write the \
+                     address itself"
+                        .to_string(),
+                )
+            } else {
+                SiteAddress::parse(address).map_err(|e| format!("address: {}", e.0))
+            };
+            match (site, &block.body) {
+                (Err(why), _) => item.reason = Some(why),
+                (Ok(_), Err(why)) => item.reason = Some(why.clone()),
+                (Ok(site), Ok(body)) => {
+                    let domain = site.as_str().to_string();
+                    item.domain = Some(domain.clone());
+                    if let Some(first) = seen.get(&domain) {
+                        item.reason = Some(format!(
+                            "{domain} is already defined at line {first}; Caddy itself refuses \
+                             a file that defines a site twice"
+                        ));
+                    } else {
+                        seen.insert(domain.clone(), block.line);
+                        plan_site(conn, &mut item, domain, body, target)?;
+                    }
+                }
+            }
+            items.push(item);
+        }
+    }
+    let mut summary = String::new();
+    for i in &items {
+        if let Some(s) = &i.snapshot {
+            summary.push_str(&format!(
+                "{}\t{}\t{:?}\t{}\t{:?}\t{:?}\t{}\n",
+                i.action.as_str(),
+                s.domain,
+                i.vhost_id,
+                s.all_agents,
+                s.agent_ids,
+                s.owner_id.unwrap_or(0),
+                s.config
+            ));
+        }
+    }
+    Ok(Plan {
+        items,
+        notes: parsed.notes.clone(),
+        fingerprint: config_hash(&summary),
+    })
+}
+
+fn plan_site(
+    conn: &Connection,
+    item: &mut Item,
+    domain: String,
+    body: &str,
+    target: &Target,
+) -> Result<(), DbError> {
+    match vhosts::find_by_domain(conn, &domain)? {
+        None => {
+            item.action = Action::Create;
+            item.snapshot = Some(raw_snapshot(
+                body,
+                Snapshot {
+                    domain,
+                    template: String::new(),
+                    params: String::new(),
+                    config: String::new(),
+                    enabled: true,
+                    owner_id: target.owner_id,
+                    all_agents: target.agent_id.is_none(),
+                    agent_ids: target.agent_id.into_iter().collect(),
+                },
+            ));
+        }
+        Some(v) => {
+            item.vhost_id = Some(v.id);
+            if v.config == body {
+                item.action = Action::Unchanged;
+                item.reason = Some("identical to the stored site".into());
+                return Ok(());
+            }
+            item.action = Action::Update;
+            if let Some(agent) = target.agent_id
+                && (v.all_agents || v.agent_ids != [agent])
+            {
+                item.reason =
+                    Some("the agents that serve this existing site are kept as they are".into());
+            }
+            item.snapshot = Some(raw_snapshot(body, v.snapshot()));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a plan: one changelog entry per created or updated vhost. Run it inside a
+/// transaction; any failure (a domain taken meanwhile, …) must roll all of it back.
+pub fn apply(conn: &Connection, author: &Author<'_>, plan: &Plan) -> Result<Applied, ChangeError> {
+    let mut done = Applied {
+        created: 0,
+        updated: 0,
+    };
+    for item in &plan.items {
+        let Some(snapshot) = &item.snapshot else {
+            continue;
+        };
+        match (item.action, item.vhost_id) {
+            (Action::Create, _) => {
+                changes::create(conn, author, snapshot)?;
+                done.created += 1;
+            }
+            (Action::Update, Some(id)) => {
+                changes::update(conn, author, id, snapshot)?;
+                done.updated += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(parsed: &Parsed, address: &str) -> String {
+        parsed
+            .blocks
+            .iter()
+            .find(|b| b.addresses.iter().any(|a| a == address))
+            .unwrap()
+            .body
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn snippets_are_inlined_with_their_arguments() {
+        let file = "(proxy) {\n\treverse_proxy {args[0]} {args.1}\n\theader X-Site \"{args[2]}\"\n}\n\
+                    (all) {\n\trespond {args[:]}\n}\n\
+                    a.example, b.example {\n\timport proxy 10.0.0.1:80 10.0.0.2:80 \"two words\"\n}\n\
+                    c.example {\n\timport all \"hi there\" 200\n}\n";
+        let parsed = parse(file).unwrap();
+        assert_eq!(parsed.blocks[0].addresses, ["a.example", "b.example"]);
+        assert_eq!(
+            body_of(&parsed, "a.example"),
+            "reverse_proxy 10.0.0.1:80 10.0.0.2:80\nheader X-Site \"two words\"\n"
+        );
+        assert_eq!(body_of(&parsed, "c.example"), "respond \"hi there\" 200\n");
+        let kept: Vec<_> = parsed
+            .notes
+            .iter()
+            .filter(|n| n.kind == NoteKind::Kept)
+            .map(|n| n.line)
+            .collect();
+        assert_eq!(kept, [1, 5]);
+    }
+
+    #[test]
+    fn global_options_and_file_imports_are_reported_by_line() {
+        let file = "{\n\temail ops@example.com\n\tservers {\n\t\tprotocols h1\n\t}\n}\n\n\
+                    a.example {\n\timport /etc/caddy/common.conf\n\trespond ok\n}\n";
+        let parsed = parse(file).unwrap();
+        let notes: Vec<_> = parsed
+            .notes
+            .iter()
+            .map(|n| (n.line, n.last_line, n.kind))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (2, 2, NoteKind::Config),
+                (3, 5, NoteKind::Unmapped),
+                (9, 9, NoteKind::Unmapped)
+            ]
+        );
+        assert_eq!(body_of(&parsed, "a.example"), "respond ok\n");
+    }
+
+    #[test]
+    fn a_bad_body_is_reported_with_the_file_line() {
+        let file = "a.example {\n\trespond ok\n\thandle {\n\t\trespond \"x\" 200 {\n\t}\n}\n";
+        let err = parse(file);
+        // The braces do not balance across the file: refused as a whole.
+        assert!(err.is_err());
+        let file = "a.example {\n\trespond ok\n\t# C:\\dir\n\trespond no\n}\n";
+        let parsed = parse(file).unwrap();
+        let why = parsed.blocks[0].body.clone().unwrap_err();
+        assert!(why.starts_with("line 3:"), "{why}");
+    }
+
+    #[test]
+    fn snippets_that_multiply_each_other_are_stopped() {
+        let mut file =
+            String::from("(s0) {\n\trespond \"0123456789012345678901234567890123456789\"\n}\n");
+        for k in 1..10 {
+            let prev = k - 1;
+            file.push_str(&format!("(s{k}) {{\n"));
+            for _ in 0..10 {
+                file.push_str(&format!("\timport s{prev}\n"));
+            }
+            file.push_str("}\n");
+        }
+        file.push_str("a.example {\n\timport s9\n}\n");
+        // One site stops at the body limit…
+        let parsed = parse(&file).unwrap();
+        let why = parsed.blocks[0].body.clone().unwrap_err();
+        assert!(why.contains("grows past 256 KiB"), "{why}");
+        // … and many of them at the limit for the whole file.
+        for k in 0..200 {
+            file.push_str(&format!("s{k}.example {{\n\timport s9\n}}\n"));
+        }
+        let err = parse(&file).unwrap_err();
+        assert!(err.message.contains("grows past 32 MiB"), "{err}");
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever is pasted, reading it never panics, and every body it accepts is a
+            /// valid admin body already in normal form.
+            #[test]
+            fn any_input_is_read_or_refused_without_panicking(
+                input in "[a-z0-9{}()\"`\\#<$:,.&*@ \t\n-]{0,300}",
+            ) {
+                if let Ok(parsed) = parse(&input) {
+                    for block in &parsed.blocks {
+                        if let Ok(body) = &block.body {
+                            let again = CaddyfileBody::parse(body, &BodyPolicy::admin());
+                            prop_assert_eq!(again.map(|b| b.as_str().to_string()), Ok(body.clone()));
+                        }
+                    }
+                    for note in &parsed.notes {
+                        prop_assert!(note.line >= 1 && note.last_line >= note.line);
+                    }
+                }
+            }
+
+            /// Snippet imports with arbitrary arguments never panic either.
+            #[test]
+            fn snippet_arguments_are_filled_in_or_refused(
+                args in prop::collection::vec("[a-z0-9{}\"` \\:\\[\\]]{0,12}", 0..4),
+                placeholder in "\\{args(\\.[0-9]|\\[[0-9]?:?[0-9]?\\])\\}",
+            ) {
+                let quoted: Vec<String> = args.iter().map(|a| encode_arg(a)).collect();
+                let file = format!(
+                    "(s) {{\n\trespond {placeholder}\n}}\na.example {{\n\timport s {}\n}}\n",
+                    quoted.join(" ")
+                );
+                let parsed = parse(&file).expect("the file itself is well formed");
+                match &parsed.blocks[0].body {
+                    Ok(body) => prop_assert!(body.starts_with("respond"), "{}", body),
+                    Err(why) => prop_assert!(why.starts_with("line "), "{}", why),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_site_without_braces_takes_the_rest_of_the_file() {
+        let parsed = parse("a.example\nrespond ok\n").unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+        assert_eq!(body_of(&parsed, "a.example"), "respond ok\n");
+    }
+}

@@ -1,0 +1,261 @@
+//! Import and export pages (admin): paste a Caddyfile, preview, confirm; download an agent's
+//! Caddyfile or the JSON export.
+//!
+//! The preview only reads. Confirming plans the import again inside the deploy pipeline's
+//! transaction: if that plan differs from the one previewed (someone changed a site
+//! meanwhile), nothing is written and the new preview is shown; otherwise every vhost is
+//! written in one transaction, one changelog entry each, and a Caddy that refuses the result
+//! leaves everything as it was.
+
+use super::{AppState, CurrentUser, Form, Render};
+use crate::changes::ChangeError;
+use crate::error::{AppError, Result};
+use crate::fleet::deploy::DeployError;
+use crate::import::{self, Parsed, Plan, Target};
+use crate::views::forms::FormErrors;
+use crate::views::{self, import::ImportForm};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+pub struct ImportFields {
+    #[serde(default)]
+    caddyfile: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+/// Shown when a plan changed between preview and confirmation.
+const CHANGED: &str =
+    "The sites changed since this preview was made; check the new preview and confirm again.";
+
+async fn agent_choices(state: &AppState) -> Result<Vec<(i64, String)>> {
+    Ok(state
+        .db
+        .run(|c| crate::db::agents::list(c))
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.name))
+        .collect())
+}
+
+async fn show(
+    state: &AppState,
+    render: &Render,
+    fields: &ImportFields,
+    plan: Option<&Plan>,
+    errors: &FormErrors,
+    status: StatusCode,
+) -> Result<Response> {
+    let agents = agent_choices(state).await?;
+    let form = ImportForm {
+        caddyfile: &fields.caddyfile,
+        agent: &fields.agent,
+        agents: &agents,
+    };
+    Ok(render.page_with_status(
+        status,
+        "Import",
+        views::import::page(&render.ctx, &form, plan, errors),
+    ))
+}
+
+pub async fn form(State(state): State<AppState>, render: Render) -> Result<Response> {
+    show(
+        &state,
+        &render,
+        &ImportFields::default(),
+        None,
+        &FormErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The file read and the target resolved, or the form's reasons.
+async fn read(
+    state: &AppState,
+    user: &crate::db::users::User,
+    fields: &ImportFields,
+    errors: &mut FormErrors,
+) -> Result<Option<(Parsed, Target)>> {
+    if fields.caddyfile.trim().is_empty() {
+        errors.add("caddyfile", "Paste a Caddyfile to import.");
+        return Ok(None);
+    }
+    let parsed = match import::parse(&fields.caddyfile) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.add(
+                "caddyfile",
+                format!("This is not a readable Caddyfile: {e}"),
+            );
+            return Ok(None);
+        }
+    };
+    let agent_id = match fields.agent.as_str() {
+        "" => None,
+        id => {
+            let agents = agent_choices(state).await?;
+            match id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| agents.iter().any(|a| a.0 == *id))
+            {
+                Some(id) => Some(id),
+                None => {
+                    errors.add("", "Choose an agent from the list.");
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    Ok(Some((
+        parsed,
+        Target {
+            owner_id: Some(user.id),
+            agent_id,
+        },
+    )))
+}
+
+/// What the import would do, written nowhere.
+pub async fn preview(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Form(fields): Form<ImportFields>,
+) -> Result<Response> {
+    let mut errors = FormErrors::default();
+    let Some((parsed, target)) = read(&state, &current.user, &fields, &mut errors).await? else {
+        return show(
+            &state,
+            &render,
+            &fields,
+            None,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let plan = state
+        .db
+        .run(move |c| import::plan(c, &parsed, &target))
+        .await?;
+    show(
+        &state,
+        &render,
+        &fields,
+        Some(&plan),
+        &errors,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Confirms a previewed import: through the deploy pipeline, all or nothing.
+pub async fn apply(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Form(fields): Form<ImportFields>,
+) -> Result<Response> {
+    let mut errors = FormErrors::default();
+    let refused = StatusCode::UNPROCESSABLE_ENTITY;
+    let Some((parsed, target)) = read(&state, &current.user, &fields, &mut errors).await? else {
+        return show(&state, &render, &fields, None, &errors, refused).await;
+    };
+    let expected = fields.fingerprint.clone();
+    let planned = parsed.clone();
+    let result = super::vhosts::deploy(&state, &current.user, move |tx, author| {
+        let plan = import::plan(tx, &planned, &target)?;
+        if plan.fingerprint != expected {
+            return Err(ChangeError::Refused(CHANGED.into()));
+        }
+        let applied = import::apply(tx, author, &plan)?;
+        Ok((applied, plan))
+    })
+    .await?;
+    match result {
+        Ok((applied, plan)) => Ok(render.page("Imported", views::import::done(&applied, &plan))),
+        Err(e) => {
+            let message = match e {
+                DeployError::Rejected { agent, error } => super::vhosts::rejection(&agent, &error),
+                DeployError::Refused(ChangeError::Db(e)) => return Err(e.into()),
+                DeployError::Refused(ChangeError::Refused(why)) => why,
+                DeployError::Refused(e) => format!("Nothing was imported: {e}."),
+            };
+            errors.add("", message);
+            // The preview as things stand now, to confirm again or fix.
+            let plan = state
+                .db
+                .run(move |c| import::plan(c, &parsed, &target))
+                .await?;
+            show(
+                &state,
+                &render,
+                &fields,
+                Some(&plan),
+                &errors,
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+    }
+}
+
+/// A file download: `text` with the given type, never cached.
+fn download(text: String, content_type: &'static str, filename: &str) -> Response {
+    let safe: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut response = (StatusCode::OK, text).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The Caddyfile agent `id` runs, as a download.
+pub async fn agent_caddyfile(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let config = state.config.clone();
+    let (name, text) = state
+        .db
+        .run(move |c| crate::export::agent_caddyfile(c, &config, id))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(download(
+        text,
+        "text/caddyfile; charset=utf-8",
+        &format!("{name}.Caddyfile"),
+    ))
+}
+
+/// Vhosts, settings and agents as JSON, without agent tokens.
+pub async fn export_json(State(state): State<AppState>) -> Result<Response> {
+    let config = state.config.clone();
+    let export = state
+        .db
+        .run(move |c| crate::export::json(c, &config))
+        .await?;
+    let text = serde_json::to_string_pretty(&export)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    Ok(download(text, "application/json", "gatehouse-export.json"))
+}
