@@ -37,6 +37,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agent_tls",
         sql: include_str!("migrations/0005_agent_tls.sql"),
     },
+    // 0006 is another branch's; the two meet when merged.
+    Migration {
+        version: 7,
+        name: "api_tokens",
+        sql: include_str!("migrations/0007_api_tokens.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {
