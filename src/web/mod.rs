@@ -22,7 +22,7 @@ pub mod setup;
 mod users;
 mod vhosts;
 
-pub use account::{AccountView, PasswordForm};
+pub use account::{AccountView, PasswordForm, TokenForm};
 pub use agents::{AgentForm, AgentState, AgentView};
 pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
@@ -181,6 +181,13 @@ fn table(state: &AppState) -> Table {
         "/account/sessions/revoke-others",
         POST,
         post(account::revoke_other_sessions),
+    )
+    .add(User, "/account/tokens", POST, post(account::create_token))
+    .add(
+        User,
+        "/account/tokens/{id}/revoke",
+        POST,
+        post(account::revoke_token),
     )
     .add(
         Admin,
