@@ -325,13 +325,38 @@ async fn a_site_goes_through_create_get_list_update_and_delete_and_caddy_serves_
     assert_eq!(updated.json["domain"], created.json["domain"]);
     assert_eq!(caddy.get(&host, "/").await, (200, "second upstream".into()));
 
+    // Served everywhere again, then by the chosen agent only: an edit keeps the choice.
+    let everywhere = api
+        .patch(&format!("/api/v1/vhosts/{id}"), json!({"all_agents": true}))
+        .await;
+    assert_eq!(everywhere.status, StatusCode::OK, "{}", everywhere.body);
+    assert_eq!(
+        (
+            &everywhere.json["all_agents"],
+            &everywhere.json["agent_ids"]
+        ),
+        (&json!(true), &json!([]))
+    );
+    let chosen = api
+        .patch(
+            &format!("/api/v1/vhosts/{id}"),
+            json!({"agent_ids": [edge]}),
+        )
+        .await;
+    assert_eq!(
+        (&chosen.json["all_agents"], &chosen.json["agent_ids"]),
+        (&json!(false), &json!([edge]))
+    );
+    assert_eq!(caddy.get(&host, "/").await, (200, "second upstream".into()));
+
     let history = api.get("/api/v1/changelog").await;
     let entries = history.json["changelog"].as_array().unwrap();
-    assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0]["action"], "update");
-    assert_eq!(entries[0]["old"]["fields"]["upstream"], first.to_string());
-    assert_eq!(entries[0]["new"]["fields"]["upstream"], second.to_string());
-    assert_eq!(entries[0]["user_email"], "bob@example.com");
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[0]["new"]["agent_ids"], json!([edge]));
+    assert_eq!(entries[2]["action"], "update");
+    assert_eq!(entries[2]["old"]["fields"]["upstream"], first.to_string());
+    assert_eq!(entries[2]["new"]["fields"]["upstream"], second.to_string());
+    assert_eq!(entries[2]["user_email"], "bob@example.com");
 
     let gone = api.delete(&format!("/api/v1/vhosts/{id}")).await;
     assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
