@@ -180,6 +180,81 @@ async fn a_read_token_reads_but_gets_403_on_every_write() {
     let site = reader.get(&path).await;
     assert_eq!(site.json["enabled"], true, "nothing changed");
     assert_eq!(vhost_count(&app).await, 1);
+    let refused = audit_entries(&app, "api_token_refused").await;
+    assert_eq!(refused.len(), 4, "each refused write is audited");
+    assert!(
+        refused[0]
+            .detail
+            .ends_with(&format!("\"reader\": read scope used for DELETE {path}")),
+        "{}",
+        refused[0].detail
+    );
+}
+
+#[tokio::test]
+async fn a_role_that_requires_2fa_must_be_enrolled_for_its_tokens_to_work() {
+    let app = hub(|_| {}).await;
+    let api = Api::new(app.addr, Some(&make_token(&app, "ci", "read").await));
+    assert_eq!(api.get("/api/v1/vhosts").await.status, StatusCode::OK);
+    // What `gatehouse user reset-2fa` does; the admin must enrol again before anything.
+    app.state
+        .db
+        .run(|c| {
+            let me = users::find_by_email(c, ADMIN_EMAIL)?.unwrap();
+            users::reset_totp(c, me.id)
+        })
+        .await
+        .unwrap();
+    let refused = api.get("/api/v1/vhosts").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.code(), "enrolment_required");
+}
+
+#[tokio::test]
+async fn an_admin_sees_everyones_tokens_and_revokes_one() {
+    let app = hub(|_| {}).await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
+    let bobs = Api::new(
+        app.addr,
+        Some(&make_token(&bob, "bob's laptop", "write").await),
+    );
+    make_token(&app, "admin's own", "read").await;
+
+    let page = app.get("/users").await;
+    assert_eq!(page.count("#all-token-table tr.token-row"), 2);
+    let row = "#all-token-table tr.token-row[data-owner='bob@example.com']";
+    assert_eq!(page.text(&format!("{row} td.token-name")), "bob's laptop");
+    assert_eq!(page.text(&format!("{row} td.token-scope")), "write");
+    let id = page.attr(row, "data-token").unwrap();
+
+    // Another user cannot revoke it: the account route is scoped to one's own tokens.
+    let (carol, _) = signed_in_user(&app, "carol@example.com").await;
+    let theft = carol
+        .post_form(&format!("/account/tokens/{id}/revoke"), &[])
+        .await;
+    assert_eq!(theft.status, StatusCode::NOT_FOUND);
+    assert_eq!(bobs.get("/api/v1/vhosts").await.status, StatusCode::OK);
+
+    let done = app
+        .post_form(&format!("/users/tokens/{id}/revoke"), &[])
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(
+        done.text("#notice"),
+        "Revoked the token bob's laptop of bob@example.com."
+    );
+    assert_eq!(done.count("#all-token-table tr.token-row"), 1);
+    assert_eq!(
+        bobs.get("/api/v1/vhosts").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let audited = audit_entries(&app, "api_token_revoked").await;
+    assert_eq!(audited[0].email.as_deref(), Some(ADMIN_EMAIL));
+    assert!(
+        audited[0]
+            .detail
+            .ends_with("\"bob's laptop\" of bob@example.com")
+    );
 }
 
 #[tokio::test]

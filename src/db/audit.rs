@@ -26,7 +26,7 @@ pub enum Action {
     ApiTokenRevoked,
     /// A change made through the API with a token (the detail names the token and request).
     ApiWrite,
-    /// A known token was presented but refused (expired, or its user is banned).
+    /// A known token was refused: expired, its user banned, or a read token used to write.
     ApiTokenRefused,
 }
 

@@ -320,6 +320,15 @@ async fn authenticate(
         ));
     }
     if token.scope < g.scope {
+        let detail = format!(
+            "token #{} \"{}\": {} scope used for {} {}",
+            token.id,
+            token.name,
+            token.scope.as_str(),
+            parts.method,
+            parts.uri.path()
+        );
+        record(&g.app, &client, Action::ApiTokenRefused, &user, detail).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "insufficient_scope",

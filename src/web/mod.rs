@@ -201,6 +201,12 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/users/{id}/reset-2fa", POST, post(users::reset_2fa))
     .add(Admin, "/users/{id}/delete", POST, post(users::delete))
     .add(
+        Admin,
+        "/users/tokens/{id}/revoke",
+        POST,
+        post(users::revoke_token),
+    )
+    .add(
         User,
         "/vhosts",
         GET_POST,
