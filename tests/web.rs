@@ -463,3 +463,37 @@ async fn every_api_route_enforces_its_token_scope_and_ownership() {
         "the admin's token deleted the site at the end"
     );
 }
+
+#[tokio::test]
+async fn api_errors_outside_any_handler_are_json_too() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    for (method, path, status, code) in [
+        (
+            reqwest::Method::GET,
+            "/api/v1/nothing-here",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/vhosts",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ] {
+        let response = http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {path}");
+    }
+}
