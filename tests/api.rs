@@ -589,6 +589,13 @@ async fn a_browser_session_cookie_buys_nothing_on_the_api() {
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
     let error: serde_json::Value = cross_site.json().await.unwrap();
     assert_eq!(error["error"]["code"], "forbidden", "answered as JSON");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("send no cookies"),
+        "{error}"
+    );
     assert_eq!(vhost_count(&app).await, 0);
 }
 

@@ -186,7 +186,8 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                                         }
                                     }
                                     td .actions {
-                                        form .inline method="post" action=(format!("/account/tokens/{}/revoke", t.id))
+                                        @let action = format!("/account/tokens/{}/revoke", t.id);
+                                        form .inline method="post" action=(action) hx-post=(action)
                                             hx-confirm=(format!("Revoke the token {}? Anything using it stops working.", t.name)) {
                                             (csrf_field(ctx))
                                             button .button .small .danger type="submit" { "Revoke" }

@@ -170,14 +170,19 @@ impl IntoResponse for ApiError {
 /// An error the hub's error middleware met on an API path (no route, wrong method, a body
 /// over the limit, a timeout, a CSRF refusal): JSON, not a page.
 pub fn error_response(status: StatusCode, message: &str) -> Response {
-    let mut e = ApiError::new(status, code_of(status), message);
-    if status == StatusCode::FORBIDDEN && message.contains("form has expired") {
-        // The CSRF layer: a request that carries cookies is treated as a browser's.
-        e.message = "This request carries cookies, so it was treated as a browser form and \
-                     refused. The API takes only an API token: send no cookies."
-            .into();
-    }
-    e.into_response()
+    ApiError::new(status, code_of(status), message).into_response()
+}
+
+/// The CSRF layer's answer on the API: a request with cookies is a browser's, and a
+/// browser's request without the page's CSRF token is refused.
+pub fn cookies_refused() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "This request carries cookies, so it was treated as a browser's and refused. The API \
+         takes only an API token: send no cookies.",
+    )
+    .into_response()
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
@@ -748,12 +753,6 @@ pub async fn changelog(
         StatusCode::OK,
         &json!({ "changelog": entries }),
     ))
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
-    }
 }
 
 #[cfg(test)]

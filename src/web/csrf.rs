@@ -15,8 +15,10 @@ pub const HEADER: &str = "x-csrf-token";
 pub const FIELD: &str = "csrf_token";
 
 pub async fn protect(request: Request, next: Next) -> Response {
+    let api = super::api::is_api_path(request.uri().path());
     match check(request).await {
         Ok(request) => next.run(request).await,
+        Err(AppError::Csrf) if api => super::api::cookies_refused(),
         Err(e) => e.into_response(),
     }
 }
