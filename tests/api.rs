@@ -321,6 +321,16 @@ async fn revoked_and_expired_tokens_get_401() {
     let refused = short.get("/api/v1/vhosts").await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert!(refused.headers.contains_key("www-authenticate"));
+    let listed = app.get("/account").await;
+    assert_eq!(
+        listed.count("#token-table tr.token-row"),
+        1,
+        "the revoked one is gone"
+    );
+    assert_eq!(
+        listed.text("tr.token-row td.token-expires .badge"),
+        "expired"
+    );
     assert_eq!(
         audit_entries(&app, "api_token_refused").await[0].detail,
         format!(
