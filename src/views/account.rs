@@ -151,13 +151,8 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
     html! {
         section .card #api-tokens {
             h2 { "API tokens" }
+            (new_token(forms))
             p .hint { "For scripts and CI: send a token as " code { "Authorization: Bearer …" } " to " code { "/api/v1" } ". It acts as you, without a second factor, so keep it secret." }
-            @if let Some((token, plain)) = forms.new_token {
-                div .notice .ok #new-token role="status" {
-                    p { "Token " strong { (token.name) } " made. Copy it now: it is shown only this once." }
-                    input #new-token-value .mono type="text" readonly value=(plain) aria-label="The new API token" autocomplete="off" spellcheck="false";
-                }
-            }
             @if view.tokens.is_empty() {
                 p .muted #no-tokens { "No tokens yet." }
             } @else {
@@ -199,7 +194,7 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                     }
                 }
             }
-            form #new-token-form method="post" action="/account/tokens" {
+            form #new-token-form method="post" action="/account/tokens#api-tokens" {
                 (csrf_field(ctx))
                 (Field::new("token_name", "Name").value(&form.name).hint("Where it is used, e.g. \"deploy from CI\".").render(errors))
                 div .field .has-error[errors.get("token_scope").is_some()] {
@@ -220,5 +215,21 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                 button .button .primary type="submit" { "Make a token" }
             }
         }
+    }
+}
+
+/// A token just made, first in its card (the form's action scrolls there): the only time it
+/// is shown.
+fn new_token(forms: &Forms<'_>) -> Markup {
+    html! {
+            @if let Some((token, plain)) = forms.new_token {
+                div .notice .ok #new-token role="status" {
+                    p { "Token " strong { (token.name) } " made. Copy it now: it is shown only this once." }
+                    div .field {
+                        label for="new-token-value" { "Your new token" }
+                        input #new-token-value .mono type="text" readonly value=(plain) autocomplete="off" spellcheck="false";
+                    }
+                }
+            }
     }
 }
