@@ -774,6 +774,34 @@ async fn the_account_page_shows_a_new_token_once_and_lists_it_without_the_secret
             .ends_with("from 127.0.0.1")
     );
     assert_eq!(audit_entries(&app, "api_token_created").await.len(), 1);
+
+    // Kept to the minute: a use an hour after the last one is recorded again.
+    let db = app.state.db.clone();
+    let last_used = || {
+        let db = db.clone();
+        async move {
+            db.run(|c| {
+                Ok(c.query_row("SELECT last_used_at FROM api_tokens", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    db.run(|c| {
+        Ok(c.execute(
+            "UPDATE api_tokens SET last_used_at = last_used_at - 3600",
+            [],
+        )?)
+    })
+    .await
+    .unwrap();
+    let an_hour_ago = last_used().await;
+    Api::new(app.addr, Some(&token))
+        .get("/api/v1/changelog")
+        .await;
+    assert!(last_used().await >= an_hour_ago + 3600);
 }
 
 #[tokio::test]

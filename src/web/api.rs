@@ -280,8 +280,15 @@ async fn authenticate(
         .db
         .run(move |c| {
             let verified = api_tokens::verify(c, &plain)?;
+            // As for sessions: a write per request would queue reads behind the writer, and
+            // "last used" to the minute (and from where) is what a person needs to know.
             if let Ok((token, _)) = &verified {
-                api_tokens::touch(c, token.id, &ip)?;
+                let stale = token
+                    .last_used_at
+                    .is_none_or(|at| crate::db::now() - at >= 60);
+                if stale || token.last_used_ip.as_deref() != Some(ip.as_str()) {
+                    api_tokens::touch(c, token.id, &ip)?;
+                }
             }
             Ok(verified)
         })
