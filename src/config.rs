@@ -37,6 +37,15 @@ pub struct Config {
     pub caddy: CaddyConfig,
     pub vhosts: VhostsConfig,
     pub fleet: FleetConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Bearer token a scraper must send; empty: only direct requests from this machine.
+    pub token: Secret,
 }
 
 /// How the hub talks to its agents.
@@ -253,6 +262,7 @@ impl Default for Config {
             caddy: CaddyConfig::default(),
             vhosts: VhostsConfig::default(),
             fleet: FleetConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

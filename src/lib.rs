@@ -23,6 +23,8 @@ pub mod domain;
 pub mod error;
 /// The hub's side of the agents: client, deploy pipeline, reconciler.
 pub mod fleet;
+/// Prometheus metrics for hub and agent, and who may read them.
+pub mod metrics;
 /// Stored vhosts and settings rendered as Caddyfile text.
 pub mod site_config;
 /// Logging set-up (tracing).

@@ -6,6 +6,7 @@ use crate::db::agents::Agent;
 use crate::db::vhosts::Vhost;
 use crate::domain::caddyfile::{
     AccessLog, BodyPolicy, CaddyfileBody, GlobalOptions, SiteBlock, config_hash, render,
+    render_site,
 };
 
 fn non_empty(s: &str) -> Option<String> {
@@ -29,19 +30,9 @@ pub fn access_log(c: &CaddyConfig) -> AccessLog {
     }
 }
 
-/// Exactly the block one site contributes to the Caddyfile, access log included.
-pub fn site_block(c: &CaddyConfig, address: &str, body: &CaddyfileBody) -> String {
-    let global = GlobalOptions {
-        admin: None,
-        email: None,
-        caddy_log: None,
-        extra: None,
-    };
-    render(
-        &global,
-        &[SiteBlock { address, body }],
-        Some(&access_log(c)),
-    )
+/// Exactly the block one site contributes to the Caddyfile, access log switch included.
+pub fn site_block(address: &str, body: &CaddyfileBody) -> String {
+    render_site(&SiteBlock { address, body }, true)
 }
 
 /// A stored body, parsed again (it was validated and normalised when it was saved).

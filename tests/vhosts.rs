@@ -428,8 +428,8 @@ async fn the_live_preview_shows_the_exact_block_or_the_reasons() {
     assert!(block.starts_with("p.example.com {"), "{block}");
     assert!(block.contains("reverse_proxy 127.0.0.1:8080"));
     assert!(
-        block.contains("format json"),
-        "the access log is part of the block: {block}"
+        block.ends_with("reverse_proxy 127.0.0.1:8080 log }"),
+        "the access-log switch is part of the block: {block}"
     );
     let bad = app
         .post_form(

@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub tls_cert: String,
     /// PEM private key for `tls_cert`; set both or neither.
     pub tls_key: String,
+    /// Bearer token for `GET /metrics`; empty: only direct requests from this machine.
+    pub metrics_token: Secret,
     pub log: LogConfig,
 }
 
@@ -67,6 +69,7 @@ impl Default for AgentConfig {
             load_timeout_secs: 120,
             tls_cert: String::new(),
             tls_key: String::new(),
+            metrics_token: Secret::default(),
             log: LogConfig::default(),
         }
     }

@@ -46,6 +46,10 @@ struct Store {
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<Entry>>,
     malformed: AtomicU64,
+    /// Entries read from the access log, sent to readers, and skipped for slow readers.
+    read: prometheus_client::metrics::counter::Counter,
+    streamed: prometheus_client::metrics::counter::Counter,
+    dropped: prometheus_client::metrics::counter::Counter,
     /// Set when the agent shuts down: streams never end on their own, and a graceful
     /// shutdown waits for every open response.
     closing: watch::Sender<bool>,
@@ -78,6 +82,9 @@ impl LogStore {
                 }),
                 live,
                 malformed: AtomicU64::new(0),
+                read: Default::default(),
+                streamed: Default::default(),
+                dropped: Default::default(),
                 closing: watch::Sender::new(false),
             }),
         }
@@ -108,6 +115,7 @@ impl LogStore {
         if entries.is_empty() {
             return;
         }
+        self.inner.read.inc_by(entries.len() as u64);
         let entries: Vec<Arc<Entry>> = entries.into_iter().map(Arc::new).collect();
         {
             let mut ring = self.ring();
@@ -133,6 +141,32 @@ impl LogStore {
 
     pub fn count_malformed(&self, lines: u64) {
         self.inner.malformed.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// The log counters, for `/metrics`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let malformed = prometheus_client::metrics::counter::Counter::<u64>::default();
+        malformed.inc_by(self.malformed());
+        registry.register(
+            "gatehouse_agent_log_lines_read",
+            "Access-log entries read from Caddy's access log",
+            self.inner.read.clone(),
+        );
+        registry.register(
+            "gatehouse_agent_log_lines_malformed",
+            "Access-log lines that could not be read",
+            malformed,
+        );
+        registry.register(
+            "gatehouse_agent_log_lines_streamed",
+            "Access-log entries sent to live readers (the hub), once per reader",
+            self.inner.streamed.clone(),
+        );
+        registry.register(
+            "gatehouse_agent_log_lines_dropped",
+            "Access-log entries a live reader missed (it read too slowly, or resumed too late)",
+            self.inner.dropped.clone(),
+        );
     }
 
     /// Lines of the access log that could not be read, since the agent started.
@@ -308,17 +342,29 @@ pub fn events(
         },
     };
     let seen = entries.last().map_or(since.unwrap_or(0), |e| e.id);
+    let store = Arc::clone(&logs.inner);
+    store.dropped.inc_by(missing);
     let gap = (missing > 0).then(|| gap_event(missing));
+    let counted = Arc::clone(&store);
     let live = BroadcastStream::new(live).filter_map(move |item| {
         std::future::ready(match item {
             Ok(entry) if entry.id <= seen => None,
-            Ok(entry) => Some(log_event(&entry)),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Some(gap_event(n)),
+            Ok(entry) => {
+                counted.streamed.inc();
+                Some(log_event(&entry))
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                counted.dropped.inc_by(n);
+                Some(gap_event(n))
+            }
         })
     });
     let mut closing = logs.inner.closing.subscribe();
     stream::iter(gap)
-        .chain(stream::iter(entries).map(|e| log_event(&e)))
+        .chain(stream::iter(entries).map(move |e| {
+            store.streamed.inc();
+            log_event(&e)
+        }))
         .chain(live)
         .map(Ok)
         .take_until(async move {

@@ -45,6 +45,9 @@ struct Inner {
     /// Separate from `pushes` so `/health` answers while a long load runs.
     applied_hash: Mutex<Option<String>>,
     logs: logs::LogStore,
+    /// `/caddy/reload` by outcome: `applied`, `rejected`, `caddy_unreachable`.
+    reloads: crate::metrics::Outcomes,
+    http_metrics: crate::metrics::HttpMetrics,
 }
 
 impl AgentState {
@@ -62,6 +65,8 @@ impl AgentState {
                 caddy_version,
                 pushes: tokio::sync::Mutex::new(()),
                 applied_hash: Mutex::new(None),
+                reloads: Default::default(),
+                http_metrics: crate::metrics::HttpMetrics::new(),
             }),
         })
     }
@@ -112,6 +117,20 @@ impl AgentState {
             .await
             .expect("hashing a string does not panic");
         let _one_push_at_a_time = self.inner.pushes.lock().await;
+        let outcome = self.load(caddyfile, hash).await;
+        let label = match outcome {
+            ReloadOutcome::Applied { .. } => "applied",
+            ReloadOutcome::Rejected { .. } => "rejected",
+            ReloadOutcome::CaddyUnreachable { .. } => "caddy_unreachable",
+        };
+        self.inner
+            .reloads
+            .get_or_create(&crate::metrics::OutcomeLabels::of(label))
+            .inc();
+        outcome
+    }
+
+    async fn load(&self, caddyfile: Bytes, hash: String) -> ReloadOutcome {
         match self.caddy().load(caddyfile).await {
             Ok(warnings) => {
                 self.set_applied_hash(hash.clone());
@@ -130,6 +149,35 @@ impl AgentState {
     }
 }
 
+/// `GET /metrics` of the agent.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AgentState>,
+    headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
+) -> axum::response::Response {
+    use prometheus_client::metrics::gauge::Gauge;
+    let token = state.config().metrics_token.expose();
+    if !crate::metrics::allowed(token, crate::metrics::peer(&extensions), &headers) {
+        return crate::metrics::refused();
+    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    state.inner.http_metrics.register(&mut registry);
+    state.logs().register(&mut registry);
+    registry.register(
+        "gatehouse_agent_reloads",
+        "Caddyfiles the hub asked this agent to load, by outcome",
+        state.inner.reloads.clone(),
+    );
+    let caddy_up = Gauge::<i64>::default();
+    caddy_up.set(i64::from(state.caddy().reachable().await));
+    registry.register(
+        "gatehouse_agent_caddy_up",
+        "1 when Caddy's admin API answers",
+        caddy_up,
+    );
+    crate::metrics::exposition(&registry)
+}
+
 /// The agent's route table: `/health` is open, everything else needs the Bearer token.
 pub fn router(state: AgentState) -> Router {
     let guarded = Router::new()
@@ -143,7 +191,13 @@ pub fn router(state: AgentState) -> Router {
         ));
     Router::new()
         .route("/health", get(api::health))
+        // Not behind the hub's token: it has its own (see `crate::metrics`).
+        .route("/metrics", get(metrics))
         .merge(guarded)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.inner.http_metrics.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(MAX_CADDYFILE_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

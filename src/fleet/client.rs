@@ -104,6 +104,21 @@ async fn post(
 }
 
 pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
+    let push = push_once(fleet, agent, caddyfile, timeout).await;
+    let outcome = match push {
+        Push::Applied { .. } => "applied",
+        Push::Rejected { .. } => "rejected",
+        Push::Unreachable { .. } => "unreachable",
+    };
+    fleet
+        .stats
+        .pushes
+        .get_or_create(&crate::metrics::OutcomeLabels::of(outcome))
+        .inc();
+    push
+}
+
+async fn push_once(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
     match post(fleet, agent, "/caddy/reload", caddyfile, timeout).await {
         Ok((200, a)) if !a.hash.is_empty() => Push::Applied {
             hash: a.hash,

@@ -53,6 +53,36 @@ where
     F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
     T: Send + 'static,
 {
+    let started = std::time::Instant::now();
+    let result = run_deploy(db, fleet, caddy, user, change).await;
+    let outcome = match &result {
+        Ok(Ok(_)) => "applied",
+        Ok(Err(DeployError::Refused(_))) => "refused",
+        Ok(Err(DeployError::Rejected { .. })) => "rejected",
+        Err(_) => "failed",
+    };
+    let stats = &fleet.stats;
+    stats
+        .deploys
+        .get_or_create(&crate::metrics::OutcomeLabels::of(outcome))
+        .inc();
+    stats
+        .deploy_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run_deploy<T, F>(
+    db: &Db,
+    fleet: &Fleet,
+    caddy: &CaddyConfig,
+    user: &User,
+    change: F,
+) -> Result<Result<T, DeployError>, DbError>
+where
+    F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
+    T: Send + 'static,
+{
     let _turn = fleet.deploy_lock.lock().await;
 
     // 1. Dry run: render every agent's config before and after, then roll back.

@@ -40,6 +40,38 @@ pub struct LogHub {
     upstreams: Mutex<HashMap<i64, Upstream>>,
     /// An upstream nobody watches is closed after this long.
     grace: Duration,
+    pub stats: LogStats,
+}
+
+/// What `/metrics` reports about live logs.
+#[derive(Clone, Default)]
+pub struct LogStats {
+    /// Lines received from agents.
+    pub received: prometheus_client::metrics::counter::Counter,
+    /// Lines sent to viewers (after visibility filtering), counted once per viewer.
+    pub streamed: prometheus_client::metrics::counter::Counter,
+    /// Lines a viewer missed because it read too slowly, or an agent could not deliver.
+    pub dropped: prometheus_client::metrics::counter::Counter,
+}
+
+impl LogStats {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "gatehouse_log_lines_received",
+            "Access-log lines received from agents",
+            self.received.clone(),
+        );
+        registry.register(
+            "gatehouse_log_lines_streamed",
+            "Access-log lines sent to live viewers, once per viewer",
+            self.streamed.clone(),
+        );
+        registry.register(
+            "gatehouse_log_lines_dropped",
+            "Access-log lines a viewer or an agent could not deliver",
+            self.dropped.clone(),
+        );
+    }
 }
 
 impl LogHub {
@@ -47,6 +79,7 @@ impl LogHub {
         Self {
             upstreams: Mutex::new(HashMap::new()),
             grace,
+            stats: LogStats::default(),
         }
     }
 
@@ -159,6 +192,7 @@ async fn run_upstream(
                             "log" => {
                                 if let Ok(entry) = serde_json::from_str::<LogEntry>(&event.data) {
                                     last_id = Some(entry.id);
+                                    hub.stats.received.inc();
                                     let _ = tx.send(LogEvent::Line {
                                         agent: name.clone(),
                                         entry: Arc::new(entry),
@@ -171,6 +205,7 @@ async fn run_upstream(
                                         .ok()
                                         .and_then(|v| v["missing"].as_u64())
                                         .unwrap_or(0);
+                                hub.stats.dropped.inc_by(missing);
                                 let _ = tx.send(LogEvent::Gap {
                                     agent: name.clone(),
                                     missing,

@@ -27,6 +27,48 @@ pub struct Fleet {
     /// One client per agent with its own CA or pin, rebuilt when those change: health checks
     /// run every few seconds and should reuse their connections.
     tls_clients: Mutex<HashMap<i64, (tls::Trust, reqwest::Client)>>,
+    pub stats: FleetStats,
+}
+
+/// What `/metrics` reports about deploys and pushes.
+#[derive(Clone)]
+pub struct FleetStats {
+    /// Deploys by outcome: `applied`, `refused` (the change itself), `rejected` (by a Caddy),
+    /// `failed` (the database).
+    pub deploys: crate::metrics::Outcomes,
+    /// How long a deploy took, lock wait included.
+    pub deploy_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Pushes to agents (deploys, restores and the reconciler) by outcome: `applied`,
+    /// `rejected`, `unreachable`.
+    pub pushes: crate::metrics::Outcomes,
+}
+
+impl FleetStats {
+    fn new() -> Self {
+        Self {
+            deploys: Default::default(),
+            deploy_seconds: crate::metrics::histogram(),
+            pushes: Default::default(),
+        }
+    }
+
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "gatehouse_deploys",
+            "Changes run through the deploy pipeline, by outcome",
+            self.deploys.clone(),
+        );
+        registry.register(
+            "gatehouse_deploy_duration_seconds",
+            "Time a deploy took, from request to commit or rollback",
+            self.deploy_seconds.clone(),
+        );
+        registry.register(
+            "gatehouse_agent_pushes",
+            "Caddyfiles pushed to agents, by outcome",
+            self.pushes.clone(),
+        );
+    }
 }
 
 /// Health checks are quick or the agent counts as away.
@@ -44,6 +86,7 @@ impl Fleet {
             push_timeout,
             backoff: Mutex::new(HashMap::new()),
             tls_clients: Mutex::new(HashMap::new()),
+            stats: FleetStats::new(),
         }
     }
 

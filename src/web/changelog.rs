@@ -27,12 +27,12 @@ pub struct EntryView {
     pub after: String,
 }
 
-fn block_of(state: &AppState, s: Option<&crate::db::vhosts::Snapshot>) -> String {
+fn block_of(s: Option<&crate::db::vhosts::Snapshot>) -> String {
     let Some(s) = s else { return String::new() };
     let Some(body) = site_config::stored_body(&s.config) else {
         return s.config.clone();
     };
-    let block = site_config::site_block(&state.config.caddy, &s.domain, &body);
+    let block = site_config::site_block(&s.domain, &body);
     if s.enabled {
         block
     } else {
@@ -40,9 +40,9 @@ fn block_of(state: &AppState, s: Option<&crate::db::vhosts::Snapshot>) -> String
     }
 }
 
-fn view(state: &AppState, entry: Entry) -> EntryView {
-    let before = block_of(state, entry.old.as_ref());
-    let after = block_of(state, entry.new.as_ref());
+fn view(entry: Entry) -> EntryView {
+    let before = block_of(entry.old.as_ref());
+    let after = block_of(entry.new.as_ref());
     EntryView {
         entry,
         before,
@@ -70,7 +70,7 @@ pub async fn list(
         limit: 100,
     };
     let entries = state.db.run(move |c| changelog::list(c, &filter)).await?;
-    let views: Vec<EntryView> = entries.into_iter().map(|e| view(&state, e)).collect();
+    let views: Vec<EntryView> = entries.into_iter().map(view).collect();
     Ok(render.page(
         "Changelog",
         views::changelog::list(&render.ctx, current.user.is_admin(), &views, &q),
@@ -91,7 +91,7 @@ pub async fn show(
     if !visible(&current, &entry) {
         return Err(AppError::NotFound);
     }
-    let v = view(&state, entry);
+    let v = view(entry);
     Ok(render.page(
         "Change",
         views::changelog::detail(&render.ctx, current.user.is_admin(), &v),

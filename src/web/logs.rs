@@ -288,10 +288,12 @@ pub async fn stream(
                 guard.1.clone()
             };
             let next = || seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let stats = &state.log_hub.stats;
             let html = match item {
-                Ok(LogEvent::Line { agent, entry }) => filter
-                    .matches(&entry)
-                    .then(|| views::logs::live_row(next(), &agent, &entry, ROW_CAP)),
+                Ok(LogEvent::Line { agent, entry }) => filter.matches(&entry).then(|| {
+                    stats.streamed.inc();
+                    views::logs::live_row(next(), &agent, &entry, ROW_CAP)
+                }),
                 Ok(LogEvent::Gap { agent, missing }) if missing > 0 => {
                     Some(views::logs::skipped_row(
                         next(),
@@ -301,11 +303,14 @@ pub async fn stream(
                 }
                 Ok(LogEvent::Gap { .. }) => None,
                 // This browser read too slowly and the channel moved on without it.
-                Err(BroadcastStreamRecvError::Lagged(n)) => Some(views::logs::skipped_row(
-                    next(),
-                    &format!("{n} lines skipped: the connection was too slow"),
-                    ROW_CAP,
-                )),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Some({
+                    stats.dropped.inc_by(n);
+                    views::logs::skipped_row(
+                        next(),
+                        &format!("{n} lines skipped: the connection was too slow"),
+                        ROW_CAP,
+                    )
+                }),
             };
             html.map(|h| {
                 Ok(Event::default()

@@ -15,6 +15,7 @@ mod health;
 mod home;
 mod login;
 mod logs;
+mod metrics;
 mod middleware;
 mod render;
 pub mod session;
@@ -64,6 +65,7 @@ pub struct AppState {
     pub sessions: RusqliteStore,
     pub fleet: Arc<crate::fleet::Fleet>,
     pub log_hub: Arc<crate::fleet::logs::LogHub>,
+    pub http_metrics: crate::metrics::HttpMetrics,
 }
 
 /// One row of the route table.
@@ -130,6 +132,9 @@ fn table(state: &AppState) -> Table {
         routes: Vec::new(),
     }
     .add(Public, "/healthz", GET, get(health::healthz))
+    // Public to the session guard; the handler admits only the metrics token or a direct
+    // local request (see `crate::metrics`).
+    .add(Public, "/metrics", GET, get(metrics::metrics))
     .add(Public, "/static/{*path}", GET, get(assets::serve))
     .add(
         Public,
@@ -299,6 +304,10 @@ pub fn router(state: AppState) -> Router {
     let Table { router, .. } = table(&state);
     // Layers wrap outwards: a request meets the last one first.
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            crate::metrics::track,
+        ))
         .fallback(home::not_found)
         .layer(axum::middleware::from_fn(csrf::protect))
         .layer(sessions)
@@ -402,6 +411,7 @@ impl Server {
             log_hub: Arc::new(crate::fleet::logs::LogHub::new(Duration::from_secs(
                 config.fleet.log_idle_grace_secs,
             ))),
+            http_metrics: crate::metrics::HttpMetrics::new(),
             login_limiter: Arc::new(Limiter::per_minute(attempts)),
             totp_limiter: Arc::new(Limiter::per_minute(attempts)),
             config,

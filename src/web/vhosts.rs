@@ -288,7 +288,7 @@ fn check(
         .iter()
         .map(|f| (f.name, get(f.name)))
         .collect();
-    let block = site_config::site_block(&state.config.caddy, address.as_str(), &body);
+    let block = site_config::site_block(address.as_str(), &body);
     Some(Checked {
         snapshot: Snapshot {
             domain: address.as_str().to_string(),

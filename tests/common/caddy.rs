@@ -63,6 +63,8 @@ impl Caddy {
             http: reqwest::Client::builder()
                 .no_proxy()
                 .pool_max_idle_per_host(0)
+                // A site's redirect is an answer to assert on, never a request to follow.
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),

@@ -12,4 +12,6 @@ pub use body::{BodyError, BodyErrorKind, BodyPolicy, CaddyfileBody, DEFAULT_USER
 pub use lexer::{
     LexError, LexErrorKind, LexOptions, Quote, Token, TokenKind, tokenize, tokenize_with,
 };
-pub use render::{AccessLog, GlobalOptions, SiteBlock, config_hash, encode_arg, render};
+pub use render::{
+    AccessLog, GlobalOptions, SiteBlock, config_hash, encode_arg, render, render_site,
+};

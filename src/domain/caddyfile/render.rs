@@ -26,7 +26,7 @@ pub struct SiteBlock<'a> {
     pub body: &'a CaddyfileBody,
 }
 
-/// Per-site JSON access log with size-based rotation. A zero size or count leaves the choice
+/// The JSON access log every site writes to, with size-based rotation. A zero size or count leaves the choice
 /// to Caddy's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLog {
@@ -56,11 +56,19 @@ pub fn render(
     if let Some(email) = &global.email {
         directive(&mut options, 1, &["email", &encode_arg(email)]);
     }
-    if let Some(path) = &global.caddy_log {
+    if global.caddy_log.is_some() || access_log.is_some() {
         directive(&mut options, 1, &["log", "{"]);
-        directive(&mut options, 2, &["output", "file", &encode_arg(path)]);
-        directive(&mut options, 2, &["format", "json"]);
+        if let Some(path) = &global.caddy_log {
+            directive(&mut options, 2, &["output", "file", &encode_arg(path)]);
+            directive(&mut options, 2, &["format", "json"]);
+        }
+        if access_log.is_some() {
+            directive(&mut options, 2, &["exclude", ACCESS_LOGGER]);
+        }
         directive(&mut options, 1, &["}"]);
+    }
+    if let Some(log) = access_log {
+        write_access_log(&mut options, log);
     }
     if let Some(extra) = &global.extra {
         extra.write_indented(&mut options, 1);
@@ -78,24 +86,45 @@ pub fn render(
         if !out.is_empty() {
             out.push('\n');
         }
-        directive(&mut out, 0, &[&encode_arg(site.address), "{"]);
-        site.body.write_indented(&mut out, 1);
-        if let Some(log) = access_log {
-            write_access_log(&mut out, log);
-        }
-        out.push_str("}\n");
+        write_site(&mut out, site, access_log.is_some());
     }
     out
 }
 
+/// The block of one site alone, as it appears in [`render`]'s output.
+pub fn render_site(site: &SiteBlock<'_>, access_logged: bool) -> String {
+    let mut out = String::new();
+    write_site(&mut out, site, access_logged);
+    out
+}
+
+fn write_site(out: &mut String, site: &SiteBlock<'_>, access_logged: bool) {
+    directive(out, 0, &[&encode_arg(site.address), "{"]);
+    site.body.write_indented(out, 1);
+    if access_logged {
+        // A bare `log` switches access logging on for this host and sends it to Caddy's
+        // shared `http.log.access` logger, which the global `log access` writes to the file.
+        directive(out, 1, &["log"]);
+    }
+    out.push_str("}\n");
+}
+
+/// The name under which Caddy emits access log entries of sites whose `log` has no options.
+const ACCESS_LOGGER: &str = "http.log.access";
+
+/// One global logger for every site's access log. Caddy 2.6 builds a separate logger for
+/// each site-level `log` block that has options, which makes loading thousands of sites
+/// about five times slower; a bare `log` per site plus this shared logger costs nothing
+/// measurable (see benches/BENCHMARKS.md, "Access logging at scale").
 fn write_access_log(out: &mut String, log: &AccessLog) {
-    directive(out, 1, &["log", "{"]);
+    directive(out, 1, &["log", "access", "{"]);
     directive(out, 2, &["output", "file", &encode_arg(&log.path), "{"]);
     // Caddy reads sizes with go-humanize; MiB matches the megabytes lumberjack rotates by.
     directive(out, 3, &["roll_size", &format!("{}MiB", log.roll_size_mb)]);
     directive(out, 3, &["roll_keep", &log.roll_keep.to_string()]);
     directive(out, 2, &["}"]);
     directive(out, 2, &["format", "json"]);
+    directive(out, 2, &["include", ACCESS_LOGGER]);
     directive(out, 1, &["}"]);
 }
 
@@ -283,7 +312,7 @@ mod tests {
         };
         assert_eq!(
             render(&GlobalOptions::default(), &sites, Some(&log)),
-            "example.com {\n\trespond ok\n\tlog {\n\t\toutput file /var/log/caddy/access.log {\n\t\t\troll_size 50MiB\n\t\t\troll_keep 7\n\t\t}\n\t\tformat json\n\t}\n}\n"
+            "{\n\tlog {\n\t\texclude http.log.access\n\t}\n\tlog access {\n\t\toutput file /var/log/caddy/access.log {\n\t\t\troll_size 50MiB\n\t\t\troll_keep 7\n\t\t}\n\t\tformat json\n\t\tinclude http.log.access\n\t}\n}\n\nexample.com {\n\trespond ok\n\tlog\n}\n"
         );
     }
 
