@@ -331,3 +331,169 @@ async fn concurrent_setups_create_exactly_one_admin() {
     );
     assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 1);
 }
+
+/// The JSON API's half of the authorization matrix (the cookie half is in tests/accounts.rs):
+/// every API route of the table, every method, with no credential, with a signed-in admin's
+/// session cookie, with a `user`'s read and write tokens aimed at someone else's site, and
+/// with an admin's write token.
+#[tokio::test]
+async fn every_api_route_enforces_its_token_scope_and_ownership() {
+    use gatehouse::db::api_tokens::{self, Scope};
+    use gatehouse::domain::Role;
+    use gatehouse::web::{Access, route_table};
+    use reqwest::Method;
+
+    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
+    app.create_admin().await;
+    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let victim = app.add_user("victim@example.com", Role::User).await;
+    let bob = app.add_user("bob@example.com", Role::User).await;
+    // Tokens straight from storage: the account page that makes them is tested in tests/api.rs.
+    let (admin_write, bob_read, bob_write, site) = app
+        .state
+        .db
+        .run(move |c| {
+            let admin = users::find_by_email(c, ADMIN_EMAIL)?.unwrap().id;
+            let token = |user, scope| api_tokens::create(c, user, "matrix", scope, None);
+            let tokens = (
+                token(admin, Scope::Write)?.plain,
+                token(bob, Scope::Read)?.plain,
+                token(bob, Scope::Write)?.plain,
+            );
+            let site = gatehouse::db::vhosts::Snapshot {
+                domain: "victim.example.com".into(),
+                template: "raw".into(),
+                params: "{}".into(),
+                config: "respond ok\n".into(),
+                enabled: true,
+                owner_id: Some(victim),
+                all_agents: true,
+                agent_ids: Vec::new(),
+            };
+            let author = gatehouse::db::changelog::Author {
+                user_id: victim,
+                email: "victim@example.com",
+            };
+            let v = gatehouse::changes::create(c, &author, &site).unwrap();
+            Ok((tokens.0, tokens.1, tokens.2, v.id))
+        })
+        .await
+        .unwrap();
+
+    let table = route_table(&app.state);
+    let mut routes: Vec<_> = table
+        .iter()
+        .filter(|r| matches!(r.access, Access::Token(_)))
+        .flat_map(|r| r.methods.iter().map(move |m| (r, m.clone())))
+        .collect();
+    assert!(routes.len() >= 7, "every API endpoint is in the table");
+    // Deleting last, so the site is there for every other request.
+    routes.sort_by_key(|(_, m)| *m == Method::DELETE);
+    let http = reqwest::Client::new();
+    for (route, method) in routes {
+        let path = route.path.replace("{id}", &site.to_string());
+        let names_a_site = route.path.contains("{id}");
+        let send = |token: Option<&str>| {
+            let mut request = http.request(method.clone(), app.url(&path));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if method != Method::GET && method != Method::DELETE {
+                request = request.json(&serde_json::json!({}));
+            }
+            async move { request.send().await.unwrap().status() }
+        };
+        let what = format!("{method} {path}");
+
+        let anonymous = http
+            .request(method.clone(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            anonymous.status(),
+            StatusCode::UNAUTHORIZED,
+            "anonymous {what}"
+        );
+        assert!(anonymous.headers().contains_key("www-authenticate"));
+
+        // The signed-in admin's browser: its session cookie is no API credential.
+        let mut with_cookie = app.http.request(method.clone(), app.url(&path));
+        if method != Method::GET && method != Method::DELETE {
+            with_cookie = with_cookie.json(&serde_json::json!({}));
+        }
+        let cookie = with_cookie.send().await.unwrap().status();
+        assert!(
+            matches!(cookie, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+            "cookie {what}: {cookie}"
+        );
+
+        let writes = route.access == Access::Token(Scope::Write);
+        let read = send(Some(&bob_read)).await;
+        let expected = match (writes, names_a_site) {
+            (true, _) => StatusCode::FORBIDDEN,
+            (false, true) => StatusCode::NOT_FOUND,
+            (false, false) => StatusCode::OK,
+        };
+        assert_eq!(read, expected, "read token {what}");
+
+        let write = send(Some(&bob_write)).await;
+        let expected = match (names_a_site, method == Method::POST) {
+            (true, _) => StatusCode::NOT_FOUND,
+            // An empty site is refused for its values, not for who asks.
+            (false, true) => StatusCode::UNPROCESSABLE_ENTITY,
+            (false, false) => StatusCode::OK,
+        };
+        assert_eq!(write, expected, "another user's write token {what}");
+
+        let admin = send(Some(&admin_write)).await;
+        assert!(
+            admin.is_success() || admin == StatusCode::UNPROCESSABLE_ENTITY,
+            "admin {what}: {admin}"
+        );
+    }
+    let left = app
+        .state
+        .db
+        .run(|c| gatehouse::db::vhosts::list(c, &Default::default()))
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "the admin's token deleted the site at the end"
+    );
+}
+
+#[tokio::test]
+async fn api_errors_outside_any_handler_are_json_too() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    for (method, path, status, code) in [
+        (
+            reqwest::Method::GET,
+            "/api/v1/nothing-here",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/vhosts",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ] {
+        let response = http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {path}");
+    }
+}

@@ -22,6 +22,12 @@ pub enum Action {
     UserCreated,
     UserDeleted,
     SessionRevoked,
+    ApiTokenCreated,
+    ApiTokenRevoked,
+    /// A change made through the API with a token (the detail names the token and request).
+    ApiWrite,
+    /// A known token was refused: expired, its user banned, or a read token used to write.
+    ApiTokenRefused,
 }
 
 impl Action {
@@ -41,6 +47,10 @@ impl Action {
         Action::UserCreated,
         Action::UserDeleted,
         Action::SessionRevoked,
+        Action::ApiTokenCreated,
+        Action::ApiTokenRevoked,
+        Action::ApiWrite,
+        Action::ApiTokenRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +70,10 @@ impl Action {
             Action::UserCreated => "user_created",
             Action::UserDeleted => "user_deleted",
             Action::SessionRevoked => "session_revoked",
+            Action::ApiTokenCreated => "api_token_created",
+            Action::ApiTokenRevoked => "api_token_revoked",
+            Action::ApiWrite => "api_write",
+            Action::ApiTokenRefused => "api_token_refused",
         }
     }
 }

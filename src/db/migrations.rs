@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sealed_secrets",
         sql: include_str!("migrations/0006_sealed_secrets.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_tokens",
+        sql: include_str!("migrations/0007_api_tokens.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

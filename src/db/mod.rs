@@ -5,6 +5,7 @@
 //! error, never mistaken for "not found".
 
 pub mod agents;
+pub mod api_tokens;
 pub mod audit;
 pub mod backup_codes;
 pub mod changelog;

@@ -152,7 +152,7 @@ pub fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, WriteErr
     let n = conn
         .execute(
             "UPDATE vhosts SET domain = ?2, template = ?3, params = ?4, config = ?5, enabled = ?6,
-                    owner_id = ?7, updated_at = ?8 WHERE id = ?1",
+                    owner_id = ?7, updated_at = ?8, all_agents = ?9 WHERE id = ?1",
             params![
                 id,
                 s.domain,
@@ -161,10 +161,15 @@ pub fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, WriteErr
                 s.config,
                 s.enabled,
                 s.owner_id,
-                now()
+                now(),
+                s.all_agents
             ],
         )
         .map_err(map_unique)?;
+    // Which agents serve it is part of the site: an edit may change it too.
+    if n == 1 {
+        set_agents(conn, id, s)?;
+    }
     Ok(n == 1)
 }
 

@@ -1,8 +1,10 @@
-//! The account pages: password, two-factor authentication, backup codes and sessions.
+//! The account pages: password, two-factor authentication, backup codes, sessions and API
+//! tokens.
 
 use super::forms::{Field, FormErrors, form_alert};
 use super::{Ctx, csrf_field, timestamp};
-use crate::web::{AccountView, PasswordForm};
+use crate::db::api_tokens::ApiToken;
+use crate::web::{AccountView, PasswordForm, TokenForm};
 use maud::{Markup, html};
 
 /// Forms on the account page that may come back with errors, or a notice after success.
@@ -11,6 +13,9 @@ pub struct Forms<'a> {
     pub password: Option<(&'a PasswordForm, &'a FormErrors)>,
     pub backup: Option<&'a FormErrors>,
     pub notice: Option<&'a str>,
+    pub token: Option<(&'a TokenForm, &'a FormErrors)>,
+    /// A token just made, with its plain text: shown this once.
+    pub new_token: Option<(&'a ApiToken, &'a str)>,
 }
 
 pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
@@ -54,6 +59,7 @@ pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                     a .button .primary href="/account/2fa" { "Set up two-factor authentication" }
                 }
             }
+            (api_tokens(ctx, view, forms))
             section .card #sessions {
                 h2 { "Signed-in sessions" }
                 ul .session-list {
@@ -133,5 +139,97 @@ pub fn backup_codes(codes: &[String]) -> Markup {
             }
             a .button .primary href="/" { "I have saved them, continue" }
         }
+    }
+}
+
+/// The API tokens card: a token just made (once), the list, and the form for a new one.
+fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
+    let none = FormErrors::default();
+    let blank = TokenForm::default();
+    let (form, errors) = forms.token.unwrap_or((&blank, &none));
+    let now = crate::db::now();
+    html! {
+        section .card #api-tokens {
+            h2 { "API tokens" }
+            (new_token(forms))
+            p .hint { "For scripts and CI: send a token as " code { "Authorization: Bearer …" } " to " code { "/api/v1" } ". It acts as you, without a second factor, so keep it secret." }
+            @if view.tokens.is_empty() {
+                p .muted #no-tokens { "No tokens yet." }
+            } @else {
+                div .table-wrap {
+                    table .table #token-table {
+                        thead { tr { th { "Name" } th { "Scope" } th { "Created" } th { "Expires" } th { "Last used" } th { "" } } }
+                        tbody {
+                            @for t in &view.tokens {
+                                tr .token-row data-token=(t.id) {
+                                    td .token-name { (t.name) }
+                                    td .token-scope data-label="Scope" { (t.scope.as_str()) }
+                                    td data-label="Created" { (timestamp(t.created_at)) }
+                                    td .token-expires data-label="Expires" {
+                                        @match t.expires_at {
+                                            None => "never",
+                                            Some(at) => {
+                                                (timestamp(at))
+                                                @if t.is_expired(now) { " " span .badge .danger { "expired" } }
+                                            }
+                                        }
+                                    }
+                                    td .token-used data-label="Last used" {
+                                        @match t.last_used_at {
+                                            None => "never",
+                                            Some(at) => { (timestamp(at)) @if let Some(ip) = &t.last_used_ip { " from " (ip) } }
+                                        }
+                                    }
+                                    td .actions {
+                                        @let action = format!("/account/tokens/{}/revoke", t.id);
+                                        form .inline method="post" action=(action) hx-post=(action)
+                                            hx-confirm=(format!("Revoke the token {}? Anything using it stops working.", t.name)) {
+                                            (csrf_field(ctx))
+                                            button .button .small .danger type="submit" { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form #new-token-form method="post" action="/account/tokens#api-tokens" {
+                (csrf_field(ctx))
+                (Field::new("token_name", "Name").value(&form.name).hint("Where it is used, e.g. \"deploy from CI\".").render(errors))
+                div .field .has-error[errors.get("token_scope").is_some()] {
+                    label for="token_scope" { "Scope" }
+                    select #token_scope name="scope" {
+                        option value="read" selected[form.scope != "write"] { "read: look only" }
+                        option value="write" selected[form.scope == "write"] { "write: also create, change, switch and delete sites" }
+                    }
+                    @if let Some(e) = errors.get("token_scope") { p .field-error #token_scope-error role="alert" { (e) } }
+                }
+                div .field .has-error[errors.get("token_expires").is_some()] {
+                    label for="token_expires" { "Expires after" }
+                    input #token_expires name="expires" type="date" value=(form.expires)
+                        aria-invalid=[errors.get("token_expires").map(|_| "true")] aria-describedby="token_expires-hint";
+                    p .hint #token_expires-hint { "The token works through this day (UTC). Leave empty for a token that never expires." }
+                    @if let Some(e) = errors.get("token_expires") { p .field-error #token_expires-error role="alert" { (e) } }
+                }
+                button .button .primary type="submit" { "Make a token" }
+            }
+        }
+    }
+}
+
+/// A token just made, first in its card (the form's action scrolls there): the only time it
+/// is shown.
+fn new_token(forms: &Forms<'_>) -> Markup {
+    html! {
+            @if let Some((token, plain)) = forms.new_token {
+                div .notice .ok #new-token role="status" {
+                    p { "Token " strong { (token.name) } " made. Copy it now: it is shown only this once." }
+                    div .field {
+                        label for="new-token-value" { "Your new token" }
+                        input #new-token-value .mono type="text" readonly value=(plain) autocomplete="off" spellcheck="false";
+                    }
+                }
+            }
     }
 }

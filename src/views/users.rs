@@ -2,18 +2,31 @@
 
 use super::forms::{Field, FormErrors};
 use super::{Ctx, csrf_field, timestamp};
+use crate::db::api_tokens::ApiToken;
 use crate::db::users::User;
 use crate::web::{NewUserForm, Outcome};
 use maud::{Markup, html};
 
-pub fn page(
-    ctx: &Ctx,
-    me: i64,
-    users: &[User],
-    form: &NewUserForm,
-    errors: &FormErrors,
-    outcome: &Outcome,
-) -> Markup {
+/// What the users page shows.
+pub struct Page<'a> {
+    pub me: i64,
+    pub users: &'a [User],
+    /// Every user's API tokens.
+    pub tokens: &'a [ApiToken],
+    pub form: &'a NewUserForm,
+    pub errors: &'a FormErrors,
+    pub outcome: &'a Outcome,
+}
+
+pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+    let Page {
+        me,
+        users,
+        form,
+        errors,
+        outcome,
+        ..
+    } = *p;
     html! {
         div .stack #users {
             @match outcome {
@@ -39,6 +52,7 @@ pub fn page(
                     }
                 }
             }
+            (tokens(ctx, users, p.tokens))
             section .card #new-user {
                 h2 { "Add someone" }
                 form method="post" action="/users" hx-post="/users" hx-target="#users" hx-swap="outerHTML" {
@@ -107,6 +121,57 @@ fn row(ctx: &Ctx, me: i64, u: &User) -> Markup {
                         hx-confirm=(format!("Delete {} for good?", u.email)) {
                         (csrf_field(ctx))
                         button .button .small .danger type="submit" { "Delete" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Everyone's API tokens, with who owns each and a revoke button.
+fn tokens(ctx: &Ctx, users: &[User], tokens: &[ApiToken]) -> Markup {
+    let now = crate::db::now();
+    let owner = |id: i64| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map_or("?", |u| u.email.as_str())
+    };
+    html! {
+        section .card #all-tokens {
+            h2 { "API tokens" }
+            @if tokens.is_empty() {
+                p .muted { "Nobody has an API token." }
+            } @else {
+                div .table-wrap {
+                    table .table #all-token-table {
+                        thead { tr { th { "Owner" } th { "Name" } th { "Scope" } th { "Expires" } th { "Last used" } th { "" } } }
+                        tbody {
+                            @for t in tokens {
+                                tr .token-row data-token=(t.id) data-owner=(owner(t.user_id)) {
+                                    td .mono data-label="Owner" { (owner(t.user_id)) }
+                                    td .token-name { (t.name) }
+                                    td .token-scope data-label="Scope" { (t.scope.as_str()) }
+                                    td data-label="Expires" {
+                                        @match t.expires_at {
+                                            None => "never",
+                                            Some(at) => { (timestamp(at)) @if t.is_expired(now) { " " span .badge .danger { "expired" } } }
+                                        }
+                                    }
+                                    td data-label="Last used" {
+                                        @match t.last_used_at { None => "never", Some(at) => (timestamp(at)) }
+                                    }
+                                    td .actions {
+                                        @let action = format!("/users/tokens/{}/revoke", t.id);
+                                        form .inline method="post" action=(action) hx-post=(action) hx-target="#users" hx-swap="outerHTML"
+                                            hx-confirm=(format!("Revoke {}'s token {}?", owner(t.user_id), t.name)) {
+                                            (csrf_field(ctx))
+                                            button .button .small .danger type="submit" { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }

@@ -1,9 +1,10 @@
-//! The account page: password, two-factor enrolment and backup codes, and the list of
-//! signed-in sessions with revocation.
+//! The account page: password, two-factor enrolment and backup codes, the list of
+//! signed-in sessions with revocation, and personal API tokens.
 
 use super::session::TypedSession;
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::auth::{password, totp};
+use crate::db::api_tokens::{self, ApiToken, Scope};
 use crate::db::audit::{self, Action, Event};
 use crate::db::{backup_codes, sessions, users};
 use crate::domain::Password;
@@ -20,17 +21,19 @@ pub struct AccountView {
     pub backup_codes_left: i64,
     pub sessions: Vec<sessions::AuthSession>,
     pub current_session: String,
+    pub tokens: Vec<ApiToken>,
 }
 
 async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
     let uid = current.user.id;
-    let (user, left, list) = state
+    let (user, left, list, tokens) = state
         .db
         .run(move |c| {
             Ok((
                 users::find(c, uid)?,
                 backup_codes::count_unused(c, uid)?,
                 sessions::list_for_user(c, uid)?,
+                api_tokens::list_for_user(c, uid)?,
             ))
         })
         .await?;
@@ -39,6 +42,7 @@ async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
         backup_codes_left: left,
         sessions: list,
         current_session: current.session_id.clone(),
+        tokens,
     })
 }
 
@@ -376,4 +380,149 @@ pub async fn revoke_other_sessions(
     )
     .await?;
     Ok(render.redirect("/account"))
+}
+
+#[derive(Deserialize, Default)]
+pub struct TokenForm {
+    #[serde(default, rename = "token_name")]
+    pub name: String,
+    #[serde(default)]
+    pub scope: String,
+    /// `YYYY-MM-DD` (what a date input sends); empty for a token that never expires.
+    #[serde(default)]
+    pub expires: String,
+}
+
+/// The longest token name kept.
+const TOKEN_NAME_MAX: usize = 60;
+
+/// The token's expiry: the end (UTC) of the day given, or None for "never".
+fn parse_expiry(input: &str, now: i64) -> std::result::Result<Option<i64>, &'static str> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Ok(None);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(input, &format).map_err(|_| "Give a date as YYYY-MM-DD.")?;
+    let end = day
+        .next_day()
+        .ok_or("Choose an earlier date.")?
+        .midnight()
+        .assume_utc()
+        .unix_timestamp();
+    if end <= now {
+        return Err("Choose today or a later date.");
+    }
+    Ok(Some(end))
+}
+
+/// Makes a named token and shows it, once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Form(form): Form<TokenForm>,
+) -> Result<Response> {
+    let mut errors = FormErrors::default();
+    let name = form.name.trim().to_string();
+    if name.is_empty() {
+        errors.add(
+            "token_name",
+            "Give the token a name, e.g. where it will be used.",
+        );
+    } else if name.chars().count() > TOKEN_NAME_MAX || name.chars().any(char::is_control) {
+        errors.add("token_name", "Use at most 60 characters, on one line.");
+    }
+    let scope = Scope::parse(&form.scope);
+    if scope.is_none() {
+        errors.add("token_scope", "Choose read or write.");
+    }
+    let expires = match parse_expiry(&form.expires, crate::db::now()) {
+        Ok(at) => at,
+        Err(why) => {
+            errors.add("token_expires", why);
+            None
+        }
+    };
+    let (Some(scope), true) = (scope, errors.is_empty()) else {
+        let view = load(&state, &current).await?;
+        let forms = views::account::Forms {
+            token: Some((&form, &errors)),
+            ..Default::default()
+        };
+        return Ok(render.page_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Account",
+            views::account::page(&render.ctx, &view, &forms),
+        ));
+    };
+    let uid = current.user.id;
+    let stored_name = name.clone();
+    let made = state
+        .db
+        .run(move |c| api_tokens::create(c, uid, &stored_name, scope, expires))
+        .await?;
+    audit_event(
+        &state,
+        &client,
+        Action::ApiTokenCreated,
+        &current.user,
+        format!(
+            "token #{} \"{name}\", {} scope",
+            made.token.id,
+            scope.as_str()
+        ),
+    )
+    .await?;
+    let view = load(&state, &current).await?;
+    let forms = views::account::Forms {
+        new_token: Some((&made.token, &made.plain)),
+        ..Default::default()
+    };
+    Ok(render.page("Account", views::account::page(&render.ctx, &view, &forms)))
+}
+
+/// Revokes one of the user's own tokens; someone else's is not found.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let uid = current.user.id;
+    let revoked = state
+        .db
+        .run(move |c| api_tokens::revoke(c, id, Some(uid)))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    audit_event(
+        &state,
+        &client,
+        Action::ApiTokenRevoked,
+        &current.user,
+        format!("token #{} \"{}\"", revoked.id, revoked.name),
+    )
+    .await?;
+    Ok(render.redirect("/account?token_revoked=1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiry;
+
+    #[test]
+    fn a_token_lasts_through_the_day_given_and_never_without_one() {
+        let now = 1_795_316_604; // 2026-11-22 03:03 UTC
+        assert_eq!(parse_expiry("", now), Ok(None));
+        assert_eq!(
+            parse_expiry("2026-11-22", now),
+            Ok(Some(1_795_392_000)),
+            "today: until midnight UTC"
+        );
+        assert!(parse_expiry("2026-11-21", now).is_err(), "yesterday");
+        assert!(parse_expiry("23/11/2026", now).is_err());
+        assert!(parse_expiry("2026-02-30", now).is_err());
+    }
 }

@@ -21,6 +21,9 @@ use axum::response::{IntoResponse, Response};
 pub enum Access {
     /// Anyone, signed in or not.
     Public,
+    /// The JSON API: an `Authorization: Bearer` API token with at least this scope; sessions
+    /// count for nothing here. Checked by the API's own guard (`web::api::guard`).
+    Token(crate::db::api_tokens::Scope),
     /// Signed in, even if a required second factor is not enrolled yet (enrolment, sign-out).
     SignedIn,
     /// Signed in and done with any required enrolment.

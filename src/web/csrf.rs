@@ -15,8 +15,10 @@ pub const HEADER: &str = "x-csrf-token";
 pub const FIELD: &str = "csrf_token";
 
 pub async fn protect(request: Request, next: Next) -> Response {
+    let api = super::api::is_api_path(request.uri().path());
     match check(request).await {
         Ok(request) => next.run(request).await,
+        Err(AppError::Csrf) if api => super::api::cookies_refused(),
         Err(e) => e.into_response(),
     }
 }
@@ -26,6 +28,15 @@ async fn check(request: Request) -> Result<Request, AppError> {
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) {
+        return Ok(request);
+    }
+    // The API authenticates by bearer token alone, which a browser never attaches by itself,
+    // so a cookie-less API request needs no CSRF token. One with cookies is treated as a
+    // browser's and checked as usual: a session cookie buys nothing on the API (its guard
+    // ignores sessions), and a cross-site form cannot ride along on it.
+    if super::api::is_api_path(request.uri().path())
+        && !request.headers().contains_key(header::COOKIE)
+    {
         return Ok(request);
     }
     if !same_origin(&request) {

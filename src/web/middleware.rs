@@ -46,6 +46,7 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// layer) get a message by status.
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let mode = Mode::of(request.headers());
+    let api = super::api::is_api_path(request.uri().path());
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -66,6 +67,14 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         },
     };
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    if api {
+        // An API client reads JSON, never an error page.
+        let mut json = super::api::error_response(status, &page.message);
+        if let Some(retry_after) = retry_after {
+            json.headers_mut().insert(header::RETRY_AFTER, retry_after);
+        }
+        return json;
+    }
     let mut rendered = match mode {
         Mode::Fragment => {
             let mut r = (

@@ -4,6 +4,7 @@
 
 mod account;
 pub(crate) mod agents;
+pub mod api;
 pub mod assets;
 mod audit;
 pub mod auth;
@@ -23,7 +24,7 @@ pub mod setup;
 mod users;
 mod vhosts;
 
-pub use account::{AccountView, PasswordForm};
+pub use account::{AccountView, PasswordForm, TokenForm};
 pub use agents::{AgentForm, AgentState, AgentView};
 pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
@@ -43,7 +44,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +93,13 @@ impl Table {
     ) -> Self {
         let route = match access {
             Access::Public => route,
+            Access::Token(scope) => route.route_layer(axum::middleware::from_fn_with_state(
+                api::Guard {
+                    app: self.state.clone(),
+                    scope,
+                },
+                api::guard,
+            )),
             _ => route.route_layer(axum::middleware::from_fn_with_state(
                 auth::Guard {
                     app: self.state.clone(),
@@ -113,8 +121,11 @@ impl Table {
 const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
+const PATCH: &[Method] = &[Method::PATCH];
+const DELETE: &[Method] = &[Method::DELETE];
 
 fn table(state: &AppState) -> Table {
+    use crate::db::api_tokens::Scope::{Read, Write};
     use Access::*;
     Table {
         state: state.clone(),
@@ -177,6 +188,13 @@ fn table(state: &AppState) -> Table {
         POST,
         post(account::revoke_other_sessions),
     )
+    .add(User, "/account/tokens", POST, post(account::create_token))
+    .add(
+        User,
+        "/account/tokens/{id}/revoke",
+        POST,
+        post(account::revoke_token),
+    )
     .add(
         Admin,
         "/users",
@@ -188,6 +206,12 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/users/{id}/unban", POST, post(users::unban))
     .add(Admin, "/users/{id}/reset-2fa", POST, post(users::reset_2fa))
     .add(Admin, "/users/{id}/delete", POST, post(users::delete))
+    .add(
+        Admin,
+        "/users/tokens/{id}/revoke",
+        POST,
+        post(users::revoke_token),
+    )
     .add(
         User,
         "/vhosts",
@@ -240,6 +264,35 @@ fn table(state: &AppState) -> Table {
         get(import::agent_caddyfile),
     )
     .add(Admin, "/audit", GET, get(audit::page))
+    // The JSON API: bearer tokens only (see `api`). Reading needs any token, changing a
+    // write token; which sites a token reaches is its user's, as in the portal.
+    .add(Token(Read), "/api/v1/vhosts", GET, get(api::list_vhosts))
+    .add(
+        Token(Write),
+        "/api/v1/vhosts",
+        POST,
+        post(api::create_vhost),
+    )
+    .add(Token(Read), "/api/v1/vhosts/{id}", GET, get(api::get_vhost))
+    .add(
+        Token(Write),
+        "/api/v1/vhosts/{id}",
+        PATCH,
+        patch(api::update_vhost),
+    )
+    .add(
+        Token(Write),
+        "/api/v1/vhosts/{id}",
+        DELETE,
+        delete(api::delete_vhost),
+    )
+    .add(
+        Token(Write),
+        "/api/v1/vhosts/{id}/toggle",
+        POST,
+        post(api::toggle_vhost),
+    )
+    .add(Token(Read), "/api/v1/changelog", GET, get(api::changelog))
 }
 
 /// Every route with its methods and who may use it.

@@ -1,6 +1,6 @@
 //! The users page (admin): create accounts, change roles, ban and unban, reset a second
 //! factor, delete. An admin cannot ban, demote or delete themselves, and the last admin
-//! cannot be removed.
+//! cannot be removed. Every user's API tokens are listed too, each revocable.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::auth::{password, token};
@@ -48,12 +48,19 @@ async fn render_page(
     outcome: &Outcome,
     status: StatusCode,
 ) -> Result<Response> {
-    let all = state.db.run(|c| users::list(c)).await?;
-    Ok(render.page_with_status(
-        status,
-        "Users",
-        views::users::page(&render.ctx, me.user.id, &all, form, errors, outcome),
-    ))
+    let (all, tokens) = state
+        .db
+        .run(|c| Ok((users::list(c)?, crate::db::api_tokens::list_all(c)?)))
+        .await?;
+    let page = views::users::Page {
+        me: me.user.id,
+        users: &all,
+        tokens: &tokens,
+        form,
+        errors,
+        outcome,
+    };
+    Ok(render.page_with_status(status, "Users", views::users::page(&render.ctx, &page)))
 }
 
 pub async fn page(
@@ -441,5 +448,48 @@ pub async fn delete(
         },
     )
     .await?;
+    after(&state, &render, &me, message).await
+}
+
+/// Revokes anyone's API token.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let revoked = state
+        .db
+        .run(move |c| {
+            let Some(token) = crate::db::api_tokens::revoke(c, id, None)? else {
+                return Ok(None);
+            };
+            let owner = users::find(c, token.user_id)?;
+            Ok(Some((token, owner)))
+        })
+        .await?;
+    let Some((token, owner)) = revoked else {
+        return Err(AppError::NotFound);
+    };
+    let owner_email = owner.map(|u| u.email).unwrap_or_default();
+    let detail = format!("token #{} \"{}\" of {owner_email}", token.id, token.name);
+    let (uid, email, origin) = (me.user.id, me.user.email.clone(), client.origin());
+    state
+        .db
+        .run(move |c| {
+            audit::record(
+                c,
+                &Event {
+                    action: Action::ApiTokenRevoked,
+                    user_id: Some(uid),
+                    email: Some(&email),
+                    detail: &detail,
+                },
+                &origin,
+            )
+        })
+        .await?;
+    let message = format!("Revoked the token {} of {owner_email}.", token.name);
     after(&state, &render, &me, message).await
 }

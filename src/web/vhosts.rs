@@ -30,16 +30,21 @@ impl FromRequestParts<AppState> for OwnedVhost {
         let Path(id) = Path::<i64>::from_request_parts(parts, state)
             .await
             .map_err(|_| AppError::NotFound)?;
-        let vhost = state
-            .db
-            .run(move |c| vhosts::find(c, id))
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !current.user.is_admin() && vhost.owner_id != Some(current.user.id) {
-            return Err(AppError::NotFound);
-        }
-        Ok(Self(vhost))
+        Ok(Self(owned(state, &current.user, id).await?))
     }
+}
+
+/// The vhost `id` if `user` may see and change it; another user's site is not found.
+pub(super) async fn owned(state: &AppState, user: &User, id: i64) -> Result<Vhost> {
+    let vhost = state
+        .db
+        .run(move |c| vhosts::find(c, id))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !user.is_admin() && vhost.owner_id != Some(user.id) {
+        return Err(AppError::NotFound);
+    }
+    Ok(vhost)
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -80,18 +85,13 @@ fn row_view(v: Vhost, owners: &[User]) -> RowView {
     }
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    current: CurrentUser,
-    render: Render,
-    Query(q): Query<ListQuery>,
-) -> Result<Response> {
-    let admin = current.user.is_admin();
-    let filter = vhosts::Filter {
-        owner_id: if admin {
+/// What a list shows `user`: a `user` only ever their own sites, whatever the query says.
+pub(super) fn filter_for(user: &User, q: &ListQuery) -> vhosts::Filter {
+    vhosts::Filter {
+        owner_id: if user.is_admin() {
             q.owner.parse().ok()
         } else {
-            Some(current.user.id)
+            Some(user.id)
         },
         enabled: match q.status.as_str() {
             "on" => Some(true),
@@ -99,7 +99,17 @@ pub async fn list(
             _ => None,
         },
         search: Some(q.q.trim().to_lowercase()).filter(|s| !s.is_empty()),
-    };
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    let admin = current.user.is_admin();
+    let filter = filter_for(&current.user, &q);
     let (rows, owners) = state
         .db
         .run(move |c| {
@@ -486,8 +496,47 @@ pub async fn create(
     save(&state, &current, &render, None, fields).await
 }
 
-/// Creates (`id` None) or updates a vhost from its form, through the deploy pipeline. A
-/// refusal, from the form's rules or from a Caddy, shows the editor again as typed.
+/// Why a save did not happen.
+pub(super) enum SaveError {
+    /// The values break the rules, or the change was refused (a taken domain): the reasons
+    /// by field.
+    Invalid(FormErrors),
+    /// A Caddy refused the resulting configuration; nothing changed anywhere.
+    Rejected { agent: String, error: String },
+}
+
+/// Creates (`id` None) or updates a vhost from form values, through the whole deploy
+/// pipeline: the one save path of the portal and the API.
+pub(super) async fn save_values(
+    state: &AppState,
+    user: &User,
+    id: Option<i64>,
+    values: &BTreeMap<String, String>,
+) -> Result<Result<Vhost, SaveError>> {
+    let mut errors = FormErrors::default();
+    let Some(checked) = check(state, user, values, &mut errors) else {
+        return Ok(Err(SaveError::Invalid(errors)));
+    };
+    let snapshot = checked.snapshot;
+    let result = deploy(state, user, move |tx, author| match id {
+        Some(id) => changes::update(tx, author, id, &snapshot),
+        None => changes::create(tx, author, &snapshot),
+    })
+    .await?;
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(DeployError::Rejected { agent, error }) => {
+            Ok(Err(SaveError::Rejected { agent, error }))
+        }
+        Err(e) => {
+            change_error(e, &mut errors)?;
+            Ok(Err(SaveError::Invalid(errors)))
+        }
+    }
+}
+
+/// Creates (`id` None) or updates a vhost from its form. A refusal, from the form's rules
+/// or from a Caddy, shows the editor again as typed.
 async fn save(
     state: &AppState,
     current: &CurrentUser,
@@ -496,40 +545,24 @@ async fn save(
     fields: Vec<(String, String)>,
 ) -> Result<Response> {
     let values = values_of(fields);
-    let mut errors = FormErrors::default();
-    let refused = StatusCode::UNPROCESSABLE_ENTITY;
-    let Some(checked) = check(state, &current.user, &values, &mut errors) else {
-        return show_editor(
-            state,
-            render,
-            &current.user,
-            id,
-            values,
-            refused,
-            FormErrors::default(),
-        )
-        .await;
-    };
-    let snapshot = checked.snapshot;
-    let result = deploy(state, &current.user, move |tx, author| match id {
-        Some(id) => changes::update(tx, author, id, &snapshot),
-        None => changes::create(tx, author, &snapshot),
-    })
-    .await?;
-    match result {
+    let errors = match save_values(state, &current.user, id, &values).await? {
         Ok(v) => {
             let done = if id.is_some() { "updated" } else { "created" };
-            Ok(render.redirect(&format!("/vhosts?{done}={}", v.id)))
+            return Ok(render.redirect(&format!("/vhosts?{done}={}", v.id)));
         }
-        Err(e) => {
-            change_error(e, &mut errors)?;
-            show_editor(state, render, &current.user, id, values, refused, errors).await
+        Err(SaveError::Invalid(errors)) => errors,
+        Err(SaveError::Rejected { agent, error }) => {
+            let mut errors = FormErrors::default();
+            errors.add("", rejection(&agent, &error));
+            errors
         }
-    }
+    };
+    let refused = StatusCode::UNPROCESSABLE_ENTITY;
+    show_editor(state, render, &current.user, id, values, refused, errors).await
 }
 
 /// The stored form values of a vhost, to open the editor as it was saved.
-fn stored_values(v: &Vhost) -> BTreeMap<String, String> {
+pub(super) fn stored_values(v: &Vhost) -> BTreeMap<String, String> {
     let mut values: BTreeMap<String, String> = serde_json::from_str(&v.params).unwrap_or_default();
     values.retain(|_, value| !value.is_empty());
     let display = SiteAddress::parse(&v.domain)

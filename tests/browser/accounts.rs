@@ -96,6 +96,18 @@ pub async fn enrol_then_sign_in_with_totp_and_a_backup_code(b: &Browser) -> anyh
     );
     b.screenshot("accounts-account-390").await?;
 
+    // An API token, made on a phone: shown once in a field to copy from.
+    b.fill("#token_name", "phone script").await?;
+    b.click("#new-token-form button[type=submit]").await?;
+    b.wait_for("#new-token").await?;
+    let token = b.value("#new-token-value").await?;
+    ensure!(token.starts_with("gh_") && token.len() == 68, "{token}");
+    ensure!(
+        !b.has_horizontal_scroll().await?,
+        "the new token fits a phone"
+    );
+    b.screenshot("accounts-new-token-390").await?;
+
     b.viewport(1280, 800).await?;
     b.client.goto(&app.url("/users")).await?;
     b.wait_for("#user-table").await?;

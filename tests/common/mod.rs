@@ -2,6 +2,7 @@
 //! gives a cookie-keeping client with one helper per route; `html` helpers select with CSS.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod browser;
 pub mod caddy;
 pub mod fleet;
