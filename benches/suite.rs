@@ -227,6 +227,11 @@ impl Hub {
         rusqlite::Connection::open(self.dir.join("data").join("gatehouse.db")).expect("database")
     }
 
+    /// The database as the hub opens it, with its secret key (agent tokens are sealed).
+    fn sealed_db(&self) -> Db {
+        gatehouse::secrets::open_database(&self.config()).expect("database with its key")
+    }
+
     /// Waits (bounded) until every agent runs the database's render, per `/metrics`.
     async fn wait_in_sync(&self, agents: usize) {
         let client = reqwest::Client::new();
@@ -272,15 +277,19 @@ async fn direct_load(caddy: &Caddy, text: &str) -> Duration {
 }
 
 /// The Caddyfile agent `edge-0` must run for the hub's database with site 1 on or off.
-fn agent_render(hub: &Hub, first_enabled: bool) -> String {
+async fn agent_render(hub: &Hub, first_enabled: bool) -> String {
     let config = hub.config();
-    let tx = hub.db();
-    let agent = agents::list(&tx)
-        .unwrap()
-        .into_iter()
-        .find(|a| a.name == "edge-0")
+    let (agent, mut all) = hub
+        .sealed_db()
+        .run(|c| {
+            let agent = agents::list(c)?
+                .into_iter()
+                .find(|a| a.name == "edge-0")
+                .expect("agent edge-0");
+            Ok((agent, vhosts::list(c, &vhosts::Filter::default())?))
+        })
+        .await
         .unwrap();
-    let mut all = vhosts::list(&tx, &vhosts::Filter::default()).unwrap();
     let first = all.iter_mut().min_by_key(|v| v.id).unwrap();
     first.enabled = first_enabled;
     gatehouse::site_config::for_agent(&config.caddy, &agent, &all).0
@@ -330,8 +339,8 @@ async fn deploy_and_footprint(rows: &mut Vec<Row>, work: &Path) {
         hub.wait_in_sync(1).await;
         let visitor = hub.visitor().await;
         let id = first_site_id(&hub);
-        let on = agent_render(&hub, true);
-        let off = agent_render(&hub, false);
+        let on = agent_render(&hub, true).await;
+        let off = agent_render(&hub, false).await;
         let (mut portal, mut direct) = (Vec::new(), Vec::new());
         // Every load changes what Caddy runs (an unchanged config is a shortcut in Caddy):
         // portal on→off, direct off→on, direct on→off (what the hub thinks), portal off→on…
