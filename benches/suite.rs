@@ -3,7 +3,7 @@
 //! median of several runs, and reported as a ratio. Run it with `bash .ci/bench`, which
 //! writes `benches/BENCHMARKS.md`. Benchmarks are never part of the test suite.
 //!
-//! Set `GATEHOUSE_BENCH_QUICK=1` for a short smoke run (fewer repetitions, smaller sizes);
+//! Set `BENCH_QUICK=1` for a short smoke run (fewer repetitions, smaller sizes);
 //! its numbers are not meant to be published.
 
 #[path = "../tests/common/mod.rs"]
@@ -28,7 +28,7 @@ const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "a benchmark password, long enough";
 
 fn quick() -> bool {
-    std::env::var_os("GATEHOUSE_BENCH_QUICK").is_some()
+    std::env::var_os("BENCH_QUICK").is_some()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -783,7 +783,9 @@ mod tests {
     }
 
     #[test]
-    fn a_hundred_thousand_real_sized_lines_are_read_at_over_fifty_thousand_a_second() {
+    fn a_hundred_thousand_real_sized_lines_are_all_read_in_one_poll() {
+        // How fast is a benchmark's question (`bash .ci/bench`, the log pipeline rows); this
+        // test only says that a large backlog of real-sized lines is read whole and in order.
         const LINES: usize = 100_000;
         let fx = Fixture::new();
         // The size and shape of Caddy's own lines: headers and all, which the parser skips.
@@ -796,23 +798,15 @@ mod tests {
             .collect();
         fx.append(&text);
         let mut follower = fx.follower();
-
-        let started = std::time::Instant::now();
         follower.poll();
-        let elapsed = started.elapsed();
 
         assert_eq!(fx.store.last_id(), LINES as u64);
-        let rate = LINES as f64 / elapsed.as_secs_f64();
-        eprintln!("{LINES} lines in {elapsed:?}: {rate:.0} lines/s");
-        // The release build must read over 50,000 a second; unoptimised test builds (about
-        // 80,000 a second here, alone, but sharing two cores with the other tests) only have
-        // to show nothing is pathologically slow.
-        let floor = if cfg!(debug_assertions) {
-            20_000.0
-        } else {
-            50_000.0
-        };
-        assert!(rate > floor, "{rate:.0} lines/s");
+        assert_eq!(fx.store.malformed(), 0);
+        let last = (LINES as u64, format!("/r/{}", LINES - 1));
+        assert!(
+            fx.seen().contains(&last),
+            "the last line, numbered by its place"
+        );
     }
 
     #[test]
