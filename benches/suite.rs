@@ -111,7 +111,7 @@ impl Hub {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut toml = format!(
             "listen = \"{addr}\"\ndata_dir = \"{}\"\n\n[log]\nlevel = \"warn\"\n\n\
-             [security]\nrequire_2fa_roles = []\nlogin_attempts_per_minute = 1000000\n\
+             [security]\nrequire_2fa_roles = []\nlogin_attempts_per_minute = 1000\n\
              request_timeout_secs = 600\n\n[fleet]\nreconcile_interval_secs = 3600\n\
              push_timeout_secs = 600\n",
             dir.join("data").display()
