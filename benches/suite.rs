@@ -536,6 +536,8 @@ fn micros_now() -> u64 {
 struct Seen {
     numbers: Vec<(u64, u64)>,
     skipped: u64,
+    /// When the end marker arrived (µs since the epoch).
+    ended: Option<u64>,
 }
 
 /// Reads the hub's live-log SSE for `visitor` until `until` says stop; every row's number
@@ -571,6 +573,10 @@ async fn watch(
             let Some(data) = line.strip_prefix("data: ") else {
                 continue;
             };
+            if data.contains("/the-end") {
+                seen.ended = Some(now);
+                return seen;
+            }
             if let Some(at) = data.find(marker) {
                 let digits: String = data[at + marker.len()..]
                     .chars()
@@ -642,27 +648,17 @@ async fn log_pipeline(rows: &mut Vec<Row>, work: &Path) {
     }
     file.write_all(batch.as_bytes()).unwrap();
     let written = started.elapsed();
-    // Done when the last line arrived (a slow viewer skips old lines, never the newest).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if Instant::now() > deadline || watcher.is_finished() {
-            break;
-        }
-        // Peek: the watcher reports only at the end, so poll the agent's last id instead.
-        let health = agent.health().await;
-        let last = health["log"]["last_id"].as_u64().unwrap_or(0);
-        if last >= total + 10 {
-            break;
-        }
-    }
-    // Give the hub's fan-out a moment past the agent, then stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The end marker follows the last line; a slow viewer skips old lines, never the newest.
+    file.write_all(access_line(&host, "/the-end").as_bytes())
+        .unwrap();
+    let seen = match tokio::time::timeout(Duration::from_secs(180), watcher).await {
+        Ok(seen) => seen.unwrap(),
+        Err(_) => panic!("the end marker never reached the viewer"),
+    };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let seen = watcher.await.unwrap();
-    let last_arrival = seen.numbers.iter().map(|(_, t)| *t).max().unwrap_or(0);
     let first_write = micros_now() - started.elapsed().as_micros() as u64;
-    let elapsed = (last_arrival.saturating_sub(first_write)) as f64 / 1e6;
+    let ended = seen.ended.expect("the viewer saw the end marker");
+    let elapsed = ended.saturating_sub(first_write) as f64 / 1e6;
     let delivered = seen.numbers.len() as u64;
     let rate = delivered as f64 / elapsed.max(written.as_secs_f64());
     // Reference: reading the same file raw.
@@ -869,10 +865,9 @@ async fn pages_and_fleet(rows: &mut Vec<Row>, work: &Path) {
     let visitor = one.visitor().await;
 
     // 4. Pages.
-    let session = session_cookie(&visitor).await;
-    let token = visitor.csrf().await;
+    let (session, token) = session_cookie(&visitor).await;
     let list = visitor.get("/vhosts").await;
-    let list_rows = list.count("table tbody tr");
+    let list_rows = list.count("article.vhost-row");
     let bare = bare_axum().await;
     let bare_rate = wrk(&format!("http://{bare}/"), &[], None);
     let page_rate = wrk(
@@ -939,7 +934,7 @@ async fn pages_and_fleet(rows: &mut Vec<Row>, work: &Path) {
 }
 
 /// A fresh signed-in session on the visitor's hub, as a `Cookie` header value for `wrk`.
-async fn session_cookie(visitor: &Visitor) -> String {
+async fn session_cookie(visitor: &Visitor) -> (String, String) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -966,7 +961,22 @@ async fn session_cookie(visitor: &Visitor) -> String {
         .unwrap();
     assert_eq!(answer.status().as_u16(), 303, "sign-in for wrk");
     let second = cookie_of(&answer);
-    if second.is_empty() { first } else { second }
+    let cookie = if second.is_empty() { first } else { second };
+    // The session works, and its CSRF token is what a page of it carries.
+    let page = common::Page::from(
+        client
+            .get(visitor.url("/vhosts"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status.as_u16(), 200, "the wrk session signs in");
+    let csrf = page
+        .attr("meta[name=csrf-token]", "content")
+        .expect("a CSRF token");
+    (cookie, csrf)
 }
 
 fn cookie_of(response: &reqwest::Response) -> String {
