@@ -324,6 +324,21 @@ pub(super) fn normalize_host(
         _ => ascii,
     };
     check_labels(&ascii, allow_underscore)?;
+    // The edit form shows the name in Unicode, and saving it unchanged must give this name
+    // back. A punycode label that decodes to another `xn--` label would not (found by the
+    // site_address fuzz target): it is no valid international name either.
+    let unicode = to_unicode(&ascii);
+    if unicode != ascii {
+        let back = Uts46::new().to_ascii(
+            unicode.as_bytes(),
+            AsciiDenyList::EMPTY,
+            Hyphens::Allow,
+            DnsLength::Ignore,
+        );
+        if back.ok().as_deref() != Some(ascii.as_str()) {
+            return refuse("That is not a valid international domain name.");
+        }
+    }
     Ok((ascii, HostKind::Name))
 }
 
@@ -441,6 +456,17 @@ mod tests {
             canonical("r3---sn-abc.example.com"),
             "r3---sn-abc.example.com"
         );
+    }
+
+    #[test]
+    fn a_punycode_label_that_decodes_to_another_punycode_label_is_refused() {
+        // Found by fuzzing: accepted, it showed in the edit form as `xn---b---ɽ----ɽ---`,
+        // which saving the form then refused.
+        assert!(reason("xn--xn---b-----------rche").contains("international"));
+        // Real international names still read back from their display form.
+        let address = SiteAddress::parse("xn--bcher-kva.example").unwrap();
+        assert_eq!(address.display(), "bücher.example");
+        assert_eq!(canonical(&address.display()), "xn--bcher-kva.example");
     }
 
     #[test]
