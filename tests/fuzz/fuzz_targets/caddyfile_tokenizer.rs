@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(t.line >= 1 && t.line <= lines, "line {} of {lines}", t.line);
                 assert!(t.column >= 1, "column {}", t.column);
                 assert!((t.line, t.column) > previous, "tokens out of order: {t:?}");
-                assert!(text.contains(t.raw.as_str()), "raw text not in the input: {t:?}");
+                assert!(
+                    text.contains(t.raw.as_str()),
+                    "raw text not in the input: {t:?}"
+                );
                 previous = (t.line, t.column);
             }
         }
@@ -34,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
     for options in [LexOptions::CADDY_2_6, LexOptions::CADDY_2_7] {
         let tokens = tokenize_with(&encoded, options)
             .unwrap_or_else(|e| panic!("{encoded:?} does not lex: {e}"));
-        assert_eq!(tokens.len(), 1, "{text:?} encoded as {encoded:?}: {tokens:?}");
+        assert_eq!(
+            tokens.len(),
+            1,
+            "{text:?} encoded as {encoded:?}: {tokens:?}"
+        );
         let exact = !text.chars().any(char::is_control)
             && !text.contains("{$")
             && text != "{"

@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(body) = as_admin else { continue };
         let again = CaddyfileBody::parse(body.as_str(), &admin)
             .unwrap_or_else(|e| panic!("the normalised body is refused: {e}\n{body}"));
-        assert_eq!(again.as_str(), body.as_str(), "normalising is not idempotent");
+        assert_eq!(
+            again.as_str(),
+            body.as_str(),
+            "normalising is not idempotent"
+        );
         let Ok(address) = SiteAddress::parse(domain) else {
             continue;
         };

@@ -21,8 +21,16 @@ fuzz_target!(|data: &[u8]| {
     let shown = address.display();
     let edited = SiteAddress::parse(&shown)
         .unwrap_or_else(|e| panic!("display form {shown:?} of {canonical:?} is refused: {e}"));
-    assert_eq!(edited.as_str(), canonical, "saving the edit form unchanged changes the domain");
-    assert_eq!(encode_arg(canonical), canonical, "the address needs quoting");
+    assert_eq!(
+        edited.as_str(),
+        canonical,
+        "saving the edit form unchanged changes the domain"
+    );
+    assert_eq!(
+        encode_arg(canonical),
+        canonical,
+        "the address needs quoting"
+    );
     let tokens = tokenize_with(canonical, LexOptions::CADDY_2_6).expect("lexes");
     assert_eq!(tokens.len(), 1, "{canonical:?}");
     assert!(address.matches_host(address.host().trim_start_matches("*.")) || address.is_wildcard());

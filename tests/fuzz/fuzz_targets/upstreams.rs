@@ -23,6 +23,10 @@ fuzz_target!(|data: &[u8]| {
         Upstreams::parse(&joined).unwrap_or_else(|e| panic!("joined {joined:?} is refused: {e}"));
     assert_eq!(again, list, "parsing the joined form changes the upstreams");
     for u in list.as_slice() {
-        assert_eq!(encode_arg(u.as_str()), u.as_str(), "an upstream needs quoting");
+        assert_eq!(
+            encode_arg(u.as_str()),
+            u.as_str(),
+            "an upstream needs quoting"
+        );
     }
 });

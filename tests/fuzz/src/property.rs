@@ -57,12 +57,16 @@ pub fn check(sites: &[Site]) {
         ("Caddy 2.6", LexOptions::CADDY_2_6),
         ("Caddy 2.7", LexOptions::CADDY_2_7),
     ] {
-        let tokens = tokenize_with(&rendered, options)
-            .unwrap_or_else(|e| panic!("{dialect}: the rendered file does not lex: {e}\n{rendered}"));
+        let tokens = tokenize_with(&rendered, options).unwrap_or_else(|e| {
+            panic!("{dialect}: the rendered file does not lex: {e}\n{rendered}")
+        });
         let blocks = site_blocks(&tokens, dialect, &rendered);
         let found: Vec<&str> = blocks.iter().map(|(a, _)| a.as_str()).collect();
         let wanted: Vec<&str> = expected.iter().map(|s| s.address.as_str()).collect();
-        assert_eq!(found, wanted, "{dialect}: site blocks differ from the vhosts\n{rendered}");
+        assert_eq!(
+            found, wanted,
+            "{dialect}: site blocks differ from the vhosts\n{rendered}"
+        );
         let log = tokenize_with(
             &format!(
                 "log {{\n\toutput file {ACCESS_LOG} {{\n\t\troll_size 50MiB\n\t\troll_keep 5\n\t}}\n\tformat json\n}}\n"
@@ -72,7 +76,10 @@ pub fn check(sites: &[Site]) {
         .expect("the log directive lexes");
         for ((address, inner), site) in blocks.iter().zip(&expected) {
             let body = tokenize_with(site.body.as_str(), options).unwrap_or_else(|e| {
-                panic!("{dialect}: an accepted body does not lex: {e}\n{}", site.body)
+                panic!(
+                    "{dialect}: an accepted body does not lex: {e}\n{}",
+                    site.body
+                )
             });
             let mut want = texts(&body);
             want.extend(texts(&log));
@@ -115,7 +122,10 @@ fn site_blocks(tokens: &[Token], dialect: &str, rendered: &str) -> Vec<(String, 
             fail.at("a site address without a block")
         };
         if open.text != "{" || address.next_is_on_new_line(open) {
-            fail.at(&format!("the site address {:?} is not followed by `{{` on its line", address.text));
+            fail.at(&format!(
+                "the site address {:?} is not followed by `{{` on its line",
+                address.text
+            ));
         }
         let (inner, end) = block(tokens, i + 1, &fail);
         blocks.push((address.text.clone(), inner));
@@ -146,7 +156,10 @@ fn block(tokens: &[Token], open: usize, fail: &Failure<'_>) -> (Vec<String>, usi
             _ => {}
         }
         if depth == 0 {
-            if tokens.get(i + 1).is_some_and(|next| !t.next_is_on_new_line(next)) {
+            if tokens
+                .get(i + 1)
+                .is_some_and(|next| !t.next_is_on_new_line(next))
+            {
                 fail.at("a block's closing `}` is followed by more on its line");
             }
             return (inner, i + 1);
