@@ -58,7 +58,7 @@ async fn an_agent_killed_mid_push_is_reported_and_caught_up_after_its_restart() 
     let caddy_b = Caddy::start_with_env(&[("GH_BIND", "127.0.0.2")]).await;
     let mut agent_a = AgentProc::start(&caddy_a).await;
     let agent_b = AgentProc::start(&caddy_b).await;
-    let app = hub(|c| c.fleet.push_timeout_secs = 10).await;
+    let app = hub(|c| c.fleet.push_timeout_secs = 30).await;
     let a = add_agent(&app, "edge-a", &agent_a).await;
     let b = add_agent(&app, "edge-b", &agent_b).await;
     eventually(10, "the hub knows both agents", || async {
@@ -89,7 +89,7 @@ async fn an_agent_killed_mid_push_is_reported_and_caught_up_after_its_restart() 
     .await;
     assert!(!push.is_finished(), "the deploy waits for agent A");
     agent_a.kill();
-    let page = tokio::time::timeout(Duration::from_secs(30), push)
+    let page = tokio::time::timeout(Duration::from_secs(60), push)
         .await
         .expect("the deploy ends once the agent is gone")
         .unwrap();
