@@ -294,8 +294,11 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
             while acks.load(Ordering::SeqCst) < KILL_AFTER {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            // The client is already sending the next change: kill -9 under it.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // The client is already sending the next change: kill -9 under it, at a point
+            // of its deploy that differs from run to run (before the push, between push and
+            // commit, after the commit but before the answer).
+            let delay = 1 + rand::random::<u64>() % 40;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
             let status = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status()
@@ -371,6 +374,15 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
         }
     }
     assert!(lost.is_some(), "the hub was killed mid-stream");
+    println!(
+        "crash: {} changes acknowledged; the one in flight at the kill was {}",
+        acknowledged.len(),
+        if lost_committed {
+            "committed"
+        } else {
+            "not committed"
+        }
+    );
     assert_eq!(acknowledged.len(), CHANGES - 1, "all but the one in flight");
 
     // Every acknowledged change is in the database and, in order, in the changelog.
