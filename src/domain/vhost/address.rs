@@ -98,6 +98,12 @@ impl SiteAddress {
             return refuse("That domain name is too long; the limit is 253 characters.");
         }
 
+        // `http.:8080` would be stored as `http:8080`, which reads as a scheme without `//`
+        // (found by the site_address fuzz target).
+        if scheme.is_none() && port.is_some() && (host == "http" || host == "https") {
+            return refuse("Write the scheme as http:// or https://.");
+        }
+
         let mut canonical = String::new();
         if let Some(scheme) = scheme {
             canonical.push_str(scheme.prefix());
@@ -456,6 +462,14 @@ mod tests {
             canonical("r3---sn-abc.example.com"),
             "r3---sn-abc.example.com"
         );
+    }
+
+    #[test]
+    fn a_host_named_like_a_scheme_with_a_port_is_refused() {
+        // Found by fuzzing: `http.:6` was stored as `http:6`, which then did not parse.
+        assert!(reason("http.:6").contains("http://"));
+        assert!(reason("HTTPS.:443").contains("http://"));
+        assert_eq!(canonical("http://http:8080"), "http://http:8080");
     }
 
     #[test]
