@@ -23,7 +23,8 @@ pub struct Health {
     pub agent_version: String,
     pub caddy: CaddyHealth,
     /// [`config_hash`](crate::domain::caddyfile::config_hash) of the last Caddyfile Caddy accepted from this agent process; `None`
-    /// until the first successful reload (the agent does not know what Caddy ran before).
+    /// until the first successful reload (the agent does not know what Caddy ran before), and
+    /// again once Caddy's process has restarted since (it then runs its startup config).
     pub applied_hash: Option<String>,
     pub access_log: String,
     /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
@@ -77,11 +78,15 @@ pub struct ErrorBody {
 
 pub async fn health(State(state): State<AgentState>) -> Json<Health> {
     let config = state.config();
+    let reachable = state.caddy().reachable().await;
+    if reachable {
+        state.notice_caddy_restart().await;
+    }
     Json(Health {
         status: "ok".into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         caddy: CaddyHealth {
-            reachable: state.caddy().reachable().await,
+            reachable,
             version: state.caddy_version().map(str::to_string),
             admin: config.caddy_admin.authority().to_string(),
         },

@@ -197,6 +197,23 @@ impl CaddyClient {
         }
     }
 
+    /// When the Caddy process started, as its admin API's `/metrics` says
+    /// (`process_start_time_seconds`, kept as text: it is only compared). A different value
+    /// than at the last load means Caddy was restarted and runs its startup config. `None`
+    /// when Caddy does not answer or does not say.
+    pub async fn started_at(&self) -> Option<String> {
+        let response = self
+            .request(reqwest::Method::GET, "/metrics")
+            .timeout(REACHABLE_TIMEOUT)
+            .send()
+            .await
+            .ok()?;
+        if response.status() != reqwest::StatusCode::OK {
+            return None;
+        }
+        process_start_time(&response.text().await.ok()?)
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let authority = self.admin.authority();
         self.http
@@ -237,6 +254,14 @@ impl CaddyClient {
             message: error_message(&body),
         })
     }
+}
+
+/// The value of `process_start_time_seconds` in Prometheus text.
+fn process_start_time(metrics: &str) -> Option<String> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix("process_start_time_seconds ")?.trim();
+        (!value.is_empty()).then(|| value.to_string())
+    })
 }
 
 /// `/load` answers an empty body, or a JSON array of warnings. Anything else is kept as one
@@ -347,6 +372,19 @@ mod tests {
         );
         let odd = parse_load_warnings(b"something else");
         assert_eq!(odd[0].message, "something else");
+    }
+
+    #[test]
+    fn caddys_process_start_is_read_from_its_metrics() {
+        let metrics = "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n\
+                       # TYPE process_start_time_seconds gauge\n\
+                       process_start_time_seconds 1.79532677855e+09\n\
+                       process_virtual_memory_bytes 1.2e+09\n";
+        assert_eq!(
+            process_start_time(metrics).as_deref(),
+            Some("1.79532677855e+09")
+        );
+        assert_eq!(process_start_time("go_goroutines 12\n"), None);
     }
 
     #[test]

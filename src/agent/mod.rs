@@ -30,6 +30,14 @@ pub const MAX_CADDYFILE_BYTES: usize = 64 * 1024 * 1024;
 /// `caddy version` should answer at once; a hung binary must not hold up start-up.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The last Caddyfile Caddy accepted from this process, and when that Caddy process started.
+#[derive(Debug, Clone)]
+struct Applied {
+    hash: String,
+    /// [`CaddyClient::started_at`] just before the load; `None` if Caddy did not say.
+    caddy_started: Option<String>,
+}
+
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
 pub struct AgentState {
@@ -43,7 +51,7 @@ struct Inner {
     /// Held for the whole of a `/load`, so two reloads never interleave.
     pushes: tokio::sync::Mutex<()>,
     /// Separate from `pushes` so `/health` answers while a long load runs.
-    applied_hash: Mutex<Option<String>>,
+    applied: Mutex<Option<Applied>>,
     logs: logs::LogStore,
     /// `/caddy/reload` by outcome: `applied`, `rejected`, `caddy_unreachable`.
     reloads: crate::metrics::Outcomes,
@@ -64,7 +72,7 @@ impl AgentState {
                 caddy,
                 caddy_version,
                 pushes: tokio::sync::Mutex::new(()),
-                applied_hash: Mutex::new(None),
+                applied: Mutex::new(None),
                 reloads: Default::default(),
                 http_metrics: crate::metrics::HttpMetrics::new(),
             }),
@@ -89,20 +97,59 @@ impl AgentState {
 
     /// The hash of the last Caddyfile Caddy accepted from this process.
     pub fn applied_hash(&self) -> Option<String> {
+        self.applied().map(|a| a.hash)
+    }
+
+    fn applied(&self) -> Option<Applied> {
         // The value is a plain replace, never half-written, so a poisoned lock is still sound.
         self.inner
-            .applied_hash
+            .applied
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    fn set_applied_hash(&self, hash: String) {
+    fn set_applied(&self, applied: Option<Applied>) {
         *self
             .inner
-            .applied_hash
+            .applied
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(hash);
+            .unwrap_or_else(PoisonError::into_inner) = applied;
+    }
+
+    /// Forgets the applied hash when the Caddy process is not the one that took it: a Caddy
+    /// restarted by its service manager runs its own startup config, not the hub's, and the
+    /// hub must see that to push again.
+    pub async fn notice_caddy_restart(&self) {
+        let Some(Applied {
+            caddy_started: Some(then),
+            ..
+        }) = self.applied()
+        else {
+            return;
+        };
+        let Some(now) = self.caddy().started_at().await else {
+            return;
+        };
+        if now == then {
+            return;
+        }
+        let mut applied = self
+            .inner
+            .applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only if no push has recorded the new process meanwhile.
+        if applied
+            .as_ref()
+            .is_some_and(|a| a.caddy_started.as_deref() == Some(then.as_str()))
+        {
+            *applied = None;
+            tracing::warn!(
+                "Caddy restarted since the last push and runs its startup config; \
+                 reporting no applied config until the hub pushes again"
+            );
+        }
     }
 
     /// Loads a Caddyfile into Caddy, one push at a time, and records its hash only when Caddy
@@ -131,9 +178,15 @@ impl AgentState {
     }
 
     async fn load(&self, caddyfile: Bytes, hash: String) -> ReloadOutcome {
+        // Read before the load: if Caddy restarts in between, the next health check sees a
+        // different start and the hub pushes again, which is harmless.
+        let caddy_started = self.caddy().started_at().await;
         match self.caddy().load(caddyfile).await {
             Ok(warnings) => {
-                self.set_applied_hash(hash.clone());
+                self.set_applied(Some(Applied {
+                    hash: hash.clone(),
+                    caddy_started,
+                }));
                 tracing::info!(%hash, warnings = warnings.len(), "Caddy applied a new Caddyfile");
                 ReloadOutcome::Applied { hash, warnings }
             }

@@ -70,6 +70,8 @@ fn describe(e: &reqwest::Error, agent: &Agent) -> String {
         "the agent did not answer in time".into()
     } else if e.is_connect() {
         "cannot connect to the agent".into()
+    } else if closed_early(e) {
+        "the agent closed the connection before answering (it may have stopped or crashed)".into()
     } else if !crate::domain::tls::is_https(&agent.url) {
         // What an agent serving HTTPS looks like to plain HTTP.
         "the agent's answer could not be read (if it serves HTTPS, its URL must start with \
@@ -78,6 +80,33 @@ fn describe(e: &reqwest::Error, agent: &Agent) -> String {
     } else {
         "the agent's answer could not be read".into()
     }
+}
+
+/// Whether the connection ended, reset or at end of stream, before a whole answer came: what
+/// an agent killed in the middle of a request looks like (a TLS server spoken to in plain
+/// HTTP answers bytes that are not HTTP instead, and keeps the HTTPS hint below).
+fn closed_early(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        // hyper's IncompleteMessage; hyper is not a direct dependency to downcast to.
+        if err
+            .to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 async fn post(
@@ -123,6 +152,10 @@ async fn push_once(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Durat
         Ok((200, a)) if !a.hash.is_empty() => Push::Applied {
             hash: a.hash,
             warnings: warnings(a.warnings),
+        },
+        // A 200 without a hash is not an agent's answer (a proxy's page, a broken agent).
+        Ok((200, _)) => Push::Unreachable {
+            error: "the agent's answer could not be read".into(),
         },
         Ok((422, a)) => Push::Rejected { error: a.error },
         Ok((401, _)) => Push::Unreachable {

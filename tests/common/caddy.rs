@@ -19,6 +19,32 @@ pub struct Caddy {
     pub http_port: u16,
     http: reqwest::Client,
     dir: tempfile::TempDir,
+    /// Extra environment, kept for a restart.
+    env: Vec<(String, String)>,
+}
+
+/// `caddy run` on `dir/Caddyfile` with its own HOME, appending to `dir/caddy.log`.
+fn spawn(dir: &Path, env: &[(String, String)]) -> std::process::Child {
+    let home = dir.join("home");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("caddy.log"))
+        .expect("Caddy's log file");
+    Command::new(CADDY_BINARY)
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("Caddyfile"))
+        .args(["--adapter", "caddyfile"])
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start /usr/bin/caddy")
 }
 
 impl Caddy {
@@ -39,22 +65,11 @@ impl Caddy {
             format!("{{\n\tadmin {admin}\n\tauto_https off\n}}\n"),
         )
         .expect("write the initial Caddyfile");
-        let home = dir.path().join("home");
-        let log = std::fs::File::create(dir.path().join("caddy.log")).expect("Caddy's log file");
-        let child = Command::new(CADDY_BINARY)
-            .arg("run")
-            .arg("--config")
-            .arg(&caddyfile)
-            .args(["--adapter", "caddyfile"])
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_DATA_HOME", home.join("data"))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/bin/caddy");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn(dir.path(), &env);
         let mut caddy = Self {
             process: ChildGuard(child),
             admin,
@@ -69,9 +84,24 @@ impl Caddy {
                 .build()
                 .expect("client"),
             dir,
+            env,
         };
         caddy.wait_until_answering().await;
         caddy
+    }
+
+    /// kill -9, as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+    }
+
+    /// Starts Caddy again, as its service manager would after a crash: from its original
+    /// Caddyfile (only the admin address), not from what was loaded into it since.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.process = ChildGuard(spawn(self.dir.path(), &self.env));
+        self.wait_until_answering().await;
     }
 
     async fn wait_until_answering(&mut self) {

@@ -202,3 +202,77 @@ where
     }
     panic!("not within {secs} s: {what}");
 }
+
+/// What the hub's database says agent `id` must run: the hash of its render.
+pub async fn expected_hash(app: &TestApp, id: i64) -> String {
+    let caddy = app.state.config.caddy.clone();
+    app.state
+        .db
+        .run(move |c| {
+            let agent = gatehouse::db::agents::find(c, id)?.expect("the agent exists");
+            let all = gatehouse::db::vhosts::list(c, &gatehouse::db::vhosts::Filter::default())?;
+            Ok(gatehouse::site_config::for_agent(&caddy, &agent, &all).1)
+        })
+        .await
+        .unwrap()
+}
+
+/// Whether the agent reports running exactly the database's render for it.
+pub async fn agent_runs_db(app: &TestApp, id: i64, agent: &AgentProc) -> bool {
+    let expected = expected_hash(app, id).await;
+    agent.health().await["applied_hash"].as_str() == Some(expected.as_str())
+}
+
+/// The form fields of a raw site on `port` that proxies to `to`, served by every agent, or
+/// only by `agents` when some are given.
+pub fn proxy_site_form(
+    name: &str,
+    port: u16,
+    to: SocketAddr,
+    agents: &[i64],
+) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = vec![
+        ("domain".into(), format!("http://{name}.localhost:{port}")),
+        ("template".into(), "raw".into()),
+        (
+            "config".into(),
+            format!("bind 127.0.0.1\nreverse_proxy {to}"),
+        ),
+        ("enabled".into(), "on".into()),
+    ];
+    if !agents.is_empty() {
+        fields.push(("serve_on".into(), "chosen".into()));
+        for a in agents {
+            fields.push((format!("agent_{a}"), "on".into()));
+        }
+    }
+    fields
+}
+
+/// Posts a form given as owned pairs.
+pub async fn post_owned(
+    visitor: &super::Visitor,
+    path: &str,
+    fields: &[(String, String)],
+) -> super::Page {
+    let borrowed: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    visitor.post_form(path, &borrowed).await
+}
+
+/// The state the agents page shows for agent `name`, and its error line if any.
+pub async fn agent_row(app: &TestApp, name: &str) -> (String, String) {
+    let page = app.get("/agents").await;
+    let row = format!("article.agent-row[data-agent=\"{name}\"]");
+    let state = page
+        .attr(&row, "data-state")
+        .unwrap_or_else(|| panic!("no row for {name}:\n{}", page.body));
+    let error = page
+        .texts(&format!("{row} .agent-error"))
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    (state, error)
+}

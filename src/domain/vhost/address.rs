@@ -98,6 +98,12 @@ impl SiteAddress {
             return refuse("That domain name is too long; the limit is 253 characters.");
         }
 
+        // `http.:8080` would be stored as `http:8080`, which reads as a scheme without `//`
+        // (found by the site_address fuzz target).
+        if scheme.is_none() && port.is_some() && (host == "http" || host == "https") {
+            return refuse("Write the scheme as http:// or https://.");
+        }
+
         let mut canonical = String::new();
         if let Some(scheme) = scheme {
             canonical.push_str(scheme.prefix());
@@ -324,6 +330,21 @@ pub(super) fn normalize_host(
         _ => ascii,
     };
     check_labels(&ascii, allow_underscore)?;
+    // The edit form shows the name in Unicode, and saving it unchanged must give this name
+    // back. A punycode label that decodes to another `xn--` label would not (found by the
+    // site_address fuzz target): it is no valid international name either.
+    let unicode = to_unicode(&ascii);
+    if unicode != ascii {
+        let back = Uts46::new().to_ascii(
+            unicode.as_bytes(),
+            AsciiDenyList::EMPTY,
+            Hyphens::Allow,
+            DnsLength::Ignore,
+        );
+        if back.ok().as_deref() != Some(ascii.as_str()) {
+            return refuse("That is not a valid international domain name.");
+        }
+    }
     Ok((ascii, HostKind::Name))
 }
 
@@ -441,6 +462,25 @@ mod tests {
             canonical("r3---sn-abc.example.com"),
             "r3---sn-abc.example.com"
         );
+    }
+
+    #[test]
+    fn a_host_named_like_a_scheme_with_a_port_is_refused() {
+        // Found by fuzzing: `http.:6` was stored as `http:6`, which then did not parse.
+        assert!(reason("http.:6").contains("http://"));
+        assert!(reason("HTTPS.:443").contains("http://"));
+        assert_eq!(canonical("http://http:8080"), "http://http:8080");
+    }
+
+    #[test]
+    fn a_punycode_label_that_decodes_to_another_punycode_label_is_refused() {
+        // Found by fuzzing: accepted, it showed in the edit form as `xn---b---ɽ----ɽ---`,
+        // which saving the form then refused.
+        assert!(reason("xn--xn---b-----------rche").contains("international"));
+        // Real international names still read back from their display form.
+        let address = SiteAddress::parse("xn--bcher-kva.example").unwrap();
+        assert_eq!(address.display(), "bücher.example");
+        assert_eq!(canonical(&address.display()), "xn--bcher-kva.example");
     }
 
     #[test]

@@ -96,6 +96,12 @@ impl Upstream {
             _ => {}
         }
 
+        // `http.:8080` would be written as `http:8080`, which reads as a scheme without `//`
+        // (found by fuzzing).
+        if scheme.is_none() && (host == "http" || host == "https") {
+            return refuse("Write the scheme as http:// or https://.");
+        }
+
         let mut canonical = String::new();
         canonical.push_str(match scheme {
             Some(UpstreamScheme::Http) => "http://",
@@ -315,6 +321,13 @@ mod tests {
             Ok(u) => panic!("{input:?} should be refused, got {:?}", u.joined()),
             Err(e) => e.0,
         }
+    }
+
+    #[test]
+    fn a_host_named_like_a_scheme_is_refused() {
+        // Found by fuzzing: `http.:6` was written as `http:6`, which did not parse again.
+        assert!(reason("http.:6").contains("http://"));
+        assert!(reason("https.:8443").contains("http://"));
     }
 
     #[test]
