@@ -770,6 +770,58 @@ async fn the_import_page_previews_without_writing_and_lists_unmapped_lines() {
     assert_eq!(broken.count("#import-apply"), 0);
 }
 
+/// Snippets s0..s9 each importing the next twenty times, the last empty (or only importing
+/// a file): some 20^9 expansions from a paste of about 2 KB, writing no byte of body.
+fn fan_out(last: &str) -> String {
+    let mut file = String::new();
+    for k in 0..9 {
+        file.push_str(&format!("(s{k}) {{\n"));
+        for _ in 0..20 {
+            file.push_str(&format!("\timport s{}\n", k + 1));
+        }
+        file.push_str("}\n");
+    }
+    file.push_str(&format!("(s9) {{\n{last}}}\n"));
+    file.push_str("a.example {\n\timport s0\n\trespond ok\n}\n");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_snippet_fan_out_is_refused_with_the_paste_kept() {
+    let app = hub(|_| {}).await;
+    for last in ["", "\timport missing.conf\n"] {
+        let text = fan_out(last);
+        let page = preview(&app, &text, "").await;
+        assert_eq!(
+            page.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            page.body
+        );
+        let why = page.text("#caddyfile-error");
+        assert!(why.contains("expand more than 10000 times"), "{why}");
+        assert!(why.contains("line "), "{why}");
+        assert_eq!(textarea(&page), text, "the paste comes back as typed");
+        assert_eq!(page.count("#import-apply"), 0);
+        // Confirming the same text directly is refused the same way, and writes nothing.
+        let applied = app
+            .post_form(
+                "/import",
+                &[("caddyfile", &text), ("agent", ""), ("fingerprint", "x")],
+            )
+            .await;
+        assert_eq!(applied.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            applied
+                .text("#caddyfile-error")
+                .contains("expand more than 10000 times")
+        );
+    }
+    assert_eq!(db_counts(&app).await, (0, 0));
+    let form = app.get("/import").await;
+    assert_eq!(form.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn an_import_confirmed_in_the_portal_is_served_by_caddy_and_a_rejected_one_changes_nothing() {
     let caddy = Caddy::start().await;
