@@ -320,6 +320,41 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The line of the first line from word `from` on, outside any braces, that opens a
+    /// block with only site addresses before its `{` (`b.example {`, `:8080, x.example {`):
+    /// directive names never hold a dot or a colon, so such a line is a site.
+    fn site_line_in(&self, from: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        let mut w = from;
+        while w < self.words.len() {
+            let end = self.end_of_line(w);
+            let line: Vec<&Token> = (w..end).map(|i| self.tok(i)).collect();
+            if depth == 0
+                && line.len() >= 2
+                && line[line.len() - 1].text == "{"
+                && line[..line.len() - 1].iter().all(|t| {
+                    !t.quoted()
+                        && (t.text.ends_with(',')
+                            || t.text == "localhost"
+                            || t.text.contains('.')
+                            || t.text.contains(':'))
+                        && !t.text.starts_with('@')
+                })
+            {
+                return Some(line[0].line);
+            }
+            for t in &line {
+                match t.text.as_str() {
+                    "{" => depth += 1,
+                    "}" => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            w = end;
+        }
+        None
+    }
+
     /// The word index just past the logical line that starts at word `w`.
     fn end_of_line(&self, w: usize) -> usize {
         let mut k = w + 1;
@@ -341,12 +376,24 @@ impl<'a> Reader<'a> {
             self.global_options(1, close, &mut notes);
             k = close + 1;
         }
+        // Whether a site block or named route came before (snippets do not count).
+        let mut blocks_before = false;
         while k < n {
             let first = self.tok(k);
             if first.text == "}" {
                 return Err(FileError {
                     line: first.line,
                     message: "this '}' has no matching '{'".into(),
+                });
+            }
+            if first.text == "{" {
+                // Caddy: "server block without any key is global configuration, and if used,
+                // it must be first".
+                return Err(FileError {
+                    line: first.line,
+                    message: "a block without an address: only the global options block, first \
+                              in the file, may have none"
+                        .into(),
                 });
             }
             if first.text == "import" {
@@ -381,12 +428,37 @@ impl<'a> Reader<'a> {
                 k = close + 1;
                 range
             } else {
-                // No braces: Caddy reads the rest of the file as this one site's body.
+                // No braces: Caddy reads the rest of the file as this one site's body. That
+                // is how a file with a single site may be written; anywhere else it is a
+                // forgotten brace that would swallow other sites, so it is refused.
+                let line = addresses.first().map_or(0, |t| t.line);
+                if blocks_before {
+                    return Err(FileError {
+                        line,
+                        message: "a site without braces after other sites: only a file with a \
+                                  single site may leave out its braces; put this site's body \
+                                  in { }"
+                            .into(),
+                    });
+                }
+                if let Some(other) = self.site_line_in(k) {
+                    return Err(FileError {
+                        line: other,
+                        message: format!(
+                            "this looks like another site, but the site without braces at line \
+                             {line} takes the rest of the file as its body; put each site's \
+                             body in {{ }}"
+                        ),
+                    });
+                }
                 let start = self.words.get(k).copied().unwrap_or(self.tokens.len());
                 k = n;
                 start..self.tokens.len()
             };
             let name = addresses.first().map_or("", |t| t.text.as_str());
+            if !(addresses.len() == 1 && name.starts_with('(') && name.ends_with(')')) {
+                blocks_before = true;
+            }
             if addresses.len() == 1 && name.starts_with('(') && name.ends_with(')') {
                 let key = name[1..name.len() - 1].to_string();
                 snippets.insert(
@@ -1124,5 +1196,41 @@ mod tests {
         let parsed = parse("a.example\nrespond ok\n").unwrap();
         assert_eq!(parsed.blocks.len(), 1);
         assert_eq!(body_of(&parsed, "a.example"), "respond ok\n");
+        // Global options and snippets before it are fine (Caddy reads those too).
+        let file = "{\n\temail ops@example.com\n}\n(s) {\n\theader X-A b\n}\n\
+                    a.example\nimport s\nhandle /api/* {\n\treverse_proxy 10.0.0.1:80 {\n\t\t\
+                    lb_policy first\n\t}\n}\n";
+        let parsed = parse(file).unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+        assert!(body_of(&parsed, "a.example").starts_with("header X-A b\nhandle /api/* {"));
+    }
+
+    #[test]
+    fn a_block_without_an_address_after_the_first_is_refused_with_its_line() {
+        let file = "a.example {\n\trespond ok\n}\n\n{\n\trespond lost\n}\n";
+        let err = parse(file).unwrap_err();
+        assert_eq!(err.line, 5, "{err}");
+        assert!(err.message.contains("without an address"), "{err}");
+        // The global options block first is still read as such.
+        let parsed = parse("{\n\tadmin off\n}\na.example {\n\trespond ok\n}\n").unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+    }
+
+    #[test]
+    fn a_site_without_braces_among_other_sites_is_refused_with_its_line() {
+        // A stray line after a site would take every later site as its body.
+        let file = "a.example {\n\trespond 1\n}\nstray.example\nb.example {\n\trespond 2\n}\n";
+        let err = parse(file).unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+        assert!(
+            err.message.contains("without braces after other sites"),
+            "{err}"
+        );
+        // A first site without braces followed by sites: the line of the swallowed site.
+        let file =
+            "(s) {\n\trespond 1\n}\na.example\nimport s\n\n:8080, b.example {\n\trespond 2\n}\n";
+        let err = parse(file).unwrap_err();
+        assert_eq!(err.line, 7, "{err}");
+        assert!(err.message.contains("at line 4"), "{err}");
     }
 }

@@ -635,6 +635,69 @@ fn a_file_that_cannot_be_read_is_refused_whole_with_its_line() {
     assert_eq!(counts(&open(&data)), (0, 0));
 }
 
+/// Whether real Caddy refuses a Caddyfile, and its message.
+fn caddy_refuses(file: &Path) -> Option<String> {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(CADDY_BINARY)
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(file)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("XDG_DATA_HOME", home.path())
+        .output()
+        .expect("run caddy adapt");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_block_without_an_address_or_a_stray_site_without_braces_is_refused_as_caddy_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prepare(&data, None);
+    let cases = [
+        // An address-less block after a site: Caddy takes it for misplaced global options.
+        (
+            "a.example {\n\trespond ok\n}\n\n{\n\trespond lost\n}\n",
+            "line 5",
+            "without an address",
+        ),
+        // A stray line before a site: it would take the next site as its body.
+        (
+            "a.example {\n\trespond 1\n}\nstray.example\nb.example {\n\trespond 2\n}\n",
+            "line 4",
+            "without braces after other sites",
+        ),
+        (
+            "a.example\nrespond 1\nb.example {\n\trespond 2\n}\n",
+            "line 3",
+            "site without braces at line 1",
+        ),
+    ];
+    for (k, (text, line, message)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("case{k}.Caddyfile"));
+        std::fs::write(&file, text).unwrap();
+        assert!(caddy_refuses(&file).is_some(), "Caddy refuses {text:?} too");
+        let out = gatehouse(&data).arg("import").arg(&file).output().unwrap();
+        assert!(!out.status.success(), "{text:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(line) && err.contains(message),
+            "{text:?}: {err}"
+        );
+    }
+    assert_eq!(counts(&open(&data)), (0, 0));
+    // The one shape without braces Caddy reads: a single site, snippets before it.
+    let single = dir.path().join("single.Caddyfile");
+    std::fs::write(
+        &single,
+        "(s) {\n\theader X-A b\n}\na.example\nimport s\nrespond ok\n",
+    )
+    .unwrap();
+    assert!(caddy_refuses(&single).is_none());
+    let plan = import_json(&data, &single, &["--dry-run"]);
+    assert_eq!(actions_of(&plan["plan"]), pairs(&[("a.example", "create")]));
+}
+
 // ---- The admin page, the deploy pipeline and the downloads, with a real fleet ----
 
 async fn db_counts(app: &TestApp) -> (i64, i64) {
