@@ -468,8 +468,20 @@ pub fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
     if tables < 2 {
         return Ok(BTreeSet::new());
     }
+    // Plaintext an older version left (listed since schema 6) names no key, whatever it reads.
+    let listed: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'secrets_pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    let pending = if listed > 0 {
+        pending(conn)?
+    } else {
+        BTreeSet::new()
+    };
     Ok(stored_secrets(conn)?
         .iter()
+        .filter(|s| !pending.contains(&(s.field.name().to_string(), s.row)))
         .filter_map(|s| sealed_key_id(&s.value).map(str::to_string))
         .collect())
 }
@@ -669,14 +681,37 @@ pub fn load_or_create_key(config: &Config) -> anyhow::Result<(SecretKey, KeySour
     Ok((key, KeySource::File(file)))
 }
 
+/// Refuses, before anything is written, a key that is not the one the database's sealed
+/// values name.
+fn check_key_ids(path: &Path, sealer: &Sealer, source: &KeySource) -> anyhow::Result<()> {
+    if let Some(found) = key_ids_at(path)?
+        .into_iter()
+        .find(|id| id != sealer.key_id())
+    {
+        let hint = find_key_file_beside(source, &found)
+            .map(|p| format!("; {} holds key {found}", p.display()))
+            .unwrap_or_default();
+        return Err(CheckError::WrongKey {
+            found,
+            configured: sealer.key_id().to_string(),
+            source_desc: source.to_string(),
+            hint,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The hub's database, ready to serve: the key loaded (made on first run), the schema
 /// migrated, plaintext left by an older version sealed, and every stored secret checked
-/// against the key. Blocks; call it on the blocking pool.
+/// against the key. A key that does not fit is refused before the schema is touched.
+/// Blocks; call it on the blocking pool.
 pub fn open_database(config: &Config) -> anyhow::Result<crate::db::Db> {
     use anyhow::Context;
     let path = config.db_path();
     let (key, source) = load_or_create_key(config)?;
     let sealer = Arc::new(Sealer::new(&key));
+    check_key_ids(&path, &sealer, &source)?;
     let db = crate::db::Db::open_with(&path, Some(sealer.clone()))
         .with_context(|| format!("opening database {}", path.display()))?;
     db.migrate()
