@@ -730,6 +730,68 @@ pub fn open_database(config: &Config) -> anyhow::Result<crate::db::Db> {
     Ok(db)
 }
 
+/// The hub's database for reading only (`gatehouse export`, `gatehouse import --dry-run`):
+/// the configured key if there is one (never a new one), the schema as it is (never
+/// migrated), nothing sealed. A database an older version left (schema behind, or plaintext
+/// secrets not yet sealed) is refused: the hub upgrades it when it starts. Blocks.
+pub fn open_database_read_only(config: &Config) -> anyhow::Result<crate::db::Db> {
+    use anyhow::Context;
+    const UPGRADE: &str = "start the hub once (gatehouse serve) to upgrade the database";
+    let path = config.db_path();
+    if !path.is_file() {
+        anyhow::bail!(
+            "there is no database at {}; start the hub once (gatehouse serve) to create it",
+            path.display()
+        );
+    }
+    let sealer = match configured_key(config)? {
+        Some((key, source)) => {
+            let sealer = Arc::new(Sealer::new(&key));
+            check_key_ids(&path, &sealer, &source)?;
+            Some(sealer)
+        }
+        None => {
+            if let Some(id) = key_ids_at(&path)?.into_iter().next() {
+                anyhow::bail!(
+                    "no secret key: {} does not exist and secret_key is not set, but the \
+                     database holds secrets sealed under key {id}. Put back the key file that \
+                     goes with this database",
+                    key_file_path(config).display()
+                );
+            }
+            None
+        }
+    };
+    let db = crate::db::Db::open_with(&path, sealer)
+        .with_context(|| format!("opening database {}", path.display()))?;
+    let known = crate::db::MIGRATIONS.last().map_or(0, |m| m.version);
+    let (version, pending) = db.with_conn(|c| {
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let pending = if version >= 6 { pending(c)?.len() } else { 0 };
+        Ok((version, pending))
+    })?;
+    if version > known {
+        return Err(crate::db::DbError::TooNew {
+            found: version,
+            known,
+        }
+        .into());
+    }
+    if version < known {
+        anyhow::bail!(
+            "the database is at schema version {version}, older than this binary's {known}; \
+             {UPGRADE}"
+        );
+    }
+    if pending > 0 {
+        anyhow::bail!(
+            "the database holds {pending} secret(s) an older version stored in plaintext; \
+             {UPGRADE}"
+        );
+    }
+    Ok(db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -698,6 +698,119 @@ fn a_block_without_an_address_or_a_stray_site_without_braces_is_refused_as_caddy
     assert_eq!(actions_of(&plan["plan"]), pairs(&[("a.example", "create")]));
 }
 
+/// Every file in the data directory with its size and a hash of its bytes: what "writes
+/// nothing" is checked against.
+fn data_files(data: &Path) -> Vec<(String, usize, u64)> {
+    use std::hash::{Hash, Hasher};
+    let mut files: Vec<(String, usize, u64)> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                bytes.len(),
+                h.finish(),
+            )
+        })
+        // SQLite's own companions of a WAL database: a reader makes them, and the last
+        // connection to close removes them again, which a process exiting can beat. An
+        // empty WAL holds no change; the shared-memory index is never part of the data.
+        .filter(|(name, len, _)| !(name.ends_with("-shm") || (name.ends_with("-wal") && *len == 0)))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `gatehouse` expecting it to fail; its stderr.
+fn run_refused(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run gatehouse");
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_dry_run_and_an_export_leave_every_file_of_the_data_directory_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fixture("agency.Caddyfile");
+    let out = dir.path().join("export.json");
+    let reads = |data: &Path| -> Vec<Command> {
+        let mut dry = gatehouse(data);
+        dry.arg("import").arg(&file).arg("--dry-run");
+        let mut json = gatehouse(data);
+        json.args(["export", "-o"]).arg(&out);
+        let mut caddyfile = gatehouse(data);
+        caddyfile.args(["export", "--format", "caddyfile"]);
+        vec![dry, json, caddyfile]
+    };
+
+    // Made by `gatehouse user add`: migrated, no secret key yet (the hub makes it).
+    let data = dir.path().join("fresh");
+    prepare(&data, None);
+    let before = data_files(&data);
+    assert!(!data.join("secret.key").exists());
+    for mut cmd in reads(&data) {
+        run_ok(&mut cmd);
+        assert_eq!(
+            data_files(&data),
+            before,
+            "{cmd:?} wrote nothing, made no key"
+        );
+    }
+
+    // With a key and an agent whose token is sealed: read (the export names the agent).
+    let data = dir.path().join("keyed");
+    prepare(&data, Some("edge-1"));
+    let before = data_files(&data);
+    for mut cmd in reads(&data) {
+        run_ok(&mut cmd);
+        assert_eq!(data_files(&data), before, "{cmd:?} wrote nothing");
+    }
+    let export: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(export["agents"][0]["name"], "edge-1");
+
+    // A database an older version left, plaintext token and all, while (say) the old hub
+    // still runs on it: refused with what to do, and not migrated or sealed meanwhile.
+    let data = dir.path().join("legacy");
+    std::fs::create_dir_all(&data).unwrap();
+    let conn = rusqlite::Connection::open(data.join("gatehouse.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    for m in gatehouse::db::MIGRATIONS.iter().filter(|m| m.version <= 5) {
+        conn.execute_batch(m.sql).unwrap();
+        conn.pragma_update(None, "user_version", m.version).unwrap();
+    }
+    conn.execute(
+        "INSERT INTO agents (name, url, token) VALUES ('edge-1', 'http://127.0.0.1:9', ?1)",
+        [AGENT_TOKEN],
+    )
+    .unwrap();
+    drop(conn);
+    let before = data_files(&data);
+    for mut cmd in reads(&data) {
+        let err = run_refused(&mut cmd);
+        assert!(
+            err.contains("schema version 5") && err.contains("start the hub once"),
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(data_files(&data), before, "{cmd:?} changed nothing");
+    }
+
+    // Migrated by a command that has no key (as `gatehouse user add` does), its plaintext
+    // still listed for sealing: refused too, rather than read half-sealed.
+    drop(Db::open_and_migrate(&data.join("gatehouse.db")).unwrap());
+    let before = data_files(&data);
+    for mut cmd in reads(&data) {
+        let err = run_refused(&mut cmd);
+        assert!(
+            err.contains("in plaintext") && err.contains("start the hub once"),
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(data_files(&data), before, "{cmd:?} changed nothing");
+    }
+}
+
 // ---- The admin page, the deploy pipeline and the downloads, with a real fleet ----
 
 async fn db_counts(app: &TestApp) -> (i64, i64) {
