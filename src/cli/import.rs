@@ -55,8 +55,14 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let (agent_name, as_admin, dry_run) = (args.agent.clone(), args.as_admin.clone(), args.dry_run);
     let outcome = db
         .run(move |c| {
-            // IMMEDIATE: the plan is made and applied with no other writer in between.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // IMMEDIATE: the plan is made and applied with no other writer in between. A dry
+            // run only reads, so it does not take the write lock from a running hub.
+            let behavior = if dry_run {
+                rusqlite::TransactionBehavior::Deferred
+            } else {
+                rusqlite::TransactionBehavior::Immediate
+            };
+            let tx = c.transaction_with_behavior(behavior)?;
             let admins: Vec<users::User> = users::list(&tx)?
                 .into_iter()
                 .filter(|u| u.is_admin())
