@@ -42,6 +42,11 @@ const MAX_IMPORT_DEPTH: usize = 10;
 /// bodies of one file may add up to this much text at most.
 pub const MAX_EXPANDED_BYTES: usize = 32 * 1024 * 1024;
 
+/// Snippets that import each other many times over multiply the work even when they write
+/// nothing; a whole file may inline snippets (and note what it leaves out of them) at most
+/// this many times.
+pub const MAX_EXPANSIONS: usize = 10_000;
+
 /// What a note says about a part of the file that did not become (all of) a vhost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,6 +202,8 @@ pub fn parse(input: &str) -> Result<Parsed, FileError> {
         })?;
     let reader = Reader {
         expanded: std::cell::Cell::new(0),
+        spent: std::cell::Cell::new(0),
+        overspent: std::cell::Cell::new(None),
         tokens: &tokens,
         source: input.split('\n').collect(),
         words: (0..tokens.len())
@@ -210,6 +217,10 @@ pub fn parse(input: &str) -> Result<Parsed, FileError> {
 struct Reader<'a> {
     /// Bytes of site body written so far, against [`MAX_EXPANDED_BYTES`].
     expanded: std::cell::Cell<usize>,
+    /// Snippet expansions and notes made while building bodies, against [`MAX_EXPANSIONS`].
+    spent: std::cell::Cell<usize>,
+    /// The line of the import at which [`MAX_EXPANSIONS`] was passed.
+    overspent: std::cell::Cell<Option<usize>>,
     tokens: &'a [Token],
     source: Vec<&'a str>,
     words: Vec<usize>,
@@ -254,6 +265,30 @@ impl<'a> Reader<'a> {
         token.line + token.raw.matches('\n').count()
     }
 
+    /// Counts one snippet expansion or note made at `line` against [`MAX_EXPANSIONS`]; past
+    /// it, the whole file is refused (see [`Reader::read`]).
+    fn spend(&self, line: usize) -> Result<(), String> {
+        self.spent.set(self.spent.get() + 1);
+        if self.spent.get() > MAX_EXPANSIONS {
+            self.overspent.set(Some(line));
+            return Err(format!("line {line}: {}", Self::overspent_message()));
+        }
+        Ok(())
+    }
+
+    /// A note made inside a snippet counts too: a snippet inlined many times would otherwise
+    /// make its notes again each time. (Notes on a site's own lines are bounded by the file.)
+    fn spend_note(&self, depth: usize, line: usize) -> Result<(), String> {
+        if depth > 0 { self.spend(line) } else { Ok(()) }
+    }
+
+    fn overspent_message() -> String {
+        format!(
+            "snippet imports in this file expand more than {MAX_EXPANSIONS} times (snippets \
+             that import each other many times over); nothing of the file is imported"
+        )
+    }
+
     fn note(&self, first: &Token, last: &Token, kind: NoteKind, message: String) -> Note {
         Note {
             line: first.line,
@@ -285,6 +320,41 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The line of the first line from word `from` on, outside any braces, that opens a
+    /// block with only site addresses before its `{` (`b.example {`, `:8080, x.example {`):
+    /// directive names never hold a dot or a colon, so such a line is a site.
+    fn site_line_in(&self, from: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        let mut w = from;
+        while w < self.words.len() {
+            let end = self.end_of_line(w);
+            let line: Vec<&Token> = (w..end).map(|i| self.tok(i)).collect();
+            if depth == 0
+                && line.len() >= 2
+                && line[line.len() - 1].text == "{"
+                && line[..line.len() - 1].iter().all(|t| {
+                    !t.quoted()
+                        && (t.text.ends_with(',')
+                            || t.text == "localhost"
+                            || t.text.contains('.')
+                            || t.text.contains(':'))
+                        && !t.text.starts_with('@')
+                })
+            {
+                return Some(line[0].line);
+            }
+            for t in &line {
+                match t.text.as_str() {
+                    "{" => depth += 1,
+                    "}" => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            w = end;
+        }
+        None
+    }
+
     /// The word index just past the logical line that starts at word `w`.
     fn end_of_line(&self, w: usize) -> usize {
         let mut k = w + 1;
@@ -306,12 +376,24 @@ impl<'a> Reader<'a> {
             self.global_options(1, close, &mut notes);
             k = close + 1;
         }
+        // Whether a site block or named route came before (snippets do not count).
+        let mut blocks_before = false;
         while k < n {
             let first = self.tok(k);
             if first.text == "}" {
                 return Err(FileError {
                     line: first.line,
                     message: "this '}' has no matching '{'".into(),
+                });
+            }
+            if first.text == "{" {
+                // Caddy: "server block without any key is global configuration, and if used,
+                // it must be first".
+                return Err(FileError {
+                    line: first.line,
+                    message: "a block without an address: only the global options block, first \
+                              in the file, may have none"
+                        .into(),
                 });
             }
             if first.text == "import" {
@@ -346,12 +428,37 @@ impl<'a> Reader<'a> {
                 k = close + 1;
                 range
             } else {
-                // No braces: Caddy reads the rest of the file as this one site's body.
+                // No braces: Caddy reads the rest of the file as this one site's body. That
+                // is how a file with a single site may be written; anywhere else it is a
+                // forgotten brace that would swallow other sites, so it is refused.
+                let line = addresses.first().map_or(0, |t| t.line);
+                if blocks_before {
+                    return Err(FileError {
+                        line,
+                        message: "a site without braces after other sites: only a file with a \
+                                  single site may leave out its braces; put this site's body \
+                                  in { }"
+                            .into(),
+                    });
+                }
+                if let Some(other) = self.site_line_in(k) {
+                    return Err(FileError {
+                        line: other,
+                        message: format!(
+                            "this looks like another site, but the site without braces at line \
+                             {line} takes the rest of the file as its body; put each site's \
+                             body in {{ }}"
+                        ),
+                    });
+                }
                 let start = self.words.get(k).copied().unwrap_or(self.tokens.len());
                 k = n;
                 start..self.tokens.len()
             };
             let name = addresses.first().map_or("", |t| t.text.as_str());
+            if !(addresses.len() == 1 && name.starts_with('(') && name.ends_with(')')) {
+                blocks_before = true;
+            }
             if addresses.len() == 1 && name.starts_with('(') && name.ends_with(')') {
                 let key = name[1..name.len() - 1].to_string();
                 snippets.insert(
@@ -392,6 +499,12 @@ impl<'a> Reader<'a> {
                 &mut text,
                 &mut block_notes,
             );
+            if let Some(line) = self.overspent.get() {
+                return Err(FileError {
+                    line,
+                    message: Self::overspent_message(),
+                });
+            }
             if built.is_ok() {
                 for name in inlined {
                     *used.entry(name).or_default() += 1;
@@ -548,6 +661,7 @@ impl<'a> Reader<'a> {
                 let Some(name) = filled.first() else {
                     return Err(format!("line {}: import without a name", w.line));
                 };
+                self.spend(w.line)?;
                 let Some(snippet) = snippets.get(name.as_str()) else {
                     notes.push(self.note(
                         w,
@@ -584,6 +698,7 @@ impl<'a> Reader<'a> {
             if let Some(w) = words.first()
                 && w.text == "invoke"
             {
+                self.spend_note(depth, w.line)?;
                 notes.push(self.note(
                     w,
                     words[words.len() - 1],
@@ -596,6 +711,7 @@ impl<'a> Reader<'a> {
             let mut parts = Vec::new();
             for word in &words {
                 if word.quote == Quote::Heredoc {
+                    self.spend_note(depth, word.line)?;
                     notes.push(self.note(
                         word,
                         word,
@@ -604,6 +720,7 @@ impl<'a> Reader<'a> {
                     ));
                 }
                 if word.raw.contains("{$") {
+                    self.spend_note(depth, word.line)?;
                     notes.push(self.note(
                         word,
                         word,
@@ -954,12 +1071,78 @@ mod tests {
         let parsed = parse(&file).unwrap();
         let why = parsed.blocks[0].body.clone().unwrap_err();
         assert!(why.contains("grows past 256 KiB"), "{why}");
-        // … and many of them at the limit for the whole file.
-        for k in 0..200 {
-            file.push_str(&format!("s{k}.example {{\n\timport s9\n}}\n"));
+        // … and many sites just under it at the limit for the whole file: big snippets,
+        // inlined few enough times to stay within the expansion limit.
+        let line = format!("\trespond \"{}\"\n", "x".repeat(8000));
+        let mut file = format!("(big) {{\n{line}}}\n(many) {{\n");
+        for _ in 0..30 {
+            file.push_str("\timport big\n");
+        }
+        file.push_str("}\n");
+        for k in 0..140 {
+            file.push_str(&format!("s{k}.example {{\n\timport many\n}}\n"));
         }
         let err = parse(&file).unwrap_err();
         assert!(err.message.contains("grows past 32 MiB"), "{err}");
+    }
+
+    /// Snippets s0..s9, each importing the next twenty times, the last writing nothing:
+    /// about 20^9 expansions and not one byte of body, so only counting expansions stops it.
+    fn fan_out(last: &str) -> String {
+        let mut file = String::new();
+        for k in 0..9 {
+            file.push_str(&format!("(s{k}) {{\n"));
+            for _ in 0..20 {
+                file.push_str(&format!("\timport s{}\n", k + 1));
+            }
+            file.push_str("}\n");
+        }
+        file.push_str(&format!("(s9) {{\n{last}}}\n"));
+        file.push_str("a.example {\n\timport s0\n\trespond ok\n}\n");
+        file
+    }
+
+    #[test]
+    fn snippets_that_fan_out_without_writing_are_refused() {
+        for last in ["", "\timport missing.conf\n"] {
+            let file = fan_out(last);
+            assert!(file.len() < 4096, "a small paste: {} bytes", file.len());
+            let err = parse(&file).unwrap_err();
+            assert!(
+                err.message.contains("expand more than 10000 times"),
+                "{last:?}: {err}"
+            );
+            // The line named is an import inside the snippets.
+            let line = file.lines().nth(err.line - 1).unwrap();
+            assert!(line.trim_start().starts_with("import "), "{err}: {line}");
+        }
+        // Notes made inside snippets count too: one snippet, inlined a few times, noting a
+        // thousand file imports each time.
+        let mut file = String::from("(s) {\n");
+        for _ in 0..1000 {
+            file.push_str("\timport missing.conf\n");
+        }
+        file.push_str("}\n(t) {\n");
+        for _ in 0..20 {
+            file.push_str("\timport s\n");
+        }
+        file.push_str("}\na.example {\n\timport t\n}\n");
+        let err = parse(&file).unwrap_err();
+        assert!(err.message.contains("expand more than"), "{err}");
+    }
+
+    #[test]
+    fn snippets_used_many_times_within_the_limit_are_inlined() {
+        let mut file = String::from("(s) {\n\timport missing.conf\n\theader X-A b\n}\n");
+        for k in 0..2000 {
+            file.push_str(&format!("s{k}.example {{\n\timport s\n\timport s\n}}\n"));
+        }
+        let parsed = parse(&file).unwrap();
+        assert_eq!(parsed.blocks.len(), 2000);
+        assert_eq!(
+            body_of(&parsed, "s1999.example"),
+            "header X-A b\nheader X-A b\n"
+        );
     }
 
     mod hostile {
@@ -1013,5 +1196,41 @@ mod tests {
         let parsed = parse("a.example\nrespond ok\n").unwrap();
         assert_eq!(parsed.blocks.len(), 1);
         assert_eq!(body_of(&parsed, "a.example"), "respond ok\n");
+        // Global options and snippets before it are fine (Caddy reads those too).
+        let file = "{\n\temail ops@example.com\n}\n(s) {\n\theader X-A b\n}\n\
+                    a.example\nimport s\nhandle /api/* {\n\treverse_proxy 10.0.0.1:80 {\n\t\t\
+                    lb_policy first\n\t}\n}\n";
+        let parsed = parse(file).unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+        assert!(body_of(&parsed, "a.example").starts_with("header X-A b\nhandle /api/* {"));
+    }
+
+    #[test]
+    fn a_block_without_an_address_after_the_first_is_refused_with_its_line() {
+        let file = "a.example {\n\trespond ok\n}\n\n{\n\trespond lost\n}\n";
+        let err = parse(file).unwrap_err();
+        assert_eq!(err.line, 5, "{err}");
+        assert!(err.message.contains("without an address"), "{err}");
+        // The global options block first is still read as such.
+        let parsed = parse("{\n\tadmin off\n}\na.example {\n\trespond ok\n}\n").unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+    }
+
+    #[test]
+    fn a_site_without_braces_among_other_sites_is_refused_with_its_line() {
+        // A stray line after a site would take every later site as its body.
+        let file = "a.example {\n\trespond 1\n}\nstray.example\nb.example {\n\trespond 2\n}\n";
+        let err = parse(file).unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+        assert!(
+            err.message.contains("without braces after other sites"),
+            "{err}"
+        );
+        // A first site without braces followed by sites: the line of the swallowed site.
+        let file =
+            "(s) {\n\trespond 1\n}\na.example\nimport s\n\n:8080, b.example {\n\trespond 2\n}\n";
+        let err = parse(file).unwrap_err();
+        assert_eq!(err.line, 7, "{err}");
+        assert!(err.message.contains("at line 4"), "{err}");
     }
 }

@@ -468,8 +468,20 @@ pub fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
     if tables < 2 {
         return Ok(BTreeSet::new());
     }
+    // Plaintext an older version left (listed since schema 6) names no key, whatever it reads.
+    let listed: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'secrets_pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    let pending = if listed > 0 {
+        pending(conn)?
+    } else {
+        BTreeSet::new()
+    };
     Ok(stored_secrets(conn)?
         .iter()
+        .filter(|s| !pending.contains(&(s.field.name().to_string(), s.row)))
         .filter_map(|s| sealed_key_id(&s.value).map(str::to_string))
         .collect())
 }
@@ -669,14 +681,37 @@ pub fn load_or_create_key(config: &Config) -> anyhow::Result<(SecretKey, KeySour
     Ok((key, KeySource::File(file)))
 }
 
+/// Refuses, before anything is written, a key that is not the one the database's sealed
+/// values name.
+fn check_key_ids(path: &Path, sealer: &Sealer, source: &KeySource) -> anyhow::Result<()> {
+    if let Some(found) = key_ids_at(path)?
+        .into_iter()
+        .find(|id| id != sealer.key_id())
+    {
+        let hint = find_key_file_beside(source, &found)
+            .map(|p| format!("; {} holds key {found}", p.display()))
+            .unwrap_or_default();
+        return Err(CheckError::WrongKey {
+            found,
+            configured: sealer.key_id().to_string(),
+            source_desc: source.to_string(),
+            hint,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The hub's database, ready to serve: the key loaded (made on first run), the schema
 /// migrated, plaintext left by an older version sealed, and every stored secret checked
-/// against the key. Blocks; call it on the blocking pool.
+/// against the key. A key that does not fit is refused before the schema is touched.
+/// Blocks; call it on the blocking pool.
 pub fn open_database(config: &Config) -> anyhow::Result<crate::db::Db> {
     use anyhow::Context;
     let path = config.db_path();
     let (key, source) = load_or_create_key(config)?;
     let sealer = Arc::new(Sealer::new(&key));
+    check_key_ids(&path, &sealer, &source)?;
     let db = crate::db::Db::open_with(&path, Some(sealer.clone()))
         .with_context(|| format!("opening database {}", path.display()))?;
     db.migrate()
@@ -692,6 +727,68 @@ pub fn open_database(config: &Config) -> anyhow::Result<crate::db::Db> {
         );
     }
     tracing::debug!(key_id = sealer.key_id(), source = %source, verified = prepared.verified, "secret key loaded");
+    Ok(db)
+}
+
+/// The hub's database for reading only (`gatehouse export`, `gatehouse import --dry-run`):
+/// the configured key if there is one (never a new one), the schema as it is (never
+/// migrated), nothing sealed. A database an older version left (schema behind, or plaintext
+/// secrets not yet sealed) is refused: the hub upgrades it when it starts. Blocks.
+pub fn open_database_read_only(config: &Config) -> anyhow::Result<crate::db::Db> {
+    use anyhow::Context;
+    const UPGRADE: &str = "start the hub once (gatehouse serve) to upgrade the database";
+    let path = config.db_path();
+    if !path.is_file() {
+        anyhow::bail!(
+            "there is no database at {}; start the hub once (gatehouse serve) to create it",
+            path.display()
+        );
+    }
+    let sealer = match configured_key(config)? {
+        Some((key, source)) => {
+            let sealer = Arc::new(Sealer::new(&key));
+            check_key_ids(&path, &sealer, &source)?;
+            Some(sealer)
+        }
+        None => {
+            if let Some(id) = key_ids_at(&path)?.into_iter().next() {
+                anyhow::bail!(
+                    "no secret key: {} does not exist and secret_key is not set, but the \
+                     database holds secrets sealed under key {id}. Put back the key file that \
+                     goes with this database",
+                    key_file_path(config).display()
+                );
+            }
+            None
+        }
+    };
+    let db = crate::db::Db::open_with(&path, sealer)
+        .with_context(|| format!("opening database {}", path.display()))?;
+    let known = crate::db::MIGRATIONS.last().map_or(0, |m| m.version);
+    let (version, pending) = db.with_conn(|c| {
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let pending = if version >= 6 { pending(c)?.len() } else { 0 };
+        Ok((version, pending))
+    })?;
+    if version > known {
+        return Err(crate::db::DbError::TooNew {
+            found: version,
+            known,
+        }
+        .into());
+    }
+    if version < known {
+        anyhow::bail!(
+            "the database is at schema version {version}, older than this binary's {known}; \
+             {UPGRADE}"
+        );
+    }
+    if pending > 0 {
+        anyhow::bail!(
+            "the database holds {pending} secret(s) an older version stored in plaintext; \
+             {UPGRADE}"
+        );
+    }
     Ok(db)
 }
 

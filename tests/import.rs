@@ -635,6 +635,182 @@ fn a_file_that_cannot_be_read_is_refused_whole_with_its_line() {
     assert_eq!(counts(&open(&data)), (0, 0));
 }
 
+/// Whether real Caddy refuses a Caddyfile, and its message.
+fn caddy_refuses(file: &Path) -> Option<String> {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(CADDY_BINARY)
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(file)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("XDG_DATA_HOME", home.path())
+        .output()
+        .expect("run caddy adapt");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_block_without_an_address_or_a_stray_site_without_braces_is_refused_as_caddy_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prepare(&data, None);
+    let cases = [
+        // An address-less block after a site: Caddy takes it for misplaced global options.
+        (
+            "a.example {\n\trespond ok\n}\n\n{\n\trespond lost\n}\n",
+            "line 5",
+            "without an address",
+        ),
+        // A stray line before a site: it would take the next site as its body.
+        (
+            "a.example {\n\trespond 1\n}\nstray.example\nb.example {\n\trespond 2\n}\n",
+            "line 4",
+            "without braces after other sites",
+        ),
+        (
+            "a.example\nrespond 1\nb.example {\n\trespond 2\n}\n",
+            "line 3",
+            "site without braces at line 1",
+        ),
+    ];
+    for (k, (text, line, message)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("case{k}.Caddyfile"));
+        std::fs::write(&file, text).unwrap();
+        assert!(caddy_refuses(&file).is_some(), "Caddy refuses {text:?} too");
+        let out = gatehouse(&data).arg("import").arg(&file).output().unwrap();
+        assert!(!out.status.success(), "{text:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(line) && err.contains(message),
+            "{text:?}: {err}"
+        );
+    }
+    assert_eq!(counts(&open(&data)), (0, 0));
+    // The one shape without braces Caddy reads: a single site, snippets before it.
+    let single = dir.path().join("single.Caddyfile");
+    std::fs::write(
+        &single,
+        "(s) {\n\theader X-A b\n}\na.example\nimport s\nrespond ok\n",
+    )
+    .unwrap();
+    assert!(caddy_refuses(&single).is_none());
+    let plan = import_json(&data, &single, &["--dry-run"]);
+    assert_eq!(actions_of(&plan["plan"]), pairs(&[("a.example", "create")]));
+}
+
+/// Every file in the data directory with its size and a hash of its bytes: what "writes
+/// nothing" is checked against.
+fn data_files(data: &Path) -> Vec<(String, usize, u64)> {
+    use std::hash::{Hash, Hasher};
+    let mut files: Vec<(String, usize, u64)> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                bytes.len(),
+                h.finish(),
+            )
+        })
+        // SQLite's own companions of a WAL database: a reader makes them, and the last
+        // connection to close removes them again, which a process exiting can beat. An
+        // empty WAL holds no change; the shared-memory index is never part of the data.
+        .filter(|(name, len, _)| !(name.ends_with("-shm") || (name.ends_with("-wal") && *len == 0)))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs `gatehouse` expecting it to fail; its stderr.
+fn run_refused(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run gatehouse");
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_dry_run_and_an_export_leave_every_file_of_the_data_directory_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fixture("agency.Caddyfile");
+    let out = dir.path().join("export.json");
+    let reads = |data: &Path| -> Vec<Command> {
+        let mut dry = gatehouse(data);
+        dry.arg("import").arg(&file).arg("--dry-run");
+        let mut json = gatehouse(data);
+        json.args(["export", "-o"]).arg(&out);
+        let mut caddyfile = gatehouse(data);
+        caddyfile.args(["export", "--format", "caddyfile"]);
+        vec![dry, json, caddyfile]
+    };
+
+    // Made by `gatehouse user add`: migrated, no secret key yet (the hub makes it).
+    let data = dir.path().join("fresh");
+    prepare(&data, None);
+    let before = data_files(&data);
+    assert!(!data.join("secret.key").exists());
+    for mut cmd in reads(&data) {
+        run_ok(&mut cmd);
+        assert_eq!(
+            data_files(&data),
+            before,
+            "{cmd:?} wrote nothing, made no key"
+        );
+    }
+
+    // With a key and an agent whose token is sealed: read (the export names the agent).
+    let data = dir.path().join("keyed");
+    prepare(&data, Some("edge-1"));
+    let before = data_files(&data);
+    for mut cmd in reads(&data) {
+        run_ok(&mut cmd);
+        assert_eq!(data_files(&data), before, "{cmd:?} wrote nothing");
+    }
+    let export: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(export["agents"][0]["name"], "edge-1");
+
+    // A database an older version left, plaintext token and all, while (say) the old hub
+    // still runs on it: refused with what to do, and not migrated or sealed meanwhile.
+    let data = dir.path().join("legacy");
+    std::fs::create_dir_all(&data).unwrap();
+    let conn = rusqlite::Connection::open(data.join("gatehouse.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    for m in gatehouse::db::MIGRATIONS.iter().filter(|m| m.version <= 5) {
+        conn.execute_batch(m.sql).unwrap();
+        conn.pragma_update(None, "user_version", m.version).unwrap();
+    }
+    conn.execute(
+        "INSERT INTO agents (name, url, token) VALUES ('edge-1', 'http://127.0.0.1:9', ?1)",
+        [AGENT_TOKEN],
+    )
+    .unwrap();
+    drop(conn);
+    let before = data_files(&data);
+    for mut cmd in reads(&data) {
+        let err = run_refused(&mut cmd);
+        assert!(
+            err.contains("schema version 5") && err.contains("start the hub once"),
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(data_files(&data), before, "{cmd:?} changed nothing");
+    }
+
+    // Migrated by a command that has no key (as `gatehouse user add` does), its plaintext
+    // still listed for sealing: refused too, rather than read half-sealed.
+    drop(Db::open_and_migrate(&data.join("gatehouse.db")).unwrap());
+    let before = data_files(&data);
+    for mut cmd in reads(&data) {
+        let err = run_refused(&mut cmd);
+        assert!(
+            err.contains("in plaintext") && err.contains("start the hub once"),
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(data_files(&data), before, "{cmd:?} changed nothing");
+    }
+}
+
 // ---- The admin page, the deploy pipeline and the downloads, with a real fleet ----
 
 async fn db_counts(app: &TestApp) -> (i64, i64) {
@@ -768,6 +944,58 @@ async fn the_import_page_previews_without_writing_and_lists_unmapped_lines() {
     assert!(broken.text("#caddyfile-error").contains("line 1"));
     assert_eq!(textarea(&broken), "a.example {\n\trespond ok\n");
     assert_eq!(broken.count("#import-apply"), 0);
+}
+
+/// Snippets s0..s9 each importing the next twenty times, the last empty (or only importing
+/// a file): some 20^9 expansions from a paste of about 2 KB, writing no byte of body.
+fn fan_out(last: &str) -> String {
+    let mut file = String::new();
+    for k in 0..9 {
+        file.push_str(&format!("(s{k}) {{\n"));
+        for _ in 0..20 {
+            file.push_str(&format!("\timport s{}\n", k + 1));
+        }
+        file.push_str("}\n");
+    }
+    file.push_str(&format!("(s9) {{\n{last}}}\n"));
+    file.push_str("a.example {\n\timport s0\n\trespond ok\n}\n");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_snippet_fan_out_is_refused_with_the_paste_kept() {
+    let app = hub(|_| {}).await;
+    for last in ["", "\timport missing.conf\n"] {
+        let text = fan_out(last);
+        let page = preview(&app, &text, "").await;
+        assert_eq!(
+            page.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            page.body
+        );
+        let why = page.text("#caddyfile-error");
+        assert!(why.contains("expand more than 10000 times"), "{why}");
+        assert!(why.contains("line "), "{why}");
+        assert_eq!(textarea(&page), text, "the paste comes back as typed");
+        assert_eq!(page.count("#import-apply"), 0);
+        // Confirming the same text directly is refused the same way, and writes nothing.
+        let applied = app
+            .post_form(
+                "/import",
+                &[("caddyfile", &text), ("agent", ""), ("fingerprint", "x")],
+            )
+            .await;
+        assert_eq!(applied.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            applied
+                .text("#caddyfile-error")
+                .contains("expand more than 10000 times")
+        );
+    }
+    assert_eq!(db_counts(&app).await, (0, 0));
+    let form = app.get("/import").await;
+    assert_eq!(form.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -406,6 +406,80 @@ async fn a_key_that_does_not_fit_refuses_to_start_and_changes_nothing() {
     hub.terminate();
 }
 
+#[tokio::test]
+async fn a_key_that_does_not_fit_refuses_before_an_older_schema_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    // A database as the release before API tokens (schema 6) left it: its agent token and
+    // TOTP secret sealed under that server's key.
+    let right = SecretKey::generate();
+    let sealer = gatehouse::secrets::Sealer::new(&right);
+    std::fs::create_dir_all(data(dir.path())).unwrap();
+    let conn = Connection::open(db_path(dir.path())).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    for m in gatehouse::db::MIGRATIONS.iter().filter(|m| m.version <= 6) {
+        conn.execute_batch(m.sql).unwrap();
+        conn.pragma_update(None, "user_version", m.version).unwrap();
+    }
+    let totp = gatehouse::auth::totp::new_secret();
+    conn.execute(
+        "INSERT INTO users (id, name, email, password_hash, role, totp_secret, totp_enabled)
+         VALUES (1, 'Ada', ?1, ?2, 'admin', ?3, 1)",
+        (
+            ADMIN_EMAIL,
+            gatehouse::auth::password::hash(ADMIN_PASSWORD),
+            sealer.seal(gatehouse::secrets::Field::TotpSecret, 1, &totp),
+        ),
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO agents (id, name, url, token) VALUES (1, 'edge-1', 'http://127.0.0.1:9', ?1)",
+        [sealer.seal(gatehouse::secrets::Field::AgentToken, 1, AGENT_TOKEN)],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(
+        gatehouse::db::MIGRATIONS.last().unwrap().version > 6,
+        "this binary has migrations to run on it"
+    );
+
+    // Another server's key: refused, and the file is exactly as it was (not migrated).
+    let other = SecretKey::generate();
+    gatehouse::secrets::write_key_file(&key_path(dir.path()), &other).unwrap();
+    let before = file_bytes(dir.path());
+    let err = refused(dir.path(), &[]);
+    assert!(
+        err.contains(&format!("sealed under key {}", right.id())) && err.contains("Refusing"),
+        "{err}"
+    );
+    assert!(file_bytes(dir.path()) == before, "nothing changed");
+    assert_eq!(
+        raw(
+            dir.path(),
+            "SELECT CAST(user_version AS TEXT) FROM pragma_user_version"
+        ),
+        ["6"]
+    );
+
+    // With its own key the same database is migrated and served.
+    std::fs::remove_file(key_path(dir.path())).unwrap();
+    gatehouse::secrets::write_key_file(&key_path(dir.path()), &right).unwrap();
+    let port = free_port();
+    let mut hub = serve(dir.path(), port, &[]).await;
+    hub.terminate();
+    let version = gatehouse::db::MIGRATIONS
+        .last()
+        .unwrap()
+        .version
+        .to_string();
+    assert_eq!(
+        raw(
+            dir.path(),
+            "SELECT CAST(user_version AS TEXT) FROM pragma_user_version"
+        ),
+        [version]
+    );
+}
+
 fn base64_to_hex(b64: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD

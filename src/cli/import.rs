@@ -40,14 +40,29 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("reading {}", args.file.display()))?
     };
     let parsed = import::parse(&text).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
-    // With the secret key: agents (their tokens sealed) are read too.
+    // With the secret key: agents (their tokens sealed) are read too. A dry run only reads:
+    // no migration, no sealing, no new key.
     let for_db = config.clone();
-    let db = crate::blocking::run(move || crate::secrets::open_database(&for_db)).await??;
+    let dry = args.dry_run;
+    let db = crate::blocking::run(move || {
+        if dry {
+            crate::secrets::open_database_read_only(&for_db)
+        } else {
+            crate::secrets::open_database(&for_db)
+        }
+    })
+    .await??;
     let (agent_name, as_admin, dry_run) = (args.agent.clone(), args.as_admin.clone(), args.dry_run);
     let outcome = db
         .run(move |c| {
-            // IMMEDIATE: the plan is made and applied with no other writer in between.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // IMMEDIATE: the plan is made and applied with no other writer in between. A dry
+            // run only reads, so it does not take the write lock from a running hub.
+            let behavior = if dry_run {
+                rusqlite::TransactionBehavior::Deferred
+            } else {
+                rusqlite::TransactionBehavior::Immediate
+            };
+            let tx = c.transaction_with_behavior(behavior)?;
             let admins: Vec<users::User> = users::list(&tx)?
                 .into_iter()
                 .filter(|u| u.is_admin())

@@ -87,7 +87,9 @@ async fn read(
         errors.add("caddyfile", "Paste a Caddyfile to import.");
         return Ok(None);
     }
-    let parsed = match import::parse(&fields.caddyfile) {
+    // Reading a large file with many snippets takes a while: off the async workers.
+    let text = fields.caddyfile.clone();
+    let parsed = match crate::blocking::run(move || import::parse(&text)).await? {
         Ok(p) => p,
         Err(e) => {
             errors.add(
