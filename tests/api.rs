@@ -218,10 +218,27 @@ async fn an_admin_sees_everyones_tokens_and_revokes_one() {
         app.addr,
         Some(&make_token(&bob, "bob's laptop", "write").await),
     );
-    make_token(&app, "admin's own", "read").await;
+    let own = app
+        .post_form(
+            "/account/tokens",
+            &[
+                ("token_name", "admin's own"),
+                ("scope", "read"),
+                ("expires", "2099-12-31"),
+            ],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
 
     let page = app.get("/users").await;
     assert_eq!(page.count("#all-token-table tr.token-row"), 2);
+    assert_eq!(
+        page.text(&format!(
+            "#all-token-table tr.token-row[data-owner='{ADMIN_EMAIL}'] td.token-expires"
+        )),
+        "through 2099-12-31 (UTC)",
+        "the last day the token works"
+    );
     let row = "#all-token-table tr.token-row[data-owner='bob@example.com']";
     assert_eq!(page.text(&format!("{row} td.token-name")), "bob's laptop");
     assert_eq!(page.text(&format!("{row} td.token-scope")), "write");
@@ -735,7 +752,8 @@ async fn the_account_page_shows_a_new_token_once_and_lists_it_without_the_secret
     assert_eq!(made.text("tr.token-row td.token-scope"), "write");
     assert_eq!(
         made.text("tr.token-row td.token-expires"),
-        "2100-01-01 00:00 UTC"
+        "through 2099-12-31 (UTC)",
+        "the last day it works, as the form asked"
     );
     assert_eq!(made.text("tr.token-row td.token-used"), "never");
 

@@ -2,7 +2,7 @@
 //! tokens.
 
 use super::forms::{Field, FormErrors, form_alert};
-use super::{Ctx, csrf_field, timestamp};
+use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
 use crate::web::{AccountView, PasswordForm, TokenForm};
 use maud::{Markup, html};
@@ -169,7 +169,7 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                                         @match t.expires_at {
                                             None => "never",
                                             Some(at) => {
-                                                (timestamp(at))
+                                                (last_day(at))
                                                 @if t.is_expired(now) { " " span .badge .danger { "expired" } }
                                             }
                                         }
