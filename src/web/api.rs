@@ -691,8 +691,9 @@ pub async fn toggle_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    let id = v.id;
+    let (id, only) = (v.id, portal::only_own(&caller.user));
     let result = portal::deploy(&state, &caller.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::toggle(tx, author, id)
     })
     .await?;
@@ -708,8 +709,9 @@ pub async fn delete_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    let id = v.id;
+    let (id, only) = (v.id, portal::only_own(&caller.user));
     let result = portal::deploy(&state, &caller.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::delete(tx, author, id)
     })
     .await?;

@@ -47,6 +47,12 @@ pub(super) async fn owned(state: &AppState, user: &User, id: i64) -> Result<Vhos
     Ok(vhost)
 }
 
+/// Whose sites `user` may change, for [`changes::ensure_owned`] inside the change's
+/// transaction: only their own, or (an admin) any.
+pub(super) fn only_own(user: &User) -> Option<i64> {
+    (!user.is_admin()).then_some(user.id)
+}
+
 #[derive(Deserialize, Default, Clone)]
 pub struct ListQuery {
     #[serde(default)]
@@ -518,8 +524,12 @@ pub(super) async fn save_values(
         return Ok(Err(SaveError::Invalid(errors)));
     };
     let snapshot = checked.snapshot;
+    let only = only_own(user);
     let result = deploy(state, user, move |tx, author| match id {
-        Some(id) => changes::update(tx, author, id, &snapshot),
+        Some(id) => {
+            changes::ensure_owned(tx, id, only)?;
+            changes::update(tx, author, id, &snapshot)
+        }
         None => changes::create(tx, author, &snapshot),
     })
     .await?;
@@ -620,8 +630,9 @@ pub async fn toggle(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let id = v.id;
+    let (id, only) = (v.id, only_own(&current.user));
     let result = deploy(&state, &current.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::toggle(tx, author, id)
     })
     .await?;
@@ -677,8 +688,9 @@ pub async fn delete(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let id = v.id;
+    let (id, only) = (v.id, only_own(&current.user));
     match deploy(&state, &current.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::delete(tx, author, id)
     })
     .await?
