@@ -1082,3 +1082,98 @@ async fn signing_out_other_sessions_keeps_the_tokens_and_says_so() {
     );
     assert_eq!(bobs.get("/api/v1/vhosts").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn unknown_agents_and_owners_and_other_templates_fields_are_refused_not_ignored() {
+    let app = hub(|_| {}).await;
+    let (_bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
+    let admin = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "admin", "write").await),
+    );
+    let site = |extra: serde_json::Value| {
+        let mut body =
+            json!({"domain": "x.example.com", "template": "raw", "config": "respond ok"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let nowhere = admin
+        .post("/api/v1/vhosts", site(json!({"agent_ids": [999]})))
+        .await;
+    assert_eq!(
+        nowhere.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        nowhere.body
+    );
+    assert_eq!(
+        nowhere.json["error"]["fields"]["agent_ids"],
+        "There is no agent with the id 999; choose among the agents listed."
+    );
+    let nobody = admin
+        .post("/api/v1/vhosts", site(json!({"owner_id": 999})))
+        .await;
+    assert_eq!(
+        nobody.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not a 500: {}",
+        nobody.body
+    );
+    assert_eq!(
+        nobody.json["error"]["fields"]["owner_id"],
+        "There is no user with the id 999."
+    );
+    let shaped = admin
+        .post("/api/v1/vhosts", site(json!({"owner_id": "bob"})))
+        .await;
+    assert_eq!(shaped.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(shaped.json["error"]["fields"]["owner_id"].is_string());
+
+    // `root` belongs to static_files: on a reverse_proxy it would be dropped unseen.
+    let proxy = json!({"domain": "p.example.com", "template": "reverse_proxy", "upstream": "127.0.0.1:3000"});
+    let mut top = proxy.clone();
+    top["root"] = json!("/srv/www");
+    let foreign = admin.post("/api/v1/vhosts", top).await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        foreign.json["error"]["fields"]["root"],
+        "Not a field of the reverse_proxy template."
+    );
+    let mut nested = proxy.clone();
+    nested["fields"] = json!({"root": "/srv/www"});
+    let foreign = admin.post("/api/v1/vhosts", nested).await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        foreign.json["error"]["fields"]["fields.root"],
+        "Not a field of the reverse_proxy template."
+    );
+    assert_eq!(vhost_count(&app).await, 0, "nothing refused was made");
+
+    // An admin's `owner_id: null` means nobody owns the site, not the admin.
+    let made = admin
+        .post("/api/v1/vhosts", site(json!({"owner_id": bob_id})))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.json["id"].as_i64().unwrap();
+    let orphaned = admin
+        .patch(&format!("/api/v1/vhosts/{id}"), json!({"owner_id": null}))
+        .await;
+    assert_eq!(orphaned.status, StatusCode::OK, "{}", orphaned.body);
+    assert_eq!(orphaned.json["owner_id"], serde_json::Value::Null);
+    let stored = app
+        .state
+        .db
+        .run(move |c| vhosts::find(c, id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.owner_id, None);
+    // …and stays so when something else changes.
+    let later = admin
+        .patch(&format!("/api/v1/vhosts/{id}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(later.status, StatusCode::OK, "{}", later.body);
+    assert_eq!(later.json["owner_id"], serde_json::Value::Null);
+}
