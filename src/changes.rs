@@ -62,6 +62,19 @@ where
     .await
 }
 
+/// Refuses a change to site `id` unless `only` (a `user`'s id; None for an admin, who may
+/// change any site) owns it *now*. Called inside the change's transaction, because the
+/// request's own ownership check ran before it: an admin may have reassigned the site in
+/// between, and a user's change must then not take it back or delete someone else's site.
+/// Someone else's site is not found, as everywhere else.
+pub fn ensure_owned(conn: &Connection, id: i64, only: Option<i64>) -> Result<(), ChangeError> {
+    let site = reload(conn, id)?;
+    match only {
+        Some(user) if site.owner_id != Some(user) => Err(ChangeError::NotFound),
+        _ => Ok(()),
+    }
+}
+
 fn reload(conn: &Connection, id: i64) -> Result<Vhost, ChangeError> {
     vhosts::find(conn, id)?.ok_or(ChangeError::NotFound)
 }
@@ -191,6 +204,53 @@ mod tests {
         user_id: 1,
         email: "a@x.io",
     };
+
+    #[test]
+    fn a_change_is_refused_when_the_site_was_reassigned_since_the_request_checked() {
+        with_db(|c| {
+            for (id, email) in [(2, "b@x.io"), (3, "c@x.io")] {
+                c.execute(
+                    "INSERT INTO users (id, name, email, password_hash, role) VALUES (?1, 'U', ?2, 'h', 'user')",
+                    rusqlite::params![id, email],
+                )
+                .unwrap();
+            }
+            let bobs = Snapshot {
+                owner_id: Some(2),
+                ..snapshot("a.example", true)
+            };
+            let v = create(c, &ME, &bobs).unwrap();
+            assert!(ensure_owned(c, v.id, Some(2)).is_ok(), "bob's own site");
+            // The request checked bob owns it; then an admin gave it to carol.
+            let carols = Snapshot {
+                owner_id: Some(3),
+                ..bobs.clone()
+            };
+            update(c, &ME, v.id, &carols).unwrap();
+            let bob = Author {
+                user_id: 2,
+                email: "b@x.io",
+            };
+            // What bob's toggle, update and delete run inside their transactions.
+            let toggled = ensure_owned(c, v.id, Some(2)).and_then(|()| toggle(c, &bob, v.id));
+            assert!(matches!(toggled, Err(ChangeError::NotFound)));
+            let taken = ensure_owned(c, v.id, Some(2)).and_then(|()| update(c, &bob, v.id, &bobs));
+            assert!(matches!(taken, Err(ChangeError::NotFound)));
+            let deleted = ensure_owned(c, v.id, Some(2)).and_then(|()| delete(c, &bob, v.id));
+            assert!(matches!(deleted, Err(ChangeError::NotFound)));
+            let now = vhosts::find(c, v.id).unwrap().unwrap();
+            assert_eq!((now.owner_id, now.enabled), (Some(3), true), "untouched");
+            assert!(ensure_owned(c, v.id, Some(3)).is_ok());
+            assert!(
+                ensure_owned(c, v.id, None).is_ok(),
+                "an admin may change any"
+            );
+            assert!(matches!(
+                ensure_owned(c, 999, None),
+                Err(ChangeError::NotFound)
+            ));
+        });
+    }
 
     #[test]
     fn every_change_is_in_the_changelog_with_old_and_new() {

@@ -8,7 +8,7 @@ mod common;
 use common::api::{Api, make_token};
 use common::caddy::Caddy;
 use common::fleet::{AgentProc, add_agent, hub, upstream};
-use common::{ADMIN_EMAIL, TestApp, USER_PASSWORD, Visitor};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use gatehouse::db::{api_tokens, audit, changelog, users, vhosts};
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
@@ -64,7 +64,7 @@ async fn a_two_factor_users_token_switches_a_site_and_caddy_follows() {
         .unwrap();
     assert!(me.totp_enabled, "the token's owner has 2FA on");
     let backend = upstream("served through the API").await;
-    let token = make_token(&app, "ci", "write").await;
+    let token = make_token(&app, ADMIN_PASSWORD, "ci", "write").await;
     // No cookie jar, no CSRF token, no second factor: the bearer token alone.
     let api = Api::new(app.addr, Some(&token));
 
@@ -145,8 +145,14 @@ async fn a_two_factor_users_token_switches_a_site_and_caddy_follows() {
 #[tokio::test]
 async fn a_read_token_reads_but_gets_403_on_every_write() {
     let app = hub(|_| {}).await;
-    let writer = Api::new(app.addr, Some(&make_token(&app, "writer", "write").await));
-    let reader = Api::new(app.addr, Some(&make_token(&app, "reader", "read").await));
+    let writer = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "writer", "write").await),
+    );
+    let reader = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "reader", "read").await),
+    );
     let made = writer
         .post(
             "/api/v1/vhosts",
@@ -194,7 +200,10 @@ async fn a_read_token_reads_but_gets_403_on_every_write() {
 #[tokio::test]
 async fn a_role_that_requires_2fa_must_be_enrolled_for_its_tokens_to_work() {
     let app = hub(|_| {}).await;
-    let api = Api::new(app.addr, Some(&make_token(&app, "ci", "read").await));
+    let api = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "ci", "read").await),
+    );
     assert_eq!(api.get("/api/v1/vhosts").await.status, StatusCode::OK);
     // What `gatehouse user reset-2fa` does; the admin must enrol again before anything.
     app.state
@@ -216,12 +225,30 @@ async fn an_admin_sees_everyones_tokens_and_revokes_one() {
     let (bob, _) = signed_in_user(&app, "bob@example.com").await;
     let bobs = Api::new(
         app.addr,
-        Some(&make_token(&bob, "bob's laptop", "write").await),
+        Some(&make_token(&bob, USER_PASSWORD, "bob's laptop", "write").await),
     );
-    make_token(&app, "admin's own", "read").await;
+    let own = app
+        .post_form(
+            "/account/tokens",
+            &[
+                ("token_name", "admin's own"),
+                ("scope", "read"),
+                ("expires", "2099-12-31"),
+                ("token_current", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
 
     let page = app.get("/users").await;
     assert_eq!(page.count("#all-token-table tr.token-row"), 2);
+    assert_eq!(
+        page.text(&format!(
+            "#all-token-table tr.token-row[data-owner='{ADMIN_EMAIL}'] td.token-expires"
+        )),
+        "through 2099-12-31 (UTC)",
+        "the last day the token works"
+    );
     let row = "#all-token-table tr.token-row[data-owner='bob@example.com']";
     assert_eq!(page.text(&format!("{row} td.token-name")), "bob's laptop");
     assert_eq!(page.text(&format!("{row} td.token-scope")), "write");
@@ -260,8 +287,8 @@ async fn an_admin_sees_everyones_tokens_and_revokes_one() {
 #[tokio::test]
 async fn revoked_and_expired_tokens_get_401() {
     let app = hub(|_| {}).await;
-    let revoked = make_token(&app, "old laptop", "write").await;
-    let expired = make_token(&app, "short-lived", "read").await;
+    let revoked = make_token(&app, ADMIN_PASSWORD, "old laptop", "write").await;
+    let expired = make_token(&app, ADMIN_PASSWORD, "short-lived", "read").await;
     let api = Api::new(app.addr, Some(&revoked));
     assert_eq!(api.get("/api/v1/vhosts").await.status, StatusCode::OK);
 
@@ -362,7 +389,7 @@ async fn a_site_goes_through_create_get_list_update_and_delete_and_caddy_serves_
     let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
     let api = Api::new(
         app.addr,
-        Some(&make_token(&bob, "bob's script", "write").await),
+        Some(&make_token(&bob, USER_PASSWORD, "bob's script", "write").await),
     );
     let domain = format!("http://round.localhost:{}", caddy.http_port);
     let host = format!("round.localhost:{}", caddy.http_port);
@@ -458,7 +485,10 @@ async fn a_site_goes_through_create_get_list_update_and_delete_and_caddy_serves_
 async fn invalid_values_come_back_as_422_with_a_reason_per_field() {
     let app = hub(|_| {}).await;
     let (bob, _) = signed_in_user(&app, "bob@example.com").await;
-    let api = Api::new(app.addr, Some(&make_token(&bob, "bob", "write").await));
+    let api = Api::new(
+        app.addr,
+        Some(&make_token(&bob, USER_PASSWORD, "bob", "write").await),
+    );
 
     let bad = api
         .post(
@@ -530,7 +560,10 @@ async fn a_change_caddy_refuses_is_409_and_changes_nothing() {
     let app = hub(|_| {}).await;
     add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("still here").await;
-    let api = Api::new(app.addr, Some(&make_token(&app, "ci", "write").await));
+    let api = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "ci", "write").await),
+    );
     let kept = api
         .post("/api/v1/vhosts", site_body("kept", &caddy, backend))
         .await;
@@ -614,8 +647,14 @@ async fn a_ban_or_a_deletion_stops_the_users_tokens_at_once() {
     let app = hub(|_| {}).await;
     let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
     let (carol, carol_id) = signed_in_user(&app, "carol@example.com").await;
-    let bob_api = Api::new(app.addr, Some(&make_token(&bob, "bob", "read").await));
-    let carol_api = Api::new(app.addr, Some(&make_token(&carol, "carol", "read").await));
+    let bob_api = Api::new(
+        app.addr,
+        Some(&make_token(&bob, USER_PASSWORD, "bob", "read").await),
+    );
+    let carol_api = Api::new(
+        app.addr,
+        Some(&make_token(&carol, USER_PASSWORD, "carol", "read").await),
+    );
     assert_eq!(bob_api.get("/api/v1/vhosts").await.status, StatusCode::OK);
     assert_eq!(carol_api.get("/api/v1/vhosts").await.status, StatusCode::OK);
 
@@ -644,9 +683,15 @@ async fn a_ban_or_a_deletion_stops_the_users_tokens_at_once() {
 #[tokio::test]
 async fn a_user_sees_and_changes_only_their_own_sites_and_history() {
     let app = hub(|_| {}).await;
-    let admin = Api::new(app.addr, Some(&make_token(&app, "admin", "write").await));
+    let admin = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "admin", "write").await),
+    );
     let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
-    let bob_api = Api::new(app.addr, Some(&make_token(&bob, "bob", "write").await));
+    let bob_api = Api::new(
+        app.addr,
+        Some(&make_token(&bob, USER_PASSWORD, "bob", "write").await),
+    );
     let theirs = admin
         .post(
             "/api/v1/vhosts",
@@ -719,6 +764,7 @@ async fn the_account_page_shows_a_new_token_once_and_lists_it_without_the_secret
                 ("token_name", "deploy from CI"),
                 ("scope", "write"),
                 ("expires", "2099-12-31"),
+                ("token_current", ADMIN_PASSWORD),
             ],
         )
         .await;
@@ -735,7 +781,8 @@ async fn the_account_page_shows_a_new_token_once_and_lists_it_without_the_secret
     assert_eq!(made.text("tr.token-row td.token-scope"), "write");
     assert_eq!(
         made.text("tr.token-row td.token-expires"),
-        "2100-01-01 00:00 UTC"
+        "through 2099-12-31 (UTC)",
+        "the last day it works, as the form asked"
     );
     assert_eq!(made.text("tr.token-row td.token-used"), "never");
 
@@ -862,4 +909,271 @@ async fn a_refused_token_form_keeps_the_input_and_says_why() {
         .await
         .unwrap();
     assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn making_a_token_asks_for_the_current_password() {
+    let app = hub(|_| {}).await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
+    let fields = |password: &'static str| {
+        [
+            ("token_name", "deploy from CI"),
+            ("scope", "write"),
+            ("expires", "2099-12-31"),
+            ("token_current", password),
+        ]
+    };
+    for wrong in ["", "not bob's password at all"] {
+        let refused = bob.post_form("/account/tokens", &fields(wrong)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{wrong:?}"
+        );
+        assert_eq!(
+            refused.text("#new-token-form #token_current-error"),
+            "That is not your current password."
+        );
+        assert_eq!(
+            refused.attr("#token_name", "value").as_deref(),
+            Some("deploy from CI")
+        );
+        assert_eq!(
+            refused.attr("#token_expires", "value").as_deref(),
+            Some("2099-12-31")
+        );
+        assert_eq!(
+            refused
+                .attr("#token_scope option[selected]", "value")
+                .as_deref(),
+            Some("write")
+        );
+        assert!(
+            refused
+                .attr("#token_current", "value")
+                .unwrap_or_default()
+                .is_empty(),
+            "a password is never sent back"
+        );
+        assert_eq!(refused.count("#new-token"), 0);
+    }
+    let stored = || async {
+        app.state
+            .db
+            .run(|c| api_tokens::list_all(c))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(stored().await, 0, "no token without the password");
+    let made = bob
+        .post_form("/account/tokens", &fields(USER_PASSWORD))
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    assert!(made.attr("#new-token-value", "value").is_some());
+    assert_eq!(stored().await, 1);
+}
+
+#[tokio::test]
+async fn a_password_change_on_the_account_page_revokes_all_the_users_tokens() {
+    let app = hub(|_| {}).await;
+    let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
+    let (carol, _) = signed_in_user(&app, "carol@example.com").await;
+    let bobs = [
+        Api::new(
+            app.addr,
+            Some(&make_token(&bob, USER_PASSWORD, "ci", "write").await),
+        ),
+        Api::new(
+            app.addr,
+            Some(&make_token(&bob, USER_PASSWORD, "cron", "read").await),
+        ),
+    ];
+    let carols = Api::new(
+        app.addr,
+        Some(&make_token(&carol, USER_PASSWORD, "carol", "read").await),
+    );
+    let changed = bob
+        .post_form(
+            "/account/password",
+            &[
+                ("current", USER_PASSWORD),
+                ("new", "a brand new password for bob"),
+                ("confirm", "a brand new password for bob"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(
+        changed.text("#notice"),
+        "Password changed. 0 other session(s) were signed out and 2 API token(s) revoked."
+    );
+    assert_eq!(changed.count("#token-table tr.token-row"), 0);
+    for api in &bobs {
+        assert_eq!(
+            api.get("/api/v1/vhosts").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(carols.get("/api/v1/vhosts").await.status, StatusCode::OK);
+    let audited = audit_entries(&app, "api_token_revoked").await;
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].user_id, Some(bob_id));
+    assert_eq!(audited[0].detail, "all 2 API token(s): password changed");
+}
+
+#[tokio::test]
+async fn an_admins_2fa_reset_revokes_the_users_tokens() {
+    let app = hub(|_| {}).await;
+    let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
+    let bobs = Api::new(
+        app.addr,
+        Some(&make_token(&bob, USER_PASSWORD, "ci", "write").await),
+    );
+    assert_eq!(bobs.get("/api/v1/vhosts").await.status, StatusCode::OK);
+    let reset = app
+        .post_form(&format!("/users/{bob_id}/reset-2fa"), &[])
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
+    assert_eq!(
+        bobs.get("/api/v1/vhosts").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(reset.count("#all-token-table tr.token-row"), 0);
+    let audited = audit_entries(&app, "api_token_revoked").await;
+    assert_eq!(audited.len(), 1);
+    assert_eq!(
+        audited[0].detail,
+        "all 1 API token(s): two-factor authentication reset by an admin"
+    );
+    let reset_entry = audit_entries(&app, "2fa_reset").await;
+    assert!(
+        reset_entry[0]
+            .detail
+            .starts_with("1 sessions ended, 1 API tokens revoked"),
+        "{}",
+        reset_entry[0].detail
+    );
+}
+
+#[tokio::test]
+async fn signing_out_other_sessions_keeps_the_tokens_and_says_so() {
+    let app = hub(|_| {}).await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
+    let other = app.visitor();
+    assert_eq!(
+        other.login("bob@example.com", USER_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let bobs = Api::new(
+        app.addr,
+        Some(&make_token(&bob, USER_PASSWORD, "ci", "read").await),
+    );
+    let page = bob.get("/account").await;
+    assert_eq!(
+        page.text("#sessions #revoke-others-hint"),
+        "Your API tokens keep working: revoke them one by one under API tokens, or change your password to revoke them all."
+    );
+    let done = bob.post_form("/account/sessions/revoke-others", &[]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        other.get("/").await.header("location"),
+        Some("/login?next=%2F")
+    );
+    assert_eq!(bobs.get("/api/v1/vhosts").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_agents_and_owners_and_other_templates_fields_are_refused_not_ignored() {
+    let app = hub(|_| {}).await;
+    let (_bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
+    let admin = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "admin", "write").await),
+    );
+    let site = |extra: serde_json::Value| {
+        let mut body =
+            json!({"domain": "x.example.com", "template": "raw", "config": "respond ok"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let nowhere = admin
+        .post("/api/v1/vhosts", site(json!({"agent_ids": [999]})))
+        .await;
+    assert_eq!(
+        nowhere.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        nowhere.body
+    );
+    assert_eq!(
+        nowhere.json["error"]["fields"]["agent_ids"],
+        "There is no agent with the id 999; choose among the agents listed."
+    );
+    let nobody = admin
+        .post("/api/v1/vhosts", site(json!({"owner_id": 999})))
+        .await;
+    assert_eq!(
+        nobody.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not a 500: {}",
+        nobody.body
+    );
+    assert_eq!(
+        nobody.json["error"]["fields"]["owner_id"],
+        "There is no user with the id 999."
+    );
+    let shaped = admin
+        .post("/api/v1/vhosts", site(json!({"owner_id": "bob"})))
+        .await;
+    assert_eq!(shaped.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(shaped.json["error"]["fields"]["owner_id"].is_string());
+
+    // `root` belongs to static_files: on a reverse_proxy it would be dropped unseen.
+    let proxy = json!({"domain": "p.example.com", "template": "reverse_proxy", "upstream": "127.0.0.1:3000"});
+    let mut top = proxy.clone();
+    top["root"] = json!("/srv/www");
+    let foreign = admin.post("/api/v1/vhosts", top).await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        foreign.json["error"]["fields"]["root"],
+        "Not a field of the reverse_proxy template."
+    );
+    let mut nested = proxy.clone();
+    nested["fields"] = json!({"root": "/srv/www"});
+    let foreign = admin.post("/api/v1/vhosts", nested).await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        foreign.json["error"]["fields"]["fields.root"],
+        "Not a field of the reverse_proxy template."
+    );
+    assert_eq!(vhost_count(&app).await, 0, "nothing refused was made");
+
+    // An admin's `owner_id: null` means nobody owns the site, not the admin.
+    let made = admin
+        .post("/api/v1/vhosts", site(json!({"owner_id": bob_id})))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.json["id"].as_i64().unwrap();
+    let orphaned = admin
+        .patch(&format!("/api/v1/vhosts/{id}"), json!({"owner_id": null}))
+        .await;
+    assert_eq!(orphaned.status, StatusCode::OK, "{}", orphaned.body);
+    assert_eq!(orphaned.json["owner_id"], serde_json::Value::Null);
+    let stored = app
+        .state
+        .db
+        .run(move |c| vhosts::find(c, id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.owner_id, None);
+    // …and stays so when something else changes.
+    let later = admin
+        .patch(&format!("/api/v1/vhosts/{id}"), json!({"enabled": false}))
+        .await;
+    assert_eq!(later.status, StatusCode::OK, "{}", later.body);
+    assert_eq!(later.json["owner_id"], serde_json::Value::Null);
 }

@@ -294,6 +294,17 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
         303
     );
     assert_eq!(bob.get("/").await.status, 200);
+    let token_of = |bob: &common::Visitor, password: &str| {
+        let (bob, password) = (bob.clone(), password.to_string());
+        async move {
+            common::api::Api::new(
+                app.addr,
+                Some(&common::api::make_token(&bob, &password, "ci", "write").await),
+            )
+        }
+    };
+    let first = token_of(&bob, common::USER_PASSWORD).await;
+    assert_eq!(first.get("/api/v1/vhosts").await.status, 200);
     let data_dir = app.state.config.data_dir.to_str().unwrap().to_string();
     let passwd = run(gatehouse(app.dir.path())
         .args(["user", "passwd", "bob@example.com"])
@@ -302,6 +313,11 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
     assert_eq!(
         bob.get("/").await.header("location"),
         Some("/login?next=%2F")
+    );
+    assert_eq!(
+        first.get("/api/v1/vhosts").await.status,
+        401,
+        "no token outlives a password reset"
     );
 
     let new_password = stdout(&passwd)
@@ -313,6 +329,8 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
         bob.login("bob@example.com", &new_password).await.status,
         303
     );
+    let second = token_of(&bob, &new_password).await;
+    assert_eq!(second.get("/api/v1/vhosts").await.status, 200);
     let reset = run(gatehouse(app.dir.path())
         .args(["user", "reset-2fa", "bob@example.com"])
         .env("GATEHOUSE_DATA_DIR", &data_dir));
@@ -320,6 +338,23 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
     assert_eq!(
         bob.get("/").await.header("location"),
         Some("/login?next=%2F")
+    );
+    assert_eq!(second.get("/api/v1/vhosts").await.status, 401);
+    let revoked: Vec<String> = app
+        .state
+        .db
+        .run(|c| gatehouse::db::audit::list(c, Some("api_token_revoked"), None, 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            "all 1 API token(s): two-factor authentication reset from the command line",
+            "all 1 API token(s): password set from the command line",
+        ]
     );
 }
 

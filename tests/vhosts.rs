@@ -628,3 +628,60 @@ async fn a_new_account_that_reuses_a_deleted_ones_id_does_not_inherit_its_histor
         "admins still see it"
     );
 }
+
+#[tokio::test]
+async fn the_form_refuses_an_owner_or_agent_that_does_not_exist_next_to_the_field() {
+    let app = app_with_admin().await;
+    let page = create(
+        &app,
+        &[
+            ("domain", "ghost.example.com"),
+            ("template", "reverse_proxy"),
+            ("upstream", "127.0.0.1:3000"),
+            ("owner_id", "999"),
+            ("serve_on", "chosen"),
+            ("agent_999", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.text("#owner_id-error"),
+        "There is no user with the id 999."
+    );
+    assert_eq!(
+        page.text("#serve_on-error"),
+        "There is no agent with the id 999; choose among the agents listed."
+    );
+    assert_eq!(
+        page.attr("#domain", "value").as_deref(),
+        Some("ghost.example.com"),
+        "the input is kept"
+    );
+    assert!(stored(&app, "ghost.example.com").await.is_none());
+
+    // A site nobody owns can be chosen, and the editor shows it as such.
+    let page = create(
+        &app,
+        &[
+            ("domain", "orphan.example.com"),
+            ("template", "reverse_proxy"),
+            ("upstream", "127.0.0.1:3000"),
+            ("owner_id", "none"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let site = stored(&app, "orphan.example.com").await.unwrap();
+    assert_eq!(site.owner_id, None);
+    let edit = app.get(&format!("/vhosts/{}/edit", site.id)).await;
+    assert_eq!(
+        edit.attr("#owner_id option[selected]", "value").as_deref(),
+        Some("none")
+    );
+}

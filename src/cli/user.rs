@@ -3,7 +3,7 @@
 
 use crate::auth::{password, token};
 use crate::config::Config;
-use crate::db::{Db, audit, sessions, users};
+use crate::db::{Db, api_tokens, audit, sessions, users};
 use crate::domain::{DisplayName, Email, Password, Role};
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
@@ -115,6 +115,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             let user = find(&db, &email).await?;
             let (secret, generated) = new_password(password_stdin)?;
             let hash = crate::blocking::run(move || password::hash(secret.expose())).await?;
+            let whose = user.clone();
             change(
                 &db,
                 &user,
@@ -122,19 +123,26 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                 "set from the command line",
                 move |c| {
                     users::set_password_hash(c, user.id, &hash)?;
-                    // Whoever holds a live session with the old password is signed out.
+                    // Whoever holds a live session with the old password is signed out,
+                    // and no token made with it outlives the recovery.
                     sessions::delete_all_for_user(c, user.id, None)?;
+                    let why = "password set from the command line";
+                    api_tokens::revoke_all_for_user(c, &whose, why, &audit::Origin::cli())?;
                     Ok(true)
                 },
             )
             .await?;
-            println!("password changed for {}", user.email);
+            println!(
+                "password changed for {}; their sessions and API tokens were revoked",
+                user.email
+            );
             if let Some(generated) = generated {
                 println!("one-time password: {generated}");
             }
         }
         UserCommand::Reset2fa { email } => {
             let user = find(&db, &email).await?;
+            let whose = user.clone();
             change(
                 &db,
                 &user,
@@ -143,12 +151,14 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                 move |c| {
                     users::reset_totp(c, user.id)?;
                     sessions::delete_all_for_user(c, user.id, None)?;
+                    let why = "two-factor authentication reset from the command line";
+                    api_tokens::revoke_all_for_user(c, &whose, why, &audit::Origin::cli())?;
                     Ok(true)
                 },
             )
             .await?;
             println!(
-                "two-factor authentication removed for {}; they enrol again at next sign-in",
+                "two-factor authentication removed for {}; their sessions and API tokens were revoked; they enrol again at next sign-in",
                 user.email
             );
         }

@@ -6,7 +6,7 @@
 //! cannot be guessed (argon2 protects low-entropy passwords, which these are not).
 
 use super::users::{self, User};
-use super::{DbError, now};
+use super::{DbError, audit, now};
 use crate::auth::token::{constant_time_eq, random_hex};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
@@ -166,6 +166,30 @@ pub fn revoke(conn: &Connection, id: i64, owner: Option<i64>) -> Result<Option<A
     Ok(Some(token))
 }
 
+/// Revokes every token of `user`, because their account was recovered or re-secured (`why`,
+/// e.g. "password changed"): a token made from a stolen session must not outlive the
+/// recovery. When there were any, one `api_token_revoked` entry says how many and why.
+/// Returns how many were revoked.
+pub fn revoke_all_for_user(
+    conn: &Connection,
+    user: &User,
+    why: &str,
+    origin: &audit::Origin,
+) -> Result<usize, DbError> {
+    let n = conn.execute("DELETE FROM api_tokens WHERE user_id = ?1", [user.id])?;
+    if n > 0 {
+        let detail = format!("all {n} API token(s): {why}");
+        let event = audit::Event {
+            action: audit::Action::ApiTokenRevoked,
+            user_id: Some(user.id),
+            email: Some(&user.email),
+            detail: &detail,
+        };
+        audit::record(conn, &event, origin)?;
+    }
+    Ok(n)
+}
+
 /// Why a presented token does not authenticate anyone. All of them are a 401; the reason is
 /// for the log, never told to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +333,40 @@ mod tests {
                 Refusal::Unknown
             );
             assert!(list_all(c).unwrap().is_empty(), "tokens go with their user");
+        });
+    }
+
+    #[test]
+    fn revoking_all_of_a_users_tokens_is_audited_and_spares_others() {
+        with_user(|c| {
+            c.execute(
+                "INSERT INTO users (id, name, email, password_hash, role) VALUES (2, 'B', 'b@x.io', 'h', 'user')",
+                [],
+            )
+            .unwrap();
+            let a1 = create(c, 1, "a1", Scope::Write, None).unwrap();
+            create(c, 1, "a2", Scope::Read, None).unwrap();
+            let b = create(c, 2, "b", Scope::Read, None).unwrap();
+            let user = users::find(c, 1).unwrap().unwrap();
+            let origin = audit::Origin::cli();
+            assert_eq!(
+                revoke_all_for_user(c, &user, "password changed", &origin).unwrap(),
+                2
+            );
+            assert_eq!(verify(c, &a1.plain).unwrap().unwrap_err(), Refusal::Unknown);
+            assert!(verify(c, &b.plain).unwrap().is_ok(), "someone else's stays");
+            let entries = audit::list(c, Some("api_token_revoked"), None, 10).unwrap();
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0].detail, "all 2 API token(s): password changed");
+            assert_eq!(entries[0].user_id, Some(1));
+            assert_eq!(revoke_all_for_user(c, &user, "again", &origin).unwrap(), 0);
+            assert_eq!(
+                audit::list(c, Some("api_token_revoked"), None, 10)
+                    .unwrap()
+                    .len(),
+                1,
+                "nothing to revoke, nothing logged"
+            );
         });
     }
 }

@@ -2,7 +2,7 @@
 //! tokens.
 
 use super::forms::{Field, FormErrors, form_alert};
-use super::{Ctx, csrf_field, timestamp};
+use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
 use crate::web::{AccountView, PasswordForm, TokenForm};
 use maud::{Markup, html};
@@ -82,6 +82,7 @@ pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                     form method="post" action="/account/sessions/revoke-others" {
                         (csrf_field(ctx))
                         button .button .danger type="submit" { "Sign out all other sessions" }
+                        p .hint #revoke-others-hint { "Your API tokens keep working: revoke them one by one under API tokens, or change your password to revoke them all." }
                     }
                 }
             }
@@ -152,7 +153,7 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
         section .card #api-tokens {
             h2 { "API tokens" }
             (new_token(forms))
-            p .hint { "For scripts and CI: send a token as " code { "Authorization: Bearer …" } " to " code { "/api/v1" } ". It acts as you, without a second factor, so keep it secret." }
+            p .hint { "For scripts and CI: send a token as " code { "Authorization: Bearer …" } " to " code { "/api/v1" } ". It acts as you, without a second factor, so keep it secret. Changing your password or having your two-factor authentication reset revokes all your tokens." }
             @if view.tokens.is_empty() {
                 p .muted #no-tokens { "No tokens yet." }
             } @else {
@@ -169,7 +170,7 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                                         @match t.expires_at {
                                             None => "never",
                                             Some(at) => {
-                                                (timestamp(at))
+                                                (last_day(at))
                                                 @if t.is_expired(now) { " " span .badge .danger { "expired" } }
                                             }
                                         }
@@ -212,6 +213,8 @@ fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                     p .hint #token_expires-hint { "The token works through this day (UTC). Leave empty for a token that never expires." }
                     @if let Some(e) = errors.get("token_expires") { p .field-error #token_expires-error role="alert" { (e) } }
                 }
+                (Field::new("token_current", "Current password").kind("password").autocomplete("current-password")
+                    .hint("A token is a lasting credential, so making one asks for your password.").render(errors))
                 button .button .primary type="submit" { "Make a token" }
             }
         }

@@ -39,6 +39,18 @@ pub fn csrf_field(ctx: &Ctx) -> Markup {
 }
 
 /// Seconds since the epoch as `2026-11-22 03:29 UTC`.
+/// The last day (UTC) on which something that stops at `end` still works: a token that
+/// expires at midnight starting 2100-01-01 works through 2099-12-31, and says so.
+pub fn last_day(end: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(end - 1)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!("[year]-[month]-[day]"))
+                .ok()
+        })
+        .map_or_else(|| end.to_string(), |day| format!("through {day} (UTC)"))
+}
+
 pub fn timestamp(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()

@@ -1,7 +1,7 @@
 //! The users page: the list with per-row actions, and the form to add someone.
 
 use super::forms::{Field, FormErrors};
-use super::{Ctx, csrf_field, timestamp};
+use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
 use crate::db::users::User;
 use crate::web::{NewUserForm, Outcome};
@@ -152,10 +152,10 @@ fn tokens(ctx: &Ctx, users: &[User], tokens: &[ApiToken]) -> Markup {
                                     td .mono data-label="Owner" { (owner(t.user_id)) }
                                     td .token-name { (t.name) }
                                     td .token-scope data-label="Scope" { (t.scope.as_str()) }
-                                    td data-label="Expires" {
+                                    td .token-expires data-label="Expires" {
                                         @match t.expires_at {
                                             None => "never",
-                                            Some(at) => { (timestamp(at)) @if t.is_expired(now) { " " span .badge .danger { "expired" } } }
+                                            Some(at) => { (last_day(at)) @if t.is_expired(now) { " " span .badge .danger { "expired" } } }
                                         }
                                     }
                                     td data-label="Last used" {

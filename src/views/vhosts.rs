@@ -118,16 +118,19 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                     }
                     (template_fields(e.template, &e.values, &e.errors, e.admin))
                     @if e.admin {
-                        div .field {
+                        @let owner_error = e.errors.get("owner_id");
+                        div .field .has-error[owner_error.is_some()] {
                             label for="owner_id" { "Owner" }
-                            select #owner_id name="owner_id" {
+                            select #owner_id name="owner_id" aria-invalid=[owner_error.map(|_| "true")] {
                                 @for u in &e.owners {
                                     option value=(u.id) selected[value(&e.values, "owner_id") == u.id.to_string()] { (u.email) " (" (u.role) ")" }
                                 }
+                                option value=(crate::web::NO_OWNER) selected[value(&e.values, "owner_id") == crate::web::NO_OWNER] { "Nobody (admins only)" }
                             }
+                            @if let Some(why) = owner_error { p .field-error #owner_id-error role="alert" { (why) } }
                         }
                     }
-                    @if !e.agents.is_empty() {
+                    @if !e.agents.is_empty() || e.errors.get("serve_on").is_some() {
                         @let chosen = value(&e.values, "serve_on") == "chosen";
                         fieldset .field .serve-on .has-error[e.errors.get("serve_on").is_some()] {
                             legend { "Served by" }

@@ -138,14 +138,17 @@ pub async fn change_password(
     };
     let hash = crate::blocking::run(move || password::hash(new.expose())).await?;
     let (uid, keep) = (current.user.id, current.session_id.clone());
-    let signed_out = state
+    let (who, origin) = (current.user.clone(), client.origin());
+    let (signed_out, revoked) = state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
             users::set_password_hash(&tx, uid, &hash)?;
             let n = sessions::delete_all_for_user(&tx, uid, Some(&keep))?;
+            // A token made from a stolen session must not outlive the password change.
+            let t = api_tokens::revoke_all_for_user(&tx, &who, "password changed", &origin)?;
             tx.commit()?;
-            Ok(n)
+            Ok((n, t))
         })
         .await?;
     audit_event(
@@ -157,7 +160,9 @@ pub async fn change_password(
     )
     .await?;
     let view = load(&state, &current).await?;
-    let notice = format!("Password changed. {signed_out} other session(s) were signed out.");
+    let notice = format!(
+        "Password changed. {signed_out} other session(s) were signed out and {revoked} API token(s) revoked."
+    );
     let forms = views::account::Forms {
         notice: Some(&notice),
         ..Default::default()
@@ -391,6 +396,10 @@ pub struct TokenForm {
     /// `YYYY-MM-DD` (what a date input sends); empty for a token that never expires.
     #[serde(default)]
     pub expires: String,
+    /// The current password: a token is a lasting credential, so a session alone (perhaps
+    /// a stolen one) cannot make one. Never shown back.
+    #[serde(default, rename = "token_current")]
+    pub current: String,
 }
 
 /// The longest token name kept.
@@ -445,6 +454,9 @@ pub async fn create_token(
             None
         }
     };
+    if !current_password_ok(&state, current.user.id, form.current.clone()).await? {
+        errors.add("token_current", "That is not your current password.");
+    }
     let (Some(scope), true) = (scope, errors.is_empty()) else {
         let view = load(&state, &current).await?;
         let forms = views::account::Forms {

@@ -496,6 +496,18 @@ fn overlay(
     {
         add_defaults(values, t);
     }
+    // The template the site will have: a field of another one would be dropped unseen, so
+    // it is refused instead. (An unknown template is reported by the form's own check.)
+    let chosen = body
+        .get("template")
+        .and_then(Value::as_str)
+        .or(values.get("template").map(String::as_str))
+        .and_then(Template::from_slug);
+    let foreign = |name: &str| -> Option<String> {
+        let t = chosen?;
+        (!t.fields().iter().any(|f| f.name == name))
+            .then(|| format!("Not a field of the {} template.", t.slug()))
+    };
     for (key, value) in body {
         match key.as_str() {
             "fields" => match value {
@@ -503,6 +515,10 @@ fn overlay(
                     for (name, value) in fields {
                         if !is_template_field(name) {
                             errors.insert(format!("fields.{name}"), "Unknown field.".into());
+                            continue;
+                        }
+                        if let Some(why) = foreign(name) {
+                            errors.insert(format!("fields.{name}"), why);
                             continue;
                         }
                         match scalar(value) {
@@ -526,12 +542,26 @@ fn overlay(
                 }
             },
             "owner_id" if !user.is_admin() => {
-                if value.as_i64() != Some(user.id) && !value.is_null() {
+                if value.as_i64() != Some(user.id) {
                     errors.insert(
                         "owner_id".into(),
                         "Only an admin can choose who owns a site.".into(),
                     );
                 }
+            }
+            // An admin's null means "nobody owns it", never "me".
+            "owner_id" => match value {
+                Value::Null => set(values, "owner_id", Some(portal::NO_OWNER.into())),
+                Value::Number(n) if n.is_i64() => set(values, "owner_id", Some(n.to_string())),
+                _ => {
+                    errors.insert(
+                        "owner_id".into(),
+                        "Give a user id, or null for a site nobody owns.".into(),
+                    );
+                }
+            },
+            k if is_template_field(k) && !SITE_KEYS.contains(&k) && foreign(k).is_some() => {
+                errors.insert(k.into(), foreign(k).unwrap_or_default());
             }
             k if SITE_KEYS.contains(&k) || is_template_field(k) => match scalar(value) {
                 Ok(v) => set(values, k, v),
@@ -691,8 +721,9 @@ pub async fn toggle_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    let id = v.id;
+    let (id, only) = (v.id, portal::only_own(&caller.user));
     let result = portal::deploy(&state, &caller.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::toggle(tx, author, id)
     })
     .await?;
@@ -708,8 +739,9 @@ pub async fn delete_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    let id = v.id;
+    let (id, only) = (v.id, portal::only_own(&caller.user));
     let result = portal::deploy(&state, &caller.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::delete(tx, author, id)
     })
     .await?;
@@ -851,6 +883,54 @@ mod tests {
         );
         assert!(errors.is_empty());
         assert_eq!(values["owner_id"], "1", "an admin chooses the owner");
+    }
+
+    #[test]
+    fn another_templates_field_is_refused_and_an_admins_null_owner_means_nobody() {
+        let mut values = BTreeMap::from([("template".to_string(), "reverse_proxy".to_string())]);
+        let mut errors = BTreeMap::new();
+        overlay(
+            &mut values,
+            &body(json!({"root": "/srv", "fields": {"browse": true}, "upstream": "a:1"})),
+            &user(true),
+            &mut errors,
+        );
+        assert_eq!(
+            errors.get("root").map(String::as_str),
+            Some("Not a field of the reverse_proxy template.")
+        );
+        assert!(errors.contains_key("fields.browse"), "{errors:?}");
+        assert!(!values.contains_key("root") && !values.contains_key("browse"));
+        assert_eq!(values["upstream"], "a:1", "its own fields are taken");
+
+        // Switching template in the same body: the new template's fields are its own.
+        let mut errors = BTreeMap::new();
+        overlay(
+            &mut values,
+            &body(json!({"template": "static_files", "root": "/srv"})),
+            &user(true),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+
+        let mut errors = BTreeMap::new();
+        overlay(
+            &mut values,
+            &body(json!({"owner_id": null})),
+            &user(true),
+            &mut errors,
+        );
+        assert_eq!(values["owner_id"], portal::NO_OWNER);
+        overlay(
+            &mut values,
+            &body(json!({"owner_id": null})),
+            &user(false),
+            &mut errors,
+        );
+        assert!(
+            errors.contains_key("owner_id"),
+            "a user cannot disown a site"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use login::LoginForm;
 pub use logs::{LogQuery, ROW_CAP as LOG_ROW_CAP};
 pub use render::Render;
 pub use users::{NewUserForm, Outcome};
-pub use vhosts::{CaddyCheck, Editor, ListQuery, OwnedVhost, Preview, RowView};
+pub use vhosts::{CaddyCheck, Editor, ListQuery, NO_OWNER, OwnedVhost, Preview, RowView};
 
 use crate::auth::ratelimit::Limiter;
 use crate::config::Config;

@@ -409,6 +409,7 @@ pub async fn reset_2fa(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
+    let origin = client.origin();
     let message = act(
         &state,
         &me,
@@ -417,9 +418,12 @@ pub async fn reset_2fa(
         Action::TotpReset,
         move |c, target| {
             users::reset_totp(c, target.id)?;
-            // They sign in again with their password, then enrol afresh.
+            // They sign in again with their password, then enrol afresh; no token made
+            // by whoever had the second factor outlives the reset.
             let n = sessions::delete_all_for_user(c, target.id, None)?;
-            Ok(format!("{n} sessions ended"))
+            let why = "two-factor authentication reset by an admin";
+            let t = crate::db::api_tokens::revoke_all_for_user(c, target, why, &origin)?;
+            Ok(format!("{n} sessions ended, {t} API tokens revoked"))
         },
     )
     .await?;

@@ -47,6 +47,12 @@ pub(super) async fn owned(state: &AppState, user: &User, id: i64) -> Result<Vhos
     Ok(vhost)
 }
 
+/// Whose sites `user` may change, for [`changes::ensure_owned`] inside the change's
+/// transaction: only their own, or (an admin) any.
+pub(super) fn only_own(user: &User) -> Option<i64> {
+    (!user.is_admin()).then_some(user.id)
+}
+
 #[derive(Deserialize, Default, Clone)]
 pub struct ListQuery {
     #[serde(default)]
@@ -204,12 +210,45 @@ fn template_of(values: &BTreeMap<String, String>) -> Template {
         .unwrap_or(Template::ReverseProxy)
 }
 
+/// What only the database knows when checking a form: which agents and users exist.
+struct Known {
+    agents: Vec<i64>,
+    users: Vec<i64>,
+}
+
 /// Validates the whole form: domain, template fields, the generated body under the author's
-/// policy, and the owner. Every reason is keyed by the field it belongs to.
-fn check(
+/// policy, the owner and the agents. Every reason is keyed by the field it belongs to.
+async fn check(
     state: &AppState,
     user: &User,
     values: &BTreeMap<String, String>,
+    errors: &mut FormErrors,
+) -> Result<Option<Checked>> {
+    let admin = user.is_admin();
+    let known = state
+        .db
+        .run(move |c| {
+            Ok(Known {
+                agents: crate::db::agents::list(c)?.iter().map(|a| a.id).collect(),
+                users: if admin {
+                    users::list(c)?.iter().map(|u| u.id).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .await?;
+    Ok(check_against(state, user, values, &known, errors))
+}
+
+/// The no-owner choice of an admin's owner field (the API's `"owner_id": null`).
+pub const NO_OWNER: &str = "none";
+
+fn check_against(
+    state: &AppState,
+    user: &User,
+    values: &BTreeMap<String, String>,
+    known: &Known,
     errors: &mut FormErrors,
 ) -> Option<Checked> {
     let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
@@ -252,11 +291,17 @@ fn check(
             }
         }
     });
+    // Some(owner) when valid, where owner None is a site nobody owns (admins only).
     let owner_id = if admin {
         match get("owner_id") {
-            "" => Some(user.id),
+            "" => Some(Some(user.id)),
+            NO_OWNER => Some(None),
             id => match id.parse::<i64>() {
-                Ok(id) => Some(id),
+                Ok(id) if known.users.contains(&id) => Some(Some(id)),
+                Ok(id) => {
+                    errors.add("owner_id", format!("There is no user with the id {id}."));
+                    None
+                }
                 Err(_) => {
                     errors.add("owner_id", "Choose an owner.");
                     None
@@ -264,7 +309,7 @@ fn check(
             },
         }
     } else {
-        Some(user.id)
+        Some(Some(user.id))
     };
     // Served by every agent unless the form picks some: checkboxes named agent_<id>.
     let all_agents = get("serve_on") != "chosen";
@@ -273,10 +318,24 @@ fn check(
         .filter(|(_, v)| v.as_str() == "on")
         .filter_map(|(k, _)| k.strip_prefix("agent_")?.parse().ok())
         .collect();
+    let unknown: Vec<String> = agent_ids
+        .iter()
+        .filter(|id| !known.agents.contains(id))
+        .map(i64::to_string)
+        .collect();
     if !all_agents && agent_ids.is_empty() {
         errors.add(
             "serve_on",
             "Choose at least one agent, or serve it on all of them.",
+        );
+    } else if !all_agents && !unknown.is_empty() {
+        // Refused rather than ignored: a site no server serves is not what was asked for.
+        errors.add(
+            "serve_on",
+            format!(
+                "There is no agent with the id {}; choose among the agents listed.",
+                unknown.join(", ")
+            ),
         );
     }
     let (address, (template, _), body, owner_id) = (address?, generated?, body?, owner_id?);
@@ -296,7 +355,7 @@ fn check(
             params: serde_json::to_string(&params).unwrap_or_else(|_| "{}".into()),
             config: body.as_str().to_string(),
             enabled: values.contains_key("enabled"),
-            owner_id: Some(owner_id),
+            owner_id,
             all_agents,
             agent_ids,
         },
@@ -323,7 +382,7 @@ async fn show_editor(
     extra: FormErrors,
 ) -> Result<Response> {
     let mut errors = FormErrors::default();
-    let preview = match check(state, user, &values, &mut errors) {
+    let preview = match check(state, user, &values, &mut errors).await? {
         Some(checked) => Preview::Block(checked.block, None),
         None => Preview::Invalid,
     };
@@ -429,7 +488,7 @@ pub async fn preview(
 ) -> Result<Response> {
     let values = values_of(fields);
     let mut errors = FormErrors::default();
-    let preview = match check(&state, &current.user, &values, &mut errors) {
+    let preview = match check(&state, &current.user, &values, &mut errors).await? {
         Some(checked) => {
             let caddy = caddy_check(&state, &checked.snapshot).await?;
             Preview::Block(checked.block, caddy)
@@ -514,12 +573,16 @@ pub(super) async fn save_values(
     values: &BTreeMap<String, String>,
 ) -> Result<Result<Vhost, SaveError>> {
     let mut errors = FormErrors::default();
-    let Some(checked) = check(state, user, values, &mut errors) else {
+    let Some(checked) = check(state, user, values, &mut errors).await? else {
         return Ok(Err(SaveError::Invalid(errors)));
     };
     let snapshot = checked.snapshot;
+    let only = only_own(user);
     let result = deploy(state, user, move |tx, author| match id {
-        Some(id) => changes::update(tx, author, id, &snapshot),
+        Some(id) => {
+            changes::ensure_owned(tx, id, only)?;
+            changes::update(tx, author, id, &snapshot)
+        }
         None => changes::create(tx, author, &snapshot),
     })
     .await?;
@@ -573,9 +636,8 @@ pub(super) fn stored_values(v: &Vhost) -> BTreeMap<String, String> {
     if v.enabled {
         values.insert("enabled".into(), "on".into());
     }
-    if let Some(owner) = v.owner_id {
-        values.insert("owner_id".into(), owner.to_string());
-    }
+    let owner = v.owner_id.map_or(NO_OWNER.to_string(), |o| o.to_string());
+    values.insert("owner_id".into(), owner);
     if !v.all_agents {
         values.insert("serve_on".into(), "chosen".into());
         for agent in &v.agent_ids {
@@ -620,8 +682,9 @@ pub async fn toggle(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let id = v.id;
+    let (id, only) = (v.id, only_own(&current.user));
     let result = deploy(&state, &current.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::toggle(tx, author, id)
     })
     .await?;
@@ -677,8 +740,9 @@ pub async fn delete(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let id = v.id;
+    let (id, only) = (v.id, only_own(&current.user));
     match deploy(&state, &current.user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
         changes::delete(tx, author, id)
     })
     .await?

@@ -98,6 +98,7 @@ pub async fn enrol_then_sign_in_with_totp_and_a_backup_code(b: &Browser) -> anyh
 
     // An API token, made on a phone: shown once in a field to copy from.
     b.fill("#token_name", "phone script").await?;
+    b.fill("#token_current", ADMIN_PASSWORD).await?;
     b.click("#new-token-form button[type=submit]").await?;
     b.wait_for("#new-token").await?;
     let token = b.value("#new-token-value").await?;

@@ -84,12 +84,18 @@ impl Api {
     }
 }
 
-/// Makes a token on the visitor's account page and returns it, as shown that one time.
-pub async fn make_token(visitor: &Visitor, name: &str, scope: &str) -> String {
+/// Makes a token on the visitor's account page (which asks for their `password`) and
+/// returns it, as shown that one time.
+pub async fn make_token(visitor: &Visitor, password: &str, name: &str, scope: &str) -> String {
     let page = visitor
         .post_form(
             "/account/tokens",
-            &[("token_name", name), ("scope", scope), ("expires", "")],
+            &[
+                ("token_name", name),
+                ("scope", scope),
+                ("expires", ""),
+                ("token_current", password),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
