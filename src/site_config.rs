@@ -37,7 +37,7 @@ pub fn site_block(address: &str, body: &CaddyfileBody) -> String {
 
 /// A stored body, parsed again (it was validated and normalised when it was saved).
 pub fn stored_body(config: &str) -> Option<CaddyfileBody> {
-    CaddyfileBody::parse(config, &BodyPolicy::admin()).ok()
+    CaddyfileBody::parse_stored(config, &BodyPolicy::admin()).ok()
 }
 
 /// Where one agent's Caddy listens for its admin API and writes its access log, as the

@@ -32,7 +32,6 @@ pub enum DeployError {
 /// What one agent gets from a deploy.
 struct Step {
     agent: Agent,
-    before: String,
     after: String,
     after_hash: String,
 }
@@ -103,26 +102,26 @@ where
             }
             let after = all_vhosts(&tx)?;
             drop(tx);
+            // What each agent ran before is rendered only if it has to be put back.
             let steps = fleet_agents
                 .into_iter()
                 .map(|agent| {
-                    let (before_text, _) = site_config::for_agent(&caddy_c, &agent, &before);
                     let (after_text, after_hash) = site_config::for_agent(&caddy_c, &agent, &after);
                     Step {
                         agent,
-                        before: before_text,
                         after: after_text,
                         after_hash,
                     }
                 })
                 .collect::<Vec<_>>();
-            Ok(Ok(steps))
+            Ok(Ok((steps, before)))
         })
         .await?;
-    let steps = match plan {
-        Ok(steps) => steps,
+    let (steps, before_vhosts) = match plan {
+        Ok(plan) => plan,
         Err(e) => return Ok(Err(DeployError::Refused(e))),
     };
+    let before = &before_vhosts;
 
     // 2. Push where the agent does not already run the new config. An agent never heard
     //    from has no known admin address: pushing could move its Caddy's admin endpoint,
@@ -149,7 +148,8 @@ where
     }) {
         let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
             Some(Push::Applied { .. }) => Some(async move {
-                let result = client::push(fleet, &s.agent, &s.before, fleet.push_timeout).await;
+                let text = site_config::for_agent(caddy, &s.agent, before).0;
+                let result = client::push(fleet, &s.agent, &text, fleet.push_timeout).await;
                 (s.agent.id, result)
             }),
             _ => None,
@@ -171,7 +171,8 @@ where
             // state the database still has.
             let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
                 Some(Push::Applied { .. }) => Some(async move {
-                    let result = client::push(fleet, &s.agent, &s.before, fleet.push_timeout).await;
+                    let text = site_config::for_agent(caddy, &s.agent, before).0;
+                    let result = client::push(fleet, &s.agent, &text, fleet.push_timeout).await;
                     (s.agent.id, result)
                 }),
                 _ => None,

@@ -74,9 +74,14 @@ pub struct RowView {
 }
 
 fn row_view(v: Vhost, owners: &[User]) -> RowView {
-    let display = SiteAddress::parse(&v.domain)
-        .map(|a| a.display())
-        .unwrap_or_else(|_| v.domain.clone());
+    // Stored domains are normalised; only punycode labels read differently when shown.
+    let display = if v.domain.contains("xn--") {
+        SiteAddress::parse(&v.domain)
+            .map(|a| a.display())
+            .unwrap_or_else(|_| v.domain.clone())
+    } else {
+        v.domain.clone()
+    };
     let template =
         Template::from_slug(&v.template).map_or(v.template.clone(), |t| t.label().to_string());
     let owner = v

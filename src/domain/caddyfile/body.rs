@@ -223,6 +223,14 @@ impl CaddyfileBody {
         }
     }
 
+    /// A body that [`CaddyfileBody::parse`] produced and that was stored: it is checked again
+    /// (tokens, structure, the policy), but not for being its own normal form, which `parse`
+    /// made sure of when it was saved. Rendering thousands of sites is twice as fast.
+    pub fn parse_stored(input: &str, policy: &BodyPolicy) -> Result<CaddyfileBody, BodyError> {
+        let (body, _) = analyze(input, policy)?;
+        Ok(body)
+    }
+
     /// The normalized body at nesting depth zero, one line per directive, ending in a newline
     /// (or empty).
     pub fn as_str(&self) -> &str {
@@ -937,6 +945,19 @@ pub(super) mod test_strategies {
 mod tests {
     use super::test_strategies::REAL_WORLD;
     use super::*;
+
+    #[test]
+    fn a_stored_body_reads_back_exactly_as_it_was_saved() {
+        let policy = BodyPolicy::admin();
+        let saved = CaddyfileBody::parse(
+            "@api path /api/*\nhandle @api {\nreverse_proxy 127.0.0.1:9000\n}\nrespond `a\nb` 200",
+            &policy,
+        )
+        .unwrap();
+        let stored = CaddyfileBody::parse_stored(saved.as_str(), &policy).unwrap();
+        assert_eq!(stored, saved);
+        assert!(CaddyfileBody::parse_stored("respond {", &policy).is_err());
+    }
 
     fn admin(input: &str) -> Result<CaddyfileBody, BodyError> {
         CaddyfileBody::parse(input, &BodyPolicy::admin())
