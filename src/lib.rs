@@ -27,6 +27,8 @@ pub mod export;
 pub mod fleet;
 /// Caddyfile import: a whole Caddyfile planned as vhosts, then applied in one transaction.
 pub mod import;
+/// Handing freed memory back to the system after large, short-lived work.
+pub mod memory;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
 /// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.

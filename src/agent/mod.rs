@@ -174,6 +174,8 @@ impl AgentState {
             .reloads
             .get_or_create(&crate::metrics::OutcomeLabels::of(label))
             .inc();
+        // The Caddyfile (megabytes at thousands of sites) is gone; give its memory back.
+        crate::memory::release_freed();
         outcome
     }
 

@@ -90,6 +90,10 @@ impl Db {
         });
         let pool = r2d2::Pool::builder()
             .max_size(8)
+            // Connections beyond one are made when needed and closed after a minute idle,
+            // so an idle hub does not keep eight page caches.
+            .min_idle(Some(1))
+            .idle_timeout(Some(Duration::from_secs(60)))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         Ok(Self { pool, sealer })

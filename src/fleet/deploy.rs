@@ -68,6 +68,7 @@ where
     stats
         .deploy_seconds
         .observe(started.elapsed().as_secs_f64());
+    crate::memory::release_freed();
     result
 }
 
