@@ -175,7 +175,7 @@ impl AgentState {
             .get_or_create(&crate::metrics::OutcomeLabels::of(label))
             .inc();
         // The Caddyfile (megabytes at thousands of sites) is gone; give its memory back.
-        crate::memory::release_freed();
+        drop(tokio::task::spawn_blocking(crate::memory::release_freed));
         outcome
     }
 
