@@ -264,7 +264,7 @@ async fn a_slow_viewer_is_told_what_it_missed_and_hub_memory_stays_bounded() {
     // Far more lines than the shared channel holds, while this viewer reads nothing.
     let senders = (0..8).map(|t| {
         let (caddy, host) = (&caddy, host.clone());
-        async move { traffic(caddy, &host, &format!("flood{t}"), 1500).await }
+        async move { traffic(caddy, &host, &format!("flood{t}"), 2000).await }
     });
     futures::future::join_all(senders).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

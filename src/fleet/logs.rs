@@ -28,7 +28,7 @@ pub enum LogEvent {
 }
 
 /// Lines kept in flight per agent for slow watchers before they start skipping.
-const CHANNEL: usize = 16_384;
+const CHANNEL: usize = 8192;
 
 struct Upstream {
     tx: broadcast::Sender<LogEvent>,
