@@ -269,7 +269,12 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
         )
         .await;
     assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
-    let db = Db::open(&hub.db_path()).unwrap();
+    // With the key the hub made on its first start: agent tokens are sealed with it.
+    let db = gatehouse::secrets::open_database(&gatehouse::config::Config {
+        data_dir: hub.dir.join("data"),
+        ..Default::default()
+    })
+    .unwrap();
     eventually(10, "the hub has heard from the agent", || async {
         db.run(|c| agents::list(c))
             .await
