@@ -1086,6 +1086,20 @@ fn cookie_of(response: &reqwest::Response) -> String {
         .join("; ")
 }
 
+/// The commit measured, as `git` says (the benchmark runs in a clone).
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -1158,7 +1172,7 @@ async fn main() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let mut doc = format!(
-        "# Gatehouse benchmarks\n\nWritten by `bash .ci/bench` ({}) on {date}, in {:.0} s.\n\n\
+        "# Gatehouse benchmarks\n\nWritten by `bash .ci/bench` ({}) on {date}, in {:.0} s, at commit {}.\n\n\
          Machine: {}.\n\nEach row is measured against its reference in the same run; values are \
          medians of several runs. A ratio is measured ÷ reference (for footprint rows, ÷ the \
          target). Release build, everything on loopback.\n\n",
@@ -1168,6 +1182,7 @@ async fn main() {
             "full run"
         },
         started.elapsed().as_secs_f64(),
+        commit(),
         machine()
     );
     doc.push_str(&table(&rows));
