@@ -3,7 +3,7 @@
 //! Caddy 2.6's rules (the Debian package) and with 2.7's (heredocs), and walked the way Caddy's
 //! parser walks it: an optional global block, then `address {` … `}` blocks whose nesting is
 //! counted on `{` and `}` tokens. Every block must be one of the vhosts, in render order, and
-//! hold exactly the tokens of its body followed by the access-log directive.
+//! hold exactly the tokens of its body followed by a bare `log` (the access-log switch).
 
 use crate::domain::caddyfile::{
     AccessLog, CaddyfileBody, GlobalOptions, LexOptions, SiteBlock, Token, render, tokenize_with,
@@ -67,13 +67,9 @@ pub fn check(sites: &[Site]) {
             found, wanted,
             "{dialect}: site blocks differ from the vhosts\n{rendered}"
         );
-        let log = tokenize_with(
-            &format!(
-                "log {{\n\toutput file {ACCESS_LOG} {{\n\t\troll_size 50MiB\n\t\troll_keep 5\n\t}}\n\tformat json\n}}\n"
-            ),
-            options,
-        )
-        .expect("the log directive lexes");
+        // Each site switches access logging on with a bare `log`; the shared logger that
+        // writes the file is a global option.
+        let log = tokenize_with("log\n", options).expect("the log directive lexes");
         for ((address, inner), site) in blocks.iter().zip(&expected) {
             let body = tokenize_with(site.body.as_str(), options).unwrap_or_else(|e| {
                 panic!(
