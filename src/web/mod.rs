@@ -497,6 +497,11 @@ async fn open_session_store(config: &Config) -> anyhow::Result<RusqliteStore> {
     let conn = tokio_rusqlite::Connection::open(config.db_path()).await?;
     conn.call(|c| {
         c.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The store creates a session in a transaction that reads, then writes. Begun
+        // DEFERRED, a write committed by another connection in between makes SQLite refuse
+        // the upgrade at once (no busy wait), and a sign-in answered 500. IMMEDIATE takes
+        // the write lock up front, waiting its turn like every other writer.
+        c.set_transaction_behavior(tokio_rusqlite::TransactionBehavior::Immediate);
         c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
     })
     .await
@@ -507,6 +512,60 @@ async fn open_session_store(config: &Config) -> anyhow::Result<RusqliteStore> {
         .await
         .map_err(|e| anyhow::anyhow!("session store migration: {e}"))?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod session_store_tests {
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::session_store::SessionStore;
+
+    /// Sessions are created while another connection keeps writing to the same file: every
+    /// creation must wait its turn, never fail (a sign-in would answer 500).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_are_created_while_others_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        let store = super::open_session_store(&config).await.unwrap();
+        let path = config.db_path();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let c = rusqlite::Connection::open(path).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                c.execute_batch("CREATE TABLE IF NOT EXISTS churn (n INTEGER)")
+                    .unwrap();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200_000 {
+                    c.execute("INSERT INTO churn (n) VALUES (?1)", [n]).unwrap();
+                    n += 1;
+                }
+            })
+        };
+        let mut failures = Vec::new();
+        for _ in 0..300 {
+            let mut record = Record {
+                id: Id::default(),
+                data: Default::default(),
+                expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            };
+            if let Err(e) = store.create(&mut record).await {
+                failures.push(e.to_string());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            failures.first()
+        );
+    }
 }
 
 #[cfg(test)]
