@@ -721,12 +721,7 @@ pub async fn toggle_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    let (id, only) = (v.id, portal::only_own(&caller.user));
-    let result = portal::deploy(&state, &caller.user, move |tx, author| {
-        changes::ensure_owned(tx, id, only)?;
-        changes::toggle(tx, author, id)
-    })
-    .await?;
+    let result = portal::deploy_owned(&state, &caller.user, v.id, changes::toggle).await?;
     match result {
         Ok(now) => Ok(json_response(StatusCode::OK, &site_json(now))),
         Err(e) => Err(change_failed(e)),
@@ -739,12 +734,8 @@ pub async fn delete_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    let (id, only) = (v.id, portal::only_own(&caller.user));
-    let result = portal::deploy(&state, &caller.user, move |tx, author| {
-        changes::ensure_owned(tx, id, only)?;
-        changes::delete(tx, author, id)
-    })
-    .await?;
+    let id = v.id;
+    let result = portal::deploy_owned(&state, &caller.user, id, changes::delete).await?;
     match result {
         Ok(_) => Ok(json_response(StatusCode::OK, &json!({ "deleted": id }))),
         Err(e) => Err(change_failed(e)),

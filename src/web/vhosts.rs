@@ -47,6 +47,31 @@ pub(super) async fn owned(state: &AppState, user: &User, id: i64) -> Result<Vhos
     Ok(vhost)
 }
 
+/// Runs `change` on site `id` through the deploy pipeline, checking again inside the
+/// change's transaction that `user` may still change that site (an admin may have given it
+/// to someone else since the request was checked).
+pub(super) async fn deploy_owned<T, F>(
+    state: &AppState,
+    user: &User,
+    id: i64,
+    change: F,
+) -> Result<Result<T, DeployError>>
+where
+    F: Fn(&rusqlite::Connection, &crate::db::changelog::Author<'_>, i64) -> Result<T, ChangeError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T: Send + 'static,
+{
+    let only = only_own(user);
+    deploy(state, user, move |tx, author| {
+        changes::ensure_owned(tx, id, only)?;
+        change(tx, author, id)
+    })
+    .await
+}
+
 /// Whose sites `user` may change, for [`changes::ensure_owned`] inside the change's
 /// transaction: only their own, or (an admin) any.
 pub(super) fn only_own(user: &User) -> Option<i64> {
@@ -687,12 +712,8 @@ pub async fn toggle(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let (id, only) = (v.id, only_own(&current.user));
-    let result = deploy(&state, &current.user, move |tx, author| {
-        changes::ensure_owned(tx, id, only)?;
-        changes::toggle(tx, author, id)
-    })
-    .await?;
+    let id = v.id;
+    let result = deploy_owned(&state, &current.user, id, changes::toggle).await?;
     if !render.htmx {
         // Without htmx there is no row to show the error in: an error page says it.
         return match result {
@@ -745,13 +766,8 @@ pub async fn delete(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let (id, only) = (v.id, only_own(&current.user));
-    match deploy(&state, &current.user, move |tx, author| {
-        changes::ensure_owned(tx, id, only)?;
-        changes::delete(tx, author, id)
-    })
-    .await?
-    {
+    let id = v.id;
+    match deploy_owned(&state, &current.user, id, changes::delete).await? {
         Ok(_) => {}
         Err(DeployError::Rejected { agent, error }) => {
             return Err(AppError::Conflict(rejection(&agent, &error)));
