@@ -184,6 +184,13 @@ pub struct VhostsConfig {
     pub user_root_base: String,
     /// Directives a `user` may write in a raw site body. Admins may write anything.
     pub user_directives: Vec<String>,
+    /// Networks (addresses or CIDRs) users' sites may make Caddy connect to. Empty: none.
+    /// The Settings page overrides it once an admin saves there.
+    pub user_networks: Vec<String>,
+    /// Upstream host names (exact, or `*.suffix`) users' sites may dial.
+    pub user_upstream_hosts: Vec<String>,
+    /// Unix sockets (absolute paths) users' sites may dial, e.g. PHP-FPM's.
+    pub user_unix_sockets: Vec<String>,
 }
 
 /// Caddy's own default admin address; no `admin` line is needed for it.
@@ -210,6 +217,9 @@ impl Default for VhostsConfig {
                 .iter()
                 .map(|d| d.to_string())
                 .collect(),
+            user_networks: Vec::new(),
+            user_upstream_hosts: Vec::new(),
+            user_unix_sockets: Vec::new(),
         }
     }
 }
@@ -399,6 +409,9 @@ impl Config {
                 return Err((key, "must be an absolute path without `..`".into()));
             }
         }
+        crate::tenancy::Lists::from_config(&self.vhosts)
+            .parse()
+            .map_err(|(key, why)| (key.config_key(), why))?;
         if !self.caddy.log.is_empty() && !self.caddy.log.starts_with('/') {
             return Err(("caddy.log", "must be empty or an absolute path".into()));
         }

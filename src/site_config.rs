@@ -35,6 +35,12 @@ pub fn site_block(address: &str, body: &CaddyfileBody) -> String {
     render_site(&SiteBlock { address, body }, true)
 }
 
+/// The block of one site without Gatehouse's own access-log switch: what a `user`'s site is
+/// judged on (see [`crate::tenancy::judge`]), so that only the user's own lines are judged.
+pub fn judged_block(address: &str, body: &CaddyfileBody) -> String {
+    render_site(&SiteBlock { address, body }, false)
+}
+
 /// A stored body, parsed again (it was validated and normalised when it was saved).
 pub fn stored_body(config: &str) -> Option<CaddyfileBody> {
     CaddyfileBody::parse_stored(config, &BodyPolicy::admin()).ok()

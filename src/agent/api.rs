@@ -70,6 +70,21 @@ pub enum ValidateOutcome {
     CaddyUnreachable { error: String },
 }
 
+/// `POST /caddy/adapt`, tagged by `status`: what Caddy would run for a Caddyfile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AdaptOutcome {
+    /// 200: Caddy's JSON for it, nothing loaded.
+    Adapted {
+        result: serde_json::Value,
+        warnings: Vec<Warning>,
+    },
+    /// 422: Caddy's adapter refuses it, in its own words.
+    Invalid { error: String },
+    /// 502: Caddy did not answer.
+    CaddyUnreachable { error: String },
+}
+
 /// Any refusal that is not Caddy's: bad token (401), body not UTF-8 (400), too large (413).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -123,6 +138,24 @@ pub async fn validate(
         Err(CaddyError::Unreachable(error)) => (
             StatusCode::BAD_GATEWAY,
             ValidateOutcome::CaddyUnreachable { error },
+        ),
+    };
+    Ok((status, Json(outcome)))
+}
+
+pub async fn adapt(
+    State(state): State<AgentState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AdaptOutcome>), Refusal> {
+    let (status, outcome) = match state.caddy().adapt_json(caddyfile(body)?.into()).await {
+        Ok((result, warnings)) => (StatusCode::OK, AdaptOutcome::Adapted { result, warnings }),
+        Err(CaddyError::Rejected { message, .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            AdaptOutcome::Invalid { error: message },
+        ),
+        Err(CaddyError::Unreachable(error)) => (
+            StatusCode::BAD_GATEWAY,
+            AdaptOutcome::CaddyUnreachable { error },
         ),
     };
     Ok((status, Json(outcome)))

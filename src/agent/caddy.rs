@@ -169,14 +169,27 @@ impl CaddyClient {
     /// `POST /adapt`: Caddy parses the Caddyfile into its JSON without loading it. Errors that
     /// only show when modules are provisioned (a bad regexp, say) are not caught here.
     pub async fn adapt(&self, caddyfile: Bytes) -> Result<Vec<Warning>, CaddyError> {
+        self.adapt_json(caddyfile)
+            .await
+            .map(|(_, warnings)| warnings)
+    }
+
+    /// [`CaddyClient::adapt`], keeping the JSON Caddy would run: what the hub judges a
+    /// `user`'s site on.
+    pub async fn adapt_json(
+        &self,
+        caddyfile: Bytes,
+    ) -> Result<(serde_json::Value, Vec<Warning>), CaddyError> {
         #[derive(Deserialize)]
         struct Adapted {
+            #[serde(default)]
+            result: serde_json::Value,
             #[serde(default)]
             warnings: Vec<Warning>,
         }
         let body = self.post_caddyfile("/adapt", caddyfile).await?;
         serde_json::from_slice::<Adapted>(&body)
-            .map(|adapted| adapted.warnings)
+            .map(|adapted| (adapted.result, adapted.warnings))
             .map_err(|e| {
                 CaddyError::Unreachable(format!("Caddy's /adapt answer is not what 2.6 sends: {e}"))
             })

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-/// Largest Caddyfile accepted by `/caddy/reload` and `/caddy/validate`.
+/// Largest Caddyfile accepted by `/caddy/reload`, `/caddy/validate` and `/caddy/adapt`.
 pub const MAX_CADDYFILE_BYTES: usize = 64 * 1024 * 1024;
 /// `caddy version` should answer at once; a hung binary must not hold up start-up.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,6 +238,7 @@ pub fn router(state: AgentState) -> Router {
     let guarded = Router::new()
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
+        .route("/caddy/adapt", post(api::adapt))
         .route("/logs", get(logs::recent))
         .route("/logs/stream", get(logs::stream))
         .route_layer(axum::middleware::from_fn_with_state(

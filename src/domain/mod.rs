@@ -5,6 +5,7 @@ pub mod access_log;
 mod account;
 pub mod caddyfile;
 mod role;
+pub mod tenant;
 pub mod tls;
 pub mod vhost;
 

@@ -26,6 +26,14 @@ pub enum Validation {
     Unavailable { error: String },
 }
 
+/// How an adaptation ended: Caddy's JSON for a Caddyfile, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adaptation {
+    Adapted(serde_json::Value),
+    Invalid { error: String },
+    Unavailable { error: String },
+}
+
 #[derive(Deserialize, Default)]
 struct Warning {
     #[serde(default)]
@@ -42,6 +50,9 @@ struct Answer {
     warnings: Vec<Warning>,
     #[serde(default)]
     error: String,
+    /// `/caddy/adapt` only: Caddy's JSON.
+    #[serde(default)]
+    result: Option<serde_json::Value>,
 }
 
 fn warnings(list: Vec<Warning>) -> Vec<String> {
@@ -189,6 +200,30 @@ pub async fn validate(
             error: format!("the agent answered {status} {}", a.error),
         },
         Err(error) => Validation::Unavailable { error },
+    }
+}
+
+/// Caddy's JSON for `caddyfile`, through the agent's `/caddy/adapt`; nothing is loaded.
+pub async fn adapt(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Adaptation {
+    match post(fleet, agent, "/caddy/adapt", caddyfile, timeout).await {
+        Ok((
+            200,
+            Answer {
+                result: Some(result),
+                ..
+            },
+        )) => Adaptation::Adapted(result),
+        Ok((422, a)) => Adaptation::Invalid { error: a.error },
+        Ok((401, _)) => Adaptation::Unavailable {
+            error: "the agent refused our token".into(),
+        },
+        Ok((404, _)) => Adaptation::Unavailable {
+            error: "the agent is older than this hub (no /caddy/adapt); upgrade it".into(),
+        },
+        Ok((status, a)) => Adaptation::Unavailable {
+            error: format!("the agent answered {status} {}", a.error),
+        },
+        Err(error) => Adaptation::Unavailable { error },
     }
 }
 
