@@ -174,6 +174,8 @@ pub struct CaddyConfig {
     pub access_log_roll_size_mb: u32,
     /// … and keeps this many rolled files.
     pub access_log_roll_keep: u32,
+    /// Addresses every site listens on (`default_bind`); empty: every interface.
+    pub default_bind: Vec<String>,
 }
 
 /// Rules for virtual hosts.
@@ -205,6 +207,7 @@ impl Default for CaddyConfig {
             access_log: "/var/log/caddy/gatehouse-access.log".into(),
             access_log_roll_size_mb: 50,
             access_log_roll_keep: 5,
+            default_bind: Vec::new(),
         }
     }
 }
@@ -412,6 +415,17 @@ impl Config {
         crate::tenancy::Lists::from_config(&self.vhosts)
             .parse()
             .map_err(|(key, why)| (key.config_key(), why))?;
+        if let Some(bad) = self
+            .caddy
+            .default_bind
+            .iter()
+            .find(|a| a.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err((
+                "caddy.default_bind",
+                format!("{bad:?} is not an IP address, e.g. 127.0.0.1 or 10.0.0.5"),
+            ));
+        }
         if !self.caddy.log.is_empty() && !self.caddy.log.starts_with('/') {
             return Err(("caddy.log", "must be empty or an absolute path".into()));
         }

@@ -18,7 +18,13 @@ pub fn global_options(c: &CaddyConfig) -> GlobalOptions {
         admin: (c.admin != CADDY_DEFAULT_ADMIN).then(|| c.admin.clone()),
         email: non_empty(&c.acme_email),
         caddy_log: non_empty(&c.log),
-        extra: None,
+        // Addresses were checked as IPs when the config was read, so this always parses.
+        extra: (!c.default_bind.is_empty())
+            .then(|| {
+                let line = format!("default_bind {}", c.default_bind.join(" "));
+                CaddyfileBody::parse(&line, &BodyPolicy::admin()).ok()
+            })
+            .flatten(),
     }
 }
 

@@ -118,27 +118,45 @@ impl Lists {
 
     /// Every entry parsed; the first list with a bad entry and why.
     pub fn parse(&self) -> Result<Parsed, (ListKey, String)> {
-        fn all<T>(
-            key: ListKey,
-            items: &[String],
-            f: impl Fn(&str) -> Result<T, String>,
-        ) -> Result<Vec<T>, (ListKey, String)> {
-            items
-                .iter()
-                .filter(|i| !i.trim().is_empty())
-                .map(|i| f(i).map_err(|why| (key, why)))
-                .collect()
-        }
         Ok(Parsed {
-            networks: all(ListKey::Networks, &self.networks, parse_network)?,
-            upstream_hosts: all(
+            networks: parse_all(ListKey::Networks, &self.networks, parse_network)?,
+            upstream_hosts: parse_all(
                 ListKey::UpstreamHosts,
                 &self.upstream_hosts,
                 NamePattern::parse,
             )?,
-            unix_sockets: all(ListKey::UnixSockets, &self.unix_sockets, parse_socket)?,
+            unix_sockets: parse_all(ListKey::UnixSockets, &self.unix_sockets, parse_socket)?,
         })
     }
+
+    /// The first bad entry of each list, so a form can say all of them at once.
+    pub fn problems(&self) -> Vec<(ListKey, String)> {
+        [
+            parse_all(ListKey::Networks, &self.networks, parse_network).err(),
+            parse_all(
+                ListKey::UpstreamHosts,
+                &self.upstream_hosts,
+                NamePattern::parse,
+            )
+            .err(),
+            parse_all(ListKey::UnixSockets, &self.unix_sockets, parse_socket).err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+fn parse_all<T>(
+    key: ListKey,
+    items: &[String],
+    f: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, (ListKey, String)> {
+    items
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|i| f(i).map_err(|why| (key, why)))
+        .collect()
 }
 
 /// The lists in force: the Settings page's once saved, the config file's before.

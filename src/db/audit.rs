@@ -28,6 +28,8 @@ pub enum Action {
     ApiWrite,
     /// A known token was refused: expired, its user banned, or a read token used to write.
     ApiTokenRefused,
+    /// An admin changed a setting on the Settings page (the detail says what it is now).
+    SettingsChanged,
 }
 
 impl Action {
@@ -51,6 +53,7 @@ impl Action {
         Action::ApiTokenRevoked,
         Action::ApiWrite,
         Action::ApiTokenRefused,
+        Action::SettingsChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Action {
             Action::ApiTokenRevoked => "api_token_revoked",
             Action::ApiWrite => "api_write",
             Action::ApiTokenRefused => "api_token_refused",
+            Action::SettingsChanged => "settings_changed",
         }
     }
 }
