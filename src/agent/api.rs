@@ -26,6 +26,10 @@ pub struct Health {
     /// until the first successful reload (the agent does not know what Caddy ran before), and
     /// again once Caddy's process has restarted since (it then runs its startup config).
     pub applied_hash: Option<String>,
+    /// Whether Caddy still runs what this agent loaded (compared through `GET /config/`).
+    /// Absent from agents older than this field, read as `unknown`.
+    #[serde(default)]
+    pub running: Running,
     pub access_log: String,
     /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
     #[serde(default)]
@@ -41,6 +45,30 @@ pub struct CaddyHealth {
     pub version: Option<String>,
     /// Caddy's admin `host:port`; the hub's Caddyfile must carry it in `admin`.
     pub admin: String,
+    /// Where the same Caddy process's admin API answers instead, when a config loaded outside
+    /// the agent moved it (`running` is then `admin_moved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
+}
+
+/// Whether Caddy runs the config this agent loaded last, in `/health`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Running {
+    /// Caddy's `/config/` is the one it had right after the agent's last load (key order and
+    /// whitespace aside).
+    Matches,
+    /// Caddy answers with another config: someone loaded one through its admin API directly.
+    Changed,
+    /// Caddy's admin API went silent at the configured address, and the same Caddy process
+    /// answers at Caddy's default one: a config without `admin` was loaded outside the agent.
+    /// The agent's next reload goes there and moves it back.
+    AdminMoved,
+    /// Nothing to compare with (no load since the agent or Caddy started), Caddy cannot be
+    /// read, or a load is under way. Also what the hub reads for a value it does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
 }
 
 /// `POST /caddy/reload`, tagged by `status`.
@@ -97,6 +125,7 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
     if reachable {
         state.notice_caddy_restart().await;
     }
+    let (running, moved_to) = state.running(reachable).await;
     Json(Health {
         status: "ok".into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -104,8 +133,10 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
             reachable,
             version: state.caddy_version().map(str::to_string),
             admin: config.caddy_admin.authority().to_string(),
+            moved_to,
         },
         applied_hash: state.applied_hash(),
+        running,
         access_log: config.access_log.clone(),
         tls: config.tls(),
         log: super::logs::LogHealth::of(&state),
