@@ -30,6 +30,9 @@ pub enum Action {
     ApiTokenRefused,
     /// An admin changed a setting on the Settings page (the detail says what it is now).
     SettingsChanged,
+    /// An agent reported that its Caddy runs a config loaded outside Gatehouse (straight into
+    /// Caddy's admin API); once per episode, which ends when a push puts the database's back.
+    CaddyChangedOutside,
 }
 
 impl Action {
@@ -54,6 +57,7 @@ impl Action {
         Action::ApiWrite,
         Action::ApiTokenRefused,
         Action::SettingsChanged,
+        Action::CaddyChangedOutside,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Action {
             Action::ApiWrite => "api_write",
             Action::ApiTokenRefused => "api_token_refused",
             Action::SettingsChanged => "settings_changed",
+            Action::CaddyChangedOutside => "caddy_changed_outside",
         }
     }
 }

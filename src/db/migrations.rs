@@ -47,6 +47,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_tokens",
         sql: include_str!("migrations/0007_api_tokens.sql"),
     },
+    Migration {
+        version: 8,
+        name: "reserved",
+        sql: include_str!("migrations/0008_reserved.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "agent_changed_outside",
+        sql: include_str!("migrations/0009_agent_changed_outside.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {
