@@ -1,5 +1,6 @@
 //! The agent: a small daemon beside each Caddy that loads the Caddyfile the hub sends into
-//! Caddy's admin API. `router(state)` is its one route table; [`Agent`] binds and serves it.
+//! Caddy's admin API, and tells the hub whether Caddy still runs it. `router(state)` is its
+//! one route table; [`Agent`] binds and serves it.
 //!
 //! It knows nothing of the hub beyond the token the hub presents.
 
@@ -39,6 +40,9 @@ const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// `/health` needs no token, this age also caps how often a stranger can make the agent
 /// read the config: at most once per this period, however many requests come.
 const LOOK_MAX_AGE: Duration = Duration::from_secs(2);
+/// How long the agent waits for a Caddy at the default admin address when the configured one
+/// is silent.
+const MOVED_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The last Caddyfile Caddy accepted from this process, and when that Caddy process started.
 #[derive(Debug, Clone)]
@@ -258,7 +262,11 @@ impl AgentState {
             return None;
         }
         let moved = self.caddy().at(default);
-        let now = moved.started_at().await?;
+        // Asked on every `/health` while Caddy is unreachable, so it must not add much to
+        // that answer: on loopback, a Caddy that is there answers in milliseconds.
+        let now = tokio::time::timeout(MOVED_PROBE_TIMEOUT, moved.started_at())
+            .await
+            .ok()??;
         (now == then).then_some((moved, now))
     }
 
