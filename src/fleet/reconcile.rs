@@ -110,9 +110,11 @@ pub async fn record_health(db: &Db, agent: &Agent, report: &Report) -> Result<()
                     email: None,
                     detail: &detail,
                 };
+                // Noticed by the hub itself (the reconciler, or a test or sync an admin
+                // asked for), not caused by whoever is signed in.
                 let origin = audit::Origin {
                     ip: None,
-                    user_agent: Some("gatehouse-reconciler".into()),
+                    user_agent: Some("gatehouse-hub".into()),
                 };
                 audit::record(&tx, &event, &origin)?;
             }

@@ -1,7 +1,7 @@
 //! The agents page (admin): add, edit and remove agents, test a connection, sync one or all
 //! with live per-agent progress, and see each one's state: online, Caddy's version, last
-//! seen, in sync, drifted or changed outside Gatehouse, and how it is trusted over https. Tokens are written, never
-//! shown back.
+//! seen, in sync, drifted or changed outside Gatehouse, and how it is trusted over https.
+//! Tokens are written, never shown back.
 
 use super::{AppState, Form, Render};
 use crate::config::Secret;
