@@ -248,3 +248,44 @@ impl IntoResponse for Refusal {
         (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_is_written_in_snake_case_and_unknown_values_read_as_unknown() {
+        for (running, text) in [
+            (Running::Matches, "\"matches\""),
+            (Running::Changed, "\"changed\""),
+            (Running::AdminMoved, "\"admin_moved\""),
+            (Running::Unknown, "\"unknown\""),
+        ] {
+            assert_eq!(serde_json::to_string(&running).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Running>(text).unwrap(), running);
+        }
+        // A newer agent's verdict that this hub does not know is no verdict, not an error.
+        assert_eq!(
+            serde_json::from_str::<Running>("\"tampered\"").unwrap(),
+            Running::Unknown
+        );
+    }
+
+    #[test]
+    fn a_health_answer_without_running_or_moved_to_reads_as_unknown() {
+        // What an agent from before `running` answers.
+        let old = r#"{"status":"ok","agent_version":"0.1.0",
+            "caddy":{"reachable":true,"version":"v2.6.2","admin":"localhost:2019"},
+            "applied_hash":null,"access_log":"/var/log/a.log",
+            "log":{"malformed":0,"last_id":0,"file":"/var/log/a.log"}}"#;
+        let health: Health = serde_json::from_str(old).unwrap();
+        assert_eq!(health.running, Running::Unknown);
+        assert_eq!(health.caddy.moved_to, None);
+        let written = serde_json::to_value(&health).unwrap();
+        assert_eq!(written["running"], "unknown");
+        assert!(
+            written["caddy"].get("moved_to").is_none(),
+            "only written when it moved"
+        );
+    }
+}
