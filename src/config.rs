@@ -184,6 +184,8 @@ pub struct VhostsConfig {
     pub user_root_base: String,
     /// Directives a `user` may write in a raw site body. Admins may write anything.
     pub user_directives: Vec<String>,
+    /// Ports a `user`'s site address may name (besides none at all). Admins may use any.
+    pub user_ports: Vec<u16>,
 }
 
 /// Caddy's own default admin address; no `admin` line is needed for it.
@@ -210,6 +212,7 @@ impl Default for VhostsConfig {
                 .iter()
                 .map(|d| d.to_string())
                 .collect(),
+            user_ports: vec![80, 443],
         }
     }
 }
@@ -398,6 +401,12 @@ impl Config {
             if !path.starts_with('/') || path.contains("..") || path.chars().any(char::is_control) {
                 return Err((key, "must be an absolute path without `..`".into()));
             }
+        }
+        if self.vhosts.user_ports.contains(&0) {
+            return Err((
+                "vhosts.user_ports",
+                "ports are numbers from 1 to 65535".into(),
+            ));
         }
         if !self.caddy.log.is_empty() && !self.caddy.log.starts_with('/') {
             return Err(("caddy.log", "must be empty or an absolute path".into()));
@@ -649,6 +658,20 @@ fn apply_env<T: Serialize + Default>(
                     .parse()
                     .map_err(|_| invalid(format!("expected true or false, got {raw:?}")))?,
             ),
+            // A list of numbers (`vhosts.user_ports`) stays numbers.
+            Value::Array(items) if matches!(items.first(), Some(Value::Integer(_))) => {
+                Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| {
+                            s.parse()
+                                .map(Value::Integer)
+                                .map_err(|_| invalid(format!("expected whole numbers, got {s:?}")))
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            }
             Value::Array(_) => Value::Array(
                 raw.split(',')
                     .map(str::trim)

@@ -28,6 +28,12 @@ pub enum Action {
     ApiWrite,
     /// A known token was refused: expired, its user banned, or a read token used to write.
     ApiTokenRefused,
+    /// An admin delegated a name to a user (the detail names it).
+    GrantAdded,
+    /// An admin took a delegated name back.
+    GrantRemoved,
+    /// An admin knowingly saved a site that overlaps another owner's (the detail says which).
+    OverlapAllowed,
 }
 
 impl Action {
@@ -51,6 +57,9 @@ impl Action {
         Action::ApiTokenRevoked,
         Action::ApiWrite,
         Action::ApiTokenRefused,
+        Action::GrantAdded,
+        Action::GrantRemoved,
+        Action::OverlapAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +83,9 @@ impl Action {
             Action::ApiTokenRevoked => "api_token_revoked",
             Action::ApiWrite => "api_write",
             Action::ApiTokenRefused => "api_token_refused",
+            Action::GrantAdded => "grant_added",
+            Action::GrantRemoved => "grant_removed",
+            Action::OverlapAllowed => "overlap_allowed",
         }
     }
 }

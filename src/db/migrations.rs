@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_tokens",
         sql: include_str!("migrations/0007_api_tokens.sql"),
     },
+    Migration {
+        version: 8,
+        name: "name_grants",
+        sql: include_str!("migrations/0008_name_grants.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

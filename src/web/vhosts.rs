@@ -572,6 +572,10 @@ fn change_error(e: DeployError, errors: &mut FormErrors) -> Result<(), AppError>
         }
         ChangeError::NotFound => Err(AppError::NotFound),
         ChangeError::Refused(why) => Err(AppError::Conflict(why)),
+        ChangeError::Claim(refusal) => {
+            views::claims::form_errors(&refusal, errors);
+            Ok(())
+        }
         ChangeError::Db(e) => Err(e.into()),
     }
 }
@@ -608,12 +612,18 @@ pub(super) async fn save_values(
     };
     let snapshot = checked.snapshot;
     let only = only_own(user);
+    // Delegated names, ports and overlap, judged inside the change's transaction.
+    let claim = crate::claims::Claim::of(
+        user,
+        values.contains_key("allow_overlap"),
+        &state.config.vhosts.user_ports,
+    );
     let result = deploy(state, user, move |tx, author| match id {
         Some(id) => {
             changes::ensure_owned(tx, id, only)?;
-            changes::update(tx, author, id, &snapshot)
+            changes::update(tx, author, id, &snapshot, &claim)
         }
-        None => changes::create(tx, author, &snapshot),
+        None => changes::create(tx, author, &snapshot, &claim),
     })
     .await?;
     match result {
