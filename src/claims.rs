@@ -74,10 +74,54 @@ pub fn check(
     old: Option<&Snapshot>,
     new: &Snapshot,
 ) -> Result<(), ChangeError> {
+    if let Some(overridden) = judge(conn, claim, id, old, new)? {
+        audit::record(
+            conn,
+            &Event {
+                action: Action::OverlapAllowed,
+                user_id: Some(author.user_id),
+                email: Some(author.email),
+                detail: &overridden,
+            },
+            &Origin::default(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The same judgement ahead of the change, for the form and the live preview to show the
+/// reason beside the domain field early (before anything slower runs). Only [`check`],
+/// inside the change's transaction, is authoritative.
+pub fn precheck(
+    conn: &Connection,
+    claim: &Claim,
+    id: Option<i64>,
+    new: &Snapshot,
+) -> Result<Option<Refusal>, DbError> {
+    let old = match id {
+        Some(id) => crate::db::vhosts::find(conn, id)?.map(|v| v.snapshot()),
+        None => None,
+    };
+    match judge(conn, claim, id, old.as_ref(), new) {
+        Ok(_) => Ok(None),
+        Err(ChangeError::Claim(refusal)) => Ok(Some(refusal)),
+        Err(ChangeError::Db(e)) => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Ok(Some(detail)) when an admin's override let an overlap through.
+fn judge(
+    conn: &Connection,
+    claim: &Claim,
+    id: Option<i64>,
+    old: Option<&Snapshot>,
+    new: &Snapshot,
+) -> Result<Option<String>, ChangeError> {
     let renamed = old.is_none_or(|o| o.domain != new.domain);
     let reowned = old.is_none_or(|o| o.owner_id != new.owner_id);
     if !renamed && !reowned {
-        return Ok(());
+        return Ok(None);
     }
     let site = SiteAddress::parse(&new.domain)
         .map_err(|e| refused(format!("This address cannot be stored: {}", e.0), None))?;
@@ -96,7 +140,7 @@ pub fn check(
     }
     let conflicts = overlapping(conn, &site, new.owner_id, id)?;
     if conflicts.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     match claim {
         Claim::User { .. } => Err(refused(
@@ -120,20 +164,11 @@ pub fn check(
         }
         Claim::Admin {
             allow_overlap: true,
-        } => {
-            let detail = format!("{} overlaps {}", new.domain, describe(conn, &conflicts)?);
-            audit::record(
-                conn,
-                &Event {
-                    action: Action::OverlapAllowed,
-                    user_id: Some(author.user_id),
-                    email: Some(author.email),
-                    detail: &detail,
-                },
-                &Origin::default(),
-            )?;
-            Ok(())
-        }
+        } => Ok(Some(format!(
+            "{} overlaps {}",
+            new.domain,
+            describe(conn, &conflicts)?
+        ))),
     }
 }
 
