@@ -62,7 +62,8 @@ pub async fn page(
     .await
 }
 
-/// Writes `change` with its audit entry; None when the user does not exist.
+/// Writes `change` with its audit entry; None when the user does not exist (or the acting
+/// admin no longer is one).
 async fn audited<F>(
     state: &AppState,
     me: &User,
@@ -79,7 +80,10 @@ where
         .db
         .run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(user) = users::find(&tx, id)? else {
+            // The acting admin may have been banned or demoted since the guard ran.
+            let still_admin =
+                users::find(&tx, actor)?.is_some_and(|a| a.is_admin() && !a.is_banned());
+            let Some(user) = users::find(&tx, id)?.filter(|_| still_admin) else {
                 return Ok(None);
             };
             let done = change(&tx)?;
