@@ -193,6 +193,8 @@ pub struct VhostsConfig {
     pub user_upstream_hosts: Vec<String>,
     /// Unix sockets (absolute paths) users' sites may dial, e.g. PHP-FPM's.
     pub user_unix_sockets: Vec<String>,
+    /// Ports a `user`'s site address may name (besides none at all). Admins may use any.
+    pub user_ports: Vec<u16>,
 }
 
 /// Caddy's own default admin address; no `admin` line is needed for it.
@@ -223,6 +225,7 @@ impl Default for VhostsConfig {
             user_networks: Vec::new(),
             user_upstream_hosts: Vec::new(),
             user_unix_sockets: Vec::new(),
+            user_ports: vec![80, 443],
         }
     }
 }
@@ -424,6 +427,12 @@ impl Config {
             return Err((
                 "caddy.default_bind",
                 format!("{bad:?} is not an IP address, e.g. 127.0.0.1 or 10.0.0.5"),
+            ));
+        }
+        if self.vhosts.user_ports.contains(&0) {
+            return Err((
+                "vhosts.user_ports",
+                "ports are numbers from 1 to 65535".into(),
             ));
         }
         if !self.caddy.log.is_empty() && !self.caddy.log.starts_with('/') {
@@ -676,6 +685,20 @@ fn apply_env<T: Serialize + Default>(
                     .parse()
                     .map_err(|_| invalid(format!("expected true or false, got {raw:?}")))?,
             ),
+            // A list of numbers (`vhosts.user_ports`) stays numbers.
+            Value::Array(items) if matches!(items.first(), Some(Value::Integer(_))) => {
+                Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| {
+                            s.parse()
+                                .map(Value::Integer)
+                                .map_err(|_| invalid(format!("expected whole numbers, got {s:?}")))
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            }
             Value::Array(_) => Value::Array(
                 raw.split(',')
                     .map(str::trim)

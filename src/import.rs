@@ -17,10 +17,12 @@
 //!   mapped. Named routes and top-level imports are reported too. Nothing is dropped without
 //!   a note carrying its line number.
 //! - A block that cannot become a vhost (an address Gatehouse does not accept, a body the
-//!   validator refuses, a domain defined twice in the file) is skipped with its reason; an
+//!   validator refuses, a domain defined twice in the file, a new site over another owner's
+//!   site) is skipped with its reason; an
 //!   existing domain is updated, or left alone when its config is already identical.
 
 use crate::changes::{self, ChangeError};
+use crate::claims::{self, Claim};
 use crate::db::DbError;
 use crate::db::changelog::Author;
 use crate::db::vhosts::{self, Snapshot};
@@ -923,6 +925,17 @@ fn plan_site(
 ) -> Result<(), DbError> {
     match vhosts::find_by_domain(conn, &domain)? {
         None => {
+            // A new site over another owner's is skipped, never created by surprise.
+            if let Ok(site) = SiteAddress::parse(&domain) {
+                let conflicts = claims::overlapping(conn, &site, target.owner_id, None)?;
+                if !conflicts.is_empty() {
+                    item.reason = Some(format!(
+                        "it overlaps {}; create it on the site form to override",
+                        claims::describe(conn, &conflicts)?
+                    ));
+                    return Ok(());
+                }
+            }
             item.action = Action::Create;
             item.snapshot = Some(raw_snapshot(
                 body,
@@ -971,11 +984,11 @@ pub fn apply(conn: &Connection, author: &Author<'_>, plan: &Plan) -> Result<Appl
         };
         match (item.action, item.vhost_id) {
             (Action::Create, _) => {
-                changes::create(conn, author, snapshot)?;
+                changes::create(conn, author, snapshot, &Claim::ADMIN)?;
                 done.created += 1;
             }
             (Action::Update, Some(id)) => {
-                changes::update(conn, author, id, snapshot)?;
+                changes::update(conn, author, id, snapshot, &Claim::ADMIN)?;
                 done.updated += 1;
             }
             _ => {}

@@ -11,6 +11,8 @@ pub mod auth;
 pub mod blocking;
 /// Vhost changes applied together with their changelog entries.
 pub mod changes;
+/// Who may put a site at which address: delegated names, user ports, no overlap of owners.
+pub mod claims;
 /// One module per subcommand, each with `run()`.
 pub mod cli;
 /// Typed settings: defaults, then the config file, then `GATEHOUSE_*` environment variables.

@@ -311,7 +311,11 @@ pub async fn policy(db: &Db, config: &Config) -> Result<(TenantPolicy, Vec<Agent
         networks: parsed.networks,
         upstream_hosts: parsed.upstream_hosts,
         unix_sockets: parsed.unix_sockets,
-        ports: vec![80, 443],
+        // An address without a port listens on 443 (or 80), which is always allowed.
+        ports: [80, 443]
+            .into_iter()
+            .chain(config.vhosts.user_ports.iter().copied())
+            .collect(),
         root_base: config.vhosts.user_root_base.clone(),
         reserved: reserved(config, &agents).await,
     };

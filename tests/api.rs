@@ -382,7 +382,8 @@ async fn revoked_and_expired_tokens_get_401() {
 async fn a_site_goes_through_create_get_list_update_and_delete_and_caddy_serves_each_step() {
     let caddy = Caddy::start().await;
     let agent = AgentProc::start(&caddy).await;
-    let app = hub(|_| {}).await;
+    // Bob's site listens on the test Caddy's port, which an admin allows users here.
+    let app = hub(|c| c.vhosts.user_ports.push(caddy.http_port)).await;
     let edge = add_agent(&app, "edge-1", &agent).await;
     let first = upstream("first upstream").await;
     let second = upstream("second upstream").await;
@@ -1176,4 +1177,113 @@ async fn unknown_agents_and_owners_and_other_templates_fields_are_refused_not_ig
         .await;
     assert_eq!(later.status, StatusCode::OK, "{}", later.body);
     assert_eq!(later.json["owner_id"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn names_outside_grants_other_ports_and_overlaps_are_422_on_the_domain_for_both_roles() {
+    let app = hub(|_| {}).await;
+    let admin = Api::new(
+        app.addr,
+        Some(&make_token(&app, ADMIN_PASSWORD, "admin", "write").await),
+    );
+    let alice_id = app
+        .add_user_with_grants("alice@example.com", Role::User, &["*.team.example.com"])
+        .await;
+    let alice = app.visitor();
+    alice.login("alice@example.com", USER_PASSWORD).await;
+    let alice = Api::new(
+        app.addr,
+        Some(&make_token(&alice, USER_PASSWORD, "alice", "write").await),
+    );
+    let site = |domain: &str| json!({"domain": domain, "template": "raw", "config": "respond ok"});
+    let bobs = admin
+        .post("/api/v1/vhosts", site("*.team.example.com"))
+        .await;
+    assert_eq!(bobs.status, StatusCode::CREATED, "{}", bobs.body);
+
+    let outside = alice.post("/api/v1/vhosts", site("www.example.org")).await;
+    assert_eq!(outside.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(outside.code(), "invalid");
+    assert!(
+        outside.json["error"]["fields"]["domain"]
+            .as_str()
+            .unwrap()
+            .contains("*.team.example.com"),
+        "{}",
+        outside.body
+    );
+    let port = alice
+        .post("/api/v1/vhosts", site("http://x.y.team.example.com:2019"))
+        .await;
+    assert_eq!(port.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        port.json["error"]["fields"]["domain"]
+            .as_str()
+            .unwrap()
+            .contains("ports 80, 443")
+    );
+    // Under the admin's wildcard (one label): someone else's, and no override for a user.
+    let mut under = site("a.team.example.com");
+    under["allow_overlap"] = json!(true);
+    let refused = alice.post("/api/v1/vhosts", under).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.json["error"]["fields"]["allow_overlap"],
+        "Only an admin can override the overlap rule."
+    );
+    let refused = alice
+        .post("/api/v1/vhosts", site("a.team.example.com"))
+        .await;
+    assert!(
+        refused.json["error"]["fields"]["domain"]
+            .as_str()
+            .unwrap()
+            .contains("someone else"),
+        "{}",
+        refused.body
+    );
+    let deeper = alice
+        .post("/api/v1/vhosts", site("x.y.team.example.com"))
+        .await;
+    assert_eq!(deeper.status, StatusCode::CREATED, "{}", deeper.body);
+    let id = deeper.json["id"].as_i64().unwrap();
+    let renamed = alice
+        .patch(
+            &format!("/api/v1/vhosts/{id}"),
+            json!({"domain": "x.example.org"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The admin over Alice's site: refused with a warning, then saved knowingly.
+    let mut over = site("http://x.y.team.example.com");
+    let warned = admin.post("/api/v1/vhosts", over.clone()).await;
+    assert_eq!(warned.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields = &warned.json["error"]["fields"];
+    assert_eq!(
+        fields["domain"],
+        "This overlaps x.y.team.example.com (owner: alice@example.com)."
+    );
+    assert!(
+        fields["allow_overlap"]
+            .as_str()
+            .unwrap()
+            .contains("save it anyway")
+    );
+    over["allow_overlap"] = json!(true);
+    let knowingly = admin.post("/api/v1/vhosts", over).await;
+    assert_eq!(knowingly.status, StatusCode::CREATED, "{}", knowingly.body);
+    assert_eq!(knowingly.json["owner_id"], json!(app_admin_id(&app).await));
+    assert_ne!(knowingly.json["owner_id"], json!(alice_id));
+    assert_eq!(audit_entries(&app, "overlap_allowed").await.len(), 1);
+}
+
+async fn app_admin_id(app: &TestApp) -> i64 {
+    app.state
+        .db
+        .run(|c| users::find_by_email(c, ADMIN_EMAIL))
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }

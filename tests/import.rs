@@ -1197,3 +1197,54 @@ async fn a_command_line_import_is_pushed_by_the_running_hub() {
     .await;
     drop(agent);
 }
+
+#[test]
+fn an_import_skips_a_site_over_another_owners_site_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    prepare(&data, None);
+    let db = open(&data);
+    futures_block(db.run(|c| {
+        c.execute(
+            "INSERT INTO users (id, name, email, password_hash, role) VALUES (50, 'Bob', 'bob@example.com', 'h', 'user')",
+            [],
+        )?;
+        let bobs = vhosts::Snapshot {
+            domain: "*.example.com".into(),
+            template: "raw".into(),
+            params: "{}".into(),
+            config: "respond bob\n".into(),
+            enabled: true,
+            owner_id: Some(50),
+            all_agents: true,
+            agent_ids: Vec::new(),
+        };
+        vhosts::insert(c, &bobs).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }));
+    drop(db);
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(
+        &file,
+        "a.example.com {\n\trespond 1\n}\nhttp://b.example.com:8080 {\n\trespond 2\n}\n\
+         a.b.example.com {\n\trespond 3\n}\n",
+    )
+    .unwrap();
+    let out = import_json(&data, &file, &[]);
+    assert_eq!(
+        actions_of(&out["plan"]),
+        pairs(&[
+            ("a.example.com", "skip"),
+            ("http://b.example.com:8080", "skip"),
+            ("a.b.example.com", "create"),
+        ])
+    );
+    assert_eq!(
+        out["plan"]["items"][0]["reason"],
+        "it overlaps *.example.com (owner: bob@example.com); create it on the site form to \
+         override"
+    );
+    assert_eq!(out["applied"]["created"], 1);
+    assert_eq!(counts(&open(&data)), (2, 1));
+}

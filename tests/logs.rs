@@ -312,3 +312,92 @@ async fn the_stream_resumes_without_a_gap_when_the_agent_restarts() {
         }
     }
 }
+
+/// Creates, as the admin, a site that answers `reply`, owned by `owner`, knowingly overriding
+/// the overlap rule.
+async fn answering_site(admin: &Visitor, domain: &str, reply: &str, owner: i64) {
+    let body = format!("bind 127.0.0.1\nrespond \"{reply}\"");
+    let owner = owner.to_string();
+    let fields = [
+        ("domain", domain),
+        ("template", "raw"),
+        ("config", body.as_str()),
+        ("enabled", "on"),
+        ("owner_id", owner.as_str()),
+        ("allow_overlap", "on"),
+    ];
+    let page = admin.post_form("/vhosts", &fields).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+}
+
+#[tokio::test]
+async fn lines_of_overlapping_sites_go_only_to_the_owner_of_the_site_caddy_routed_them_to() {
+    let (caddy, _agent, app) = fleet().await;
+    let port = caddy.http_port;
+    let mut viewers = Vec::new();
+    for email in ["bob@example.com", "alice@example.com"] {
+        let id = app.add_user(email, Role::User).await;
+        let v = app.visitor();
+        v.login(email, common::USER_PASSWORD).await;
+        viewers.push((id, v));
+    }
+    let ((bob_id, bob), (alice_id, alice)) = (&viewers[0], &viewers[1]);
+    // Bob's shop, and Alice's wildcard over it, which an admin allowed knowingly.
+    answering_site(
+        &app,
+        &format!("http://shop.localhost:{port}"),
+        "bob",
+        *bob_id,
+    )
+    .await;
+    answering_site(
+        &app,
+        &format!("http://*.localhost:{port}"),
+        "alice",
+        *alice_id,
+    )
+    .await;
+    let mut bob_watch = Watch::open(bob, "").await;
+    let mut alice_watch = Watch::open(alice, "").await;
+    let wildcard = format!("vhost=http://*.localhost:{port}");
+    let mut admin_wildcard = Watch::open(&app, &wildcard).await;
+    for i in 0..3 {
+        // Caddy routes the exact name to Bob's site and every other name to Alice's.
+        let shop = caddy
+            .get(&format!("shop.localhost:{port}"), &format!("/shop/{i}"))
+            .await;
+        assert_eq!(shop, (200, "bob".to_string()));
+        let blog = caddy
+            .get(&format!("blog.localhost:{port}"), &format!("/blog/{i}"))
+            .await;
+        assert_eq!(blog, (200, "alice".to_string()));
+    }
+    let bobs = bob_watch.read_for(10, |r| r.len() >= 3).await;
+    let alices = alice_watch.read_for(10, |r| r.len() >= 3).await;
+    let admins = admin_wildcard.read_for(10, |r| r.len() >= 3).await;
+    let paths = |rows: &[(String, String)]| rows.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(paths(&bobs), ["/shop/0", "/shop/1", "/shop/2"], "{bobs:?}");
+    assert_eq!(
+        paths(&alices),
+        ["/blog/0", "/blog/1", "/blog/2"],
+        "{alices:?}"
+    );
+    assert_eq!(
+        paths(&admins),
+        ["/blog/0", "/blog/1", "/blog/2"],
+        "a site's own lines"
+    );
+    // History through the page says the same.
+    let history = bob.get("/logs").await;
+    let shown = history.texts("#log-rows td.log-path");
+    assert!(
+        !shown.is_empty() && shown.iter().all(|p| p.starts_with("/shop/")),
+        "{shown:?}"
+    );
+    let history = alice.get("/logs").await;
+    let shown = history.texts("#log-rows td.log-path");
+    assert!(
+        !shown.is_empty() && shown.iter().all(|p| p.starts_with("/blog/")),
+        "{shown:?}"
+    );
+}

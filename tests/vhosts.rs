@@ -685,3 +685,332 @@ async fn the_form_refuses_an_owner_or_agent_that_does_not_exist_next_to_the_fiel
         Some("none")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Delegated names, ports and overlap (issue 13)
+
+/// A `user` with exactly these delegated names, signed in.
+async fn user_with_grants(app: &TestApp, email: &str, grants: &[&str]) -> (Visitor, i64) {
+    let id = app.add_user_with_grants(email, Role::User, grants).await;
+    let v = app.visitor();
+    assert_eq!(
+        v.login(email, USER_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    (v, id)
+}
+
+async fn raw_site(v: &Visitor, domain: &str, extra: &[(&str, &str)]) -> common::Page {
+    let mut fields = vec![
+        ("domain", domain),
+        ("template", "raw"),
+        ("config", "respond ok"),
+    ];
+    fields.extend_from_slice(extra);
+    create(v, &fields).await
+}
+
+#[tokio::test]
+async fn a_user_creates_sites_only_inside_the_names_delegated_to_them() {
+    let app = app_with_admin().await;
+    let (alice, _) = user_with_grants(
+        &app,
+        "alice@example.com",
+        &["app.example.com", "*.team.example.com"],
+    )
+    .await;
+    for inside in [
+        "app.example.com",
+        "http://a.team.example.com",
+        "x.y.team.example.com",
+        "*.team.example.com",
+    ] {
+        let page = raw_site(&alice, inside, &[]).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{inside}: {}",
+            page.body
+        );
+    }
+    for outside in [
+        "team.example.com",
+        "www.app.example.com",
+        "evilteam.example.com",
+        "other.example.org",
+    ] {
+        let page = raw_site(&alice, outside, &[]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{outside}");
+        assert_eq!(
+            page.text("#domain-error"),
+            "You may serve only the names delegated to you: *.team.example.com, \
+             app.example.com. Ask an admin for more."
+        );
+        assert_eq!(page.attr("#domain", "value").as_deref(), Some(outside));
+        assert_eq!(page.text("#config"), "respond ok", "the body is kept");
+    }
+    let (nobody, _) = user_with_grants(&app, "nobody@example.com", &[]).await;
+    let page = raw_site(&nobody, "n.example.com", &[]).await;
+    assert!(
+        page.text("#domain-error")
+            .contains("No names have been delegated")
+    );
+}
+
+#[tokio::test]
+async fn a_user_keeps_a_site_an_admin_gave_them_outside_their_grants_but_cannot_rename_it_outside()
+{
+    let app = app_with_admin().await;
+    let (alice, alice_id) =
+        user_with_grants(&app, "alice@example.com", &["*.team.example.com"]).await;
+    let given = raw_site(
+        &app,
+        "legacy.example.org",
+        &[("owner_id", &alice_id.to_string())],
+    )
+    .await;
+    assert_eq!(
+        given.status,
+        StatusCode::SEE_OTHER,
+        "an admin may assign anything"
+    );
+    let id = stored(&app, "legacy.example.org").await.unwrap().id;
+    let edit = |domain: &'static str| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .post_form(
+                    &format!("/vhosts/{id}"),
+                    &[
+                        ("domain", domain),
+                        ("template", "raw"),
+                        ("config", "respond edited"),
+                        ("enabled", "on"),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        edit("legacy.example.org").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let outside = edit("other.example.org").await;
+    assert_eq!(outside.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(outside.text("#domain-error").contains("delegated to you"));
+    assert_eq!(
+        edit("b.team.example.com").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn alice_cannot_take_bobs_name_with_another_scheme_a_port_or_a_wildcard() {
+    let app = app_with_admin().await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+    let (alice, _) = user(&app, "alice@example.com").await;
+    proxy(&bob, "bob.example.com").await;
+    for domain in [
+        "http://bob.example.com",
+        "bob.example.com:443",
+        "bob.example.com:80",
+        "*.example.com",
+    ] {
+        // Ticking the override box does nothing for a user.
+        let page = raw_site(&alice, domain, &[("allow_overlap", "on")]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{domain}");
+        assert_eq!(
+            page.text("#domain-error"),
+            "This name overlaps a site that belongs to someone else (the same name with any \
+             scheme or port, or a wildcard over it).",
+            "{domain}"
+        );
+        assert_eq!(page.count("#allow_overlap"), 0, "no override for a user");
+        assert_eq!(page.attr("#domain", "value").as_deref(), Some(domain));
+    }
+    assert_eq!(changes(&app).await.len(), 1, "only bob's site was made");
+}
+
+#[tokio::test]
+async fn a_name_under_bobs_wildcard_is_refused_to_alice_but_a_deeper_one_is_not() {
+    let app = app_with_admin().await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+    let (alice, _) = user(&app, "alice@example.com").await;
+    proxy(&bob, "*.example.com").await;
+    let page = raw_site(&alice, "a.example.com", &[]).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text("#domain-error").contains("someone else"));
+    // Caddy's *.example.com matches one label: a.b.example.com is not Bob's.
+    let deeper = raw_site(&alice, "a.b.example.com", &[]).await;
+    assert_eq!(deeper.status, StatusCode::SEE_OTHER, "{}", deeper.body);
+}
+
+#[tokio::test]
+async fn an_admin_is_warned_of_an_overlap_and_may_save_it_only_knowingly() {
+    let app = app_with_admin().await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+    proxy(&bob, "bob.example.com").await;
+    let warned = raw_site(&app, "http://bob.example.com", &[]).await;
+    assert_eq!(warned.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        warned.text("#domain-error"),
+        "This overlaps bob.example.com (owner: bob@example.com)."
+    );
+    assert!(
+        warned
+            .text("#overlap-override .overlap-warning")
+            .contains("I understand: save it anyway"),
+        "{}",
+        warned.body
+    );
+    assert_eq!(
+        warned.count("#overlap-override input#allow_overlap[type=checkbox]"),
+        1
+    );
+    assert_eq!(
+        warned.count("input#allow_overlap[checked]"),
+        0,
+        "not ticked for them"
+    );
+    assert_eq!(
+        warned.attr("#domain", "value").as_deref(),
+        Some("http://bob.example.com")
+    );
+    assert!(stored(&app, "http://bob.example.com").await.is_none());
+    // Another site of Bob's own, made by the admin, overlaps nobody else's.
+    let bobs = bob_id(&app).await;
+    let for_bob = raw_site(&app, "bob.example.com:8443", &[("owner_id", &bobs)]).await;
+    assert_eq!(for_bob.status, StatusCode::SEE_OTHER, "{}", for_bob.body);
+
+    let knowingly = raw_site(&app, "http://bob.example.com", &[("allow_overlap", "on")]).await;
+    assert_eq!(
+        knowingly.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        knowingly.body
+    );
+    assert!(stored(&app, "http://bob.example.com").await.is_some());
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"overlap_allowed".to_string())
+    );
+}
+
+async fn bob_id(app: &TestApp) -> String {
+    app.state
+        .db
+        .run(|c| gatehouse::db::users::find_by_email(c, "bob@example.com"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_users_ports_are_80_and_443_unless_an_admin_allows_more() {
+    let app = app_with_admin().await;
+    let (alice, _) = user(&app, "alice@example.com").await;
+    let page = raw_site(&alice, "http://x.example.com:2019", &[]).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        page.text("#domain-error"),
+        "Your sites may use only the ports 80, 443 (or none); an admin can allow more."
+    );
+    for fine in [
+        "http://y.example.com:80",
+        "z.example.com:443",
+        "w.example.com",
+    ] {
+        let page = raw_site(&alice, fine, &[]).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{fine}");
+    }
+    let admins = raw_site(&app, "http://admins.example.com:2019", &[]).await;
+    assert_eq!(
+        admins.status,
+        StatusCode::SEE_OTHER,
+        "an admin may use any port"
+    );
+
+    let wider = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 1000;
+        c.vhosts.user_ports = vec![80, 443, 8443];
+    })
+    .await;
+    let (carol, _) = user(&wider, "carol@example.com").await;
+    let allowed = raw_site(&carol, "x.example.com:8443", &[]).await;
+    assert_eq!(allowed.status, StatusCode::SEE_OTHER, "{}", allowed.body);
+    let still = raw_site(&carol, "http://y.example.com:2019", &[]).await;
+    assert!(still.text("#domain-error").contains("80, 443, 8443"));
+}
+
+#[tokio::test]
+async fn an_admin_grants_and_takes_back_names_on_the_users_page() {
+    let app = app_with_admin().await;
+    let (alice, id) = user_with_grants(&app, "alice@example.com", &[]).await;
+    let path = format!("/users/{id}/grants");
+    let users = app.get("/users").await;
+    assert_eq!(
+        users.attr("tr[data-user='alice@example.com'] a.grants-link", "href"),
+        Some(path.clone())
+    );
+    assert_eq!(app.get(&path).await.count("#no-grants"), 1);
+
+    let bad = app
+        .post_form(&path, &[("pattern", "http://x.example.com")])
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text("#pattern-error").contains("name alone"));
+    assert_eq!(
+        bad.attr("#pattern", "value").as_deref(),
+        Some("http://x.example.com")
+    );
+    let bad = app.post_form(&path, &[("pattern", "*.com")]).await;
+    assert!(bad.text("#pattern-error").contains("top-level"));
+
+    let added = app
+        .post_form(&path, &[("pattern", "*.Team.example.com")])
+        .await;
+    assert_eq!(added.status, StatusCode::OK);
+    assert_eq!(
+        added.texts("#grant-table .grant-pattern"),
+        ["*.team.example.com"]
+    );
+    let twice = app
+        .post_form(&path, &[("pattern", "*.team.example.com")])
+        .await;
+    assert_eq!(
+        twice.text("#pattern-error"),
+        "This name is already granted."
+    );
+    let csrf = app
+        .post_form_without_csrf(&path, &[("pattern", "evil.example.com")])
+        .await;
+    assert_eq!(csrf.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        alice.get(&path).await.status,
+        StatusCode::FORBIDDEN,
+        "admins only"
+    );
+
+    assert_eq!(
+        raw_site(&alice, "a.team.example.com", &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let grant = app
+        .get(&path)
+        .await
+        .attr("#grant-table form", "action")
+        .unwrap();
+    let taken = app.post_form(&grant, &[]).await;
+    assert_eq!(taken.count("#no-grants"), 1);
+    assert!(taken.text("#notice").contains("keep working"));
+    assert_eq!(
+        raw_site(&alice, "b.team.example.com", &[]).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let actions = app.audit_actions().await;
+    assert!(actions.contains(&"grant_added".to_string()));
+    assert!(actions.contains(&"grant_removed".to_string()));
+}

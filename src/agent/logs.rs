@@ -408,6 +408,7 @@ mod tests {
             size: 2,
             remote_ip: "127.0.0.1".into(),
             level: "info".into(),
+            tls: false,
         }
     }
 

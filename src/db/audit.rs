@@ -33,6 +33,12 @@ pub enum Action {
     /// An agent reported that its Caddy runs a config loaded outside Gatehouse (straight into
     /// Caddy's admin API); once per episode, which ends when a push puts the database's back.
     CaddyChangedOutside,
+    /// An admin delegated a name to a user (the detail names it).
+    GrantAdded,
+    /// An admin took a delegated name back.
+    GrantRemoved,
+    /// An admin knowingly saved a site that overlaps another owner's (the detail says which).
+    OverlapAllowed,
 }
 
 impl Action {
@@ -58,6 +64,9 @@ impl Action {
         Action::ApiTokenRefused,
         Action::SettingsChanged,
         Action::CaddyChangedOutside,
+        Action::GrantAdded,
+        Action::GrantRemoved,
+        Action::OverlapAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +92,9 @@ impl Action {
             Action::ApiTokenRefused => "api_token_refused",
             Action::SettingsChanged => "settings_changed",
             Action::CaddyChangedOutside => "caddy_changed_outside",
+            Action::GrantAdded => "grant_added",
+            Action::GrantRemoved => "grant_removed",
+            Action::OverlapAllowed => "overlap_allowed",
         }
     }
 }

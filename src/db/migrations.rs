@@ -49,8 +49,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
-        name: "reserved",
-        sql: include_str!("migrations/0008_reserved.sql"),
+        name: "name_grants",
+        sql: include_str!("migrations/0008_name_grants.sql"),
     },
     Migration {
         version: 9,

@@ -9,6 +9,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod backup_codes;
 pub mod changelog;
+pub mod grants;
 mod migrations;
 pub mod sessions;
 pub mod users;

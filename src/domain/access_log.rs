@@ -31,6 +31,10 @@ pub struct Entry {
     pub remote_ip: String,
     /// Caddy's level: `info`, or `error` for 5xx answers.
     pub level: String,
+    /// Whether the request came over TLS (Caddy logs `request.tls` then): with the host,
+    /// it tells which site served the request. Older agents do not send it.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// What a line turned out to be when it is not damaged.
@@ -84,6 +88,7 @@ pub fn parse_line(line: &str) -> Result<ParsedLine, ParseError> {
         level: raw
             .level
             .map_or_else(|| "info".to_string(), Cow::into_owned),
+        tls: request.tls.is_some(),
     }))
 }
 
@@ -136,6 +141,9 @@ struct RawRequest<'a> {
     host: Option<Cow<'a, str>>,
     #[serde(borrow)]
     uri: Option<Cow<'a, str>>,
+    /// Present (an object) only for a TLS connection; its contents do not matter here.
+    #[serde(default)]
+    tls: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -175,8 +183,19 @@ mod tests {
                 size: 2,
                 remote_ip: "127.0.0.1".into(),
                 level: "info".into(),
+                tls: false,
             }
         );
+    }
+
+    #[test]
+    fn a_tls_request_is_marked_so() {
+        let line = CADDY_LINE.replace(
+            r#""headers":{"#,
+            r#""tls":{"resumed":false,"version":772,"server_name":"a.localhost"},"headers":{"#,
+        );
+        assert!(entry(&line).tls);
+        assert!(!entry(&CADDY_LINE.replace(r#""headers":{"#, r#""tls":null,"headers":{"#)).tls);
     }
 
     #[test]

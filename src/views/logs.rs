@@ -160,6 +160,7 @@ mod tests {
             size: 2048,
             remote_ip: "192.0.2.7".into(),
             level: "info".into(),
+            tls: false,
         }
     }
 

@@ -91,6 +91,9 @@ fn row(ctx: &Ctx, me: i64, u: &User) -> Markup {
                 } @else { "active" }
             }
             td .actions {
+                @if !u.is_admin() {
+                    a .button .small .grants-link href=(action("grants")) { "Names" }
+                }
                 @if !is_me {
                     form .inline method="post" action=(action("role")) hx-post=(action("role")) hx-target="#users" hx-swap="outerHTML" {
                         (csrf_field(ctx))

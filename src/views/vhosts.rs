@@ -106,6 +106,7 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                     (csrf_field(ctx))
                     (Field::new("domain", "Domain").value(value(&e.values, "domain"))
                         .hint("example.com, *.example.com, http://app.localhost:8080 — one address per site").render(&e.errors))
+                    (super::claims::overlap_override(e.admin, &e.values, &e.errors))
                     div .field .has-error[e.errors.get("template").is_some()] {
                         label for="template" { "Template" }
                         select #template name="template" hx-get="/vhosts/fields" hx-target="#template-fields"

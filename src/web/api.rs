@@ -14,7 +14,10 @@
 //! `WWW-Authenticate: Bearer`); 403 a read token used to write, or an account that must set
 //! up two-factor authentication first; 404 no such site, or another user's; 409 Caddy
 //! refused the resulting configuration (code `rejected_by_caddy`; nothing changed anywhere);
-//! 422 invalid values (code `invalid`, with `fields`: the reason per field).
+//! 422 invalid values (code `invalid`, with `fields`: the reason per field; a name outside
+//! a user's grants, a port they may not use or an overlap with another owner's site is a
+//! reason for `domain`, and an admin's overlap also for `allow_overlap`, which they may send
+//! as `true` to save it anyway).
 
 use super::vhosts::{self as portal, ListQuery, SaveError};
 use super::{AppState, ClientInfo};
@@ -534,6 +537,22 @@ fn overlay(
                 }
             },
             "agent_ids" | "all_agents" => {}
+            // An admin's knowing override of the overlap rule, for this request only.
+            "allow_overlap" => match value {
+                Value::Bool(true) if user.is_admin() => {
+                    set(values, "allow_overlap", Some("on".into()))
+                }
+                Value::Bool(true) => {
+                    errors.insert(
+                        "allow_overlap".into(),
+                        "Only an admin can override the overlap rule.".into(),
+                    );
+                }
+                Value::Bool(false) => set(values, "allow_overlap", None),
+                _ => {
+                    errors.insert("allow_overlap".into(), "Give true or false.".into());
+                }
+            },
             // The form's checkbox is "present or not"; here only a real boolean is clear.
             "enabled" => match value {
                 Value::Bool(on) => set(values, "enabled", on.then(|| "on".to_string())),

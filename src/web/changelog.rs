@@ -119,6 +119,10 @@ pub async fn revert(
             "Another site now uses that domain, so this change cannot be reverted.".into(),
         )),
         Err(DeployError::Refused(ChangeError::Refused(why))) => Err(AppError::Conflict(why)),
+        Err(DeployError::Refused(ChangeError::Claim(r))) => Err(AppError::Conflict(format!(
+            "This change cannot be reverted: {}",
+            r.reason
+        ))),
         Err(DeployError::Refused(ChangeError::Db(e))) => Err(e.into()),
     }
 }

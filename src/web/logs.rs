@@ -1,12 +1,13 @@
 //! The live access-log viewer. Opening the page shows recent history from every agent;
 //! new lines then arrive over SSE (htmx's SSE extension) as table rows. Filters and per-user
-//! visibility are applied here on the hub, never in the page: a `user` receives only lines
-//! whose host belongs to one of their sites.
+//! visibility are applied here on the hub, never in the page: every line is attributed to
+//! exactly one site (or none), the way Caddy routed it, and a `user` receives only the lines
+//! of their own sites.
 
 use super::{AppState, CurrentUser, Render};
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
-use crate::domain::vhost::SiteAddress;
+use crate::domain::vhost::{Attribution, SiteAddress};
 use crate::error::Result;
 use crate::fleet::logs::{LogEntry, LogEvent};
 use crate::views;
@@ -63,33 +64,37 @@ impl LogQuery {
     }
 }
 
-/// Every site with its owner, to tell whose site a logged request was for.
-pub struct Owners(Vec<(SiteAddress, Option<i64>)>);
+/// Which site served each logged request, with its domain and owner: exactly one site or
+/// none, as Caddy routed it (see [`Attribution`]).
+pub struct Sites(Attribution<(String, Option<i64>)>);
 
-impl Owners {
-    /// The owner of the site that served `host` (a Host header, port included): the most
-    /// specific match wins, as in Caddy: an exact name over a wildcard, the matching port
-    /// over none. None when no site matches.
-    pub fn owner_of(&self, host: &str) -> Option<Option<i64>> {
-        let port = host
-            .rsplit_once(':')
-            .filter(|(h, _)| !h.ends_with(']') || h.starts_with('['))
-            .and_then(|(_, p)| p.parse::<u16>().ok());
+impl Sites {
+    pub fn new(all: &[vhosts::Vhost]) -> Self {
+        Self(Attribution::new(all.iter().filter_map(|v| {
+            Some((
+                SiteAddress::parse(&v.domain).ok()?,
+                (v.domain.clone(), v.owner_id),
+            ))
+        })))
+    }
+
+    /// The domain and owner of the site that served `host` (a Host header, port included)
+    /// over TLS or not; None when no site did.
+    pub fn site_for(&self, host: &str, tls: bool) -> Option<(&str, Option<i64>)> {
         self.0
-            .iter()
-            .filter(|(site, _)| {
-                site.matches_host(host) && site.port().is_none_or(|p| Some(p) == port)
-            })
-            .max_by_key(|(site, _)| (!site.is_wildcard(), site.port().is_some()))
-            .map(|(_, owner)| *owner)
+            .site_for(host, tls)
+            .map(|(domain, owner)| (domain.as_str(), *owner))
     }
 }
 
 /// Which lines someone may see and has asked to see.
 pub struct LogFilter {
-    /// None: everything (admin). Some: only lines of sites this user owns.
-    visible: Option<(i64, Owners)>,
-    site: Option<SiteAddress>,
+    /// Every site, to attribute each line to one; empty when nothing depends on it.
+    sites: Sites,
+    /// None: every line (admin). Some: only lines of sites this user owns.
+    viewer: Option<i64>,
+    /// Only lines of this site (its canonical domain).
+    site: Option<String>,
     status: Option<u16>,
     method: Option<String>,
     text: Option<String>,
@@ -97,13 +102,16 @@ pub struct LogFilter {
 
 impl LogFilter {
     pub fn matches(&self, e: &LogEntry) -> bool {
-        if let Some((me, owners)) = &self.visible {
-            if owners.owner_of(&e.host) != Some(Some(*me)) {
+        if self.viewer.is_some() || self.site.is_some() {
+            let served_by = self.sites.site_for(&e.host, e.tls);
+            if let Some(me) = self.viewer
+                && served_by.map(|(_, owner)| owner) != Some(Some(me))
+            {
                 return false;
             }
-        }
-        if let Some(site) = &self.site {
-            if !site.matches_host(&e.host) {
+            if let Some(site) = &self.site
+                && served_by.map(|(domain, _)| domain) != Some(site.as_str())
+            {
                 return false;
             }
         }
@@ -130,26 +138,27 @@ impl LogFilter {
     }
 }
 
-/// The filter for this user and query: a `user` sees only their own sites' lines.
+/// The filter for this user and query: a `user` sees only lines of their own sites, and a
+/// site's filter shows only the lines that site served (not a wildcard's other names').
 async fn filter_for(state: &AppState, current: &CurrentUser, q: &LogQuery) -> Result<LogFilter> {
-    let visible = if current.user.is_admin() {
-        None
-    } else {
-        // Every site, not only theirs: a wildcard of theirs must not claim a more specific
-        // site of someone else's.
-        let all = state
+    let viewer = (!current.user.is_admin()).then_some(current.user.id);
+    let site = SiteAddress::parse(&q.vhost)
+        .ok()
+        .map(|a| a.as_str().to_string());
+    // Every site, not only the viewer's: a wildcard of theirs must not claim a more specific
+    // site of someone else's.
+    let all = if viewer.is_some() || site.is_some() {
+        state
             .db
             .run(|c| vhosts::list(c, &vhosts::Filter::default()))
-            .await?;
-        let owners = all
-            .iter()
-            .filter_map(|v| Some((SiteAddress::parse(&v.domain).ok()?, v.owner_id)))
-            .collect();
-        Some((current.user.id, Owners(owners)))
+            .await?
+    } else {
+        Vec::new()
     };
     Ok(LogFilter {
-        visible,
-        site: SiteAddress::parse(&q.vhost).ok(),
+        sites: Sites::new(&all),
+        viewer,
+        site,
         status: q
             .status
             .strip_suffix("xx")
@@ -330,34 +339,108 @@ pub async fn stream(
 mod tests {
     use super::*;
 
-    fn owners(list: &[(&str, i64)]) -> Owners {
-        Owners(
-            list.iter()
-                .map(|(d, o)| (SiteAddress::parse(d).unwrap(), Some(*o)))
-                .collect(),
-        )
+    fn site(id: i64, domain: &str, owner: Option<i64>) -> vhosts::Vhost {
+        vhosts::Vhost {
+            id,
+            domain: SiteAddress::parse(domain).unwrap().as_str().into(),
+            template: "raw".into(),
+            params: "{}".into(),
+            config: String::new(),
+            enabled: true,
+            owner_id: owner,
+            all_agents: true,
+            agent_ids: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn line(host: &str, tls: bool) -> LogEntry {
+        LogEntry {
+            id: 1,
+            ts: 1.0,
+            host: host.into(),
+            method: "GET".into(),
+            uri: "/".into(),
+            status: 200,
+            duration: 0.0,
+            size: 0,
+            remote_ip: "192.0.2.1".into(),
+            level: "info".into(),
+            tls,
+        }
+    }
+
+    fn viewers(sites: &[vhosts::Vhost], viewer: Option<i64>, site: Option<&str>) -> LogFilter {
+        LogFilter {
+            sites: Sites::new(sites),
+            viewer,
+            site: site.map(String::from),
+            status: None,
+            method: None,
+            text: None,
+        }
+    }
+
+    /// Who of `people` (and an admin, None) sees `entry`.
+    fn seen_by(sites: &[vhosts::Vhost], entry: &LogEntry, people: &[i64]) -> Vec<i64> {
+        people
+            .iter()
+            .copied()
+            .filter(|p| viewers(sites, Some(*p), None).matches(entry))
+            .collect()
     }
 
     #[test]
-    fn the_most_specific_site_owns_a_request() {
-        let o = owners(&[
-            ("*.example.com", 1),
-            ("shop.example.com", 2),
-            ("http://app.localhost:8080", 3),
-            ("http://app.localhost:9090", 4),
-        ]);
-        assert_eq!(
-            o.owner_of("shop.example.com"),
-            Some(Some(2)),
-            "an exact name beats a wildcard"
-        );
-        assert_eq!(o.owner_of("blog.example.com:443"), Some(Some(1)));
-        assert_eq!(o.owner_of("app.localhost:8080"), Some(Some(3)));
-        assert_eq!(
-            o.owner_of("app.localhost:9090"),
-            Some(Some(4)),
-            "the port decides"
-        );
-        assert_eq!(o.owner_of("other.test"), None);
+    fn each_line_of_overlapping_names_is_seen_by_exactly_one_owner() {
+        // Bob's site, and what an admin knowingly let Alice (2) and Carol (3) have beside it.
+        const BOB: i64 = 1;
+        let sites = [
+            site(1, "bob.example.com", Some(BOB)),
+            site(2, "http://bob.example.com", Some(2)),
+            site(3, "*.example.com", Some(3)),
+            site(4, "bob.example.com:8443", Some(2)),
+        ];
+        let people = [BOB, 2, 3];
+        let cases = [
+            (line("bob.example.com", true), vec![BOB]),
+            (line("bob.example.com:443", true), vec![BOB]),
+            (line("bob.example.com", false), vec![2]),
+            (line("bob.example.com:8443", true), vec![2]),
+            (line("eve.example.com", true), vec![3]),
+            (line("BOB.Example.COM.", true), vec![BOB]),
+            (line("nobody.test", true), vec![]),
+        ];
+        for (entry, expected) in &cases {
+            assert_eq!(&seen_by(&sites, entry, &people), expected, "{}", entry.host);
+            assert!(
+                viewers(&sites, None, None).matches(entry),
+                "an admin sees all"
+            );
+        }
+        // The order sites were added in does not matter.
+        let mut reversed = sites.clone();
+        reversed.reverse();
+        for (entry, expected) in &cases {
+            assert_eq!(
+                &seen_by(&reversed, entry, &people),
+                expected,
+                "{}",
+                entry.host
+            );
+        }
+    }
+
+    #[test]
+    fn a_sites_filter_shows_only_the_lines_that_site_served() {
+        let sites = [
+            site(1, "*.example.com", Some(1)),
+            site(2, "shop.example.com", Some(1)),
+        ];
+        let wild = viewers(&sites, None, Some("*.example.com"));
+        assert!(wild.matches(&line("blog.example.com", true)));
+        assert!(!wild.matches(&line("shop.example.com", true)));
+        let shop = viewers(&sites, Some(1), Some("shop.example.com"));
+        assert!(shop.matches(&line("shop.example.com:443", true)));
     }
 }

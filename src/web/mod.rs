@@ -11,6 +11,7 @@ pub mod auth;
 mod changelog;
 mod csrf;
 mod extract;
+mod grants;
 mod health;
 mod home;
 mod import;
@@ -31,6 +32,7 @@ pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
 pub use changelog::{ChangelogQuery, EntryView};
 pub use extract::Form;
+pub use grants::GrantForm;
 pub use home::Dashboard;
 pub use login::LoginForm;
 pub use logs::{LogQuery, ROW_CAP as LOG_ROW_CAP};
@@ -207,6 +209,18 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/users/{id}/unban", POST, post(users::unban))
     .add(Admin, "/users/{id}/reset-2fa", POST, post(users::reset_2fa))
     .add(Admin, "/users/{id}/delete", POST, post(users::delete))
+    .add(
+        Admin,
+        "/users/{id}/grants",
+        GET_POST,
+        get(grants::page).post(grants::add),
+    )
+    .add(
+        Admin,
+        "/users/{id}/grants/{grant}/delete",
+        POST,
+        post(grants::remove),
+    )
     .add(
         Admin,
         "/users/tokens/{id}/revoke",

@@ -643,6 +643,10 @@ fn change_error(e: DeployError, errors: &mut FormErrors) -> Result<(), AppError>
         }
         ChangeError::NotFound => Err(AppError::NotFound),
         ChangeError::Refused(why) => Err(AppError::Conflict(why)),
+        ChangeError::Claim(refusal) => {
+            views::claims::form_errors(&refusal, errors);
+            Ok(())
+        }
         ChangeError::Db(e) => Err(e.into()),
     }
 }
@@ -677,6 +681,13 @@ pub(super) async fn save_values(
     let Some(checked) = check(state, user, values, &mut errors).await? else {
         return Ok(Err(SaveError::Invalid(errors)));
     };
+    // Delegated names, ports and overlap: shown beside the domain field before anything
+    // slower runs, and judged for good inside the change's transaction.
+    let claim = claim_of(state, user, values);
+    if precheck(state, &claim, id, &checked.snapshot, &mut errors).await? {
+        return Ok(Err(SaveError::Invalid(errors)));
+    }
+    // Then what the site would make Caddy do, which takes a Caddy.
     judge(state, user, &checked, &mut errors).await?;
     if !errors.is_empty() {
         return Ok(Err(SaveError::Invalid(errors)));
@@ -686,9 +697,9 @@ pub(super) async fn save_values(
     let result = deploy(state, user, move |tx, author| match id {
         Some(id) => {
             changes::ensure_owned(tx, id, only)?;
-            changes::update(tx, author, id, &snapshot)
+            changes::update(tx, author, id, &snapshot, &claim)
         }
-        None => changes::create(tx, author, &snapshot),
+        None => changes::create(tx, author, &snapshot, &claim),
     })
     .await?;
     match result {
@@ -701,6 +712,36 @@ pub(super) async fn save_values(
             Ok(Err(SaveError::Invalid(errors)))
         }
     }
+}
+
+/// Whose rules a save by `user` follows for the name (see [`crate::claims`]).
+fn claim_of(
+    state: &AppState,
+    user: &User,
+    values: &BTreeMap<String, String>,
+) -> crate::claims::Claim {
+    let allow_overlap = values.contains_key(views::claims::ALLOW_OVERLAP);
+    crate::claims::Claim::of(user, allow_overlap, &state.config.vhosts.user_ports)
+}
+
+/// Puts the reason a claim on a name would be refused beside the domain field; true when
+/// it would be.
+async fn precheck(
+    state: &AppState,
+    claim: &crate::claims::Claim,
+    id: Option<i64>,
+    snapshot: &Snapshot,
+    errors: &mut FormErrors,
+) -> Result<bool> {
+    let (claim, snapshot) = (claim.clone(), snapshot.clone());
+    let refusal = state
+        .db
+        .run(move |c| crate::claims::precheck(c, &claim, id, &snapshot))
+        .await?;
+    if let Some(refusal) = &refusal {
+        views::claims::form_errors(refusal, errors);
+    }
+    Ok(refusal.is_some())
 }
 
 /// Creates (`id` None) or updates a vhost from its form. A refusal, from the form's rules

@@ -21,6 +21,16 @@ use std::path::PathBuf;
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const USER_PASSWORD: &str = "user password that is long";
+/// The names every `user` of [`TestApp::add_user`] may serve: the suite's test domains.
+/// Delegation itself is tested with [`TestApp::add_user_with_grants`].
+pub const TEST_GRANTS: &[&str] = &[
+    "*.example.com",
+    "*.example.org",
+    "*.example.net",
+    "*.localhost",
+    "*.agency.test",
+    "*.internal.test",
+];
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -86,14 +96,30 @@ impl TestApp {
     }
 
     /// Adds an account straight into the database (role `user` or `admin`), returning its id.
+    /// A `user` is granted [`TEST_GRANTS`], as an admin would grant them on the user's page.
     pub async fn add_user(&self, email: &str, role: Role) -> i64 {
+        let grants = if role == Role::User { TEST_GRANTS } else { &[] };
+        self.add_user_with_grants(email, role, grants).await
+    }
+
+    /// Adds an account with exactly these delegated names (see `domain::vhost::Grant`).
+    pub async fn add_user_with_grants(&self, email: &str, role: Role, grants: &[&str]) -> i64 {
         let email = Email::parse(email).unwrap();
         let hash = gatehouse::auth::password::hash(USER_PASSWORD);
+        let grants: Vec<String> = grants
+            .iter()
+            .map(|g| {
+                gatehouse::domain::vhost::Grant::parse(g)
+                    .unwrap()
+                    .as_str()
+                    .to_string()
+            })
+            .collect();
         self.state
             .db
             .run(move |c| {
                 let name = DisplayName::parse("Test User").unwrap();
-                Ok(users::insert(
+                let id = users::insert(
                     c,
                     &users::NewUser {
                         name: &name,
@@ -102,7 +128,11 @@ impl TestApp {
                         role,
                     },
                 )
-                .unwrap())
+                .unwrap();
+                for g in &grants {
+                    gatehouse::db::grants::insert(c, id, g, None)?;
+                }
+                Ok(id)
             })
             .await
             .unwrap()

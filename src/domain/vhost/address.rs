@@ -156,6 +156,21 @@ impl SiteAddress {
         self.port
     }
 
+    /// Whether the address says `http://` (Some(false)), `https://` (Some(true)) or neither.
+    pub fn https(&self) -> Option<bool> {
+        self.scheme.map(|s| s == Scheme::Https)
+    }
+
+    /// The port Caddy listens on for this address, as its Caddyfile adapter decides: the
+    /// explicit port, else 80 for `http://`, else the HTTPS port 443.
+    pub fn listener_port(&self) -> u16 {
+        match (self.port, self.scheme) {
+            (Some(port), _) => port,
+            (None, Some(Scheme::Http)) => 80,
+            (None, _) => 443,
+        }
+    }
+
     pub fn is_wildcard(&self) -> bool {
         self.host.starts_with("*.")
     }
@@ -385,7 +400,7 @@ fn check_labels(ascii: &str, allow_underscore: bool) -> Result<(), FieldError> {
 
 /// The request's host in the same canonical form as [`SiteAddress::host`], or `None` when it
 /// cannot be the name of any site we accept.
-fn normalize_request_host(request_host: &str) -> Option<String> {
+pub(super) fn normalize_request_host(request_host: &str) -> Option<String> {
     let host = request_host.trim();
     if host.len() > 4 * MAX_INPUT_CHARS || host.starts_with('[') {
         return None;

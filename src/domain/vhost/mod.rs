@@ -3,9 +3,13 @@
 //! web layer stores the results and renders them with `domain::caddyfile`.
 
 mod address;
+mod attribution;
+mod names;
 mod template;
 mod upstream;
 
 pub use address::SiteAddress;
+pub use attribution::Attribution;
+pub use names::{Grant, overlap_needle, overlaps, port_allowed};
 pub use template::{FieldKind, FieldSpec, GenerateContext, Template};
 pub use upstream::{MAX_UPSTREAMS, Upstream, Upstreams};

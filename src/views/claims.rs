@@ -1,0 +1,43 @@
+//! How a refused claim on a name shows in the site form: the reason beside the domain field
+//! and, for an admin over another owner's site, the warning beside an "I understand, save it
+//! anyway" box (`allow_overlap`). The API reports the same two fields.
+
+use super::forms::FormErrors;
+use crate::claims::Refusal;
+use maud::{Markup, html};
+use std::collections::BTreeMap;
+
+/// The form field of the admin's override.
+pub const ALLOW_OVERLAP: &str = "allow_overlap";
+
+/// Puts a refusal's reason and warning on their fields.
+pub fn form_errors(refusal: &Refusal, errors: &mut FormErrors) {
+    errors.add("domain", refusal.reason.clone());
+    if let Some(warning) = &refusal.warning {
+        errors.add(ALLOW_OVERLAP, warning.clone());
+    }
+}
+
+/// The override box, for an admin, once an overlap was found (or the box was ticked, so a
+/// refusal for another reason keeps it as typed). Never shown to a `user`.
+pub fn overlap_override(
+    admin: bool,
+    values: &BTreeMap<String, String>,
+    errors: &FormErrors,
+) -> Markup {
+    let warning = errors.get(ALLOW_OVERLAP);
+    let ticked = values.contains_key(ALLOW_OVERLAP);
+    html! {
+        @if admin && (warning.is_some() || ticked) {
+            div .field .checkbox .has-error[warning.is_some()] #overlap-override {
+                @if let Some(warning) = warning {
+                    p .field-error .overlap-warning #allow_overlap-error role="alert" { (warning) }
+                }
+                label .check-line {
+                    input #allow_overlap type="checkbox" name=(ALLOW_OVERLAP) value="on" checked[ticked];
+                    " I understand, save it anyway"
+                }
+            }
+        }
+    }
+}
