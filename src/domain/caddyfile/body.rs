@@ -38,6 +38,7 @@ pub const DEFAULT_USER_DIRECTIVES: &[&str] = &[
     "basic_auth",
     "encode",
     "error",
+    "forward_auth",
     "handle",
     "handle_errors",
     "handle_path",
