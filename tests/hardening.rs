@@ -1,10 +1,14 @@
-//! Web hardening: slow requests time out, and markup typed into any field a person controls
-//! is shown as text on every page that displays it, never run.
+//! Web hardening: slow requests and slow clients time out on the hub and the agent, the
+//! connection cap holds, and markup typed into any field a person controls is shown as text
+//! on every page that displays it, never run.
 
 mod common;
 
+use common::caddy::Caddy;
+use common::fleet::AgentProc;
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
 use reqwest::StatusCode;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -142,4 +146,217 @@ async fn markup_in_every_field_a_person_controls_is_rendered_inert() {
             .iter()
             .any(|t| t.contains("<img src=x onerror=alert(2)>"))
     );
+}
+
+// ---- Slow clients -------------------------------------------------------------------------
+
+/// How the dribbling connections ended.
+struct Dribbled {
+    /// Closed by the server (end of stream or reset) before the test gave up on it.
+    closed: bool,
+    /// Bytes sent before that: more than one shows it was held open a while, not refused.
+    sent: usize,
+}
+
+/// A request head that never ends.
+const HTTP_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+/// The start of a TLS handshake record announcing 512 bytes that never all come.
+const TLS_HEAD: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00];
+
+/// Opens `n` connections to `addr` that send `head`, then filler, one byte every 300 ms and
+/// never finish (a slowloris). Each gives up after 7.5 s (bounded), and says whether the
+/// server closed it first. All are connected before this returns.
+async fn dribble(
+    addr: SocketAddr,
+    n: usize,
+    head: &'static [u8],
+) -> Vec<tokio::task::JoinHandle<Dribbled>> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0;
+            let mut buf = [0u8; 512];
+            for _ in 0..25 {
+                tokio::select! {
+                    read = socket.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => return Dribbled { closed: true, sent },
+                        Ok(_) => continue,
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {
+                        let byte = head.get(sent).copied().unwrap_or(b'a');
+                        if socket.write_all(&[byte]).await.is_err() {
+                            return Dribbled { closed: true, sent };
+                        }
+                        sent += 1;
+                    }
+                }
+            }
+            Dribbled {
+                closed: false,
+                sent,
+            }
+        }));
+    }
+    tasks
+}
+
+/// One whole request on a fresh connection; the status line of the answer, or None when none
+/// came within `wait`.
+async fn status_line(addr: SocketAddr, path: &str, wait: Duration) -> Option<String> {
+    let exchange = async {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.ok()?;
+        let text = String::from_utf8_lossy(&answer);
+        text.lines().next().map(str::to_string)
+    };
+    tokio::time::timeout(wait, exchange).await.ok().flatten()
+}
+
+/// While 40 slowloris connections dribble, `health` keeps answering; then every one of them
+/// has been closed by the server.
+async fn slow_clients_are_closed_while_health_answers<F, Fut>(
+    addr: SocketAddr,
+    head: &'static [u8],
+    health: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let slow = dribble(addr, 40, head).await;
+    for _ in 0..5 {
+        assert!(health().await, "the health check stopped answering");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    for task in slow {
+        let ended = task.await.unwrap();
+        assert!(ended.closed, "a slow connection was left open");
+        assert!(ended.sent > 1, "closed at once rather than timed out");
+    }
+    assert!(health().await, "the health check answers afterwards");
+}
+
+/// With `cap` slow connections open, the next client waits: no answer while they hold every
+/// slot (they are closed 3 s after they were accepted); once they are closed, it is served.
+async fn the_connection_cap_holds_the_next_client_until_a_slot_frees(
+    addr: SocketAddr,
+    cap: usize,
+    health_path: &str,
+) {
+    let slow = dribble(addr, cap, HTTP_HEAD).await;
+    let waiting = tokio::spawn({
+        let path = health_path.to_string();
+        async move { status_line(addr, &path, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "answered while every connection slot was taken"
+    );
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200 OK"));
+    for task in slow {
+        assert!(task.await.unwrap().closed);
+    }
+    assert_eq!(
+        status_line(addr, health_path, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+}
+
+#[tokio::test]
+async fn the_hub_closes_slow_header_connections_and_keeps_answering_healthz() {
+    let app = TestApp::spawn_with(|c| c.security.header_read_timeout_secs = 2).await;
+    let addr = app.addr;
+    slow_clients_are_closed_while_health_answers(addr, HTTP_HEAD, || async move {
+        status_line(addr, "/healthz", Duration::from_secs(5))
+            .await
+            .as_deref()
+            == Some("HTTP/1.1 200 OK")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_hub_serves_at_most_max_connections_at_once() {
+    let app = TestApp::spawn_with(|c| {
+        c.security.header_read_timeout_secs = 3;
+        c.security.max_connections = 4;
+    })
+    .await;
+    the_connection_cap_holds_the_next_client_until_a_slot_frees(app.addr, 4, "/healthz").await;
+}
+
+#[tokio::test]
+async fn the_agent_closes_slow_header_connections_and_keeps_answering_health() {
+    let caddy = Caddy::start().await;
+    let agent = AgentProc::start_with_env(
+        &caddy,
+        None,
+        &[("GATEHOUSE_AGENT_HEADER_READ_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    let addr = agent.addr;
+    slow_clients_are_closed_while_health_answers(addr, HTTP_HEAD, || async move {
+        status_line(addr, "/health", Duration::from_secs(5))
+            .await
+            .as_deref()
+            == Some("HTTP/1.1 200 OK")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_agent_serves_at_most_max_connections_at_once() {
+    let caddy = Caddy::start().await;
+    let agent = AgentProc::start_with_env(
+        &caddy,
+        None,
+        &[
+            ("GATEHOUSE_AGENT_HEADER_READ_TIMEOUT_SECS", "3"),
+            ("GATEHOUSE_AGENT_MAX_CONNECTIONS", "4"),
+        ],
+    )
+    .await;
+    the_connection_cap_holds_the_next_client_until_a_slot_frees(agent.addr, 4, "/health").await;
+}
+
+#[tokio::test]
+async fn the_agent_over_https_closes_slow_handshakes_and_keeps_answering_health() {
+    let caddy = Caddy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("agent.pem"), dir.path().join("agent.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let agent = AgentProc::start_with_env(
+        &caddy,
+        Some((&cert_path, &key_path)),
+        &[("GATEHOUSE_AGENT_HEADER_READ_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    let (agent, url) = (&agent, format!("{}/health", agent.url()));
+    // The handshake never completes, so it meets the handshake deadline, the TLS listener's
+    // form of the header-read timeout.
+    slow_clients_are_closed_while_health_answers(agent.addr, TLS_HEAD, || {
+        let url = url.clone();
+        async move {
+            agent
+                .probe()
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
 }

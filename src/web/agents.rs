@@ -7,6 +7,7 @@ use super::{AppState, Form, Render};
 use crate::config::Secret;
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
+use crate::domain::agent_url::{self, AgentUrl};
 use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https};
 use crate::error::{AppError, Result};
 use crate::fleet::client::{self, Validation};
@@ -122,19 +123,8 @@ fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Opt
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         errors.add("name", "Give the agent a name of at most 64 characters.");
     }
-    let url = form.url.trim().trim_end_matches('/');
-    let url_ok = reqwest::Url::parse(url).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host().is_some()
-            && u.path() == "/"
-            && u.query().is_none()
-    });
-    if !url_ok {
-        errors.add(
-            "url",
-            "Enter the agent's base URL, e.g. http://10.0.0.5:7070.",
-        );
-    }
+    let parsed = errors.check("url", AgentUrl::parse(&form.url));
+    let url = parsed.as_ref().map_or("", AgentUrl::as_str);
     let token = form.token.trim();
     if (token_required || !token.is_empty()) && token.len() < 16 {
         errors.add(
@@ -278,7 +268,9 @@ pub async fn edit_form(
     let agent = editable(&state, id).await?;
     let form = AgentForm {
         name: agent.name.clone(),
-        url: agent.url.clone(),
+        // One stored before credentials were refused is shown without them; saving it as
+        // shown is refused until they are taken out.
+        url: agent_url::redact(&agent.url),
         token: String::new(),
         tls_ca: agent.tls_ca.clone().unwrap_or_default(),
         // Shown the way openssl prints it, so it can be compared by eye.
