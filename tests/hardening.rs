@@ -4,9 +4,12 @@
 
 mod common;
 
+use common::api::{Api, make_token};
 use common::caddy::Caddy;
 use common::fleet::AgentProc;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD};
+use gatehouse::db::api_tokens;
+use gatehouse::domain::Role;
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -359,4 +362,99 @@ async fn the_agent_over_https_closes_slow_handshakes_and_keeps_answering_health(
         }
     })
     .await;
+}
+
+// ---- Bans and API tokens ------------------------------------------------------------------
+
+/// Bob, a `user` with an API token made on his account page; returns his id and the token.
+async fn bob_with_a_token(app: &TestApp) -> (i64, String) {
+    let bob = app.add_user("bob@example.com", Role::User).await;
+    let browser = app.visitor();
+    let signed_in = browser.login("bob@example.com", USER_PASSWORD).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    let token = make_token(&browser, USER_PASSWORD, "ci", "read").await;
+    let api = Api::new(app.addr, Some(&token));
+    assert_eq!(api.get("/api/v1/vhosts").await.status, StatusCode::OK);
+    (bob, token)
+}
+
+async fn tokens_of(app: &TestApp, user: i64) -> usize {
+    app.state
+        .db
+        .run(move |c| api_tokens::list_for_user(c, user))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_ban_on_the_users_page_revokes_api_tokens_and_an_unban_does_not_bring_them_back() {
+    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
+    app.create_admin().await;
+    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (bob, token) = bob_with_a_token(&app).await;
+
+    let banned = app
+        .post_form(
+            &format!("/users/{bob}/ban"),
+            &[("reason", "leaked a token")],
+        )
+        .await;
+    assert_eq!(banned.status, StatusCode::OK, "{}", banned.body);
+    assert_eq!(tokens_of(&app, bob).await, 0);
+    let unbanned = app.post_form(&format!("/users/{bob}/unban"), &[]).await;
+    assert_eq!(unbanned.status, StatusCode::OK, "{}", unbanned.body);
+
+    let api = Api::new(app.addr, Some(&token));
+    assert_eq!(
+        api.get("/api/v1/vhosts").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(tokens_of(&app, bob).await, 0);
+    assert!(
+        app.audit_actions()
+            .await
+            .contains(&"api_token_revoked".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_ban_from_the_cli_revokes_api_tokens_and_an_unban_does_not_bring_them_back() {
+    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
+    let (bob, token) = bob_with_a_token(&app).await;
+
+    for args in [
+        &[
+            "user",
+            "ban",
+            "bob@example.com",
+            "--reason",
+            "leaked a token",
+        ][..],
+        &["user", "unban", "bob@example.com"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+            .env_remove("GATEHOUSE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let api = Api::new(app.addr, Some(&token));
+    assert_eq!(
+        api.get("/api/v1/vhosts").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(tokens_of(&app, bob).await, 0);
 }
