@@ -4,6 +4,7 @@
 
 mod common;
 
+use axum::response::IntoResponse;
 use common::api::{Api, make_token};
 use common::caddy::Caddy;
 use common::fleet::AgentProc;
@@ -457,4 +458,296 @@ async fn a_ban_from_the_cli_revokes_api_tokens_and_an_unban_does_not_bring_them_
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(tokens_of(&app, bob).await, 0);
+}
+
+// ---- Agent URLs with credentials ------------------------------------------------------------
+
+#[tokio::test]
+async fn an_agent_url_with_a_user_and_password_is_refused_next_to_the_field_without_echoing_the_password()
+ {
+    let app = common::fleet::hub(|_| {}).await;
+    let typed = "http://admin:hunter2@127.0.0.1:7070";
+    let page = app
+        .post_form(
+            "/agents",
+            &[
+                ("name", "edge-1"),
+                ("url", typed),
+                ("token", common::fleet::AGENT_TOKEN),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text("#url-error").contains("user name and password"));
+    // Kept as typed but for the secret, with everything else in the form.
+    assert_eq!(
+        page.attr("#url", "value").as_deref(),
+        Some("http://***@127.0.0.1:7070")
+    );
+    assert_eq!(page.attr("#name", "value").as_deref(), Some("edge-1"));
+    assert!(!page.body.contains("hunter2"));
+    let stored = app
+        .state
+        .db
+        .run(|c| gatehouse::db::agents::list(c))
+        .await
+        .unwrap();
+    assert!(stored.is_empty());
+}
+
+#[tokio::test]
+async fn an_agent_url_stored_with_a_password_before_is_never_shown_in_the_clear() {
+    let app = common::fleet::hub(|_| {}).await;
+    let id = app
+        .state
+        .db
+        .run(|c| {
+            Ok(gatehouse::db::agents::insert(
+                c,
+                "old-edge",
+                "http://admin:hunter2@127.0.0.1:9",
+                &gatehouse::config::Secret::new(common::fleet::AGENT_TOKEN),
+                false,
+                &Default::default(),
+            )
+            .unwrap())
+        })
+        .await
+        .unwrap();
+    let list = app.get("/agents").await;
+    assert_eq!(
+        list.text("article.agent-row[data-agent=\"old-edge\"] .agent-url"),
+        "http://***@127.0.0.1:9"
+    );
+    let edit = app.get(&format!("/agents/{id}/edit")).await;
+    assert_eq!(
+        edit.attr("#url", "value").as_deref(),
+        Some("http://***@127.0.0.1:9")
+    );
+    let export = app.get("/export.json").await;
+    for page in [&list, &edit, &export] {
+        assert!(!page.body.contains("hunter2"), "{}", page.body);
+    }
+}
+
+#[test]
+fn an_agent_url_with_a_password_in_the_config_file_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &file,
+        "[[fleet.agents]]\nname = \"edge-1\"\nurl = \"http://admin:hunter2@10.0.0.5:7070\"\n\
+         token = \"0123456789abcdef\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .env("GATEHOUSE_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fleet.agents") && stderr.contains("user name and password"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+// ---- Agent redirects --------------------------------------------------------------------------
+
+/// A listener that only records whether anyone connected to it.
+async fn tripwire() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = hit.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (addr, hit)
+}
+
+/// A server on loopback that answers `/health` as an agent would when `healthy`, and 302 to
+/// `to` (with credentials in the address) for everything else.
+async fn redirector(to: SocketAddr, healthy: bool) -> SocketAddr {
+    use axum::http::header::LOCATION;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let elsewhere = move || async move {
+        (
+            StatusCode::FOUND,
+            [(LOCATION, format!("http://thief:secret@{to}/steal"))],
+        )
+    };
+    let health = move || async move {
+        if healthy {
+            axum::Json(serde_json::json!({
+                "caddy": {"reachable": true, "version": "v2.6.2", "admin": "localhost:2019"},
+                "applied_hash": null
+            }))
+            .into_response()
+        } else {
+            (
+                StatusCode::FOUND,
+                [(LOCATION, format!("http://thief:secret@{to}/health"))],
+            )
+                .into_response()
+        }
+    };
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(health))
+        .fallback(elsewhere);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn agent_at(app: &TestApp, name: &str, addr: SocketAddr) -> i64 {
+    let page = app
+        .post_form(
+            "/agents",
+            &[
+                ("name", name),
+                ("url", &format!("http://{addr}")),
+                ("token", common::fleet::AGENT_TOKEN),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let name = name.to_string();
+    app.state
+        .db
+        .run(move |c| {
+            Ok(gatehouse::db::agents::list(c)?
+                .into_iter()
+                .find(|a| a.name == name)
+                .unwrap()
+                .id)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_hub_never_follows_an_agents_redirect_and_says_why_it_failed() {
+    use gatehouse::fleet::reconcile::{Sync, sync_agent};
+    let app = common::fleet::hub(|c| c.fleet.reconcile_interval_secs = 3600).await;
+    let (target, hit) = tripwire().await;
+
+    // The health check is redirected.
+    let id = agent_at(&app, "moved", redirector(target, false).await).await;
+    let sync = sync_agent(&app.state.db, &app.state.fleet, &app.state.config, id)
+        .await
+        .unwrap();
+    let Sync::Offline(why) = sync else {
+        panic!("{sync:?}")
+    };
+    assert!(why.contains("redirect (302 to http://***@"), "{why}");
+    let (_, error) = common::fleet::agent_row(&app, "moved").await;
+    assert!(error.contains("does not follow"), "{error}");
+    assert!(!error.contains("secret"), "{error}");
+
+    // The health check answers, the push is redirected.
+    let id = agent_at(&app, "pushy", redirector(target, true).await).await;
+    let sync = sync_agent(&app.state.db, &app.state.fleet, &app.state.config, id)
+        .await
+        .unwrap();
+    let Sync::Failed(why) = sync else {
+        panic!("{sync:?}")
+    };
+    assert!(why.contains("redirect (302 to http://***@"), "{why}");
+
+    // Give a connection that was under way every chance to land.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !hit.load(std::sync::atomic::Ordering::SeqCst),
+        "the hub followed a redirect"
+    );
+}
+
+// ---- Error pages are never cached -------------------------------------------------------------
+
+#[tokio::test]
+async fn every_error_page_is_sent_no_store() {
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 1000;
+        c.security.max_body_kib = 1;
+    })
+    .await;
+    app.create_admin().await;
+    let stranger = app.visitor();
+    let wrong = stranger.login(ADMIN_EMAIL, "not the password").await;
+    let csrf = stranger
+        .post_form_without_csrf("/login", &[("email", ADMIN_EMAIL), ("password", "x")])
+        .await;
+    let fallback = stranger.get("/no/such/page").await;
+    let fragment = stranger.get_htmx("/no/such/page").await;
+    let method = stranger.get("/logout").await;
+    let too_large = stranger
+        .post_form("/login", &[("email", &"a".repeat(4096)), ("password", "x")])
+        .await;
+    let api = Api::new(app.addr, None).get("/api/v1/vhosts").await;
+    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let missing = app.get("/vhosts/999999/edit").await;
+    for (what, status, cache) in [
+        (
+            "wrong password",
+            wrong.status,
+            wrong.header("cache-control"),
+        ),
+        ("no CSRF token", csrf.status, csrf.header("cache-control")),
+        (
+            "fallback",
+            fallback.status,
+            fallback.header("cache-control"),
+        ),
+        (
+            "htmx 404",
+            fragment.status,
+            fragment.header("cache-control"),
+        ),
+        (
+            "wrong method",
+            method.status,
+            method.header("cache-control"),
+        ),
+        (
+            "too large",
+            too_large.status,
+            too_large.header("cache-control"),
+        ),
+        (
+            "missing site",
+            missing.status,
+            missing.header("cache-control"),
+        ),
+        (
+            "API",
+            api.status,
+            api.headers
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+        ),
+    ] {
+        assert!(status.is_client_error(), "{what}: {status}");
+        assert_eq!(cache, Some("no-store"), "{what} ({status})");
+    }
+    assert_eq!(
+        (
+            fallback.status,
+            csrf.status,
+            method.status,
+            too_large.status
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            StatusCode::FORBIDDEN,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::PAYLOAD_TOO_LARGE
+        )
+    );
+    // A real error page, not a bare status.
+    assert_eq!(fallback.count("main"), 1, "{}", fallback.body);
 }

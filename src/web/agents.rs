@@ -111,6 +111,19 @@ pub struct AgentForm {
     pub tls_pin: String,
 }
 
+impl AgentForm {
+    /// The form as it is shown again after a refusal: as typed, except secrets. The token is
+    /// left out, and so is a password typed into the URL (the rest of the URL stays, with
+    /// `***` where the user name and password were, so the reason next to it makes sense).
+    fn kept(self) -> Self {
+        Self {
+            token: String::new(),
+            url: agent_url::redact(&self.url),
+            ..self
+        }
+    }
+}
+
 struct CheckedAgent {
     name: String,
     url: String,
@@ -201,10 +214,7 @@ pub async fn create(
 ) -> Result<Response> {
     let mut errors = FormErrors::default();
     let Some(agent) = check(&form, true, &mut errors) else {
-        let kept = AgentForm {
-            token: String::new(),
-            ..form
-        };
+        let kept = form.kept();
         return page_with(
             &state,
             &render,
@@ -229,10 +239,7 @@ pub async fn create(
         }
         Err(agents::WriteError::NameTaken) => {
             errors.add("name", "Another agent already has this name.");
-            let kept = AgentForm {
-                token: String::new(),
-                ..form
-            };
+            let kept = form.kept();
             page_with(
                 &state,
                 &render,
@@ -299,10 +306,7 @@ pub async fn update(
     editable(&state, id).await?;
     let mut errors = FormErrors::default();
     let Some(agent) = check(&form, false, &mut errors) else {
-        let kept = AgentForm {
-            token: String::new(),
-            ..form
-        };
+        let kept = form.kept();
         return Ok(render.page_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Edit agent",
@@ -326,10 +330,7 @@ pub async fn update(
         Ok(_) => Ok(render.redirect("/agents")),
         Err(agents::WriteError::NameTaken) => {
             errors.add("name", "Another agent already has this name.");
-            let kept = AgentForm {
-                token: String::new(),
-                ..form
-            };
+            let kept = form.kept();
             Ok(render.page_with_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Edit agent",
