@@ -140,8 +140,23 @@ async fn markup_in_every_field_a_person_controls_is_rendered_inert() {
     only_our_scripts(&refused);
     assert_eq!(refused.attr("#domain", "value").as_deref(), Some(evil));
 
-    // A sign-in attempt with markup for an email lands in the audit log as text.
-    app.visitor().login(evil, "whatever password").await;
+    // A sign-in attempt whose browser name is markup lands in the audit log as text. (Markup
+    // typed as the email is not an email address, so the log does not keep it at all.)
+    let csrf_page = app.visitor();
+    let token = csrf_page.csrf().await;
+    let refused = csrf_page
+        .http
+        .post(csrf_page.url("/login"))
+        .header("user-agent", evil)
+        .form(&[
+            ("email", "nobody@example.com"),
+            ("password", "whatever password"),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let audit = app.get("/audit").await;
     only_our_scripts(&audit);
     assert!(
@@ -750,4 +765,44 @@ async fn every_error_page_is_sent_no_store() {
     );
     // A real error page, not a bare status.
     assert_eq!(fallback.count("main"), 1, "{}", fallback.body);
+}
+
+// ---- What the audit log keeps of the email field -------------------------------------------
+
+#[tokio::test]
+async fn a_password_typed_into_the_email_field_never_reaches_the_audit_log() {
+    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 2).await;
+    app.create_admin().await;
+    let password_as_email = "correct horse battery staple";
+    let stranger = app.visitor();
+    // Refused as a wrong sign-in, then (over the limit of 2) as throttled.
+    for _ in 0..3 {
+        stranger.login(password_as_email, "whatever").await;
+    }
+    stranger.login("nobody@example.com", "whatever").await;
+
+    let entries = app
+        .state
+        .db
+        .run(|c| gatehouse::db::audit::list(c, None, None, 1000))
+        .await
+        .unwrap();
+    let failed: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "login_failed" || e.action == "login_throttled")
+        .collect();
+    assert!(failed.len() >= 3, "{failed:?}");
+    for e in &entries {
+        let row = format!("{e:?}");
+        assert!(!row.contains("horse"), "stored: {row}");
+    }
+    let typed: Vec<_> = failed.iter().filter_map(|e| e.email.as_deref()).collect();
+    assert_eq!(typed, ["nobody@example.com"], "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .filter(|e| e.email.is_none())
+            .all(|e| e.detail.contains("no email address")),
+        "{failed:?}"
+    );
 }

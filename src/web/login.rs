@@ -9,6 +9,7 @@ use crate::auth::{password, token, totp};
 use crate::db::audit::{self, Action, Event};
 use crate::db::users::User;
 use crate::db::{backup_codes, sessions, users};
+use crate::domain::Email;
 use crate::error::{AppError, Result};
 use crate::views::{self, forms::FormErrors};
 use axum::extract::{Query, State};
@@ -62,6 +63,9 @@ pub async fn form(
     ))
 }
 
+/// Audits a sign-in event. `email` is what was typed, and it is stored only when it is an
+/// email address: people type passwords into the wrong field, and the audit log must never
+/// keep one.
 async fn record(
     state: &AppState,
     client: &ClientInfo,
@@ -70,7 +74,14 @@ async fn record(
     email: &str,
     detail: &str,
 ) -> Result<()> {
-    let (email, detail, origin) = (email.to_string(), detail.to_string(), client.origin());
+    let (email, detail) = match Email::parse(email) {
+        Ok(email) => (Some(email.to_string()), detail.to_string()),
+        Err(_) => (
+            None,
+            format!("{detail} (the email field held no email address)"),
+        ),
+    };
+    let origin = client.origin();
     state
         .db
         .run(move |c| {
@@ -79,7 +90,7 @@ async fn record(
                 &Event {
                     action,
                     user_id,
-                    email: Some(&email),
+                    email: email.as_deref(),
                     detail: &detail,
                 },
                 &origin,
