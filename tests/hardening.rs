@@ -806,3 +806,118 @@ async fn a_password_typed_into_the_email_field_never_reaches_the_audit_log() {
         "{failed:?}"
     );
 }
+
+// ---- File permissions ---------------------------------------------------------------------------
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test]
+async fn a_new_data_directory_is_0700_and_the_database_files_0600() {
+    let app = TestApp::spawn().await;
+    app.create_admin().await;
+    let data = app.state.config.data_dir.clone();
+    let db = app.db_path();
+    assert_eq!(mode(&data), 0o700);
+    for file in [
+        "gatehouse.db",
+        "gatehouse.db-wal",
+        "gatehouse.db-shm",
+        "secret.key",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(db, data.join("gatehouse.db"));
+}
+
+#[tokio::test]
+async fn loose_permissions_on_existing_files_are_tightened_at_start_and_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // An instance as an older version left it: everything readable by everyone.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["user", "add", "old@example.com"])
+        .env("GATEHOUSE_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("gatehouse.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let wal = data.join("gatehouse.db-wal");
+    std::fs::write(&wal, b"").unwrap();
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o664)).unwrap();
+
+    let port = common::free_port();
+    let log = dir.path().join("serve.log");
+    let mut serve = common::ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("serve")
+            .env("GATEHOUSE_DATA_DIR", &data)
+            .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GATEHOUSE_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if status_line(addr, "/healthz", Duration::from_secs(2))
+            .await
+            .is_some()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        up,
+        "serve did not start: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    serve.terminate();
+
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let tightened: Vec<String> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("tightened permissions"))
+        })
+        .map(|l| {
+            format!(
+                "{} {}->{}",
+                l["path"].as_str().unwrap_or(""),
+                l["from"].as_str().unwrap_or(""),
+                l["to"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        tightened,
+        [
+            format!("{} 755->700", data.display()),
+            format!("{} 644->600", db.display()),
+            format!("{} 664->600", wal.display()),
+        ],
+        "{logged}"
+    );
+}
