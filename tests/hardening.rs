@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use common::api::{Api, make_token};
 use common::caddy::Caddy;
 use common::fleet::AgentProc;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use gatehouse::db::api_tokens;
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
@@ -919,5 +919,123 @@ async fn loose_permissions_on_existing_files_are_tightened_at_start_and_logged()
             format!("{} 664->600", wal.display()),
         ],
         "{logged}"
+    );
+}
+
+// ---- Locking the admin out ----------------------------------------------------------------------
+
+/// A browser whose requests reach the hub through the trusted proxy on 127.0.0.1 from `ip`,
+/// keeping its cookies in `jar` (two of these on one jar are one browser on two networks).
+fn browser_at(app: &TestApp, jar: &std::sync::Arc<reqwest::cookie::Jar>, ip: &str) -> Visitor {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().unwrap());
+    Visitor {
+        addr: app.addr,
+        http: reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+        setup_token: app.setup_token.clone(),
+    }
+}
+
+fn new_jar() -> std::sync::Arc<reqwest::cookie::Jar> {
+    std::sync::Arc::new(reqwest::cookie::Jar::default())
+}
+
+#[tokio::test]
+async fn guessing_from_elsewhere_cannot_lock_the_admin_out_of_their_browsers_but_stays_limited() {
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 3;
+        c.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    app.create_admin().await;
+    // The admin signs in at home once; that browser is remembered.
+    let laptop = new_jar();
+    let at_home = browser_at(&app, &laptop, "198.51.100.7");
+    let secret = at_home.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    at_home.logout().await;
+
+    // Someone guesses the admin's password from two addresses until the account is spent.
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        let attacker = browser_at(&app, &new_jar(), ip);
+        for _ in 0..3 {
+            let page = attacker.login(ADMIN_EMAIL, "a guess").await;
+            assert_ne!(page.status, StatusCode::SEE_OTHER);
+        }
+    }
+    // A new browser on their side is refused, even with the right password.
+    let fresh = browser_at(&app, &new_jar(), "203.0.113.3");
+    let refused = fresh.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.header("retry-after").is_some());
+    assert!(refused.text("#form-error").contains("Too many attempts"));
+
+    // The admin's laptop, now on another network, still gets in, second factor included:
+    // its device cookie gives it its own limit.
+    let travelling = browser_at(&app, &laptop, "192.0.2.44");
+    let step = travelling.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(step.status, StatusCode::SEE_OTHER, "{}", step.body);
+    assert_eq!(step.header("location"), Some("/login/2fa"));
+    let done = travelling
+        .second_factor(&common::totp_code(&secret, 1))
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(travelling.get("/").await.status, StatusCode::OK);
+
+    // A new browser at home is spared too: the admin signed in from that address.
+    let phone = browser_at(&app, &new_jar(), "198.51.100.7");
+    let step = phone.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(step.status, StatusCode::SEE_OTHER, "{}", step.body);
+
+    // The guessers stay limited, per address and on the account.
+    let again = browser_at(&app, &new_jar(), "203.0.113.1")
+        .login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_remembered_browser_has_a_limit_of_its_own() {
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 3;
+        c.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    app.add_user("bob@example.com", Role::User).await;
+    let jar = new_jar();
+    let first = browser_at(&app, &jar, "198.51.100.7");
+    let signed_in = first.login("bob@example.com", USER_PASSWORD).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let cookie = signed_in
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("gatehouse_device="))
+        .expect("the browser is remembered")
+        .to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/login"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    first.logout().await;
+    // Whoever holds that browser still cannot guess faster than anyone else: it has its own
+    // limit, from any address.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let elsewhere = browser_at(&app, &jar, &format!("192.0.2.{}", 10 + i));
+        statuses.push(elsewhere.login("bob@example.com", "a guess").await.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
     );
 }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_tokens",
         sql: include_str!("migrations/0007_api_tokens.sql"),
     },
+    Migration {
+        version: 8,
+        name: "login_devices",
+        sql: include_str!("migrations/0008_login_devices.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup_codes;
 pub mod changelog;
 pub mod files;
+pub mod login_devices;
 mod migrations;
 pub mod sessions;
 pub mod users;
