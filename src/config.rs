@@ -174,6 +174,8 @@ pub struct CaddyConfig {
     pub access_log_roll_size_mb: u32,
     /// … and keeps this many rolled files.
     pub access_log_roll_keep: u32,
+    /// Addresses every site listens on (`default_bind`); empty: every interface.
+    pub default_bind: Vec<String>,
 }
 
 /// Rules for virtual hosts.
@@ -184,6 +186,13 @@ pub struct VhostsConfig {
     pub user_root_base: String,
     /// Directives a `user` may write in a raw site body. Admins may write anything.
     pub user_directives: Vec<String>,
+    /// Networks (addresses or CIDRs) users' sites may make Caddy connect to. Empty: none.
+    /// The Settings page overrides it once an admin saves there.
+    pub user_networks: Vec<String>,
+    /// Upstream host names (exact, or `*.suffix`) users' sites may dial.
+    pub user_upstream_hosts: Vec<String>,
+    /// Unix sockets (absolute paths) users' sites may dial, e.g. PHP-FPM's.
+    pub user_unix_sockets: Vec<String>,
 }
 
 /// Caddy's own default admin address; no `admin` line is needed for it.
@@ -198,6 +207,7 @@ impl Default for CaddyConfig {
             access_log: "/var/log/caddy/gatehouse-access.log".into(),
             access_log_roll_size_mb: 50,
             access_log_roll_keep: 5,
+            default_bind: Vec::new(),
         }
     }
 }
@@ -210,6 +220,9 @@ impl Default for VhostsConfig {
                 .iter()
                 .map(|d| d.to_string())
                 .collect(),
+            user_networks: Vec::new(),
+            user_upstream_hosts: Vec::new(),
+            user_unix_sockets: Vec::new(),
         }
     }
 }
@@ -405,6 +418,20 @@ impl Config {
             if !path.starts_with('/') || path.contains("..") || path.chars().any(char::is_control) {
                 return Err((key, "must be an absolute path without `..`".into()));
             }
+        }
+        crate::tenancy::Lists::from_config(&self.vhosts)
+            .parse()
+            .map_err(|(key, why)| (key.config_key(), why))?;
+        if let Some(bad) = self
+            .caddy
+            .default_bind
+            .iter()
+            .find(|a| a.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err((
+                "caddy.default_bind",
+                format!("{bad:?} is not an IP address, e.g. 127.0.0.1 or 10.0.0.5"),
+            ));
         }
         if !self.caddy.log.is_empty() && !self.caddy.log.starts_with('/') {
             return Err(("caddy.log", "must be empty or an absolute path".into()));

@@ -39,6 +39,8 @@ pub mod secrets;
 pub mod site_config;
 /// Logging set-up (tracing).
 pub mod telemetry;
+/// The tenant policy in force and the judgement of a `user`'s site by a real Caddy.
+pub mod tenancy;
 /// Maud views: the layout, components and one file per area.
 pub mod views;
 /// The HTTP side: `router(state)`, extractors and thin handlers.

@@ -18,7 +18,13 @@ pub fn global_options(c: &CaddyConfig) -> GlobalOptions {
         admin: (c.admin != CADDY_DEFAULT_ADMIN).then(|| c.admin.clone()),
         email: non_empty(&c.acme_email),
         caddy_log: non_empty(&c.log),
-        extra: None,
+        // Addresses were checked as IPs when the config was read, so this always parses.
+        extra: (!c.default_bind.is_empty())
+            .then(|| {
+                let line = format!("default_bind {}", c.default_bind.join(" "));
+                CaddyfileBody::parse(&line, &BodyPolicy::admin()).ok()
+            })
+            .flatten(),
     }
 }
 
@@ -33,6 +39,12 @@ pub fn access_log(c: &CaddyConfig) -> AccessLog {
 /// Exactly the block one site contributes to the Caddyfile, access log switch included.
 pub fn site_block(address: &str, body: &CaddyfileBody) -> String {
     render_site(&SiteBlock { address, body }, true)
+}
+
+/// The block of one site without Gatehouse's own access-log switch: what a `user`'s site is
+/// judged on (see [`crate::tenancy::judge`]), so that only the user's own lines are judged.
+pub fn judged_block(address: &str, body: &CaddyfileBody) -> String {
+    render_site(&SiteBlock { address, body }, false)
 }
 
 /// A stored body, parsed again (it was validated and normalised when it was saved).

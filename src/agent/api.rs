@@ -26,6 +26,10 @@ pub struct Health {
     /// until the first successful reload (the agent does not know what Caddy ran before), and
     /// again once Caddy's process has restarted since (it then runs its startup config).
     pub applied_hash: Option<String>,
+    /// Whether Caddy still runs what this agent loaded (compared through `GET /config/`).
+    /// Absent from agents older than this field, read as `unknown`.
+    #[serde(default)]
+    pub running: Running,
     pub access_log: String,
     /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
     #[serde(default)]
@@ -41,6 +45,30 @@ pub struct CaddyHealth {
     pub version: Option<String>,
     /// Caddy's admin `host:port`; the hub's Caddyfile must carry it in `admin`.
     pub admin: String,
+    /// Where the same Caddy process's admin API answers instead, when a config loaded outside
+    /// the agent moved it (`running` is then `admin_moved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
+}
+
+/// Whether Caddy runs the config this agent loaded last, in `/health`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Running {
+    /// Caddy's `/config/` is the one it had right after the agent's last load (key order and
+    /// whitespace aside).
+    Matches,
+    /// Caddy answers with another config: someone loaded one through its admin API directly.
+    Changed,
+    /// Caddy's admin API went silent at the configured address, and the same Caddy process
+    /// answers at Caddy's default one: a config without `admin` was loaded outside the agent.
+    /// The agent's next reload goes there and moves it back.
+    AdminMoved,
+    /// Nothing to compare with (no load since the agent or Caddy started), Caddy cannot be
+    /// read, or a load is under way. Also what the hub reads for a value it does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
 }
 
 /// `POST /caddy/reload`, tagged by `status`.
@@ -70,6 +98,21 @@ pub enum ValidateOutcome {
     CaddyUnreachable { error: String },
 }
 
+/// `POST /caddy/adapt`, tagged by `status`: what Caddy would run for a Caddyfile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AdaptOutcome {
+    /// 200: Caddy's JSON for it, nothing loaded.
+    Adapted {
+        result: serde_json::Value,
+        warnings: Vec<Warning>,
+    },
+    /// 422: Caddy's adapter refuses it, in its own words.
+    Invalid { error: String },
+    /// 502: Caddy did not answer.
+    CaddyUnreachable { error: String },
+}
+
 /// Any refusal that is not Caddy's: bad token (401), body not UTF-8 (400), too large (413).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -82,6 +125,7 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
     if reachable {
         state.notice_caddy_restart().await;
     }
+    let (running, moved_to) = state.running(reachable).await;
     Json(Health {
         status: "ok".into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -89,8 +133,10 @@ pub async fn health(State(state): State<AgentState>) -> Json<Health> {
             reachable,
             version: state.caddy_version().map(str::to_string),
             admin: config.caddy_admin.authority().to_string(),
+            moved_to,
         },
         applied_hash: state.applied_hash(),
+        running,
         access_log: config.access_log.clone(),
         tls: config.tls(),
         log: super::logs::LogHealth::of(&state),
@@ -123,6 +169,24 @@ pub async fn validate(
         Err(CaddyError::Unreachable(error)) => (
             StatusCode::BAD_GATEWAY,
             ValidateOutcome::CaddyUnreachable { error },
+        ),
+    };
+    Ok((status, Json(outcome)))
+}
+
+pub async fn adapt(
+    State(state): State<AgentState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AdaptOutcome>), Refusal> {
+    let (status, outcome) = match state.caddy().adapt_json(caddyfile(body)?.into()).await {
+        Ok((result, warnings)) => (StatusCode::OK, AdaptOutcome::Adapted { result, warnings }),
+        Err(CaddyError::Rejected { message, .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            AdaptOutcome::Invalid { error: message },
+        ),
+        Err(CaddyError::Unreachable(error)) => (
+            StatusCode::BAD_GATEWAY,
+            AdaptOutcome::CaddyUnreachable { error },
         ),
     };
     Ok((status, Json(outcome)))
@@ -182,5 +246,46 @@ pub struct Refusal(StatusCode, String);
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_is_written_in_snake_case_and_unknown_values_read_as_unknown() {
+        for (running, text) in [
+            (Running::Matches, "\"matches\""),
+            (Running::Changed, "\"changed\""),
+            (Running::AdminMoved, "\"admin_moved\""),
+            (Running::Unknown, "\"unknown\""),
+        ] {
+            assert_eq!(serde_json::to_string(&running).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Running>(text).unwrap(), running);
+        }
+        // A newer agent's verdict that this hub does not know is no verdict, not an error.
+        assert_eq!(
+            serde_json::from_str::<Running>("\"tampered\"").unwrap(),
+            Running::Unknown
+        );
+    }
+
+    #[test]
+    fn a_health_answer_without_running_or_moved_to_reads_as_unknown() {
+        // What an agent from before `running` answers.
+        let old = r#"{"status":"ok","agent_version":"0.1.0",
+            "caddy":{"reachable":true,"version":"v2.6.2","admin":"localhost:2019"},
+            "applied_hash":null,"access_log":"/var/log/a.log",
+            "log":{"malformed":0,"last_id":0,"file":"/var/log/a.log"}}"#;
+        let health: Health = serde_json::from_str(old).unwrap();
+        assert_eq!(health.running, Running::Unknown);
+        assert_eq!(health.caddy.moved_to, None);
+        let written = serde_json::to_value(&health).unwrap();
+        assert_eq!(written["running"], "unknown");
+        assert!(
+            written["caddy"].get("moved_to").is_none(),
+            "only written when it moved"
+        );
     }
 }

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 /// How long `/health` waits for Caddy before calling it unreachable.
 pub const REACHABLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest `GET /config/` read. 5,000 sites adapt to a few MiB of JSON; far more than that
+/// is not a config this agent loaded, and is not buffered.
+pub(crate) const MAX_CONFIG_BYTES: usize = 256 * 1024 * 1024;
 
 /// Where Caddy's admin API listens: an `http://host:port` URL on loopback, parsed.
 ///
@@ -169,14 +172,27 @@ impl CaddyClient {
     /// `POST /adapt`: Caddy parses the Caddyfile into its JSON without loading it. Errors that
     /// only show when modules are provisioned (a bad regexp, say) are not caught here.
     pub async fn adapt(&self, caddyfile: Bytes) -> Result<Vec<Warning>, CaddyError> {
+        self.adapt_json(caddyfile)
+            .await
+            .map(|(_, warnings)| warnings)
+    }
+
+    /// [`CaddyClient::adapt`], keeping the JSON Caddy would run: what the hub judges a
+    /// `user`'s site on.
+    pub async fn adapt_json(
+        &self,
+        caddyfile: Bytes,
+    ) -> Result<(serde_json::Value, Vec<Warning>), CaddyError> {
         #[derive(Deserialize)]
         struct Adapted {
+            #[serde(default)]
+            result: serde_json::Value,
             #[serde(default)]
             warnings: Vec<Warning>,
         }
         let body = self.post_caddyfile("/adapt", caddyfile).await?;
         serde_json::from_slice::<Adapted>(&body)
-            .map(|adapted| adapted.warnings)
+            .map(|adapted| (adapted.result, adapted.warnings))
             .map_err(|e| {
                 CaddyError::Unreachable(format!("Caddy's /adapt answer is not what 2.6 sends: {e}"))
             })
@@ -195,6 +211,45 @@ impl CaddyClient {
                 false
             }
         }
+    }
+
+    /// The same client aimed at another admin address (where a config loaded outside the
+    /// agent may have moved Caddy's admin endpoint).
+    pub(crate) fn at(&self, admin: CaddyAdmin) -> Self {
+        Self {
+            admin,
+            ..self.clone()
+        }
+    }
+
+    /// `GET /config/`: the JSON Caddy runs now, as Caddy prints it, at most
+    /// [`MAX_CONFIG_BYTES`] and within [`REACHABLE_TIMEOUT`] (a `/health` waits for it).
+    pub(crate) async fn running_config(&self) -> Result<Vec<u8>, CaddyError> {
+        let failed = |err: reqwest::Error| CaddyError::Unreachable(root_cause(&err));
+        let mut response = self
+            .request(reqwest::Method::GET, "/config/")
+            .timeout(REACHABLE_TIMEOUT)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > MAX_CONFIG_BYTES {
+                return Err(CaddyError::Unreachable(format!(
+                    "Caddy's config is larger than {} MiB",
+                    MAX_CONFIG_BYTES >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(CaddyError::Rejected {
+                status: status.as_u16(),
+                message: error_message(&body),
+            });
+        }
+        Ok(body)
     }
 
     /// When the Caddy process started, as its admin API's `/metrics` says

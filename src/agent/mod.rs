@@ -1,5 +1,6 @@
 //! The agent: a small daemon beside each Caddy that loads the Caddyfile the hub sends into
-//! Caddy's admin API. `router(state)` is its one route table; [`Agent`] binds and serves it.
+//! Caddy's admin API, and tells the hub whether Caddy still runs it. `router(state)` is its
+//! one route table; [`Agent`] binds and serves it.
 //!
 //! It knows nothing of the hub beyond the token the hub presents.
 
@@ -7,6 +8,7 @@ pub mod api;
 pub mod caddy;
 pub mod config;
 pub mod logs;
+pub mod running;
 pub mod tailer;
 pub mod tls;
 
@@ -14,21 +16,33 @@ pub use caddy::{CaddyAdmin, CaddyClient, CaddyError, Warning};
 pub use config::AgentConfig;
 
 use crate::domain::caddyfile::config_hash;
-use api::ReloadOutcome;
+use api::{ReloadOutcome, Running};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-/// Largest Caddyfile accepted by `/caddy/reload` and `/caddy/validate`.
+/// Largest Caddyfile accepted by `/caddy/reload`, `/caddy/validate` and `/caddy/adapt`.
 pub const MAX_CADDYFILE_BYTES: usize = 64 * 1024 * 1024;
 /// `caddy version` should answer at once; a hung binary must not hold up start-up.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one look at Caddy's running config answers every `/health`.
+///
+/// The cost of a look: Caddy prints its whole config (a few MiB at 5,000 sites) and the agent
+/// hashes it; the JSON is parsed only when the bytes differ from the last look's. Looking
+/// only when `/health` is asked (the hub asks once per reconcile interval, 5 s by default)
+/// costs nothing while nobody asks, and gives the hub a verdict at most this old. As
+/// `/health` needs no token, this age also caps how often a stranger can make the agent
+/// read the config: at most once per this period, however many requests come.
+const LOOK_MAX_AGE: Duration = Duration::from_secs(2);
+/// How long the agent waits for a Caddy at the default admin address when the configured one
+/// is silent.
+const MOVED_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The last Caddyfile Caddy accepted from this process, and when that Caddy process started.
 #[derive(Debug, Clone)]
@@ -36,6 +50,19 @@ struct Applied {
     hash: String,
     /// [`CaddyClient::started_at`] just before the load; `None` if Caddy did not say.
     caddy_started: Option<String>,
+    /// [`running::fingerprint`] of Caddy's `GET /config/` right after the load: the config
+    /// Caddy runs as long as nobody else loads one. `None` if Caddy could not be read then.
+    running: Option<String>,
+}
+
+/// The last comparison of Caddy's running config with [`Applied::running`].
+#[derive(Debug, Default)]
+struct Look {
+    /// When it was made; `None`: never, or out of date.
+    at: Option<Instant>,
+    verdict: Running,
+    /// SHA-256 of the last `/config/` body read, and that body's fingerprint.
+    raw: Option<([u8; 32], String)>,
 }
 
 /// Everything a handler may need; cheap to clone.
@@ -52,6 +79,9 @@ struct Inner {
     pushes: tokio::sync::Mutex<()>,
     /// Separate from `pushes` so `/health` answers while a long load runs.
     applied: Mutex<Option<Applied>>,
+    /// Held while Caddy's config is read and compared, so concurrent `/health` requests
+    /// share one read.
+    look: tokio::sync::Mutex<Look>,
     logs: logs::LogStore,
     /// `/caddy/reload` by outcome: `applied`, `rejected`, `caddy_unreachable`.
     reloads: crate::metrics::Outcomes,
@@ -73,6 +103,7 @@ impl AgentState {
                 caddy_version,
                 pushes: tokio::sync::Mutex::new(()),
                 applied: Mutex::new(None),
+                look: tokio::sync::Mutex::new(Look::default()),
                 reloads: Default::default(),
                 http_metrics: crate::metrics::HttpMetrics::new(),
             }),
@@ -152,6 +183,104 @@ impl AgentState {
         }
     }
 
+    /// Whether Caddy runs what this agent loaded last, and where Caddy's admin API answers
+    /// when it moved away from the configured address (then `reachable` is false).
+    pub async fn running(&self, reachable: bool) -> (Running, Option<String>) {
+        if reachable {
+            return (self.compare().await, None);
+        }
+        match self.moved_admin().await {
+            Some((moved, _)) => (
+                Running::AdminMoved,
+                Some(moved.admin().authority().to_string()),
+            ),
+            None => (Running::Unknown, None),
+        }
+    }
+
+    /// Compares Caddy's `/config/` with the fingerprint taken after the last load; see
+    /// [`LOOK_MAX_AGE`] for what it costs and how often it runs.
+    async fn compare(&self) -> Running {
+        // Nothing loaded by this process, or Caddy restarted since: whatever Caddy runs, the
+        // agent cannot say it is someone else's doing.
+        if self.applied().and_then(|a| a.running).is_none() {
+            return Running::Unknown;
+        }
+        let mut look = self.inner.look.lock().await;
+        if look.at.is_some_and(|at| at.elapsed() < LOOK_MAX_AGE) {
+            return look.verdict;
+        }
+        // A load in flight changes Caddy's config before it records the new fingerprint, so
+        // a read now could take the agent's own load for someone else's. Holding the push
+        // lock instead keeps a load waiting only until this read ends.
+        let Ok(_no_load) = self.inner.pushes.try_lock() else {
+            return look.verdict;
+        };
+        // Read again under the push lock: the fingerprint of the load that may just have
+        // finished.
+        let Some(expected) = self.applied().and_then(|a| a.running) else {
+            return Running::Unknown;
+        };
+        let known = look.raw.clone();
+        let verdict = match self.caddy().running_config().await {
+            Ok(body) => match fingerprint_of(body, known).await {
+                Some((raw, print)) => {
+                    let verdict = if print == expected {
+                        Running::Matches
+                    } else {
+                        Running::Changed
+                    };
+                    look.raw = Some((raw, print));
+                    verdict
+                }
+                None => Running::Unknown,
+            },
+            Err(error) => {
+                tracing::debug!(%error, "cannot read Caddy's running config");
+                Running::Unknown
+            }
+        };
+        if verdict == Running::Changed && look.verdict != Running::Changed {
+            tracing::warn!(
+                "Caddy runs a config this agent did not load: someone used its admin API \
+                 directly; reporting it until the hub loads its config again"
+            );
+        }
+        look.at = Some(Instant::now());
+        look.verdict = verdict;
+        verdict
+    }
+
+    /// The same Caddy process answering at Caddy's default admin address, with its start
+    /// time, when the configured address went silent: a config without an `admin` option,
+    /// loaded outside the agent, moves it there. "The same process" is told by its start time
+    /// as recorded at the last load; another Caddy on this host is never touched.
+    async fn moved_admin(&self) -> Option<(CaddyClient, String)> {
+        let then = self.applied()?.caddy_started?;
+        let default = CaddyAdmin::default();
+        if default.authority() == self.caddy().admin().authority() {
+            return None;
+        }
+        let moved = self.caddy().at(default);
+        // Asked on every `/health` while Caddy is unreachable, so it must not add much to
+        // that answer: on loopback, a Caddy that is there answers in milliseconds.
+        let now = tokio::time::timeout(MOVED_PROBE_TIMEOUT, moved.started_at())
+            .await
+            .ok()??;
+        (now == then).then_some((moved, now))
+    }
+
+    /// Reads Caddy's config after a load: the fingerprint later looks compare with.
+    async fn baseline(&self) -> Option<([u8; 32], String)> {
+        match self.caddy().running_config().await {
+            Ok(body) => fingerprint_of(body, None).await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read Caddy's config after a load; changes made outside the agent go unnoticed until the next load");
+                None
+            }
+        }
+    }
+
     /// Loads a Caddyfile into Caddy, one push at a time, and records its hash only when Caddy
     /// took it.
     pub async fn reload(&self, caddyfile: String) -> ReloadOutcome {
@@ -182,13 +311,39 @@ impl AgentState {
     async fn load(&self, caddyfile: Bytes, hash: String) -> ReloadOutcome {
         // Read before the load: if Caddy restarts in between, the next health check sees a
         // different start and the hub pushes again, which is harmless.
-        let caddy_started = self.caddy().started_at().await;
-        match self.caddy().load(caddyfile).await {
+        let mut caddy = self.caddy().clone();
+        let mut caddy_started = caddy.started_at().await;
+        if caddy_started.is_none()
+            && let Some((moved, started)) = self.moved_admin().await
+        {
+            // The hub's Caddyfile names the configured admin address, so this load also
+            // moves Caddy's admin API back where the agent looks for it.
+            tracing::warn!(
+                moved_to = %moved.admin(),
+                "Caddy's admin API was moved by a config loaded outside the agent; loading through it"
+            );
+            caddy = moved;
+            caddy_started = Some(started);
+        }
+        match caddy.load(caddyfile).await {
             Ok(warnings) => {
+                let running = self.baseline().await;
+                let mut look = self.inner.look.lock().await;
+                *look = Look {
+                    at: Some(Instant::now()),
+                    verdict: if running.is_some() {
+                        Running::Matches
+                    } else {
+                        Running::Unknown
+                    },
+                    raw: running.clone(),
+                };
                 self.set_applied(Some(Applied {
                     hash: hash.clone(),
                     caddy_started,
+                    running: running.map(|(_, print)| print),
                 }));
+                drop(look);
                 tracing::info!(%hash, warnings = warnings.len(), "Caddy applied a new Caddyfile");
                 ReloadOutcome::Applied { hash, warnings }
             }
@@ -202,6 +357,29 @@ impl AgentState {
             Err(CaddyError::Unreachable(error)) => ReloadOutcome::CaddyUnreachable { error },
         }
     }
+}
+
+/// The raw digest and fingerprint of a `/config/` body, off the async workers (megabytes of
+/// JSON at thousands of sites). `known` is the last body's: the same bytes are not parsed
+/// again. `None` when the body is not JSON.
+async fn fingerprint_of(
+    body: Vec<u8>,
+    known: Option<([u8; 32], String)>,
+) -> Option<([u8; 32], String)> {
+    let result = crate::blocking::run(move || {
+        let raw = running::raw_digest(&body);
+        if let Some((digest, print)) = known
+            && digest == raw
+        {
+            return Ok((raw, print));
+        }
+        running::fingerprint(&body).map(|print| (raw, print))
+    })
+    .await
+    .expect("hashing does not panic");
+    result
+        .inspect_err(|e| tracing::warn!(error = %e, "Caddy's /config/ answer is not JSON"))
+        .ok()
 }
 
 /// `GET /metrics` of the agent.
@@ -238,6 +416,7 @@ pub fn router(state: AgentState) -> Router {
     let guarded = Router::new()
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
+        .route("/caddy/adapt", post(api::adapt))
         .route("/logs", get(logs::recent))
         .route("/logs/stream", get(logs::stream))
         .route_layer(axum::middleware::from_fn_with_state(

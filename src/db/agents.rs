@@ -25,12 +25,15 @@ pub struct Agent {
     pub tls_ca: Option<String>,
     /// SHA-256 of the agent's certificate (lowercase hex); when set, the only one accepted.
     pub tls_pin: Option<String>,
+    /// When the agent first reported that its Caddy runs a config loaded outside Gatehouse,
+    /// in the episode still open; `None` once a push has put the database's config back.
+    pub changed_outside_at: Option<i64>,
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
 const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
     caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
-    last_error, tls_ca, tls_pin";
+    last_error, tls_ca, tls_pin, changed_outside_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -49,6 +52,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         last_error: r.get(12)?,
         tls_ca: r.get(13)?,
         tls_pin: r.get(14)?,
+        changed_outside_at: r.get(15)?,
     })
 }
 
@@ -137,6 +141,7 @@ pub fn update(
                     caddy_admin = CASE WHEN url = ?3 THEN caddy_admin END,
                     access_log = CASE WHEN url = ?3 THEN access_log END,
                     online = CASE WHEN url = ?3 THEN online ELSE 0 END,
+                    changed_outside_at = CASE WHEN url = ?3 THEN changed_outside_at END,
                     tls_ca = ?6, tls_pin = ?7
              WHERE id = ?1",
             params![
@@ -166,24 +171,59 @@ pub struct Report {
     pub caddy_admin: Option<String>,
     pub access_log: Option<String>,
     pub applied_hash: Option<String>,
+    pub running: RunningState,
     pub error: Option<String>,
 }
 
-pub fn record_report(conn: &Connection, id: i64, r: &Report) -> Result<(), DbError> {
-    if r.online {
-        conn.execute(
-            "UPDATE agents SET online = 1, caddy_reachable = ?2, caddy_version = coalesce(?3, caddy_version),
-                    caddy_admin = coalesce(?4, caddy_admin), access_log = coalesce(?5, access_log),
-                    applied_hash = ?6, last_seen_at = ?7, last_error = ?8 WHERE id = ?1",
-            params![id, r.caddy_reachable, r.caddy_version, r.caddy_admin, r.access_log, r.applied_hash, now(), r.error],
-        )?;
-    } else {
+/// Whether the agent's Caddy runs what the agent loaded, as the agent compared it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RunningState {
+    /// The agent cannot tell (nothing loaded since it or Caddy started, Caddy unreadable).
+    #[default]
+    Unknown,
+    Matches,
+    /// Someone loaded a config into Caddy without Gatehouse; `why` says what was seen.
+    ChangedOutside {
+        why: String,
+    },
+}
+
+/// Stores what `/health` said. Returns true when this report opens an episode of a config
+/// changed outside Gatehouse (the first such report since the last push or "matches"), so
+/// the caller audits each episode once, however many reports repeat it.
+pub fn record_report(conn: &Connection, id: i64, r: &Report) -> Result<bool, DbError> {
+    if !r.online {
         conn.execute(
             "UPDATE agents SET online = 0, caddy_reachable = 0, last_error = ?2 WHERE id = ?1",
             params![id, r.error],
         )?;
+        return Ok(false);
     }
-    Ok(())
+    // `unknown` neither opens nor closes an episode: only a push or a "matches" ends one.
+    let (outside, matches) = match r.running {
+        RunningState::ChangedOutside { .. } => (true, false),
+        RunningState::Matches => (false, true),
+        RunningState::Unknown => (false, false),
+    };
+    // `Some(None)`: the agent exists and no episode is open.
+    let before: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT changed_outside_at FROM agents WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    conn.execute(
+        "UPDATE agents SET online = 1, caddy_reachable = ?2, caddy_version = coalesce(?3, caddy_version),
+                caddy_admin = coalesce(?4, caddy_admin), access_log = coalesce(?5, access_log),
+                applied_hash = ?6, last_seen_at = ?7, last_error = ?8,
+                changed_outside_at = CASE WHEN ?9 THEN coalesce(changed_outside_at, ?7)
+                                          WHEN ?10 THEN NULL
+                                          ELSE changed_outside_at END
+         WHERE id = ?1",
+        params![id, r.caddy_reachable, r.caddy_version, r.caddy_admin, r.access_log, r.applied_hash, now(), r.error, outside, matches],
+    )?;
+    Ok(outside && before == Some(None))
 }
 
 /// After a push: what the agent now runs, or why it does not.
@@ -195,7 +235,9 @@ pub fn record_push(
 ) -> Result<(), DbError> {
     match applied_hash {
         Some(hash) => conn.execute(
-            "UPDATE agents SET online = 1, caddy_reachable = 1, applied_hash = ?2, last_seen_at = ?3, last_error = NULL WHERE id = ?1",
+            // Whatever had been loaded outside Gatehouse, Caddy now runs this push.
+            "UPDATE agents SET online = 1, caddy_reachable = 1, applied_hash = ?2, last_seen_at = ?3,
+                    last_error = NULL, changed_outside_at = NULL WHERE id = ?1",
             params![id, hash, now()],
         )?,
         None => conn.execute("UPDATE agents SET last_error = ?2 WHERE id = ?1", params![id, error])?,
@@ -361,5 +403,64 @@ mod tests {
         assert_eq!(moved.access_log, None);
         assert_eq!(moved.applied_hash, None);
         assert!(!moved.online);
+    }
+
+    #[tokio::test]
+    async fn an_episode_of_change_from_outside_opens_once_and_ends_with_a_push_or_a_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = keyed_db(dir.path());
+        let opened = db
+            .run(|c| {
+                let token = Secret::new("0123456789abcdef0123");
+                let tls = TlsSettings::default();
+                let id = insert(c, "edge", "http://10.0.0.1:7070", &token, false, &tls).unwrap();
+                let report = |running: RunningState| Report {
+                    online: true,
+                    caddy_reachable: true,
+                    applied_hash: Some("abc".into()),
+                    running,
+                    ..Report::default()
+                };
+                let changed = || {
+                    report(RunningState::ChangedOutside {
+                        why: "someone else".into(),
+                    })
+                };
+                let offline = Report {
+                    online: false,
+                    ..Report::default()
+                };
+                let mut opened = vec![
+                    record_report(c, id, &report(RunningState::Matches))?,
+                    record_report(c, id, &changed())?,
+                    record_report(c, id, &changed())?,
+                    record_report(c, id, &report(RunningState::Unknown))?,
+                    record_report(c, id, &offline)?,
+                ];
+                let open = find(c, id)?.unwrap().changed_outside_at.is_some();
+                opened.push(open);
+                record_push(c, id, Some("abc"), None)?;
+                opened.push(find(c, id)?.unwrap().changed_outside_at.is_some());
+                opened.push(record_report(c, id, &changed())?);
+                record_report(c, id, &report(RunningState::Matches))?;
+                opened.push(find(c, id)?.unwrap().changed_outside_at.is_some());
+                Ok(opened)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            opened,
+            [
+                false, // matches
+                true,  // the first "changed" opens the episode
+                false, // the same episode
+                false, // unknown neither opens nor ends it
+                false, // offline
+                true,  // still open
+                false, // a push ended it
+                true,  // a new episode
+                false, // "matches" ended it too
+            ]
+        );
     }
 }

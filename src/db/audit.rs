@@ -28,6 +28,11 @@ pub enum Action {
     ApiWrite,
     /// A known token was refused: expired, its user banned, or a read token used to write.
     ApiTokenRefused,
+    /// An admin changed a setting on the Settings page (the detail says what it is now).
+    SettingsChanged,
+    /// An agent reported that its Caddy runs a config loaded outside Gatehouse (straight into
+    /// Caddy's admin API); once per episode, which ends when a push puts the database's back.
+    CaddyChangedOutside,
 }
 
 impl Action {
@@ -51,6 +56,8 @@ impl Action {
         Action::ApiTokenRevoked,
         Action::ApiWrite,
         Action::ApiTokenRefused,
+        Action::SettingsChanged,
+        Action::CaddyChangedOutside,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +81,8 @@ impl Action {
             Action::ApiTokenRevoked => "api_token_revoked",
             Action::ApiWrite => "api_write",
             Action::ApiTokenRefused => "api_token_refused",
+            Action::SettingsChanged => "settings_changed",
+            Action::CaddyChangedOutside => "caddy_changed_outside",
         }
     }
 }

@@ -49,8 +49,18 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
+        name: "reserved",
+        sql: include_str!("migrations/0008_reserved.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "agent_changed_outside",
+        sql: include_str!("migrations/0009_agent_changed_outside.sql"),
+    },
+    Migration {
+        version: 10,
         name: "login_devices",
-        sql: include_str!("migrations/0008_login_devices.sql"),
+        sql: include_str!("migrations/0010_login_devices.sql"),
     },
 ];
 

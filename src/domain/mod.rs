@@ -6,6 +6,7 @@ mod account;
 pub mod agent_url;
 pub mod caddyfile;
 mod role;
+pub mod tenant;
 pub mod tls;
 pub mod vhost;
 

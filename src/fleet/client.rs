@@ -3,7 +3,8 @@
 
 use super::Fleet;
 use super::tls::{self, Trust};
-use crate::db::agents::{Agent, Report};
+use crate::agent::api::Running;
+use crate::db::agents::{Agent, Report, RunningState};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -26,6 +27,14 @@ pub enum Validation {
     Unavailable { error: String },
 }
 
+/// How an adaptation ended: Caddy's JSON for a Caddyfile, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adaptation {
+    Adapted(serde_json::Value),
+    Invalid { error: String },
+    Unavailable { error: String },
+}
+
 #[derive(Deserialize, Default)]
 struct Warning {
     #[serde(default)]
@@ -42,6 +51,9 @@ struct Answer {
     warnings: Vec<Warning>,
     #[serde(default)]
     error: String,
+    /// `/caddy/adapt` only: Caddy's JSON.
+    #[serde(default)]
+    result: Option<serde_json::Value>,
 }
 
 fn warnings(list: Vec<Warning>) -> Vec<String> {
@@ -214,6 +226,30 @@ pub async fn validate(
     }
 }
 
+/// Caddy's JSON for `caddyfile`, through the agent's `/caddy/adapt`; nothing is loaded.
+pub async fn adapt(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Adaptation {
+    match post(fleet, agent, "/caddy/adapt", caddyfile, timeout).await {
+        Ok((
+            200,
+            Answer {
+                result: Some(result),
+                ..
+            },
+        )) => Adaptation::Adapted(result),
+        Ok((422, a)) => Adaptation::Invalid { error: a.error },
+        Ok((401, _)) => Adaptation::Unavailable {
+            error: "the agent refused our token".into(),
+        },
+        Ok((404, _)) => Adaptation::Unavailable {
+            error: "the agent is older than this hub (no /caddy/adapt); upgrade it".into(),
+        },
+        Ok((status, a)) => Adaptation::Unavailable {
+            error: format!("the agent answered {status} {}", a.error),
+        },
+        Err(error) => Adaptation::Unavailable { error },
+    }
+}
+
 #[derive(Deserialize)]
 struct Health {
     caddy: CaddyHealth,
@@ -221,6 +257,9 @@ struct Health {
     applied_hash: Option<String>,
     #[serde(default)]
     access_log: Option<String>,
+    /// The agent's own type, so both sides agree on its values.
+    #[serde(default)]
+    running: Running,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +270,8 @@ struct CaddyHealth {
     version: Option<String>,
     #[serde(default)]
     admin: Option<String>,
+    #[serde(default)]
+    moved_to: Option<String>,
 }
 
 pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
@@ -259,15 +300,41 @@ pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
         Err(e) => return offline(describe(&e, agent)),
     };
     match response.json::<Health>().await {
-        Ok(h) => Report {
-            online: true,
-            caddy_reachable: h.caddy.reachable,
-            caddy_version: h.caddy.version,
-            caddy_admin: h.caddy.admin,
-            access_log: h.access_log,
-            applied_hash: h.applied_hash,
-            error: (!h.caddy.reachable).then(|| "the agent cannot reach its Caddy".to_string()),
-        },
+        Ok(h) => {
+            let running = running_state(h.running, h.caddy.moved_to.as_deref());
+            let error = match &running {
+                RunningState::ChangedOutside { why } => Some(why.clone()),
+                _ => (!h.caddy.reachable).then(|| "the agent cannot reach its Caddy".to_string()),
+            };
+            Report {
+                online: true,
+                caddy_reachable: h.caddy.reachable,
+                caddy_version: h.caddy.version,
+                caddy_admin: h.caddy.admin,
+                access_log: h.access_log,
+                applied_hash: h.applied_hash,
+                running,
+                error,
+            }
+        }
         Err(_) => offline("the agent's health answer could not be read".into()),
+    }
+}
+
+/// The agent's verdict on what its Caddy runs, in the words the agents page shows.
+fn running_state(running: Running, moved_to: Option<&str>) -> RunningState {
+    match running {
+        Running::Matches => RunningState::Matches,
+        Running::Changed => RunningState::ChangedOutside {
+            why: "Caddy runs a configuration loaded outside Gatehouse (through its admin API)"
+                .into(),
+        },
+        Running::AdminMoved => RunningState::ChangedOutside {
+            why: format!(
+                "a configuration loaded outside Gatehouse moved Caddy's admin API to {}",
+                moved_to.unwrap_or("another address")
+            ),
+        },
+        Running::Unknown => RunningState::Unknown,
     }
 }

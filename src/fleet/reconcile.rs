@@ -1,11 +1,17 @@
 //! The reconciler: asks every agent how it is, and pushes the database's config to any that
 //! runs something else (it was away, or its Caddy restarted, or someone changed it by hand).
 //! Failures back off per agent, from the check interval up to five minutes.
+//!
+//! A config loaded straight into Caddy's admin API leaves the agent's applied hash as it was,
+//! so the hash alone would say "in sync"; the agent's own comparison of Caddy's `/config/`
+//! (`running` in its `/health`) is what reveals it. Such an agent is marked "changed outside
+//! Gatehouse", audited once per episode, and given the database's config again.
 
 use super::Fleet;
 use super::client::{self, Push};
 use crate::config::Config;
-use crate::db::agents::{self, Agent};
+use crate::db::agents::{self, Agent, Report, RunningState};
+use crate::db::audit;
 use crate::db::{Db, DbError, vhosts};
 use crate::site_config;
 use std::sync::Arc;
@@ -16,6 +22,8 @@ use std::time::Duration;
 pub enum Sync {
     InSync,
     Pushed,
+    /// Caddy ran a config loaded outside Gatehouse; the database's is loaded again.
+    Restored,
     Offline(String),
     Rejected(String),
     Failed(String),
@@ -23,7 +31,7 @@ pub enum Sync {
 
 impl Sync {
     pub fn ok(&self) -> bool {
-        matches!(self, Sync::InSync | Sync::Pushed)
+        matches!(self, Sync::InSync | Sync::Pushed | Sync::Restored)
     }
 }
 
@@ -33,15 +41,15 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         return Ok(Sync::Failed("no such agent".into()));
     };
     let report = client::health(fleet, &agent, super::HEALTH_TIMEOUT).await;
-    let online = report.online;
-    let error = report.error.clone();
-    let stored = report.clone();
-    db.run(move |c| agents::record_report(c, id, &stored))
-        .await?;
-    if !online {
-        return Ok(Sync::Offline(error.unwrap_or_default()));
+    record_health(db, &agent, &report).await?;
+    if !report.online {
+        return Ok(Sync::Offline(report.error.unwrap_or_default()));
     }
-    if !report.caddy_reachable {
+    // Pushed even when the applied hash matches: that hash is what the agent loaded, not what
+    // Caddy runs now. An admin API moved by the outside config is reached by the agent at
+    // its new address, and the push moves it back.
+    let outside = matches!(report.running, RunningState::ChangedOutside { .. });
+    if !report.caddy_reachable && !outside {
         return Ok(Sync::Failed("the agent cannot reach its Caddy".into()));
     }
     // The same lock as deploys: a push from here never lands between a deploy's pushes.
@@ -57,11 +65,12 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         })
         .await?
     };
-    if agent.applied_hash.as_deref() == Some(hash.as_str()) {
+    if agent.applied_hash.as_deref() == Some(hash.as_str()) && !outside {
         return Ok(Sync::InSync);
     }
     let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
     let result = match &outcome {
+        Push::Applied { .. } if outside => Sync::Restored,
         Push::Applied { .. } => Sync::Pushed,
         Push::Rejected { error } => Sync::Rejected(error.clone()),
         Push::Unreachable { error } => Sync::Failed(error.clone()),
@@ -73,10 +82,50 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         }
     })
     .await?;
-    if result == Sync::Pushed {
-        tracing::info!(agent = %agent.name, "agent caught up with the database");
+    match result {
+        Sync::Pushed => tracing::info!(agent = %agent.name, "agent caught up with the database"),
+        Sync::Restored => tracing::warn!(
+            agent = %agent.name,
+            "Caddy had been given a config outside Gatehouse; the database's is loaded again"
+        ),
+        _ => {}
     }
     Ok(result)
+}
+
+/// Stores what an agent's `/health` said and, when it opens an episode of a config changed
+/// outside Gatehouse, writes the one audit entry for it, in the same transaction: two
+/// checks at once (the reconciler and "Sync now") cannot both open it.
+pub async fn record_health(db: &Db, agent: &Agent, report: &Report) -> Result<(), DbError> {
+    let (id, name, report) = (agent.id, agent.name.clone(), report.clone());
+    let opened = db
+        .run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let opened = agents::record_report(&tx, id, &report)?;
+            if opened && let RunningState::ChangedOutside { why } = &report.running {
+                let detail = format!("agent {name}: {why}");
+                let event = audit::Event {
+                    action: audit::Action::CaddyChangedOutside,
+                    user_id: None,
+                    email: None,
+                    detail: &detail,
+                };
+                // Noticed by the hub itself (the reconciler, or a test or sync an admin
+                // asked for), not caused by whoever is signed in.
+                let origin = audit::Origin {
+                    ip: None,
+                    user_agent: Some("gatehouse-hub".into()),
+                };
+                audit::record(&tx, &event, &origin)?;
+            }
+            tx.commit()?;
+            Ok(opened)
+        })
+        .await?;
+    if opened {
+        tracing::warn!(agent = %agent.name, "Caddy's running config was changed outside Gatehouse");
+    }
+    Ok(())
 }
 
 /// Runs for the life of the hub: every interval, every agent that is due.

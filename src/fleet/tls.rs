@@ -280,6 +280,7 @@ mod tests {
             last_error: None,
             tls_ca: ca.map(str::to_string),
             tls_pin: pin.map(str::to_string),
+            changed_outside_at: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
                     }
                     ul .links {
                         @for a in &d.agents {
-                            li .fleet-agent data-agent=(a.agent.name) {
+                            li .fleet-agent data-agent=(a.agent.name) data-state=(a.state.label()) {
                                 strong { (a.agent.name) } " "
                                 span .badge .(a.state.class()) { (a.state.label()) }
                                 span .muted { " Caddy " (a.agent.caddy_version.as_deref().unwrap_or("?")) }

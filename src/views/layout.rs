@@ -59,6 +59,7 @@ fn nav(ctx: &Ctx) -> Markup {
                         (link("/agents", "Agents"))
                         (link("/users", "Users"))
                         (link("/audit", "Audit log"))
+                        (link("/settings", "Settings"))
                     }
                     (link("/account", "Account"))
                 }

@@ -12,6 +12,7 @@ pub mod import;
 pub mod layout;
 pub mod login;
 pub mod logs;
+pub mod settings;
 pub mod setup;
 pub mod users;
 pub mod vhosts;

@@ -1,7 +1,7 @@
 //! The agents page (admin): add, edit and remove agents, test a connection, sync one or all
 //! with live per-agent progress, and see each one's state: online, Caddy's version, last
-//! seen, in sync or drifted, and how it is trusted over https. Tokens are written, never
-//! shown back.
+//! seen, in sync, drifted or changed outside Gatehouse, and how it is trusted over https.
+//! Tokens are written, never shown back.
 
 use super::{AppState, Form, Render};
 use crate::config::Secret;
@@ -27,6 +27,9 @@ pub enum AgentState {
     CaddyDown,
     InSync,
     Drifted,
+    /// Its Caddy runs a config loaded outside Gatehouse (straight into Caddy's admin API),
+    /// until the reconciler or "Sync now" puts the database's back.
+    ChangedOutside,
 }
 
 impl AgentState {
@@ -37,13 +40,14 @@ impl AgentState {
             AgentState::CaddyDown => "Caddy unreachable",
             AgentState::InSync => "in sync",
             AgentState::Drifted => "drifted",
+            AgentState::ChangedOutside => "changed outside Gatehouse",
         }
     }
     pub fn class(self) -> &'static str {
         match self {
             AgentState::InSync => "ok",
             AgentState::Drifted | AgentState::NeverSeen => "warn",
-            AgentState::Offline | AgentState::CaddyDown => "danger",
+            AgentState::Offline | AgentState::CaddyDown | AgentState::ChangedOutside => "danger",
         }
     }
 }
@@ -59,6 +63,9 @@ pub fn state_of(agent: &Agent, expected_hash: &str) -> AgentState {
     match (agent.last_seen_at, agent.online, agent.caddy_reachable) {
         (None, false, _) => AgentState::NeverSeen,
         (_, false, _) => AgentState::Offline,
+        // Before "Caddy unreachable": an outside config that moved Caddy's admin API makes
+        // Caddy unreachable at its address, and this says why.
+        _ if agent.changed_outside_at.is_some() => AgentState::ChangedOutside,
         (_, true, false) => AgentState::CaddyDown,
         _ if agent.applied_hash.as_deref() == Some(expected_hash) => AgentState::InSync,
         _ => AgentState::Drifted,
@@ -363,12 +370,9 @@ pub async fn test(
 ) -> Result<Response> {
     let view = view_of(&state, id).await?;
     let health = client::health(&state.fleet, &view.agent, crate::fleet::HEALTH_TIMEOUT).await;
-    // What it says now is what the page should show (drift included).
-    let report = health.clone();
-    state
-        .db
-        .run(move |c| agents::record_report(c, id, &report))
-        .await?;
+    // What it says now is what the page should show (drift included, audited as the
+    // reconciler would).
+    reconcile::record_health(&state.db, &view.agent, &health).await?;
     // Read again: a first contact has just told us its Caddy's admin address, which the
     // config to validate must carry.
     let view = view_of(&state, id).await?;
@@ -423,6 +427,11 @@ pub async fn sync(
     let message = match &result {
         Sync::InSync => Ok("Already in sync.".to_string()),
         Sync::Pushed => Ok("Synced: the agent now runs the current configuration.".to_string()),
+        Sync::Restored => Ok(
+            "Caddy's configuration had been changed outside Gatehouse; the current \
+             configuration is loaded again."
+                .to_string(),
+        ),
         Sync::Offline(e) => Err(format!("Offline: {e}")),
         Sync::Rejected(e) => Err(format!("Caddy refused the configuration: {e}")),
         Sync::Failed(e) => Err(e.clone()),

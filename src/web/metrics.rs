@@ -22,12 +22,13 @@ struct StateLabels {
     state: &'static str,
 }
 
-const STATES: [(AgentState, &str); 5] = [
+const STATES: [(AgentState, &str); 6] = [
     (AgentState::NeverSeen, "never_seen"),
     (AgentState::Offline, "offline"),
     (AgentState::CaddyDown, "caddy_down"),
     (AgentState::InSync, "in_sync"),
     (AgentState::Drifted, "drifted"),
+    (AgentState::ChangedOutside, "changed_outside"),
 ];
 
 pub async fn metrics(

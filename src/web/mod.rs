@@ -20,6 +20,7 @@ mod metrics;
 mod middleware;
 mod render;
 pub mod session;
+mod settings;
 pub mod setup;
 mod users;
 mod vhosts;
@@ -264,6 +265,12 @@ fn table(state: &AppState) -> Table {
         get(import::agent_caddyfile),
     )
     .add(Admin, "/audit", GET, get(audit::page))
+    .add(
+        Admin,
+        "/settings",
+        GET_POST,
+        get(settings::page).post(settings::save),
+    )
     // The JSON API: bearer tokens only (see `api`). Reading needs any token, changing a
     // write token; which sites a token reaches is its user's, as in the portal.
     .add(Token(Read), "/api/v1/vhosts", GET, get(api::list_vhosts))
@@ -416,6 +423,10 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        // The address really bound (port 0 picks one): users' sites are kept off it.
+        let mut config = Arc::unwrap_or_clone(config);
+        config.listen = listener.local_addr()?;
+        let config = Arc::new(config);
         let attempts = config.security.login_attempts_per_minute;
         let state = AppState {
             fleet: Arc::new(crate::fleet::Fleet::new(Duration::from_secs(

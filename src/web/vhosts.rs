@@ -7,10 +7,12 @@ use crate::changes::{self, ChangeError};
 use crate::db::users::{self, User};
 use crate::db::vhosts::{self, Snapshot, Vhost};
 use crate::domain::caddyfile::{BodyPolicy, CaddyfileBody};
+use crate::domain::tenant::About;
 use crate::domain::vhost::{GenerateContext, SiteAddress, Template};
 use crate::error::{AppError, Result};
 use crate::fleet::deploy::DeployError;
 use crate::site_config;
+use crate::tenancy::{self, Verdict};
 use crate::views::{self, forms::FormErrors};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
@@ -224,6 +226,66 @@ async fn caddy_check(state: &AppState, snapshot: &Snapshot) -> Result<Option<Cad
 struct Checked {
     snapshot: Snapshot,
     block: String,
+    template: Template,
+    /// The site alone, without Gatehouse's access-log switch, and its host as Caddy's host
+    /// matcher holds it: what a `user`'s site is judged on.
+    judged: String,
+    host: String,
+}
+
+/// The field a refusal of the tenant policy belongs beside, in this template's form.
+fn field_for(template: Template, about: About) -> &'static str {
+    match (template, about) {
+        (Template::Raw, _) => "config",
+        (Template::ReverseProxy, About::Dial) => "upstream",
+        (Template::LoadBalancer, About::Dial) => "upstreams",
+        (Template::PhpFastcgi, About::Dial) => "php_upstream",
+        (Template::StaticFiles, About::Path) => "root",
+        (Template::PhpFastcgi, About::Path) => "php_root",
+        _ => "",
+    }
+}
+
+/// Judges a `user`'s site by what Caddy would run (see [`crate::tenancy`]); admins are not
+/// judged. Every refusal is put beside the field it is about.
+async fn judge(
+    state: &AppState,
+    user: &User,
+    checked: &Checked,
+    errors: &mut FormErrors,
+) -> Result<()> {
+    if user.is_admin() {
+        return Ok(());
+    }
+    let verdict = tenancy::judge(
+        &state.db,
+        &state.fleet,
+        &state.config,
+        &checked.judged,
+        &checked.host,
+    )
+    .await?;
+    let body_field = field_for(checked.template, About::Site);
+    match verdict {
+        Verdict::Allowed => {}
+        Verdict::Refused(refusals) => {
+            let mut by_field: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+            for r in refusals {
+                by_field
+                    .entry(field_for(checked.template, r.about))
+                    .or_default()
+                    .push(r.message);
+            }
+            for (field, messages) in by_field {
+                errors.add(field, messages.join(" "));
+            }
+        }
+        Verdict::Invalid(error) => {
+            errors.add(body_field, format!("Caddy refuses this site: {error}"))
+        }
+        Verdict::Unavailable(why) => errors.add("", why),
+    }
+    Ok(())
 }
 
 fn values_of(fields: Vec<(String, String)>) -> BTreeMap<String, String> {
@@ -378,7 +440,11 @@ fn check_against(
         .map(|f| (f.name, get(f.name)))
         .collect();
     let block = site_config::site_block(address.as_str(), &body);
+    let judged = site_config::judged_block(address.as_str(), &body);
     Some(Checked {
+        template,
+        judged,
+        host: address.host().to_string(),
         snapshot: Snapshot {
             domain: address.as_str().to_string(),
             template: template.slug().to_string(),
@@ -520,8 +586,13 @@ pub async fn preview(
     let mut errors = FormErrors::default();
     let preview = match check(&state, &current.user, &values, &mut errors).await? {
         Some(checked) => {
-            let caddy = caddy_check(&state, &checked.snapshot).await?;
-            Preview::Block(checked.block, caddy)
+            judge(&state, &current.user, &checked, &mut errors).await?;
+            if errors.is_empty() {
+                let caddy = caddy_check(&state, &checked.snapshot).await?;
+                Preview::Block(checked.block, caddy)
+            } else {
+                Preview::Invalid
+            }
         }
         None => Preview::Invalid,
     };
@@ -606,6 +677,10 @@ pub(super) async fn save_values(
     let Some(checked) = check(state, user, values, &mut errors).await? else {
         return Ok(Err(SaveError::Invalid(errors)));
     };
+    judge(state, user, &checked, &mut errors).await?;
+    if !errors.is_empty() {
+        return Ok(Err(SaveError::Invalid(errors)));
+    }
     let snapshot = checked.snapshot;
     let only = only_own(user);
     let result = deploy(state, user, move |tx, author| match id {
@@ -705,6 +780,49 @@ pub async fn update(
     save(&state, &current, &render, Some(v.id), fields).await
 }
 
+/// Why a `user` may not switch their site `v` on: a stored site is judged again, because
+/// the open networks may have closed since it was saved (or it predates the policy). None
+/// when it may go on, when it is being switched off, or for an admin.
+pub(super) async fn refusal_to_enable(
+    state: &AppState,
+    user: &User,
+    v: &Vhost,
+) -> Result<Option<String>> {
+    if user.is_admin() || v.enabled {
+        return Ok(None);
+    }
+    let (Ok(address), Some(body)) = (
+        SiteAddress::parse(&v.domain),
+        site_config::stored_body(&v.config),
+    ) else {
+        return Ok(Some(
+            "This site's stored configuration cannot be read; edit it.".into(),
+        ));
+    };
+    let block = site_config::judged_block(address.as_str(), &body);
+    let verdict = tenancy::judge(
+        &state.db,
+        &state.fleet,
+        &state.config,
+        &block,
+        address.host(),
+    )
+    .await?;
+    Ok(match verdict {
+        Verdict::Allowed => None,
+        Verdict::Refused(refusals) => Some(format!(
+            "This site cannot be switched on: {} Edit it first.",
+            refusals
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+        Verdict::Invalid(error) => Some(format!("Caddy refuses this site: {error}")),
+        Verdict::Unavailable(why) => Some(why),
+    })
+}
+
 /// One tap: flips the site and answers with its row as it now truly is.
 pub async fn toggle(
     State(state): State<AppState>,
@@ -713,6 +831,16 @@ pub async fn toggle(
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
     let id = v.id;
+    if let Some(why) = refusal_to_enable(&state, &current.user, &v).await? {
+        if !render.htmx {
+            return Err(AppError::Conflict(why));
+        }
+        let owners = owners_for(&state, false).await?;
+        return Ok(render.page(
+            "Sites",
+            views::vhosts::row(&render.ctx, &row_view(v, &owners), false, Some(&why)),
+        ));
+    }
     let result = deploy_owned(&state, &current.user, id, changes::toggle).await?;
     if !render.htmx {
         // Without htmx there is no row to show the error in: an error page says it.

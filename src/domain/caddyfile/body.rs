@@ -26,10 +26,12 @@ use super::lexer::{LexError, LexOptions, Quote, Token, tokenize_with};
 /// - `import`: reads files from disk (it is governed by [`BodyPolicy::allow_import`] anyway).
 /// - `acme_server`, `metrics`, `tracing`, `invoke`: server-wide state or other people's routes.
 ///
-/// `reverse_proxy` is included because it is the reason most people use Caddy, but its
-/// arguments are not checked here: it can reach `localhost:2019` (the admin API), unix sockets
-/// and internal addresses, and its `transport` block can load client certificates from disk.
-/// Upstream addresses need their own allowlist before untrusted users get this list.
+/// This list is only the first, cheap gate (it works without a Caddy and points at a line).
+/// What a `user`'s site may actually do — where `reverse_proxy` and everything else may dial,
+/// which files anything may read, every subdirective, matcher and placeholder — is judged on
+/// Caddy's own adapted JSON of the site by [`crate::domain::tenant::judge`], before it is
+/// saved; `reverse_proxy` is here because that judgement holds its upstreams, transports and
+/// health checks to the networks an admin opened.
 pub const DEFAULT_USER_DIRECTIVES: &[&str] = &[
     "abort",
     "basicauth",

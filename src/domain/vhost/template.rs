@@ -31,8 +31,9 @@ pub enum Template {
 /// Who is asking, which decides how far some fields may reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerateContext {
-    /// `false` for the `user` role: document roots must then lie inside `user_root_base`,
-    /// and neither unix sockets nor Caddy's own admin API may be targeted.
+    /// `false` for the `user` role: document roots must then lie inside `user_root_base`.
+    /// Where upstreams may point is not decided here but by the tenant policy, on what Caddy
+    /// makes of the whole site (`crate::domain::tenant`), for every template alike.
     pub admin: bool,
     /// The folder user-role sites live under, e.g. `/srv/www`.
     pub user_root_base: String,
@@ -331,8 +332,8 @@ impl Template {
             errors: Vec::new(),
         };
         let body = match self {
-            Template::ReverseProxy => reverse_proxy(&mut form, ctx),
-            Template::LoadBalancer => load_balancer(&mut form, ctx),
+            Template::ReverseProxy => reverse_proxy(&mut form),
+            Template::LoadBalancer => load_balancer(&mut form),
             Template::StaticFiles => static_files(&mut form, ctx),
             Template::Redirect => redirect(&mut form),
             Template::PhpFastcgi => php_fastcgi(&mut form, ctx),
@@ -415,8 +416,8 @@ impl<'a> Form<'a> {
     }
 }
 
-fn reverse_proxy(form: &mut Form<'_>, ctx: &GenerateContext) -> Option<String> {
-    let upstream = upstream_for(form.raw(UPSTREAM), ctx);
+fn reverse_proxy(form: &mut Form<'_>) -> Option<String> {
+    let upstream = Upstream::parse(form.raw(UPSTREAM));
     let upstream = form.check(UPSTREAM, upstream);
     let host_header = form.checkbox(UPSTREAM_HOST_HEADER);
     let (upstream, host_header) = (upstream?, host_header?);
@@ -430,16 +431,13 @@ fn reverse_proxy(form: &mut Form<'_>, ctx: &GenerateContext) -> Option<String> {
     })
 }
 
-fn load_balancer(form: &mut Form<'_>, ctx: &GenerateContext) -> Option<String> {
+fn load_balancer(form: &mut Form<'_>) -> Option<String> {
     let upstreams = Upstreams::parse(form.raw(UPSTREAMS)).and_then(|list| {
         if list.as_slice().len() < 2 {
             return refuse(
                 "A load balancer needs at least two upstreams; for one, use the Reverse proxy \
                  template.",
             );
-        }
-        for upstream in list.as_slice() {
-            allowed_for(upstream, ctx)?;
         }
         Ok(list)
     });
@@ -502,7 +500,7 @@ fn php_fastcgi(form: &mut Form<'_>, ctx: &GenerateContext) -> Option<String> {
         "Enter the folder of the PHP application, e.g. /srv/www/blog.",
     );
     let root = form.check(PHP_ROOT, root);
-    let upstream = php_upstream(form.raw(PHP_UPSTREAM), ctx);
+    let upstream = php_upstream(form.raw(PHP_UPSTREAM));
     let upstream = form.check(PHP_UPSTREAM, upstream);
     let (root, upstream) = (root?, upstream?);
     Some(format!(
@@ -521,24 +519,6 @@ fn raw(form: &mut Form<'_>) -> Option<String> {
         return None;
     }
     Some(text.to_string())
-}
-
-fn upstream_for(value: &str, ctx: &GenerateContext) -> Result<Upstream, FieldError> {
-    let upstream = Upstream::parse(value)?;
-    allowed_for(&upstream, ctx)?;
-    Ok(upstream)
-}
-
-/// Proxying a public site to Caddy's admin API would let any visitor rewrite the server's
-/// configuration, so only admins, who could do that anyway, may target it.
-fn allowed_for(upstream: &Upstream, ctx: &GenerateContext) -> Result<(), FieldError> {
-    if !ctx.admin && upstream.is_local_admin_api() {
-        return refuse(format!(
-            "{} is Caddy's own admin interface; only admins may proxy to it.",
-            upstream.as_str()
-        ));
-    }
-    Ok(())
 }
 
 /// Longest document root accepted; far more than any real one, far less than PATH_MAX.
@@ -600,7 +580,7 @@ fn path_segments(path: &str) -> Result<Vec<&str>, FieldError> {
 
 /// The PHP-FPM address: `host:port`, or for admins a unix socket written as Caddy wants it,
 /// `unix//run/php/php-fpm.sock`.
-fn php_upstream(value: &str, ctx: &GenerateContext) -> Result<String, FieldError> {
+fn php_upstream(value: &str) -> Result<String, FieldError> {
     let text = value.trim();
     if text.is_empty() {
         return refuse("Enter the PHP-FPM address, e.g. 127.0.0.1:9000.");
@@ -608,11 +588,6 @@ fn php_upstream(value: &str, ctx: &GenerateContext) -> Result<String, FieldError
     if let Some(prefix) = text.get(..5)
         && prefix.eq_ignore_ascii_case("unix/")
     {
-        if !ctx.admin {
-            return refuse(
-                "Only admins can use a unix socket; enter host:port, e.g. 127.0.0.1:9000.",
-            );
-        }
         return unix_socket(&text[5..]);
     }
     let upstream = Upstream::parse(text)?;
@@ -1053,21 +1028,6 @@ mod tests {
     }
 
     #[test]
-    fn only_admins_may_proxy_to_caddys_admin_api() {
-        let t = Template::ReverseProxy;
-        assert!(
-            error_for(t, &[("upstream", "localhost:2019")], &user(), "upstream")
-                .contains("admin interface")
-        );
-        body(t, &[("upstream", "localhost:2019")], &admin());
-        let lb = [("upstreams", "a:1 127.0.0.1:2019")];
-        assert!(
-            error_for(Template::LoadBalancer, &lb, &user(), "upstreams")
-                .contains("admin interface")
-        );
-    }
-
-    #[test]
     fn a_load_balancer_lists_its_upstreams_and_policy() {
         assert_eq!(
             body(
@@ -1477,7 +1437,15 @@ mod tests {
                 "php_upstream",
             )
         };
-        assert!(reason("unix//run/php/php-fpm.sock", &user()).contains("Only admins"));
+        // Where an upstream may point is the tenant policy's to judge, for every template.
+        body(
+            t,
+            &[
+                ("php_root", "/srv/www/x"),
+                ("php_upstream", "unix//run/php/php-fpm.sock"),
+            ],
+            &user(),
+        );
         assert!(reason("unix/run/php.sock", &admin()).contains("absolute path"));
         assert!(reason("unix//run/php fpm.sock", &admin()).contains("' '"));
         assert!(reason("unix//run/../etc/x.sock", &admin()).contains(".."));

@@ -14,10 +14,6 @@ use crate::domain::FieldError;
 /// More than this many backends in one site is a configuration mistake, not a load balancer.
 pub const MAX_UPSTREAMS: usize = 32;
 
-/// Caddy's admin API listens here by default; proxying a public site to it would hand the
-/// whole server to anyone who visits.
-pub(super) const CADDY_ADMIN_PORT: u16 = 2019;
-
 fn refuse<T>(why: impl Into<String>) -> Result<T, FieldError> {
     Err(FieldError(why.into()))
 }
@@ -129,28 +125,6 @@ impl Upstream {
     /// The scheme written in front, if any.
     pub(super) fn scheme(&self) -> Option<UpstreamScheme> {
         self.scheme
-    }
-
-    /// Whether this points at Caddy's own admin API on this machine (its default address).
-    pub(super) fn is_local_admin_api(&self) -> bool {
-        if self.port != Some(CADDY_ADMIN_PORT) {
-            return false;
-        }
-        let host = self.host.as_str();
-        if host == "localhost" || host.ends_with(".localhost") {
-            return true;
-        }
-        if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            return ip.is_loopback() || ip.is_unspecified();
-        }
-        host.strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .and_then(|h| h.parse::<Ipv6Addr>().ok())
-            .is_some_and(|ip| {
-                ip.is_loopback()
-                    || ip.is_unspecified()
-                    || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            })
     }
 }
 
@@ -434,35 +408,6 @@ mod tests {
         assert!(reason("a..b:80").contains("empty part"));
         assert!(reason(":8080").contains("host before the port"));
         assert!(reason("999.1.1.1:80").contains("IPv4"));
-    }
-
-    #[test]
-    fn the_local_admin_api_is_recognised() {
-        for input in [
-            "localhost:2019",
-            "127.0.0.1:2019",
-            "127.1.2.3:2019",
-            "[::1]:2019",
-            "0.0.0.0:2019",
-            "http://localhost:2019",
-            "api.localhost:2019",
-        ] {
-            assert!(
-                Upstream::parse(input).unwrap().is_local_admin_api(),
-                "{input}"
-            );
-        }
-        for input in [
-            "localhost:2020",
-            "10.0.0.1:2019",
-            "http://localhost",
-            "example.com:2019",
-        ] {
-            assert!(
-                !Upstream::parse(input).unwrap().is_local_admin_api(),
-                "{input}"
-            );
-        }
     }
 
     #[test]

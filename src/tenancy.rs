@@ -1,0 +1,431 @@
+//! The tenant policy in force (config file, then the Settings page) and the judgement of a
+//! `user`'s site by a real Caddy: the agent adapts the site alone, and
+//! [`crate::domain::tenant::judge`] reads what Caddy would run.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::config::{Config, VhostsConfig};
+use crate::db::agents::Agent;
+use crate::db::{Db, DbError};
+use crate::domain::tenant::{
+    self, NamePattern, Refusal, Reserved, ReservedHost, TenantPolicy, parse_network,
+};
+use crate::fleet::Fleet;
+use crate::fleet::client::{self, Adaptation};
+
+/// One of the admin's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKey {
+    Networks,
+    UpstreamHosts,
+    UnixSockets,
+}
+
+impl ListKey {
+    pub const ALL: [ListKey; 3] = [
+        ListKey::Networks,
+        ListKey::UpstreamHosts,
+        ListKey::UnixSockets,
+    ];
+
+    /// The key in the config file.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            ListKey::Networks => "vhosts.user_networks",
+            ListKey::UpstreamHosts => "vhosts.user_upstream_hosts",
+            ListKey::UnixSockets => "vhosts.user_unix_sockets",
+        }
+    }
+
+    /// The row of the `settings` table once the Settings page has saved it.
+    fn setting(self) -> &'static str {
+        match self {
+            ListKey::Networks => "tenant.networks",
+            ListKey::UpstreamHosts => "tenant.upstream_hosts",
+            ListKey::UnixSockets => "tenant.unix_sockets",
+        }
+    }
+
+    /// The form field on the Settings page.
+    pub fn field(self) -> &'static str {
+        match self {
+            ListKey::Networks => "networks",
+            ListKey::UpstreamHosts => "upstream_hosts",
+            ListKey::UnixSockets => "unix_sockets",
+        }
+    }
+}
+
+/// The admin's lists as text, one entry per item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lists {
+    pub networks: Vec<String>,
+    pub upstream_hosts: Vec<String>,
+    pub unix_sockets: Vec<String>,
+    /// Whether these come from the Settings page (else from the config file).
+    pub from_settings: bool,
+}
+
+/// The lists, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub networks: Vec<IpNet>,
+    pub upstream_hosts: Vec<NamePattern>,
+    pub unix_sockets: Vec<String>,
+}
+
+/// The kernel limits a socket path to 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+fn parse_socket(text: &str) -> Result<String, String> {
+    let path = text.trim();
+    let path = path.strip_prefix("unix/").unwrap_or(path);
+    if !path.starts_with('/')
+        || path.len() > MAX_SOCKET_PATH
+        || path.split('/').any(|s| s == "..")
+        || !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-@+".contains(c))
+    {
+        return Err(format!(
+            "{text:?} is not a socket path; write an absolute path such as /run/php/php8.2-fpm.sock"
+        ));
+    }
+    Ok(path.to_string())
+}
+
+impl Lists {
+    pub fn from_config(v: &VhostsConfig) -> Lists {
+        Lists {
+            networks: v.user_networks.clone(),
+            upstream_hosts: v.user_upstream_hosts.clone(),
+            unix_sockets: v.user_unix_sockets.clone(),
+            from_settings: false,
+        }
+    }
+
+    pub fn get(&self, key: ListKey) -> &[String] {
+        match key {
+            ListKey::Networks => &self.networks,
+            ListKey::UpstreamHosts => &self.upstream_hosts,
+            ListKey::UnixSockets => &self.unix_sockets,
+        }
+    }
+
+    /// Every entry parsed; the first list with a bad entry and why.
+    pub fn parse(&self) -> Result<Parsed, (ListKey, String)> {
+        Ok(Parsed {
+            networks: parse_all(ListKey::Networks, &self.networks, parse_network)?,
+            upstream_hosts: parse_all(
+                ListKey::UpstreamHosts,
+                &self.upstream_hosts,
+                NamePattern::parse,
+            )?,
+            unix_sockets: parse_all(ListKey::UnixSockets, &self.unix_sockets, parse_socket)?,
+        })
+    }
+
+    /// The first bad entry of each list, so a form can say all of them at once.
+    pub fn problems(&self) -> Vec<(ListKey, String)> {
+        [
+            parse_all(ListKey::Networks, &self.networks, parse_network).err(),
+            parse_all(
+                ListKey::UpstreamHosts,
+                &self.upstream_hosts,
+                NamePattern::parse,
+            )
+            .err(),
+            parse_all(ListKey::UnixSockets, &self.unix_sockets, parse_socket).err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+fn parse_all<T>(
+    key: ListKey,
+    items: &[String],
+    f: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, (ListKey, String)> {
+    items
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|i| f(i).map_err(|why| (key, why)))
+        .collect()
+}
+
+/// The lists in force: the Settings page's once saved, the config file's before.
+pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
+    let mut lists = Lists::from_config(config);
+    let mut stmt = conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?;
+    for key in ListKey::ALL {
+        let stored: Option<String> = stmt
+            .query_row(params![key.setting()], |r| r.get(0))
+            .optional()?;
+        if let Some(stored) = stored {
+            let items: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+            lists.from_settings = true;
+            match key {
+                ListKey::Networks => lists.networks = items,
+                ListKey::UpstreamHosts => lists.upstream_hosts = items,
+                ListKey::UnixSockets => lists.unix_sockets = items,
+            }
+        }
+    }
+    Ok(lists)
+}
+
+/// Stores the lists from the Settings page (already parsed, so known to be valid).
+pub fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?;
+    for key in ListKey::ALL {
+        let items: Vec<&str> = lists
+            .get(key)
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        stmt.execute(params![
+            key.setting(),
+            serde_json::to_string(&items).unwrap_or_default()
+        ])?;
+    }
+    Ok(())
+}
+
+/// `host:port` (or `[v6]:port`, or `:port`) of an authority; None for a unix socket.
+fn host_port(authority: &str) -> Option<(String, u16)> {
+    let authority = authority.trim();
+    if authority.starts_with("unix/") {
+        return None;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:")?,
+        None => authority.rsplit_once(':')?,
+    };
+    Some((host.to_ascii_lowercase(), port.parse().ok()?))
+}
+
+fn reserve(out: &mut Vec<Reserved>, host: &str, port: u16, what: &str) {
+    let mut add = |host: ReservedHost| {
+        out.push(Reserved {
+            host,
+            port,
+            what: what.to_string(),
+        })
+    };
+    // Whatever address it names, the same port on loopback may reach it on its own host.
+    add(ReservedHost::Loopback);
+    match host.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_loopback() && !ip.is_unspecified() => add(ReservedHost::Ip(ip)),
+        Ok(_) => {}
+        Err(_) if host.is_empty() || host == "localhost" => {}
+        Err(_) => add(ReservedHost::Name(host.trim_end_matches('.').to_string())),
+    }
+}
+
+/// The addresses of Gatehouse's own parts and of every Caddy admin endpoint: never dialled
+/// by a user's site, whatever networks are open. An agent named by a host name is looked up,
+/// briefly, so that its addresses are closed too.
+pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
+    let mut out = Vec::new();
+    let hub = config.listen;
+    reserve(
+        &mut out,
+        &hub.ip().to_string(),
+        hub.port(),
+        "the Gatehouse hub",
+    );
+    if let Ok(url) = reqwest::Url::parse(&config.public_url)
+        && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+    {
+        reserve(
+            &mut out,
+            host.trim_matches(['[', ']']),
+            port,
+            "the Gatehouse hub",
+        );
+    }
+    let admins = std::iter::once(config.caddy.admin.as_str())
+        .chain(agents.iter().filter_map(|a| a.caddy_admin.as_deref()));
+    let admin_ports: Vec<(String, u16)> = admins.filter_map(host_port).collect();
+    for (host, port) in &admin_ports {
+        reserve(&mut out, host, *port, "a Caddy admin endpoint");
+    }
+    for agent in agents {
+        let Ok(url) = reqwest::Url::parse(&agent.url) else {
+            continue;
+        };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            continue;
+        };
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        let what = format!("the agent {}", agent.name);
+        reserve(&mut out, &host, port, &what);
+        let mut ips: Vec<IpAddr> = host.parse().into_iter().collect();
+        if ips.is_empty() {
+            let lookup = tokio::net::lookup_host((host.as_str(), port));
+            if let Ok(Ok(found)) = tokio::time::timeout(Duration::from_secs(1), lookup).await {
+                ips.extend(found.map(|a| a.ip()));
+            }
+        }
+        // The agent's host also runs its Caddy: its admin endpoint may listen there too.
+        for ip in ips {
+            out.push(Reserved {
+                host: ReservedHost::Ip(ip),
+                port,
+                what: what.clone(),
+            });
+            for (_, admin_port) in &admin_ports {
+                out.push(Reserved {
+                    host: ReservedHost::Ip(ip),
+                    port: *admin_port,
+                    what: "a Caddy admin endpoint".into(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The whole policy for users' sites, as it stands now.
+pub async fn policy(db: &Db, config: &Config) -> Result<(TenantPolicy, Vec<Agent>), DbError> {
+    let vhosts = config.vhosts.clone();
+    let (lists, agents) = db
+        .run(move |c| Ok((lists(c, &vhosts)?, crate::db::agents::list(c)?)))
+        .await?;
+    // Stored lists were checked when saved; a bad entry (edited by hand) opens nothing.
+    let parsed = lists.parse().unwrap_or_else(|(key, why)| {
+        tracing::error!(list = key.config_key(), %why, "tenant policy list is invalid; treating every list as empty");
+        Parsed::default()
+    });
+    let policy = TenantPolicy {
+        networks: parsed.networks,
+        upstream_hosts: parsed.upstream_hosts,
+        unix_sockets: parsed.unix_sockets,
+        ports: vec![80, 443],
+        root_base: config.vhosts.user_root_base.clone(),
+        reserved: reserved(config, &agents).await,
+    };
+    Ok((policy, agents))
+}
+
+/// What a Caddy made of a `user`'s site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Refused(Vec<Refusal>),
+    /// Caddy's adapter itself refuses the site, in its own words.
+    Invalid(String),
+    /// No Caddy could be asked.
+    Unavailable(String),
+}
+
+/// How long one agent may take to adapt one site.
+const ADAPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Agents asked before giving up, when the first ones cannot answer.
+const ADAPT_TRIES: usize = 3;
+
+/// Has an online agent's Caddy adapt `block` (one site, as [`crate::site_config::judged_block`]
+/// writes it) and judges the result for `site_host`.
+pub async fn judge(
+    db: &Db,
+    fleet: &Fleet,
+    config: &Config,
+    block: &str,
+    site_host: &str,
+) -> Result<Verdict, DbError> {
+    let (policy, agents) = policy(db, config).await?;
+    let mut last_error = None;
+    for agent in agents
+        .iter()
+        .filter(|a| a.online && a.caddy_reachable)
+        .take(ADAPT_TRIES)
+    {
+        match client::adapt(fleet, agent, block, ADAPT_TIMEOUT).await {
+            Adaptation::Adapted(json) => {
+                let refusals = tenant::judge(&json, site_host, &policy);
+                return Ok(if refusals.is_empty() {
+                    Verdict::Allowed
+                } else {
+                    Verdict::Refused(refusals)
+                });
+            }
+            Adaptation::Invalid { error } => return Ok(Verdict::Invalid(error)),
+            Adaptation::Unavailable { error } => {
+                tracing::warn!(agent = %agent.name, %error, "could not adapt a user's site");
+                last_error = Some(format!("{}: {error}", agent.name));
+            }
+        }
+    }
+    let why = match last_error {
+        Some(e) => format!("the agents asked could not answer ({e})"),
+        None => "no agent with a running Caddy is online".to_string(),
+    };
+    Ok(Verdict::Unavailable(format!(
+        "A site of a user is saved only after a Caddy has checked what it would do, and {why}. \
+         Try again once an agent is online."
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_parse_every_kind_of_entry_and_name_the_bad_one() {
+        let lists = Lists {
+            networks: vec!["10.0.0.0/8".into(), " 192.168.1.5 ".into(), "".into()],
+            upstream_hosts: vec!["*.svc.example".into()],
+            unix_sockets: vec!["unix//run/php/fpm.sock".into()],
+            from_settings: true,
+        };
+        let parsed = lists.parse().unwrap();
+        assert_eq!(parsed.networks.len(), 2);
+        assert_eq!(parsed.unix_sockets, vec!["/run/php/fpm.sock".to_string()]);
+        let bad = Lists {
+            unix_sockets: vec!["/run/../var/run/docker.sock".into()],
+            ..lists.clone()
+        };
+        assert_eq!(bad.parse().unwrap_err().0, ListKey::UnixSockets);
+        let bad = Lists {
+            networks: vec!["169.254.169.254".into()],
+            ..lists
+        };
+        assert_eq!(bad.parse().unwrap_err().0, ListKey::Networks);
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(
+            host_port("localhost:2019"),
+            Some(("localhost".into(), 2019))
+        );
+        assert_eq!(host_port("[::1]:2019"), Some(("::1".into(), 2019)));
+        assert_eq!(host_port(":2019"), Some(("".into(), 2019)));
+        assert_eq!(host_port("unix//run/caddy.sock"), None);
+    }
+
+    #[test]
+    fn a_named_admin_endpoint_is_closed_on_loopback_and_by_name() {
+        let mut out = Vec::new();
+        reserve(&mut out, "caddy-admin.internal", 2019, "x");
+        assert!(
+            out.iter()
+                .any(|r| r.host == ReservedHost::Loopback && r.port == 2019)
+        );
+        assert!(
+            out.iter()
+                .any(|r| r.host == ReservedHost::Name("caddy-admin.internal".into()))
+        );
+    }
+}

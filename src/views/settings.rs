@@ -1,0 +1,120 @@
+//! The settings page (admin): the tenant policy, i.e. where users' sites may make Caddy
+//! connect, with the form's own types beside its markup.
+
+use super::forms::FormErrors;
+use super::{Ctx, csrf_field};
+use crate::domain::tenant::{Reserved, ReservedHost};
+use maud::{Markup, html};
+
+/// The tenant policy form as typed: one entry per line.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PolicyForm {
+    #[serde(default)]
+    pub networks: String,
+    #[serde(default)]
+    pub upstream_hosts: String,
+    #[serde(default)]
+    pub unix_sockets: String,
+}
+
+/// What the page shows.
+pub struct Page<'a> {
+    pub form: &'a PolicyForm,
+    pub errors: &'a FormErrors,
+    /// The lists come from this page (else from the config file).
+    pub from_settings: bool,
+    pub saved: bool,
+    /// Closed whatever the lists say.
+    pub reserved: &'a [Reserved],
+}
+
+struct ListField {
+    name: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    placeholder: &'static str,
+}
+
+const FIELDS: [ListField; 3] = [
+    ListField {
+        name: "networks",
+        label: "Networks users' sites may reach",
+        hint: "Addresses or CIDRs, one per line. Proxy upstreams, load-balancer members, health \
+               checks and FastCGI of users' sites must lie inside one. Loopback (this server) is \
+               reachable only if you list it.",
+        placeholder: "10.0.20.0/24\n192.168.1.50",
+    },
+    ListField {
+        name: "upstream_hosts",
+        label: "Host names users' sites may reach",
+        hint: "Exact names, or *.suffix for every name below it, one per line. DNS can point a \
+               name anywhere, this server included, at any time: list only names whose DNS you \
+               control.",
+        placeholder: "*.apps.internal.example",
+    },
+    ListField {
+        name: "unix_sockets",
+        label: "Unix sockets users' sites may reach",
+        hint: "Absolute paths, one per line, e.g. PHP-FPM's socket for the PHP template.",
+        placeholder: "/run/php/php8.2-fpm.sock",
+    },
+];
+
+fn value<'a>(form: &'a PolicyForm, name: &str) -> &'a str {
+    match name {
+        "networks" => &form.networks,
+        "upstream_hosts" => &form.upstream_hosts,
+        _ => &form.unix_sockets,
+    }
+}
+
+fn shown(r: &Reserved) -> String {
+    match &r.host {
+        ReservedHost::Loopback => format!("loopback:{}", r.port),
+        ReservedHost::Ip(ip) if ip.is_ipv6() => format!("[{ip}]:{}", r.port),
+        ReservedHost::Ip(ip) => format!("{ip}:{}", r.port),
+        ReservedHost::Name(name) => format!("{name}:{}", r.port),
+    }
+}
+
+pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+    html! {
+        div .stack #settings {
+            @if p.saved { p .notice .ok #notice role="status" { "Saved. Users' sites are judged by these lists from now on." } }
+            section .card #tenant-policy {
+                h1 { "Settings" }
+                h2 { "What users' sites may reach" }
+                p .muted {
+                    "Every site of a user is checked by a Caddy before it is saved: Gatehouse reads what Caddy would run and refuses any address outside these lists, any file outside "
+                    code { "vhosts.user_root_base" } ", and any handler, matcher or option it does not know to be safe. Admins' sites are not limited."
+                }
+                p .muted #policy-source {
+                    @if p.from_settings { "These lists were saved on this page and replace the config file's." }
+                    @else { "These lists come from the config file (" code { "[vhosts] user_networks" } ", " code { "user_upstream_hosts" } ", " code { "user_unix_sockets" } "); saving here replaces them." }
+                }
+                form method="post" action="/settings" {
+                    (csrf_field(ctx))
+                    @if let Some(why) = p.errors.get("") { p .notice .error role="alert" { (why) } }
+                    @for f in &FIELDS {
+                        @let error = p.errors.get(f.name);
+                        div .field .has-error[error.is_some()] {
+                            label for=(f.name) { (f.label) }
+                            textarea .mono id=(f.name) name=(f.name) rows="4" spellcheck="false"
+                                placeholder=(f.placeholder) aria-invalid=[error.map(|_| "true")] { (value(p.form, f.name)) }
+                            p .hint { (f.hint) }
+                            @if let Some(why) = error { p .field-error id=(format!("{}-error", f.name)) role="alert" { (why) } }
+                        }
+                    }
+                    button .button .primary type="submit" { "Save" }
+                }
+                h3 { "Always closed to users' sites" }
+                p .muted { "Whatever the lists say: link-local addresses (such as the cloud metadata service), the unspecified address, and these addresses of Gatehouse and Caddy:" }
+                ul #reserved {
+                    @for r in p.reserved {
+                        li { code { (shown(r)) } " — " (r.what) }
+                    }
+                }
+            }
+        }
+    }
+}
