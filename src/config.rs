@@ -842,6 +842,16 @@ mod tests {
     fn semantic_rules_name_their_key() {
         for (var, value, key) in [
             ("GATEHOUSE_PUBLIC_URL", "ftp://x", "public_url"),
+            (
+                "GATEHOUSE_SECURITY_HEADER_READ_TIMEOUT_SECS",
+                "0",
+                "security.header_read_timeout_secs",
+            ),
+            (
+                "GATEHOUSE_SECURITY_MAX_CONNECTIONS",
+                "100000",
+                "security.max_connections",
+            ),
             ("GATEHOUSE_LOG_LEVEL", "not a [filter", "log.level"),
             (
                 "GATEHOUSE_SECURITY_MAX_BODY_KIB",

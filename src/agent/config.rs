@@ -391,6 +391,12 @@ mod tests {
                 "`log_buffer_lines`",
             ),
             ("GATEHOUSE_AGENT_STATE_FILE", " ", "`state_file`"),
+            (
+                "GATEHOUSE_AGENT_HEADER_READ_TIMEOUT_SECS",
+                "0",
+                "`header_read_timeout_secs`",
+            ),
+            ("GATEHOUSE_AGENT_MAX_CONNECTIONS", "0", "`max_connections`"),
             ("GATEHOUSE_AGENT_LOG_FORMAT", "xml", "`log.format`"),
         ] {
             let err = error(None, &[("GATEHOUSE_AGENT_TOKEN", TOKEN), (var, value)]);

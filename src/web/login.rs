@@ -560,3 +560,26 @@ pub async fn logout(
     session.clear().await?;
     Ok(render.redirect("/login"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_cookie_is_for_the_sign_in_pages_only_and_secure_over_https() {
+        let plain = device_cookie("ab12", false).unwrap();
+        let plain = plain.to_str().unwrap();
+        assert!(plain.starts_with("gatehouse_device=ab12;"), "{plain}");
+        for attribute in [
+            "Path=/login",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Max-Age=15552000",
+        ] {
+            assert!(plain.contains(attribute), "{plain}");
+        }
+        assert!(!plain.contains("Secure"), "{plain}");
+        let secure = device_cookie("ab12", true).unwrap();
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
+}
