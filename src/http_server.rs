@@ -51,6 +51,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    warn_if_over_file_limit(max);
     let permits = Arc::new(Semaphore::new(max));
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -154,4 +155,37 @@ async fn accept_failed(e: std::io::Error) {
     }
     tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Descriptors the process needs besides its clients' connections: the database and its
+/// pool, log files, connections to agents or Caddy, the listener.
+const OTHER_DESCRIPTORS: u64 = 64;
+
+/// A cap the open-file limit would hit first protects nothing: accepting then fails for
+/// everyone, health checks included. Says so at start.
+fn warn_if_over_file_limit(max: usize) {
+    #[cfg(not(unix))]
+    let _ = max;
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+            return;
+        }
+        let needed = u64::try_from(max)
+            .unwrap_or(u64::MAX)
+            .saturating_add(OTHER_DESCRIPTORS);
+        if limit.rlim_cur != libc::RLIM_INFINITY && needed > limit.rlim_cur {
+            tracing::warn!(
+                max_connections = max,
+                open_file_limit = limit.rlim_cur,
+                "the connection cap is above what the open-file limit (ulimit -n) leaves for \
+                 connections: lower the cap or raise the limit"
+            );
+        }
+    }
 }
