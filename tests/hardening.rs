@@ -1,6 +1,9 @@
-//! Web hardening: slow requests and slow clients time out on the hub and the agent, the
-//! connection cap holds, and markup typed into any field a person controls is shown as text
-//! on every page that displays it, never run.
+//! Hardening (issue 13, item 6, and before): slow requests and slow clients time out on the
+//! hub and the agent and the connection cap holds; the data directory and database are
+//! private; a ban revokes API tokens; guessing cannot lock an admin out; the audit log keeps
+//! no password typed as an email; agent URLs carry no credentials and agent redirects are
+//! never followed; error pages are never cached; and markup typed into any field a person
+//! controls is shown as text on every page that displays it, never run.
 
 mod common;
 
