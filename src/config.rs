@@ -269,6 +269,11 @@ pub struct SecurityConfig {
     /// Reverse proxies (e.g. the Caddy in front of the portal) whose `X-Forwarded-For` is
     /// believed. Empty: the connecting address is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A client must send a request's whole head (request line and headers) within this many
+    /// seconds of starting it, or of connecting; an idle kept-alive connection closes then too.
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the listen queue until one closes.
+    pub max_connections: u64,
 }
 
 impl Default for Config {
@@ -314,6 +319,8 @@ impl Default for SecurityConfig {
         Self {
             require_2fa_roles: vec![Role::Admin],
             login_attempts_per_minute: 5,
+            header_read_timeout_secs: 10,
+            max_connections: 512,
             max_body_kib: 1024,
             request_timeout_secs: 30,
             trusted_proxies: Vec::new(),
@@ -477,12 +484,16 @@ impl Config {
             ));
         }
         for agent in &self.fleet.agents {
-            let url_ok = reqwest::Url::parse(&agent.url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if agent.name.trim().is_empty() || !url_ok {
+            if agent.name.trim().is_empty() {
                 return Err((
                     "fleet.agents",
                     format!("agent {:?} needs a name and an http(s) url", agent.name),
+                ));
+            }
+            if let Err(why) = crate::domain::agent_url::AgentUrl::parse(&agent.url) {
+                return Err((
+                    "fleet.agents",
+                    format!("agent {:?}: url: {why}", agent.name),
                 ));
             }
             agent.resolve_token().map_err(|e| ("fleet.agents", e))?;
@@ -508,9 +519,14 @@ impl Config {
                 "security.request_timeout_secs",
                 self.security.request_timeout_secs,
             ),
+            (
+                "security.header_read_timeout_secs",
+                self.security.header_read_timeout_secs,
+            ),
+            ("security.max_connections", self.security.max_connections),
         ];
         // Upper bounds keep the arithmetic on them far from overflow.
-        let maximum = [525_600, 8_760, 1_000, 1_048_576, 3_600];
+        let maximum = [525_600, 8_760, 1_000, 1_048_576, 3_600, 300, 65_536];
         for ((key, value), max) in positive.into_iter().zip(maximum) {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -849,6 +865,16 @@ mod tests {
     fn semantic_rules_name_their_key() {
         for (var, value, key) in [
             ("GATEHOUSE_PUBLIC_URL", "ftp://x", "public_url"),
+            (
+                "GATEHOUSE_SECURITY_HEADER_READ_TIMEOUT_SECS",
+                "0",
+                "security.header_read_timeout_secs",
+            ),
+            (
+                "GATEHOUSE_SECURITY_MAX_CONNECTIONS",
+                "100000",
+                "security.max_connections",
+            ),
             ("GATEHOUSE_LOG_LEVEL", "not a [filter", "log.level"),
             (
                 "GATEHOUSE_SECURITY_MAX_BODY_KIB",
@@ -861,6 +887,28 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn a_declared_agent_url_with_a_user_or_password_stops_start_up_naming_the_key() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            f.path(),
+            "[[fleet.agents]]\nname = \"edge-1\"\nurl = \"http://admin:hunter2@10.0.0.5:7070\"\n\
+             token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let err = Config::load_from(Some(f.path()), Vec::<(String, String)>::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fleet.agents") && err.contains("edge-1") && err.contains("password"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunter2"),
+            "the message repeats the password: {err}"
+        );
     }
 
     #[test]

@@ -51,7 +51,8 @@ impl From<&Agent> for AgentOut {
         AgentOut {
             id: a.id,
             name: a.name.clone(),
-            url: a.url.clone(),
+            // The export holds no secrets, and a password in an old agent URL is one.
+            url: crate::domain::agent_url::redact(&a.url),
             from_config: a.from_config,
             tls_pin: a.tls_pin.clone(),
             tls_ca: a.tls_ca.clone(),

@@ -27,6 +27,8 @@ pub mod error;
 pub mod export;
 /// The hub's side of the agents: client, deploy pipeline, reconciler.
 pub mod fleet;
+/// The accept loop the hub and the agent share: header-read timeout, connection cap, TLS.
+pub mod http_server;
 /// Caddyfile import: a whole Caddyfile planned as vhosts, then applied in one transaction.
 pub mod import;
 /// Handing freed memory back to the system after large, short-lived work.

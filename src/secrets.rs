@@ -704,11 +704,21 @@ fn check_key_ids(path: &Path, sealer: &Sealer, source: &KeySource) -> anyhow::Re
 
 /// The hub's database, ready to serve: the key loaded (made on first run), the schema
 /// migrated, plaintext left by an older version sealed, and every stored secret checked
-/// against the key. A key that does not fit is refused before the schema is touched.
+/// against the key. A key that does not fit is refused before the schema is touched. The
+/// data directory and database files are made private, or tightened (see `db::files`).
 /// Blocks; call it on the blocking pool.
 pub fn open_database(config: &Config) -> anyhow::Result<crate::db::Db> {
     use anyhow::Context;
     let path = config.db_path();
+    // Before the key file can be made in it with a looser directory around it; existing
+    // ones (from an older version, a copy, a restore) are tightened, and each change logged.
+    crate::db::files::create_private_dir(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    crate::db::files::tighten(&config.data_dir, &path);
     let (key, source) = load_or_create_key(config)?;
     let sealer = Arc::new(Sealer::new(&key));
     check_key_ids(&path, &sealer, &source)?;

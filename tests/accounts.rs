@@ -74,7 +74,11 @@ async fn signing_in_renews_the_session_id_and_sets_safe_cookies() {
     let login = app.login("bob@example.com", USER_PASSWORD).await;
     assert_eq!(login.status, StatusCode::SEE_OTHER);
     let signed_in = login
-        .header("set-cookie")
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("gatehouse_session="))
         .expect("a new session cookie at sign-in");
     let id = |c: &str| c.split(';').next().unwrap().to_string();
     assert_ne!(
@@ -909,7 +913,14 @@ async fn an_active_session_outlives_the_idle_timeout_and_the_cookie_lasts_the_ab
     let id = app.add_user("bob@example.com", Role::User).await;
     let bob = app.visitor();
     let login = bob.login("bob@example.com", USER_PASSWORD).await;
-    let cookie = login.header("set-cookie").unwrap();
+    // The session's cookie (a sign-in also sets the device cookie, see tests/hardening.rs).
+    let cookie = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("gatehouse_session="))
+        .unwrap();
     assert!(
         cookie.contains(&format!("Max-Age={}", 12 * 3600)),
         "{cookie}"

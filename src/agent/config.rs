@@ -52,6 +52,11 @@ pub struct AgentConfig {
     pub tls_key: String,
     /// Bearer token for `GET /metrics`; empty: only direct requests from this machine.
     pub metrics_token: Secret,
+    /// A client must send a request's whole head within this many seconds (see the hub's
+    /// `security.header_read_timeout_secs`); the TLS handshake gets as long.
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; further ones wait until one closes.
+    pub max_connections: u64,
     pub log: LogConfig,
 }
 
@@ -70,6 +75,8 @@ impl Default for AgentConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
             metrics_token: Secret::default(),
+            header_read_timeout_secs: 10,
+            max_connections: 256,
             log: LogConfig::default(),
         }
     }
@@ -157,6 +164,15 @@ impl AgentConfig {
                 "load_timeout_secs",
                 "must be between 1 and 3600 seconds".into(),
             ));
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Err((
+                "header_read_timeout_secs",
+                "must be between 1 and 300 seconds".into(),
+            ));
+        }
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err(("max_connections", "must be between 1 and 65536".into()));
         }
         match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
             (false, true) => {
@@ -375,6 +391,12 @@ mod tests {
                 "`log_buffer_lines`",
             ),
             ("GATEHOUSE_AGENT_STATE_FILE", " ", "`state_file`"),
+            (
+                "GATEHOUSE_AGENT_HEADER_READ_TIMEOUT_SECS",
+                "0",
+                "`header_read_timeout_secs`",
+            ),
+            ("GATEHOUSE_AGENT_MAX_CONNECTIONS", "0", "`max_connections`"),
             ("GATEHOUSE_AGENT_LOG_FORMAT", "xml", "`log.format`"),
         ] {
             let err = error(None, &[("GATEHOUSE_AGENT_TOKEN", TOKEN), (var, value)]);

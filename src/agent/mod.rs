@@ -441,7 +441,7 @@ pub fn router(state: AgentState) -> Router {
 pub struct Agent {
     listener: TcpListener,
     /// Set when `tls_cert` and `tls_key` are: the API is served over HTTPS only.
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     pub state: AgentState,
 }
 
@@ -494,29 +494,17 @@ impl Agent {
             self.state.logs().clone(),
         )?;
         let logs = self.state.logs().clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let Some(tls) = self.tls else {
-            return axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    logs.close();
-                })
-                .await;
+        let limits = crate::http_server::Limits {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+            max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
         };
-        // axum-server does the handshakes; it stops on its handle, so the shutdown future
-        // drives that handle the way axum's graceful shutdown would (no deadline). Open log
-        // streams end first, or the graceful shutdown would wait for them for ever.
-        let handle = axum_server::Handle::new();
-        let stopper = handle.clone();
-        tokio::spawn(async move {
+        let app = router(self.state);
+        // Open log streams end first, or the graceful shutdown would wait for them for ever.
+        let shutdown = async move {
             shutdown.await;
             logs.close();
-            stopper.graceful_shutdown(None);
-        });
-        axum_server::from_tcp_rustls(self.listener.into_std()?, tls)?
-            .handle(handle)
-            .serve(app)
-            .await
+        };
+        crate::http_server::serve(self.listener, self.tls, app, limits, shutdown).await
     }
 }
 

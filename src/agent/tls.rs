@@ -2,14 +2,13 @@
 //! read once at start-up so a bad file stops the agent with a message naming the key.
 
 use anyhow::{Context, anyhow};
-use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
 
 /// The rustls server configuration for `cert` (PEM, leaf first, then any intermediates) and
 /// `key` (PEM: PKCS#8, PKCS#1 or SEC1).
-pub fn server_config(cert: &str, key: &str) -> anyhow::Result<RustlsConfig> {
+pub fn server_config(cert: &str, key: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("`tls_cert`: cannot read a PEM certificate from {cert}"))?;
@@ -27,6 +26,7 @@ pub fn server_config(cert: &str, key: &str) -> anyhow::Result<RustlsConfig> {
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
         .context("`tls_key` does not belong to the certificate in `tls_cert`")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    // HTTP/1.1 only: the agent serves nothing else (see `crate::http_server`).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -68,6 +68,9 @@ pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
     let target = args.file.clone();
     let version = crate::blocking::run(move || -> anyhow::Result<i64> {
         let partial = target.with_extension("partial");
+        // The copy holds live session ids: readable by this user alone, like the database.
+        crate::db::files::create_private_file(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
         let conn = Connection::open(&source)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // The online backup API copies page by page, retrying while the portal writes.

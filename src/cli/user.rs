@@ -180,14 +180,23 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                 );
             }
             let detail = format!("reason: {reason}");
+            let whose = user.clone();
             change(&db, &user, audit::Action::Ban, &detail, move |c| {
                 users::set_banned(c, user.id, Some(&reason))?;
                 sessions::delete_all_for_user(c, user.id, None)?;
+                // For good: an unban does not bring them back (see the portal's ban).
+                api_tokens::revoke_all_for_user(
+                    c,
+                    &whose,
+                    "account banned",
+                    &audit::Origin::cli(),
+                )?;
                 Ok(true)
             })
             .await?;
             println!(
-                "banned {}; their sessions stop working on their next request",
+                "banned {}; their sessions stop working on their next request and their API \
+                 tokens were revoked",
                 user.email
             );
         }

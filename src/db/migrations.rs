@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agent_changed_outside",
         sql: include_str!("migrations/0009_agent_changed_outside.sql"),
     },
+    Migration {
+        version: 10,
+        name: "login_devices",
+        sql: include_str!("migrations/0010_login_devices.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

@@ -9,7 +9,9 @@ pub mod api_tokens;
 pub mod audit;
 pub mod backup_codes;
 pub mod changelog;
+pub mod files;
 pub mod grants;
+pub mod login_devices;
 mod migrations;
 pub mod sessions;
 pub mod users;
@@ -36,7 +38,7 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Blocking(#[from] crate::blocking::BlockingError),
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create the data directory or database file {path}: {source}")]
     DataDir {
         path: String,
         source: std::io::Error,
@@ -69,12 +71,18 @@ impl Db {
     /// Opens the database with the key that seals and opens stored secrets (see
     /// [`crate::secrets`]); every connection gets `gh_seal`/`gh_open`. Does not migrate.
     pub fn open_with(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, DbError> {
+        // Private from the start (see `files`): the directory 0700 if it is new, the file
+        // 0600 before SQLite makes it.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
+            files::create_private_dir(dir).map_err(|source| DbError::DataDir {
                 path: dir.display().to_string(),
                 source,
             })?;
         }
+        files::create_private_file(path).map_err(|source| DbError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
         let for_init = sealer.clone();
         let manager = SqliteConnectionManager::file(path).with_init(move |conn| {
             conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 mod account;
+pub mod agent_url;
 pub mod caddyfile;
 mod role;
 pub mod tenant;

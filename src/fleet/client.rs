@@ -94,6 +94,25 @@ fn describe(e: &reqwest::Error, agent: &Agent) -> String {
     }
 }
 
+/// Why a redirect answer is a failure: agent clients never follow one (see
+/// [`tls::base_client`]). Says where it pointed, without any credentials in that address.
+pub fn redirected(response: &reqwest::Response) -> Option<String> {
+    let status = response.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    let to = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| "nowhere".to_string(), crate::domain::agent_url::redact);
+    Some(format!(
+        "the agent answered with a redirect ({} to {to}); Gatehouse does not follow an \
+         agent's redirects: check the agent's URL",
+        status.as_u16()
+    ))
+}
+
 /// Whether the connection ended, reset or at end of stream, before a whole answer came: what
 /// an agent killed in the middle of a request looks like (a TLS server spoken to in plain
 /// HTTP answers bytes that are not HTTP instead, and keeps the HTTPS hint below).
@@ -138,6 +157,9 @@ async fn post(
         .send()
         .await
         .map_err(|e| describe(&e, agent))?;
+    if let Some(why) = redirected(&response) {
+        return Err(why);
+    }
     let status = response.status().as_u16();
     let bytes = response.bytes().await.map_err(|e| describe(&e, agent))?;
     let answer = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -269,7 +291,12 @@ pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
         .await
     {
         Ok(r) if r.status().is_success() => r,
-        Ok(r) => return offline(format!("the agent answered {}", r.status().as_u16())),
+        Ok(r) => {
+            return offline(
+                redirected(&r)
+                    .unwrap_or_else(|| format!("the agent answered {}", r.status().as_u16())),
+            );
+        }
         Err(e) => return offline(describe(&e, agent)),
     };
     match response.json::<Health>().await {

@@ -76,11 +76,17 @@ impl Trust {
     }
 }
 
-/// Timeouts every agent client shares, whatever it trusts.
+/// What every agent client shares, whatever it trusts.
 pub fn base_client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below the agent's default `header_read_timeout_secs` (10), which also closes idle
+        // kept-alive connections: the hub lets go of one before the agent does, so a request
+        // never meets a connection the agent is just closing.
+        .pool_idle_timeout(Duration::from_secs(5))
+        // An agent's answer is the agent's: a redirect would send its bearer token's requests
+        // (and Caddyfiles) wherever the redirect points. It is reported as a failure instead.
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 /// The crypto reqwest itself uses: the process default if one was installed, else aws-lc-rs.

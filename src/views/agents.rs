@@ -68,7 +68,7 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
                     " " span .badge .agent-tls data-tls=(trust) title="How the hub checks this agent's certificate" { "TLS · " (trust) }
                 }
                 div .muted .agent-meta {
-                    span .mono { (a.url) }
+                    span .mono .agent-url { (crate::domain::agent_url::redact(&a.url)) }
                     " · Caddy " (a.caddy_version.as_deref().unwrap_or("?"))
                     " · last seen " (a.last_seen_at.map_or("never".to_string(), timestamp))
                 }

@@ -7,6 +7,7 @@ use super::{AppState, Form, Render};
 use crate::config::Secret;
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
+use crate::domain::agent_url::{self, AgentUrl};
 use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https};
 use crate::error::{AppError, Result};
 use crate::fleet::client::{self, Validation};
@@ -117,6 +118,19 @@ pub struct AgentForm {
     pub tls_pin: String,
 }
 
+impl AgentForm {
+    /// The form as it is shown again after a refusal: as typed, except secrets. The token is
+    /// left out, and so is a password typed into the URL (the rest of the URL stays, with
+    /// `***` where the user name and password were, so the reason next to it makes sense).
+    fn kept(self) -> Self {
+        Self {
+            token: String::new(),
+            url: agent_url::redact(&self.url),
+            ..self
+        }
+    }
+}
+
 struct CheckedAgent {
     name: String,
     url: String,
@@ -129,19 +143,8 @@ fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Opt
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         errors.add("name", "Give the agent a name of at most 64 characters.");
     }
-    let url = form.url.trim().trim_end_matches('/');
-    let url_ok = reqwest::Url::parse(url).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host().is_some()
-            && u.path() == "/"
-            && u.query().is_none()
-    });
-    if !url_ok {
-        errors.add(
-            "url",
-            "Enter the agent's base URL, e.g. http://10.0.0.5:7070.",
-        );
-    }
+    let parsed = errors.check("url", AgentUrl::parse(&form.url));
+    let url = parsed.as_ref().map_or("", AgentUrl::as_str);
     let token = form.token.trim();
     if (token_required || !token.is_empty()) && token.len() < 16 {
         errors.add(
@@ -218,10 +221,7 @@ pub async fn create(
 ) -> Result<Response> {
     let mut errors = FormErrors::default();
     let Some(agent) = check(&form, true, &mut errors) else {
-        let kept = AgentForm {
-            token: String::new(),
-            ..form
-        };
+        let kept = form.kept();
         return page_with(
             &state,
             &render,
@@ -246,10 +246,7 @@ pub async fn create(
         }
         Err(agents::WriteError::NameTaken) => {
             errors.add("name", "Another agent already has this name.");
-            let kept = AgentForm {
-                token: String::new(),
-                ..form
-            };
+            let kept = form.kept();
             page_with(
                 &state,
                 &render,
@@ -285,7 +282,9 @@ pub async fn edit_form(
     let agent = editable(&state, id).await?;
     let form = AgentForm {
         name: agent.name.clone(),
-        url: agent.url.clone(),
+        // One stored before credentials were refused is shown without them; saving it as
+        // shown is refused until they are taken out.
+        url: agent_url::redact(&agent.url),
         token: String::new(),
         tls_ca: agent.tls_ca.clone().unwrap_or_default(),
         // Shown the way openssl prints it, so it can be compared by eye.
@@ -314,10 +313,7 @@ pub async fn update(
     editable(&state, id).await?;
     let mut errors = FormErrors::default();
     let Some(agent) = check(&form, false, &mut errors) else {
-        let kept = AgentForm {
-            token: String::new(),
-            ..form
-        };
+        let kept = form.kept();
         return Ok(render.page_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Edit agent",
@@ -341,10 +337,7 @@ pub async fn update(
         Ok(_) => Ok(render.redirect("/agents")),
         Err(agents::WriteError::NameTaken) => {
             errors.add("name", "Another agent already has this name.");
-            let kept = AgentForm {
-                token: String::new(),
-                ..form
-            };
+            let kept = form.kept();
             Ok(render.page_with_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Edit agent",

@@ -8,10 +8,12 @@ use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::auth::{password, token, totp};
 use crate::db::audit::{self, Action, Event};
 use crate::db::users::User;
-use crate::db::{backup_codes, sessions, users};
+use crate::db::{backup_codes, login_devices, sessions, users};
+use crate::domain::Email;
 use crate::error::{AppError, Result};
 use crate::views::{self, forms::FormErrors};
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -62,6 +64,9 @@ pub async fn form(
     ))
 }
 
+/// Audits a sign-in event. `email` is what was typed, and it is stored only when it is an
+/// email address: people type passwords into the wrong field, and the audit log must never
+/// keep one.
 async fn record(
     state: &AppState,
     client: &ClientInfo,
@@ -70,7 +75,14 @@ async fn record(
     email: &str,
     detail: &str,
 ) -> Result<()> {
-    let (email, detail, origin) = (email.to_string(), detail.to_string(), client.origin());
+    let (email, detail) = match Email::parse(email) {
+        Ok(email) => (Some(email.to_string()), detail.to_string()),
+        Err(_) => (
+            None,
+            format!("{detail} (the email field held no email address)"),
+        ),
+    };
+    let origin = client.origin();
     state
         .db
         .run(move |c| {
@@ -79,7 +91,7 @@ async fn record(
                 &Event {
                     action,
                     user_id,
-                    email: Some(&email),
+                    email: email.as_deref(),
                     detail: &detail,
                 },
                 &origin,
@@ -105,13 +117,26 @@ pub async fn submit(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,
+    device: DeviceCookie,
     render: Render,
     Form(mut form): Form<LoginForm>,
 ) -> Result<Response> {
     form.next = safe_next(Some(&form.next));
     let email = form.email.trim().to_lowercase();
     let mut errors = FormErrors::default();
-    let keys = [format!("ip:{}", client.ip), format!("account:{email}")];
+    let lookup = email.clone();
+    let found = state
+        .db
+        .run(move |c| {
+            let Some(user) = users::find_by_email(c, &lookup)? else {
+                return Ok(None);
+            };
+            let hash = users::password_hash(c, user.id)?.unwrap_or_default();
+            Ok(Some((user, hash)))
+        })
+        .await?;
+    let uid = found.as_ref().map(|(u, _)| u.id);
+    let keys = limit_keys(&state, &client, &device, uid, &email).await?;
     if let Err(secs) = state.login_limiter.attempt(&keys) {
         record(
             &state,
@@ -127,17 +152,6 @@ pub async fn submit(
         return Ok(throttled(&render, body, secs));
     }
 
-    let lookup = email.clone();
-    let found = state
-        .db
-        .run(move |c| {
-            let Some(user) = users::find_by_email(c, &lookup)? else {
-                return Ok(None);
-            };
-            let hash = users::password_hash(c, user.id)?.unwrap_or_default();
-            Ok(Some((user, hash)))
-        })
-        .await?;
     let typed = std::mem::take(&mut form.password);
     let (user, matches) = crate::blocking::run(move || match found {
         Some((user, hash)) => {
@@ -206,19 +220,23 @@ pub async fn submit(
         session.set_pending_2fa(&pending).await?;
         return Ok(render.redirect("/login/2fa"));
     }
-    complete(&state, &session, &client, &user, "password").await?;
-    Ok(render.redirect(&form.next))
+    let cookie = complete(&state, &session, &client, &device, &user, "password").await?;
+    Ok(with_cookie(render.redirect(&form.next), cookie))
 }
 
-/// Creates the signed-in session: a row others can revoke, a fresh cookie session id.
+/// Creates the signed-in session: a row others can revoke, a fresh cookie session id. The
+/// browser is remembered as one of the user's (see [`limit_keys`]); returns its
+/// `Set-Cookie`.
 async fn complete(
     state: &AppState,
     session: &TypedSession,
     client: &ClientInfo,
+    device: &DeviceCookie,
     user: &User,
     how: &str,
-) -> Result<()> {
+) -> Result<HeaderValue> {
     let id = token::random_hex(32);
+    let presented = device.0.clone();
     let (sid, uid, email, detail, origin) = (
         id.clone(),
         user.id,
@@ -226,7 +244,7 @@ async fn complete(
         format!("with {how}"),
         client.origin(),
     );
-    state
+    let value = state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
@@ -244,11 +262,105 @@ async fn complete(
                 detail: &detail,
             };
             audit::record(&tx, &event, &origin)?;
+            let known = match &presented {
+                Some(plain) => login_devices::recognise(&tx, uid, plain)?,
+                None => None,
+            };
+            let value = match (known, presented) {
+                (Some(device), Some(plain)) => {
+                    login_devices::touch(&tx, device)?;
+                    plain
+                }
+                _ => login_devices::remember(&tx, uid)?,
+            };
             tx.commit()?;
-            Ok(())
+            Ok(value)
         })
         .await?;
-    session.sign_in(&id).await
+    session.sign_in(&id).await?;
+    device_cookie(&value, state.config.cookies_secure())
+}
+
+/// The `gatehouse_device` cookie: it marks a browser that completed a sign-in (see
+/// `db::login_devices`). It goes to the sign-in pages only, never to scripts.
+const DEVICE_COOKIE: &str = "gatehouse_device";
+
+fn device_cookie(value: &str, secure: bool) -> Result<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={value}; Path=/login; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        login_devices::LIFETIME_SECS
+    ))
+    .map_err(AppError::internal)
+}
+
+fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// The `gatehouse_device` cookie a request carries, if any.
+pub struct DeviceCookie(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == DEVICE_COOKIE)
+            .map(|(_, value)| value.to_string());
+        Ok(Self(value))
+    }
+}
+
+/// The limiter keys of a sign-in attempt on `account` (the typed email at the password step,
+/// the user's id at the second factor). Every attempt counts against its client address.
+/// Against the account it counts in one of three buckets, each with the same limit:
+/// - from a browser that completed a sign-in to this account (its device cookie): that
+///   browser's own;
+/// - else from an address this account completed a sign-in from recently: that address's;
+/// - else, for everyone else: the account's shared one.
+///
+/// So guessing from elsewhere exhausts only the shared bucket, and cannot keep the owner out
+/// of their own browsers and addresses; and guessing anywhere stays limited per address and
+/// per account.
+async fn limit_keys(
+    state: &AppState,
+    client: &ClientInfo,
+    device: &DeviceCookie,
+    user: Option<i64>,
+    account: &str,
+) -> Result<Vec<String>> {
+    let ip = client.ip.clone();
+    let shared = format!("account:{account}");
+    let presented = device.0.clone();
+    let bucket = match user {
+        None => shared,
+        Some(uid) => {
+            let from = ip.clone();
+            state
+                .db
+                .run(move |c| {
+                    if let Some(plain) = &presented
+                        && let Some(id) = login_devices::recognise(c, uid, plain)?
+                    {
+                        return Ok(format!("device:{id}"));
+                    }
+                    if login_devices::known_address(c, uid, &from)? {
+                        return Ok(format!("{shared}:from:{from}"));
+                    }
+                    Ok(shared)
+                })
+                .await?
+        }
+    };
+    Ok(vec![format!("ip:{ip}"), bucket])
 }
 
 pub async fn second_factor_form(session: TypedSession, render: Render) -> Result<Response> {
@@ -265,6 +377,7 @@ pub async fn second_factor_submit(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,
+    device: DeviceCookie,
     render: Render,
     Form(form): Form<CodeForm>,
 ) -> Result<Response> {
@@ -279,10 +392,8 @@ pub async fn second_factor_submit(
     };
     let mut errors = FormErrors::default();
     let code = form.code.trim().to_string();
-    if let Err(secs) = state
-        .totp_limiter
-        .attempt(&[format!("ip:{}", client.ip), format!("account:{uid}")])
-    {
+    let keys = limit_keys(&state, &client, &device, Some(uid), &uid.to_string()).await?;
+    if let Err(secs) = state.totp_limiter.attempt(&keys) {
         record(
             &state,
             &client,
@@ -301,8 +412,16 @@ pub async fn second_factor_submit(
     }
     match check_second_factor(&state, uid, &code).await? {
         SecondFactor::Totp => {
-            complete(&state, &session, &client, &user, "password and TOTP").await?;
-            Ok(render.redirect(&pending.next))
+            let cookie = complete(
+                &state,
+                &session,
+                &client,
+                &device,
+                &user,
+                "password and TOTP",
+            )
+            .await?;
+            Ok(with_cookie(render.redirect(&pending.next), cookie))
         }
         SecondFactor::BackupCode(left) => {
             let detail = format!("{left} backup codes left");
@@ -315,15 +434,16 @@ pub async fn second_factor_submit(
                 &detail,
             )
             .await?;
-            complete(
+            let cookie = complete(
                 &state,
                 &session,
                 &client,
+                &device,
                 &user,
                 "password and a backup code",
             )
             .await?;
-            Ok(render.redirect(&pending.next))
+            Ok(with_cookie(render.redirect(&pending.next), cookie))
         }
         failure => {
             let (detail, message) = match failure {
@@ -439,4 +559,27 @@ pub async fn logout(
         .await?;
     session.clear().await?;
     Ok(render.redirect("/login"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_cookie_is_for_the_sign_in_pages_only_and_secure_over_https() {
+        let plain = device_cookie("ab12", false).unwrap();
+        let plain = plain.to_str().unwrap();
+        assert!(plain.starts_with("gatehouse_device=ab12;"), "{plain}");
+        for attribute in [
+            "Path=/login",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Max-Age=15552000",
+        ] {
+            assert!(plain.contains(attribute), "{plain}");
+        }
+        assert!(!plain.contains("Secure"), "{plain}");
+        let secure = device_cookie("ab12", true).unwrap();
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
 }

@@ -38,6 +38,14 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Every error answer, whoever made it (a handler, the router's fallback or 405, the
+    // timeout or body-limit layers): an error page carries the layout with the CSRF token
+    // and who is signed in, and a cached 404 or 403 would outlive the state that caused it.
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 

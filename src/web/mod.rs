@@ -486,10 +486,13 @@ impl Server {
             self.state.fleet.clone(),
             self.state.config.clone(),
         );
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let security = &self.state.config.security;
+        let limits = crate::http_server::Limits {
+            header_read_timeout: Duration::from_secs(security.header_read_timeout_secs),
+            max_connections: usize::try_from(security.max_connections).unwrap_or(usize::MAX),
+        };
+        let app = router(self.state);
+        let result = crate::http_server::serve(self.listener, None, app, limits, shutdown).await;
         sweeper.abort();
         reconciler.abort();
         result

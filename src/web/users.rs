@@ -375,13 +375,19 @@ pub async fn ban(
         ));
     }
     let my_id = me.user.id;
+    let origin = client.origin();
     let message = act(&state, &me, &client, id, Action::Ban, move |c, target| {
         not_self(my_id, target, "ban")?;
         keeps_an_admin(c, target)?;
         users::set_banned(c, target.id, Some(&reason))?;
-        // Every live session ends now, not at expiry.
+        // Every live session ends now, not at expiry, and every API token goes for good: an
+        // unban must not bring back credentials made before (or by whoever caused) the ban.
         let n = sessions::delete_all_for_user(c, target.id, None)?;
-        Ok(format!("reason: {reason}; {n} sessions ended"))
+        let tokens =
+            crate::db::api_tokens::revoke_all_for_user(c, target, "account banned", &origin)?;
+        Ok(format!(
+            "reason: {reason}; {n} sessions ended; {tokens} API tokens revoked"
+        ))
     })
     .await?;
     after(&state, &render, &me, message).await

@@ -17,6 +17,8 @@ pub struct AgentProc {
     caddy_admin: String,
     /// `tls_cert` and `tls_key` when the agent serves HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// More `GATEHOUSE_AGENT_*` settings, given at every (re)start.
+    env: Vec<(String, String)>,
     process: Option<ChildGuard>,
 }
 
@@ -28,19 +30,34 @@ impl AgentProc {
 
     /// As `start`, with the access log Caddy is told to write (the hub renders it per agent).
     pub async fn start_with_log(caddy: &Caddy, access_log: std::path::PathBuf) -> Self {
-        Self::start_inner(caddy, access_log, None).await
+        Self::start_inner(caddy, access_log, None, Vec::new()).await
     }
 
     /// As `start`, serving HTTPS with this PEM certificate and key.
     pub async fn start_tls(caddy: &Caddy, cert: &Path, key: &Path) -> Self {
         let tls = Some((cert.to_path_buf(), key.to_path_buf()));
-        Self::start_inner(caddy, caddy.dir().join("access.log"), tls).await
+        Self::start_inner(caddy, caddy.dir().join("access.log"), tls, Vec::new()).await
+    }
+
+    /// As `start` (HTTPS when `tls` names a certificate and key), with more settings.
+    pub async fn start_with_env(
+        caddy: &Caddy,
+        tls: Option<(&Path, &Path)>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let tls = tls.map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_inner(caddy, caddy.dir().join("access.log"), tls, env).await
     }
 
     async fn start_inner(
         caddy: &Caddy,
         access_log: PathBuf,
         tls: Option<(PathBuf, PathBuf)>,
+        env: Vec<(String, String)>,
     ) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut agent = Self {
@@ -48,6 +65,7 @@ impl AgentProc {
             access_log,
             caddy_admin: caddy.admin_url(),
             tls,
+            env,
             process: None,
         };
         agent.restart().await;
@@ -82,6 +100,7 @@ impl AgentProc {
                 "GATEHOUSE_AGENT_STATE_FILE",
                 self.access_log.with_extension("state.json"),
             );
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some((cert, key)) = &self.tls {
             command
                 .env("GATEHOUSE_AGENT_TLS_CERT", cert)
