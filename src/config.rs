@@ -193,6 +193,9 @@ pub struct VhostsConfig {
     pub user_upstream_hosts: Vec<String>,
     /// Unix sockets (absolute paths) users' sites may dial, e.g. PHP-FPM's.
     pub user_unix_sockets: Vec<String>,
+    /// The hub's own `caddy` binary, to judge users' sites when no agent's Caddy answers;
+    /// empty: only agents judge.
+    pub caddy_binary: String,
     /// Ports a `user`'s site address may name (besides none at all). Admins may use any.
     pub user_ports: Vec<u16>,
 }
@@ -225,6 +228,7 @@ impl Default for VhostsConfig {
             user_networks: Vec::new(),
             user_upstream_hosts: Vec::new(),
             user_unix_sockets: Vec::new(),
+            caddy_binary: "caddy".into(),
             user_ports: vec![80, 443],
         }
     }

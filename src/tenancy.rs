@@ -340,7 +340,8 @@ const ADAPT_TIMEOUT: Duration = Duration::from_secs(10);
 const ADAPT_TRIES: usize = 3;
 
 /// Has an online agent's Caddy adapt `block` (one site, as [`crate::site_config::judged_block`]
-/// writes it) and judges the result for `site_host`.
+/// writes it), or when none answers the hub's own `caddy` (`vhosts.caddy_binary`), and judges
+/// the result for `site_host`.
 pub async fn judge(
     db: &Db,
     fleet: &Fleet,
@@ -371,14 +372,124 @@ pub async fn judge(
             }
         }
     }
+    if !config.vhosts.caddy_binary.is_empty() {
+        match local_adapt(&config.vhosts.caddy_binary, block).await {
+            Ok(Adaptation::Adapted(json)) => {
+                let refusals = tenant::judge(&json, site_host, &policy);
+                return Ok(if refusals.is_empty() {
+                    Verdict::Allowed
+                } else {
+                    Verdict::Refused(refusals)
+                });
+            }
+            Ok(Adaptation::Invalid { error }) => return Ok(Verdict::Invalid(error)),
+            Ok(Adaptation::Unavailable { error }) | Err(error) => {
+                tracing::warn!(%error, "the hub's own caddy could not adapt a user's site");
+                last_error.get_or_insert(error);
+            }
+        }
+    }
     let why = match last_error {
-        Some(e) => format!("the agents asked could not answer ({e})"),
+        Some(e) => format!("no Caddy could answer ({e})"),
         None => "no agent with a running Caddy is online".to_string(),
     };
     Ok(Verdict::Unavailable(format!(
         "A site of a user is saved only after a Caddy has checked what it would do, and {why}. \
          Try again once an agent is online."
     )))
+}
+
+/// An enabled site owned by a `user` that breaks the policy as it stands now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breach {
+    pub id: i64,
+    pub domain: String,
+    pub owner: String,
+    pub why: String,
+}
+
+/// Judges every enabled site a `user` owns, as if it were saved now. The policy applies when
+/// a site is saved, so closing a network, or upgrading from a version without this policy,
+/// changes nothing already running by itself: this is how an admin finds what to fix.
+/// `Err` when no Caddy can judge.
+pub async fn review(
+    db: &Db,
+    fleet: &Fleet,
+    config: &Config,
+) -> Result<Result<Vec<Breach>, String>, DbError> {
+    let (sites, owners) = db
+        .run(|c| Ok((crate::db::vhosts::enabled(c)?, crate::db::users::list(c)?)))
+        .await?;
+    let mut breaches = Vec::new();
+    for site in sites {
+        let Some(owner) = owners
+            .iter()
+            .find(|u| Some(u.id) == site.owner_id && !u.is_admin())
+        else {
+            continue;
+        };
+        let (Ok(address), Some(body)) = (
+            crate::domain::vhost::SiteAddress::parse(&site.domain),
+            crate::site_config::stored_body(&site.config),
+        ) else {
+            continue;
+        };
+        let block = crate::site_config::judged_block(address.as_str(), &body);
+        let why = match judge(db, fleet, config, &block, address.host()).await? {
+            Verdict::Allowed => continue,
+            Verdict::Refused(refusals) => refusals
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Verdict::Invalid(error) => format!("Caddy refuses it: {error}"),
+            Verdict::Unavailable(why) => return Ok(Err(why)),
+        };
+        breaches.push(Breach {
+            id: site.id,
+            domain: site.domain,
+            owner: owner.email.clone(),
+            why,
+        });
+    }
+    Ok(Ok(breaches))
+}
+
+/// `caddy adapt` on the hub's own machine, for when no agent's Caddy answers: the JSON is
+/// Caddy's own, whichever Caddy reads it. Nothing is loaded and nothing is written.
+async fn local_adapt(binary: &str, block: &str) -> Result<Adaptation, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(binary)
+        .args(["adapt", "--config", "/dev/stdin", "--adapter", "caddyfile"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {binary}: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin
+        .write_all(block.as_bytes())
+        .await
+        .map_err(|e| format!("{binary}: {e}"))?;
+    drop(stdin);
+    let output = tokio::time::timeout(ADAPT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{binary} adapt did not finish in time"))?
+        .map_err(|e| format!("{binary}: {e}"))?;
+    if !output.status.success() {
+        let error = String::from_utf8_lossy(&output.stderr);
+        let error = error
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Error: "))
+            .unwrap_or_else(|| error.trim())
+            .replace("/dev/stdin", "Caddyfile");
+        return Ok(Adaptation::Invalid { error });
+    }
+    serde_json::from_slice(&output.stdout)
+        .map(Adaptation::Adapted)
+        .map_err(|e| format!("{binary} adapt printed no JSON: {e}"))
 }
 
 #[cfg(test)]

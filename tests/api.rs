@@ -383,7 +383,13 @@ async fn a_site_goes_through_create_get_list_update_and_delete_and_caddy_serves_
     let caddy = Caddy::start().await;
     let agent = AgentProc::start(&caddy).await;
     // Bob's site listens on the test Caddy's port, which an admin allows users here.
-    let app = hub(|c| c.vhosts.user_ports.push(caddy.http_port)).await;
+    // Its upstreams are on loopback, which an admin opens to users here; sites stay on it.
+    let app = hub(|c| {
+        c.vhosts.user_ports.push(caddy.http_port);
+        c.vhosts.user_networks = vec!["127.0.0.1/32".into()];
+        c.caddy.default_bind = vec!["127.0.0.1".into()];
+    })
+    .await;
     let edge = add_agent(&app, "edge-1", &agent).await;
     let first = upstream("first upstream").await;
     let second = upstream("second upstream").await;

@@ -70,6 +70,10 @@ struct World {
 const OPEN_NETWORKS: [&str; 2] = ["127.0.0.1/32", "10.9.0.0/16"];
 
 async fn world() -> World {
+    world_with(|_| {}).await
+}
+
+async fn world_with(configure: impl FnOnce(&mut gatehouse::config::Config)) -> World {
     let caddy = Caddy::start().await;
     let agent = AgentProc::start(&caddy).await;
     let http_port = caddy.http_port;
@@ -80,6 +84,7 @@ async fn world() -> World {
         c.vhosts.user_networks = OPEN_NETWORKS.iter().map(|n| n.to_string()).collect();
         c.vhosts.user_upstream_hosts = vec!["*.svc.test".into()];
         c.vhosts.user_unix_sockets = vec!["/run/gatehouse-test/php.sock".into()];
+        configure(c);
     })
     .await;
     add_agent(&app, "edge-1", &agent).await;
@@ -354,6 +359,16 @@ async fn anonymous_requests_through_a_users_site_reach_its_backend_and_nothing_e
     }
     let running = w.caddy.running_config().await;
     assert_eq!(dials(&running), vec![w.backend.to_string()]);
+    // `caddy.default_bind` kept every site on loopback, though the site names no interface.
+    let servers = running["apps"]["http"]["servers"].as_object().unwrap();
+    for server in servers.values() {
+        for listen in server["listen"].as_array().unwrap() {
+            assert!(
+                listen.as_str().unwrap().starts_with("127.0.0.1:"),
+                "{listen}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -406,11 +421,9 @@ async fn the_preview_shows_a_users_refusal_and_no_green_light() {
     assert_eq!(page.count("#preview-status.ok"), 0, "{}", page.body);
 }
 
-#[tokio::test]
-async fn a_users_site_waits_for_a_caddy_to_judge_it() {
-    let mut w = world().await;
+/// Stops the world's agent and waits until the hub has noticed.
+async fn agent_gone(w: &mut World) {
     w.agent.terminate();
-    // The hub notices the agent is gone within its reconcile interval.
     let app = &w.app;
     common::fleet::eventually(15, "the agent shows offline", || async {
         app.state
@@ -422,6 +435,13 @@ async fn a_users_site_waits_for_a_caddy_to_judge_it() {
             .all(|a| !a.online)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_users_site_waits_for_a_caddy_to_judge_it() {
+    // No agent online and no caddy of the hub's own to ask.
+    let mut w = world_with(|c| c.vhosts.caddy_binary = String::new()).await;
+    agent_gone(&mut w).await;
     let domain = w.domain("later");
     let page = w
         .user
@@ -443,6 +463,42 @@ async fn a_users_site_waits_for_a_caddy_to_judge_it() {
         page.body
     );
     assert_eq!(page.text("textarea#config"), "respond \"hi\"");
+}
+
+#[tokio::test]
+async fn with_no_agent_online_the_hubs_own_caddy_judges_a_users_site() {
+    let mut w = world_with(|c| c.vhosts.caddy_binary = common::caddy::CADDY_BINARY.into()).await;
+    agent_gone(&mut w).await;
+    let save = |name: &'static str, config: String| {
+        let (user, domain) = (&w.user, w.domain(name));
+        async move {
+            user.post_form(
+                "/vhosts",
+                &[
+                    ("domain", &domain),
+                    ("template", "raw"),
+                    ("config", &config),
+                    ("enabled", "on"),
+                ],
+            )
+            .await
+        }
+    };
+    let refused = save("evil", format!("reverse_proxy {}", w.caddy.admin_addr())).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .text("#config-error")
+            .contains("Caddy admin endpoint")
+    );
+    let invalid = save("typo", "frobnicate".into()).await;
+    assert!(
+        invalid.text("#config-error").contains("not allowed"),
+        "the token gate speaks first: {}",
+        invalid.text("#config-error")
+    );
+    let fine = save("fine", "reverse_proxy 10.9.0.8:80".into()).await;
+    assert_eq!(fine.status, StatusCode::SEE_OTHER, "{}", fine.body);
 }
 
 #[tokio::test]
@@ -546,51 +602,69 @@ async fn the_settings_page_opens_networks_and_refuses_bad_entries_beside_their_f
 }
 
 #[tokio::test]
-async fn a_site_cannot_be_switched_back_on_once_its_network_was_closed() {
+async fn an_admin_finds_the_users_sites_that_break_the_policy_now() {
     let w = world().await;
+    let user_id = w
+        .app
+        .state
+        .db
+        .run(|c| {
+            Ok(
+                gatehouse::db::users::find_by_email(c, "tenant@example.com")?
+                    .unwrap()
+                    .id,
+            )
+        })
+        .await
+        .unwrap();
+    // An admin may write anything, and gives the site to the user: as a site saved before
+    // the policy existed would be.
+    let old = w.domain("legacy");
+    let given = w
+        .app
+        .post_form(
+            "/vhosts",
+            &[
+                ("domain", &old),
+                ("template", "raw"),
+                ("config", &format!("reverse_proxy {}", w.caddy.admin_addr())),
+                ("owner_id", &user_id.to_string()),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.body);
+    let fine = w.domain("fine");
     let made = w
         .user
         .post_form(
             "/vhosts",
             &[
-                ("domain", &w.domain("old")),
+                ("domain", &fine),
                 ("template", "raw"),
-                ("config", "reverse_proxy 10.9.0.44:80"),
+                ("config", "reverse_proxy 10.9.0.9:80"),
                 ("enabled", "on"),
             ],
         )
         .await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
-    let id: i64 = made
-        .header("location")
-        .and_then(|l| l.split('=').nth(1))
-        .and_then(|id| id.parse().ok())
-        .expect("the new site's id");
-    let closed = w
-        .app
-        .post_form(
-            "/settings",
-            &[
-                ("networks", "127.0.0.1/32"),
-                ("upstream_hosts", ""),
-                ("unix_sockets", ""),
-            ],
-        )
-        .await;
-    assert_eq!(closed.status, StatusCode::SEE_OTHER);
-    // Switching off is always allowed; switching on is judged again.
-    let off = w.user.post_form(&format!("/vhosts/{id}/toggle"), &[]).await;
-    assert_eq!(off.status, StatusCode::SEE_OTHER);
-    let on = w.user.post_form(&format!("/vhosts/{id}/toggle"), &[]).await;
-    assert_eq!(on.status, StatusCode::CONFLICT);
-    assert!(on.body.contains("outside the networks"), "{}", on.body);
-    let stored = w
-        .app
-        .state
-        .db
-        .run(move |c| gatehouse::db::vhosts::find(c, id))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!stored.enabled, "the site stays off");
+
+    let page = w.app.post_form("/settings/review", &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let row = format!("#breaches tr[data-domain=\"{old}\"]");
+    assert!(
+        page.text(&row).contains("Caddy admin endpoint"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.count(&format!("#breaches tr[data-domain=\"{fine}\"]")),
+        0
+    );
+    assert_eq!(page.count("#breaches tbody tr"), 1);
+    // Users cannot run it.
+    assert_eq!(
+        w.user.post_form("/settings/review", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
 }

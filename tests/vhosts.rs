@@ -14,7 +14,12 @@ fn location(page: &common::Page) -> &str {
 }
 
 async fn app_with_admin() -> TestApp {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 1000;
+        // Users' sites here proxy to loopback upstreams, which an admin opens to them.
+        c.vhosts.user_networks = vec!["127.0.0.1/32".into()];
+    })
+    .await;
     app.create_admin().await;
     app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app

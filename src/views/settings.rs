@@ -4,6 +4,7 @@
 use super::forms::FormErrors;
 use super::{Ctx, csrf_field};
 use crate::domain::tenant::{Reserved, ReservedHost};
+use crate::tenancy::Breach;
 use maud::{Markup, html};
 
 /// The tenant policy form as typed: one entry per line.
@@ -26,6 +27,8 @@ pub struct Page<'a> {
     pub saved: bool,
     /// Closed whatever the lists say.
     pub reserved: &'a [Reserved],
+    /// Users' sites that break the policy now, once an admin asked.
+    pub review: Option<&'a Result<Vec<Breach>, String>>,
 }
 
 struct ListField {
@@ -106,6 +109,38 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
                         }
                     }
                     button .button .primary type="submit" { "Save" }
+                }
+                section #review {
+                    h3 { "Users' sites against these lists" }
+                    p .muted { "The lists apply when a site is saved: closing a network, or upgrading from a version without them, does not change sites already running. Check them here, then edit or switch off what breaks them." }
+                    form method="post" action="/settings/review" {
+                        (csrf_field(ctx))
+                        button .button type="submit" { "Check every user's site now" }
+                    }
+                    @match p.review {
+                        None => {}
+                        Some(Err(why)) => { p .notice .error #review-result role="alert" { (why) } }
+                        Some(Ok(list)) if list.is_empty() => {
+                            p .notice .ok #review-result role="status" { "Every enabled site of a user keeps to these lists." }
+                        }
+                        Some(Ok(list)) => {
+                            p .notice .warn #review-result role="status" { (list.len()) " enabled site(s) of users break these lists:" }
+                            div .table-wrap {
+                                table .table #breaches {
+                                    thead { tr { th { "Site" } th { "Owner" } th { "Why" } } }
+                                    tbody {
+                                        @for b in list {
+                                            tr data-domain=(b.domain) {
+                                                td { a href=(format!("/vhosts/{}/edit", b.id)) { (b.domain) } }
+                                                td { (b.owner) }
+                                                td { (b.why) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
                 h3 { "Always closed to users' sites" }
                 p .muted { "Whatever the lists say: link-local addresses (such as the cloud metadata service), the unspecified address, and these addresses of Gatehouse and Caddy:" }

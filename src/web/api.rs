@@ -740,13 +740,6 @@ pub async fn toggle_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = portal::owned(&state, &caller.user, id).await?;
-    if let Some(why) = portal::refusal_to_enable(&state, &caller.user, &v).await? {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            why,
-        ));
-    }
     let result = portal::deploy_owned(&state, &caller.user, v.id, changes::toggle).await?;
     match result {
         Ok(now) => Ok(json_response(StatusCode::OK, &site_json(now))),

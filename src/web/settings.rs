@@ -32,6 +32,18 @@ async fn show(
     saved: bool,
     status: StatusCode,
 ) -> Result<Response> {
+    show_with(state, render, form, errors, saved, status, None).await
+}
+
+async fn show_with(
+    state: &AppState,
+    render: &Render,
+    form: PolicyForm,
+    errors: FormErrors,
+    saved: bool,
+    status: StatusCode,
+    review: Option<Result<Vec<tenancy::Breach>, String>>,
+) -> Result<Response> {
     let (policy, _) = tenancy::policy(&state.db, &state.config).await?;
     let vhosts = state.config.vhosts.clone();
     let from_settings = state
@@ -44,6 +56,7 @@ async fn show(
         from_settings,
         saved,
         reserved: &policy.reserved,
+        review: review.as_ref(),
     };
     Ok(render.page_with_status(
         status,
@@ -52,26 +65,42 @@ async fn show(
     ))
 }
 
+/// The lists in force, as the form shows them.
+async fn stored_form(state: &AppState) -> Result<PolicyForm> {
+    let vhosts = state.config.vhosts.clone();
+    let lists = state.db.run(move |c| tenancy::lists(c, &vhosts)).await?;
+    Ok(PolicyForm {
+        networks: lists.networks.join("\n"),
+        upstream_hosts: lists.upstream_hosts.join("\n"),
+        unix_sockets: lists.unix_sockets.join("\n"),
+    })
+}
+
 pub async fn page(
     State(state): State<AppState>,
     render: Render,
     Query(q): Query<PageQuery>,
 ) -> Result<Response> {
-    let vhosts = state.config.vhosts.clone();
-    let lists = state.db.run(move |c| tenancy::lists(c, &vhosts)).await?;
-    let form = PolicyForm {
-        networks: lists.networks.join("\n"),
-        upstream_hosts: lists.upstream_hosts.join("\n"),
-        unix_sockets: lists.unix_sockets.join("\n"),
-    };
+    let form = stored_form(&state).await?;
     let saved = q.saved.is_some();
-    show(
+    let errors = FormErrors::default();
+    show(&state, &render, form, errors, saved, StatusCode::OK).await
+}
+
+/// Judges every enabled site of a `user` against the policy as it stands, and lists those
+/// that break it (after an upgrade, or after closing a network).
+pub async fn review(State(state): State<AppState>, render: Render) -> Result<Response> {
+    let review = tenancy::review(&state.db, &state.fleet, &state.config).await?;
+    let form = stored_form(&state).await?;
+    let errors = FormErrors::default();
+    show_with(
         &state,
         &render,
         form,
-        FormErrors::default(),
-        saved,
+        errors,
+        false,
         StatusCode::OK,
+        Some(review),
     )
     .await
 }

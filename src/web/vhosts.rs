@@ -821,49 +821,6 @@ pub async fn update(
     save(&state, &current, &render, Some(v.id), fields).await
 }
 
-/// Why a `user` may not switch their site `v` on: a stored site is judged again, because
-/// the open networks may have closed since it was saved (or it predates the policy). None
-/// when it may go on, when it is being switched off, or for an admin.
-pub(super) async fn refusal_to_enable(
-    state: &AppState,
-    user: &User,
-    v: &Vhost,
-) -> Result<Option<String>> {
-    if user.is_admin() || v.enabled {
-        return Ok(None);
-    }
-    let (Ok(address), Some(body)) = (
-        SiteAddress::parse(&v.domain),
-        site_config::stored_body(&v.config),
-    ) else {
-        return Ok(Some(
-            "This site's stored configuration cannot be read; edit it.".into(),
-        ));
-    };
-    let block = site_config::judged_block(address.as_str(), &body);
-    let verdict = tenancy::judge(
-        &state.db,
-        &state.fleet,
-        &state.config,
-        &block,
-        address.host(),
-    )
-    .await?;
-    Ok(match verdict {
-        Verdict::Allowed => None,
-        Verdict::Refused(refusals) => Some(format!(
-            "This site cannot be switched on: {} Edit it first.",
-            refusals
-                .iter()
-                .map(|r| r.message.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        )),
-        Verdict::Invalid(error) => Some(format!("Caddy refuses this site: {error}")),
-        Verdict::Unavailable(why) => Some(why),
-    })
-}
-
 /// One tap: flips the site and answers with its row as it now truly is.
 pub async fn toggle(
     State(state): State<AppState>,
@@ -872,16 +829,6 @@ pub async fn toggle(
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
     let id = v.id;
-    if let Some(why) = refusal_to_enable(&state, &current.user, &v).await? {
-        if !render.htmx {
-            return Err(AppError::Conflict(why));
-        }
-        let owners = owners_for(&state, false).await?;
-        return Ok(render.page(
-            "Sites",
-            views::vhosts::row(&render.ctx, &row_view(v, &owners), false, Some(&why)),
-        ));
-    }
     let result = deploy_owned(&state, &current.user, id, changes::toggle).await?;
     if !render.htmx {
         // Without htmx there is no row to show the error in: an error page says it.
