@@ -623,29 +623,7 @@ async fn redirector(to: SocketAddr, healthy: bool) -> SocketAddr {
 }
 
 async fn agent_at(app: &TestApp, name: &str, addr: SocketAddr) -> i64 {
-    let page = app
-        .post_form(
-            "/agents",
-            &[
-                ("name", name),
-                ("url", &format!("http://{addr}")),
-                ("token", common::fleet::AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let name = name.to_string();
-    app.state
-        .db
-        .run(move |c| {
-            Ok(gatehouse::db::agents::list(c)?
-                .into_iter()
-                .find(|a| a.name == name)
-                .unwrap()
-                .id)
-        })
-        .await
-        .unwrap()
+    common::fleet::add_agent_at(app, name, &format!("http://{addr}")).await
 }
 
 #[tokio::test]

@@ -119,6 +119,20 @@ impl World {
             .replace("@BACKEND@", &self.backend.to_string())
     }
 
+    /// `who` saves a raw site at `domain` through the form.
+    async fn raw(&self, who: &Visitor, domain: &str, config: &str) -> common::Page {
+        who.post_form(
+            "/vhosts",
+            &[
+                ("domain", domain),
+                ("template", "raw"),
+                ("config", config),
+                ("enabled", "on"),
+            ],
+        )
+        .await
+    }
+
     fn domain(&self, name: &str) -> String {
         format!("http://{name}.localhost:{}", self.caddy.http_port)
     }
@@ -273,16 +287,7 @@ async fn anonymous_requests_through_a_users_site_reach_its_backend_and_nothing_e
     let w = world().await;
     let shop = w.domain("shop");
     let made = w
-        .user
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", &shop),
-                ("template", "raw"),
-                ("config", &format!("reverse_proxy {}", w.backend)),
-                ("enabled", "on"),
-            ],
-        )
+        .raw(&w.user, &shop, &format!("reverse_proxy {}", w.backend))
         .await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
     let host = format!("shop.localhost:{}", w.caddy.http_port);
@@ -310,16 +315,7 @@ async fn anonymous_requests_through_a_users_site_reach_its_backend_and_nothing_e
     for (name, target, reason) in &targets {
         let domain = w.domain(name);
         let page = w
-            .user
-            .post_form(
-                "/vhosts",
-                &[
-                    ("domain", &domain),
-                    ("template", "raw"),
-                    ("config", &format!("reverse_proxy {target}")),
-                    ("enabled", "on"),
-                ],
-            )
+            .raw(&w.user, &domain, &format!("reverse_proxy {target}"))
             .await;
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
         assert!(
@@ -443,18 +439,7 @@ async fn a_users_site_waits_for_a_caddy_to_judge_it() {
     let mut w = world_with(|c| c.vhosts.caddy_binary = String::new()).await;
     agent_gone(&mut w).await;
     let domain = w.domain("later");
-    let page = w
-        .user
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", &domain),
-                ("template", "raw"),
-                ("config", "respond \"hi\""),
-                ("enabled", "on"),
-            ],
-        )
-        .await;
+    let page = w.raw(&w.user, &domain, "respond \"hi\"").await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         page.text(".form-alert, .notice.error")
@@ -470,19 +455,9 @@ async fn with_no_agent_online_the_hubs_own_caddy_judges_a_users_site() {
     let mut w = world_with(|c| c.vhosts.caddy_binary = common::caddy::CADDY_BINARY.into()).await;
     agent_gone(&mut w).await;
     let save = |name: &'static str, config: String| {
-        let (user, domain) = (&w.user, w.domain(name));
-        async move {
-            user.post_form(
-                "/vhosts",
-                &[
-                    ("domain", &domain),
-                    ("template", "raw"),
-                    ("config", &config),
-                    ("enabled", "on"),
-                ],
-            )
-            .await
-        }
+        let domain = w.domain(name);
+        let w = &w;
+        async move { w.raw(&w.user, &domain, &config).await }
     };
     let refused = save("evil", format!("reverse_proxy {}", w.caddy.admin_addr())).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -505,18 +480,7 @@ async fn with_no_agent_online_the_hubs_own_caddy_judges_a_users_site() {
 async fn the_settings_page_opens_networks_and_refuses_bad_entries_beside_their_field() {
     let w = world().await;
     let target = "reverse_proxy 10.77.0.5:8080";
-    let refused = w
-        .user
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", &w.domain("later")),
-                ("template", "raw"),
-                ("config", target),
-                ("enabled", "on"),
-            ],
-        )
-        .await;
+    let refused = w.raw(&w.user, &w.domain("later"), target).await;
     assert!(
         refused
             .text("#config-error")
@@ -570,31 +534,11 @@ async fn the_settings_page_opens_networks_and_refuses_bad_entries_beside_their_f
             .contains(&"settings_changed".to_string())
     );
 
-    let accepted = w
-        .user
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", &w.domain("later")),
-                ("template", "raw"),
-                ("config", target),
-                ("enabled", "on"),
-            ],
-        )
-        .await;
+    let accepted = w.raw(&w.user, &w.domain("later"), target).await;
     assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
     // The page replaced the config file's lists: the host name listed there is closed now.
     let closed = w
-        .user
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", &w.domain("named")),
-                ("template", "raw"),
-                ("config", "reverse_proxy api.svc.test:80"),
-                ("enabled", "on"),
-            ],
-        )
+        .raw(&w.user, &w.domain("named"), "reverse_proxy api.svc.test:80")
         .await;
     assert!(closed.text("#config-error").contains("host name"));
     // Users cannot open the page.
@@ -635,18 +579,7 @@ async fn an_admin_finds_the_users_sites_that_break_the_policy_now() {
         .await;
     assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.body);
     let fine = w.domain("fine");
-    let made = w
-        .user
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", &fine),
-                ("template", "raw"),
-                ("config", "reverse_proxy 10.9.0.9:80"),
-                ("enabled", "on"),
-            ],
-        )
-        .await;
+    let made = w.raw(&w.user, &fine, "reverse_proxy 10.9.0.9:80").await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
 
     let page = w.app.post_form("/settings/review", &[]).await;

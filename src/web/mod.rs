@@ -572,6 +572,10 @@ mod session_store_tests {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200_000 {
                     c.execute("INSERT INTO churn (n) VALUES (?1)", [n]).unwrap();
                     n += 1;
+                    // A breath between writes, as any real writer takes: SQLite's busy wait
+                    // polls, so a loop that retakes the lock at once can starve a waiter past
+                    // any timeout on a loaded machine, which is not what this test is about.
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                 }
             })
         };

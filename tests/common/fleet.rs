@@ -182,14 +182,15 @@ pub async fn hub(configure: impl FnOnce(&mut gatehouse::config::Config)) -> Test
 
 /// Adds an agent through the agents page; returns its id.
 pub async fn add_agent(app: &TestApp, name: &str, agent: &AgentProc) -> i64 {
+    add_agent_at(app, name, &agent.url()).await
+}
+
+/// Adds whatever answers at `url` as an agent through the agents page; returns its id.
+pub async fn add_agent_at(app: &TestApp, name: &str, url: &str) -> i64 {
     let page = app
         .post_form(
             "/agents",
-            &[
-                ("name", name),
-                ("url", &agent.url()),
-                ("token", AGENT_TOKEN),
-            ],
+            &[("name", name), ("url", url), ("token", AGENT_TOKEN)],
         )
         .await;
     assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
