@@ -859,7 +859,7 @@ async fn an_admin_is_warned_of_an_overlap_and_may_save_it_only_knowingly() {
     assert!(
         warned
             .text("#overlap-override .overlap-warning")
-            .contains("I understand: save it anyway"),
+            .contains("Saved anyway, Caddy serves"),
         "{}",
         warned.body
     );
