@@ -540,6 +540,44 @@ mod tests {
     }
 
     #[test]
+    fn a_site_nobody_owns_is_apart_from_every_user_but_not_from_another_ownerless_site() {
+        with_db(|c| {
+            add_user(c, 3, "alice@x.io");
+            crate::db::grants::insert(c, 3, "*.example.com", Some(1)).unwrap();
+            create(c, &ME, &owned("*.example.com", None), &Claim::ADMIN).unwrap();
+            let alice = Author {
+                user_id: 3,
+                email: "alice@x.io",
+            };
+            let r = refusal(create(
+                c,
+                &alice,
+                &owned("a.example.com", Some(3)),
+                &user_claim(3),
+            ));
+            assert!(r.reason.contains("someone else"));
+            let r = refusal(create(
+                c,
+                &ME,
+                &owned("b.example.com", Some(1)),
+                &Claim::ADMIN,
+            ));
+            assert!(r.reason.contains("(owner: nobody)"), "{r:?}");
+            // Only admins see either's logs: two ownerless sites may overlap.
+            let v = create(c, &ME, &owned("c.example.com", None), &Claim::ADMIN).unwrap();
+            // Giving one to someone is a new claim, judged again.
+            let r = refusal(update(
+                c,
+                &ME,
+                v.id,
+                &owned("c.example.com", Some(3)),
+                &Claim::ADMIN,
+            ));
+            assert!(r.warning.is_some());
+        });
+    }
+
+    #[test]
     fn reverting_into_another_owners_name_is_refused() {
         with_db(|c| {
             add_user(c, 2, "bob@x.io");

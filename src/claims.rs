@@ -156,9 +156,9 @@ fn judge(
             Err(refused(
                 format!("This overlaps {listed}."),
                 Some(format!(
-                    "I understand: save it anyway. Caddy then serves some of the same requests \
-                     from both sites, and each access-log line is shown to one owner only: \
-                     the site Caddy routes it to. Overlaps {listed}."
+                    "Saved anyway, Caddy serves some of the same requests from both sites, and \
+                     each access-log line goes to the owner of the site Caddy routes it to \
+                     (and to admins). It overlaps {listed}."
                 )),
             ))
         }

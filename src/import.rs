@@ -18,8 +18,8 @@
 //!   a note carrying its line number.
 //! - A block that cannot become a vhost (an address Gatehouse does not accept, a body the
 //!   validator refuses, a domain defined twice in the file, a new site over another owner's
-//!   site) is skipped with its reason; an
-//!   existing domain is updated, or left alone when its config is already identical.
+//!   site) is skipped with its reason; an existing domain is updated, or left alone when its
+//!   config is already identical.
 
 use crate::changes::{self, ChangeError};
 use crate::claims::{self, Claim};

@@ -1274,7 +1274,7 @@ async fn names_outside_grants_other_ports_and_overlaps_are_422_on_the_domain_for
         fields["allow_overlap"]
             .as_str()
             .unwrap()
-            .contains("save it anyway")
+            .contains("Saved anyway")
     );
     over["allow_overlap"] = json!(true);
     let knowingly = admin.post("/api/v1/vhosts", over).await;

@@ -796,6 +796,39 @@ async fn a_user_keeps_a_site_an_admin_gave_them_outside_their_grants_but_cannot_
                 .await
         }
     };
+    // The live preview judges the name too, knowing which site the edit form is for.
+    let preview = |with_id: bool, domain: &'static str| {
+        let alice = alice.clone();
+        async move {
+            let id = id.to_string();
+            let mut fields = vec![
+                ("domain", domain),
+                ("template", "raw"),
+                ("config", "respond x"),
+            ];
+            if with_id {
+                fields.push(("vhost_id", id.as_str()));
+            }
+            alice.post_form("/vhosts/preview", &fields).await
+        }
+    };
+    let kept = preview(true, "legacy.example.org").await;
+    assert_eq!(kept.count("#preview-block"), 1, "{}", kept.body);
+    let as_new = preview(false, "legacy.example.org").await;
+    assert_eq!(as_new.count("#preview-block"), 0);
+    assert!(
+        as_new
+            .texts("#preview-errors li")
+            .iter()
+            .any(|e| e.contains("delegated to you")),
+        "{}",
+        as_new.body
+    );
+    let edit_page = alice.get(&format!("/vhosts/{id}/edit")).await;
+    assert_eq!(
+        edit_page.attr("#vhost-form input[name=vhost_id]", "value"),
+        Some(id.to_string())
+    );
     assert_eq!(
         edit("legacy.example.org").await.status,
         StatusCode::SEE_OTHER
@@ -864,7 +897,7 @@ async fn an_admin_is_warned_of_an_overlap_and_may_save_it_only_knowingly() {
     assert!(
         warned
             .text("#overlap-override .overlap-warning")
-            .contains("I understand: save it anyway"),
+            .contains("Saved anyway, Caddy serves"),
         "{}",
         warned.body
     );

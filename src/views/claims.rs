@@ -29,11 +29,11 @@ pub fn overlap_override(
     let ticked = values.contains_key(ALLOW_OVERLAP);
     html! {
         @if admin && (warning.is_some() || ticked) {
-            div .field .checkbox .has-error[warning.is_some()] #overlap-override {
+            div .field .check .has-error[warning.is_some()] #overlap-override {
                 @if let Some(warning) = warning {
                     p .field-error .overlap-warning #allow_overlap-error role="alert" { (warning) }
                 }
-                label .check-line {
+                label {
                     input #allow_overlap type="checkbox" name=(ALLOW_OVERLAP) value="on" checked[ticked];
                     " I understand, save it anyway"
                 }

@@ -104,6 +104,9 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                 (form_alert(&e.errors))
                 form #vhost-form method="post" action=(action) hx-post=(action) hx-target="#vhost-editor" hx-swap="outerHTML" {
                     (csrf_field(ctx))
+                    // Tells the live preview which site this is, to judge a rename (the save
+                    // takes the id from its URL).
+                    @if let Some(id) = e.id { input type="hidden" name="vhost_id" value=(id); }
                     (Field::new("domain", "Domain").value(value(&e.values, "domain"))
                         .hint("example.com, *.example.com, http://app.localhost:8080 — one address per site").render(&e.errors))
                     (super::claims::overlap_override(e.admin, &e.values, &e.errors))

@@ -586,7 +586,16 @@ pub async fn preview(
     let mut errors = FormErrors::default();
     let preview = match check(&state, &current.user, &values, &mut errors).await? {
         Some(checked) => {
-            judge(&state, &current.user, &checked, &mut errors).await?;
+            // The name's claim too (the edit form says which site it is; only one this
+            // user may change counts), before a Caddy judges the body.
+            let id = match values.get("vhost_id").and_then(|v| v.parse().ok()) {
+                Some(id) => Some(owned(&state, &current.user, id).await?.id),
+                None => None,
+            };
+            let claim = claim_of(&state, &current.user, &values);
+            if !precheck(&state, &claim, id, &checked.snapshot, &mut errors).await? {
+                judge(&state, &current.user, &checked, &mut errors).await?;
+            }
             if errors.is_empty() {
                 let caddy = caddy_check(&state, &checked.snapshot).await?;
                 Preview::Block(checked.block, caddy)

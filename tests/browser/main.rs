@@ -52,6 +52,9 @@ const JOURNEYS: &[(&str, Journey)] = &[
     ("vhosts_revert_from_the_changelog", |b| {
         Box::pin(vhosts::revert_from_the_changelog(b))
     }),
+    ("vhosts_an_admin_overrides_an_overlap_only_knowingly", |b| {
+        Box::pin(vhosts::an_admin_overrides_an_overlap_only_knowingly(b))
+    }),
 ];
 
 fn main() -> std::process::ExitCode {

@@ -246,3 +246,54 @@ pub async fn revert_from_the_changelog(b: &Browser) -> anyhow::Result<()> {
     b.screenshot("vhosts-reverted").await?;
     Ok(())
 }
+
+/// Bob owns a name; the admin's site over it is refused with a warning naming Bob, and saved
+/// once the admin ticks "I understand" (issue 13).
+pub async fn an_admin_overrides_an_overlap_only_knowingly(b: &Browser) -> anyhow::Result<()> {
+    let app = signed_in(b).await?;
+    let bob = app
+        .add_user("bob@example.com", gatehouse::domain::Role::User)
+        .await;
+    let page = app
+        .post_form(
+            "/vhosts",
+            &[
+                ("domain", "bob.example.com"),
+                ("template", "reverse_proxy"),
+                ("upstream", "127.0.0.1:3000"),
+                ("enabled", "on"),
+                ("owner_id", &bob.to_string()),
+            ],
+        )
+        .await;
+    ensure!(page.status == 303, "{}", page.body);
+    b.client.goto(&app.url("/vhosts/new")).await?;
+    b.wait_for("#vhost-form").await?;
+    b.fill("#domain", "http://bob.example.com").await?;
+    b.fill("#upstream", "127.0.0.1:3001").await?;
+    b.click("#vhost-form button[type=submit]").await?;
+    b.wait_for("#overlap-override #allow_overlap-error").await?;
+    let warning = b.text("#allow_overlap-error").await?;
+    ensure!(warning.contains("bob@example.com"), "{warning}");
+    ensure!(
+        b.text("#domain-error").await? == "This overlaps bob.example.com (owner: bob@example.com).",
+        "the reason is beside the domain"
+    );
+    ensure!(
+        b.value("#domain").await? == "http://bob.example.com",
+        "domain kept"
+    );
+    ensure!(
+        b.value("#upstream").await? == "127.0.0.1:3001",
+        "upstream kept"
+    );
+    // Clear of the sticky top bar, as a person scrolling to it would see it.
+    let center = "document.querySelector('#allow_overlap').scrollIntoView({block: 'center'})";
+    b.client.execute(center, vec![]).await?;
+    b.screenshot("vhosts-overlap-warning").await?;
+    b.click("#allow_overlap").await?;
+    b.click("#vhost-form button[type=submit]").await?;
+    b.wait_for(".vhost-row[data-domain='http://bob.example.com']")
+        .await?;
+    Ok(())
+}
