@@ -254,6 +254,15 @@ pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
             "the Gatehouse hub",
         );
     }
+    // Caddy's own sites: proxying to them from loopback would reach another site as a local
+    // client (past its `remote_ip` limits), with any Host header.
+    let site_ports: Vec<u16> = [80, 443]
+        .into_iter()
+        .chain(config.vhosts.user_ports.iter().copied())
+        .collect();
+    for port in &site_ports {
+        reserve(&mut out, "", *port, "Caddy's own sites");
+    }
     let admins = std::iter::once(config.caddy.admin.as_str())
         .chain(agents.iter().filter_map(|a| a.caddy_admin.as_deref()));
     let admin_ports: Vec<(String, u16)> = admins.filter_map(host_port).collect();
@@ -289,6 +298,13 @@ pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
                     host: ReservedHost::Ip(ip),
                     port: *admin_port,
                     what: "a Caddy admin endpoint".into(),
+                });
+            }
+            for port in &site_ports {
+                out.push(Reserved {
+                    host: ReservedHost::Ip(ip),
+                    port: *port,
+                    what: "Caddy's own sites".into(),
                 });
             }
         }

@@ -117,6 +117,7 @@ impl World {
             .replace("@HUB@", &self.app.addr.to_string())
             .replace("@BACKEND_PORT@", &self.backend.port().to_string())
             .replace("@BACKEND@", &self.backend.to_string())
+            .replace("@SITE_PORT@", &self.caddy.http_port.to_string())
     }
 
     /// `who` saves a raw site at `domain` through the form.

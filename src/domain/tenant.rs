@@ -181,6 +181,10 @@ pub fn judge(adapted: &Value, site_host: &str, policy: &TenantPolicy) -> Vec<Ref
 const HOST_PLACEHOLDERS: &[(&str, &str)] = &[
     ("{env.", "reads the server's environment variables"),
     ("{file.", "reads files on the server"),
+    (
+        "{system.",
+        "reveals the server's host name and Caddy's working directory",
+    ),
 ];
 
 /// Networks never dialled (the cloud metadata service lives at a link-local address).
@@ -462,6 +466,19 @@ impl Judge<'_> {
                 return false;
             }
             "vars" => {
+                // Caddy fills in placeholders in a name too, per request: a name that becomes
+                // `root` would move the document root anywhere after it was judged.
+                for key in h.keys().filter(|k| *k != "handler") {
+                    if !plain_name(key) {
+                        self.refuse(
+                            About::Site,
+                            format!(
+                                "The vars name {key:?} is not a plain name; Caddy fills in a \
+                                 placeholder there per request, so it could set the document root."
+                            ),
+                        );
+                    }
+                }
                 let Some(value) = h.get("root") else {
                     return false;
                 };
@@ -555,7 +572,8 @@ impl Judge<'_> {
             let name = d.trim_start_matches('{').trim_end_matches('}');
             // A destination is set straight into the replacer, ahead of Caddy's own values:
             // `{http.vars.root}` would move the document root.
-            if name.starts_with("http.") || name.contains(['{', '}']) {
+            const CADDYS: &[&str] = &["http.", "vars.", "env.", "file.", "system.", "time."];
+            if !plain_name(name) || CADDYS.iter().any(|p| name.starts_with(p)) || name == "root" {
                 self.refuse(
                     About::Site,
                     format!(
@@ -1006,7 +1024,12 @@ impl Judge<'_> {
                     );
                     return;
                 }
-                if !self.policy.networks.iter().any(|n| n.contains(&ip)) {
+                // Loopback is reachable only through a network that is itself loopback: an
+                // admin who opens 0.0.0.0/0 means "anywhere out there", not this server.
+                let inside = self.policy.networks.iter().any(|n| {
+                    n.contains(&ip) && (!ip.is_loopback() || canonical(n.network()).is_loopback())
+                });
+                if !inside {
                     let loopback = if ip.is_loopback() {
                         " (this server itself)"
                     } else {
@@ -1069,6 +1092,14 @@ impl Judge<'_> {
             format!(" ({})", list(self.policy.networks.iter()))
         }
     }
+}
+
+/// A name with nothing Caddy would fill in: letters, digits, `_`, `-` and `.`.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
@@ -1262,6 +1293,37 @@ mod tests {
         let mut tls = proxy("10.1.2.3:80");
         tls["apps"]["tls"] = json!({});
         assert!(!verdict(&tls).is_empty());
+    }
+
+    #[test]
+    fn a_vars_name_caddy_would_fill_in_is_refused() {
+        for key in ["{http.request.header.X-K}", "{vars.k}", "{rp.header.X}"] {
+            let adapted = site(json!([{"handler": "vars", key: "/etc"}]));
+            assert!(!verdict(&adapted).is_empty(), "{key}");
+        }
+        assert!(verdict(&site(json!([{"handler": "vars", "region": "eu-1"}]))).is_empty());
+    }
+
+    #[test]
+    fn the_whole_internet_does_not_include_this_server() {
+        let mut open = policy();
+        open.networks = vec![
+            parse_network("0.0.0.0/0").unwrap(),
+            parse_network("::/0").unwrap(),
+        ];
+        let judge_with = |dial: &str| judge(&proxy(dial), "a.example.com", &open);
+        assert!(judge_with("203.0.113.9:80").is_empty());
+        for dial in [
+            "127.0.0.1:6379",
+            "127.0.0.53:53",
+            "[::1]:6379",
+            "[::ffff:127.0.0.1]:6379",
+        ] {
+            assert!(!judge_with(dial).is_empty(), "{dial}");
+        }
+        let mut listed = open.clone();
+        listed.networks.push(parse_network("127.0.0.1").unwrap());
+        assert!(judge(&proxy("127.0.0.1:6379"), "a.example.com", &listed).is_empty());
     }
 
     #[test]
