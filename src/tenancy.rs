@@ -307,6 +307,14 @@ pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
                     what: "Caddy's own sites".into(),
                 });
             }
+            // A hub on every interface may share the agent's host.
+            if hub.ip().is_unspecified() {
+                out.push(Reserved {
+                    host: ReservedHost::Ip(ip),
+                    port: hub.port(),
+                    what: "the Gatehouse hub".into(),
+                });
+            }
         }
     }
     out
