@@ -317,6 +317,14 @@ pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
             }
         }
     }
+    // One line per address: the first reason found names it.
+    let mut seen: Vec<(ReservedHost, u16)> = Vec::new();
+    out.retain(|r| {
+        let key = (r.host.clone(), r.port);
+        let new = !seen.contains(&key);
+        seen.push(key);
+        new
+    });
     out
 }
 
