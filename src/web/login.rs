@@ -410,19 +410,8 @@ pub async fn second_factor_submit(
             secs,
         ));
     }
-    match check_second_factor(&state, uid, &code).await? {
-        SecondFactor::Totp => {
-            let cookie = complete(
-                &state,
-                &session,
-                &client,
-                &device,
-                &user,
-                "password and TOTP",
-            )
-            .await?;
-            Ok(with_cookie(render.redirect(&pending.next), cookie))
-        }
+    let how = match check_second_factor(&state, uid, &code).await? {
+        SecondFactor::Totp => "password and TOTP",
         SecondFactor::BackupCode(left) => {
             let detail = format!("{left} backup codes left");
             record(
@@ -434,16 +423,7 @@ pub async fn second_factor_submit(
                 &detail,
             )
             .await?;
-            let cookie = complete(
-                &state,
-                &session,
-                &client,
-                &device,
-                &user,
-                "password and a backup code",
-            )
-            .await?;
-            Ok(with_cookie(render.redirect(&pending.next), cookie))
+            "password and a backup code"
         }
         failure => {
             let (detail, message) = match failure {
@@ -466,13 +446,15 @@ pub async fn second_factor_submit(
             )
             .await?;
             errors.add("code", message);
-            Ok(render.page_with_status(
+            return Ok(render.page_with_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Two-factor authentication",
                 views::login::second_factor(&render.ctx, &code, &errors),
-            ))
+            ));
         }
-    }
+    };
+    let cookie = complete(&state, &session, &client, &device, &user, how).await?;
+    Ok(with_cookie(render.redirect(&pending.next), cookie))
 }
 
 enum SecondFactor {
