@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{Map, Value};
@@ -1124,12 +1124,6 @@ fn split_host_port(address: &str) -> Option<(String, u16)> {
     let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
     Some((host.to_string(), port))
 }
-
-/// The loopback addresses, for [`ReservedHost::Loopback`] and for tests.
-pub const LOOPBACK: [IpAddr; 2] = [
-    IpAddr::V4(Ipv4Addr::LOCALHOST),
-    IpAddr::V6(Ipv6Addr::LOCALHOST),
-];
 
 #[cfg(test)]
 mod tests {
