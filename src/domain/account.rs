@@ -1,19 +1,8 @@
 //! Validated account fields: an email address, a display name and a new password.
 //! Each is parsed once at the edge, so the rest of the code can trust it.
 
+use super::FieldError;
 use std::fmt;
-
-/// Why a field was refused, worded for the person who typed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError(pub String);
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for FieldError {}
 
 fn refuse<T>(why: impl Into<String>) -> Result<T, FieldError> {
     Err(FieldError(why.into()))

@@ -5,10 +5,12 @@ pub mod access_log;
 mod account;
 pub mod agent_url;
 pub mod caddyfile;
+mod field;
 mod role;
 pub mod tenant;
 pub mod tls;
 pub mod vhost;
 
-pub use account::{DisplayName, Email, FieldError, Password};
+pub use account::{DisplayName, Email, Password};
+pub use field::{FieldError, FieldErrors};
 pub use role::Role;

@@ -1,25 +1,26 @@
 //! The account pages: password, two-factor authentication, backup codes, sessions and API
 //! tokens.
 
-use super::forms::{Field, FormErrors, form_alert};
+use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
+use crate::domain::FieldErrors;
 use crate::web::{AccountView, PasswordForm, TokenForm};
 use maud::{Markup, html};
 
 /// Forms on the account page that may come back with errors, or a notice after success.
 #[derive(Default)]
 pub struct Forms<'a> {
-    pub password: Option<(&'a PasswordForm, &'a FormErrors)>,
-    pub backup: Option<&'a FormErrors>,
+    pub password: Option<(&'a PasswordForm, &'a FieldErrors)>,
+    pub backup: Option<&'a FieldErrors>,
     pub notice: Option<&'a str>,
-    pub token: Option<(&'a TokenForm, &'a FormErrors)>,
+    pub token: Option<(&'a TokenForm, &'a FieldErrors)>,
     /// A token just made, with its plain text: shown this once.
     pub new_token: Option<(&'a ApiToken, &'a str)>,
 }
 
 pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
-    let none = FormErrors::default();
+    let none = FieldErrors::default();
     let pw_errors = forms.password.map_or(&none, |(_, e)| e);
     let backup_errors = forms.backup.unwrap_or(&none);
     html! {
@@ -97,7 +98,7 @@ pub fn enrol(
     secret: &str,
     url: &str,
     code: &str,
-    errors: &FormErrors,
+    errors: &FieldErrors,
 ) -> Markup {
     html! {
         section .card .narrow #enrol {
@@ -145,7 +146,7 @@ pub fn backup_codes(codes: &[String]) -> Markup {
 
 /// The API tokens card: a token just made (once), the list, and the form for a new one.
 fn api_tokens(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
-    let none = FormErrors::default();
+    let none = FieldErrors::default();
     let blank = TokenForm::default();
     let (form, errors) = forms.token.unwrap_or((&blank, &none));
     let now = crate::db::now();

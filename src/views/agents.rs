@@ -1,14 +1,15 @@
 //! The agents page: each agent's state with test and sync buttons, "sync all" with live
 //! per-agent progress, and the form to add one (with how to trust it over https).
 
-use super::forms::{Field, FormErrors};
+use super::forms::Field;
 use super::{Ctx, csrf_field, timestamp};
+use crate::domain::FieldErrors;
 use crate::domain::tls::is_https;
 use crate::fleet::tls::Trust;
 use crate::web::{AgentForm, AgentView};
 use maud::{Markup, html};
 
-pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FormErrors) -> Markup {
+pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldErrors) -> Markup {
     html! {
         div .stack #agents {
             section .card {
@@ -125,7 +126,7 @@ pub fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
     }
 }
 
-pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FormErrors) -> Markup {
+pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FieldErrors) -> Markup {
     let action = format!("/agents/{id}");
     html! {
         section .card .narrow #edit-agent {
@@ -148,7 +149,7 @@ pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FormErrors) -> Markup
 
 /// How the hub trusts an https agent: a pasted CA certificate or a pinned fingerprint, both
 /// optional (neither: the public web PKI). Shown again as typed when refused.
-fn tls_fields(form: &AgentForm, errors: &FormErrors) -> Markup {
+fn tls_fields(form: &AgentForm, errors: &FieldErrors) -> Markup {
     let ca_error = errors.get("tls_ca");
     let described = if ca_error.is_some() {
         "tls_ca-error"

@@ -2,8 +2,8 @@
 //! and, for an admin over another owner's site, the warning beside an "I understand, save it
 //! anyway" box (`allow_overlap`). The API reports the same two fields.
 
-use super::forms::FormErrors;
 use crate::claims::Refusal;
+use crate::domain::FieldErrors;
 use maud::{Markup, html};
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub const ALLOW_OVERLAP: &str = "allow_overlap";
 
 /// Puts a refusal's reason and warning on their fields.
-pub fn form_errors(refusal: &Refusal, errors: &mut FormErrors) {
+pub fn form_errors(refusal: &Refusal, errors: &mut FieldErrors) {
     errors.add("domain", refusal.reason.clone());
     if let Some(warning) = &refusal.warning {
         errors.add(ALLOW_OVERLAP, warning.clone());
@@ -23,7 +23,7 @@ pub fn form_errors(refusal: &Refusal, errors: &mut FormErrors) {
 pub fn overlap_override(
     admin: bool,
     values: &BTreeMap<String, String>,
-    errors: &FormErrors,
+    errors: &FieldErrors,
 ) -> Markup {
     let warning = errors.get(ALLOW_OVERLAP);
     let ticked = values.contains_key(ALLOW_OVERLAP);

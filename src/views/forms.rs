@@ -1,51 +1,10 @@
 //! Form building blocks: per-field errors and a labelled input that shows its reason.
 
-use crate::domain::FieldError;
+use crate::domain::FieldErrors;
 use maud::{Markup, html};
-use std::collections::BTreeMap;
-
-/// Reasons a submitted form was refused, by field name; `""` is the whole form.
-#[derive(Debug, Default)]
-pub struct FormErrors(BTreeMap<&'static str, String>);
-
-impl FormErrors {
-    pub fn add(&mut self, field: &'static str, why: impl Into<String>) {
-        self.0.entry(field).or_insert_with(|| why.into());
-    }
-
-    /// Keeps the value, or records why `field` was refused.
-    pub fn check<T>(&mut self, field: &'static str, parsed: Result<T, FieldError>) -> Option<T> {
-        parsed.map_err(|e| self.add(field, e.0)).ok()
-    }
-
-    pub fn get(&self, field: &str) -> Option<&str> {
-        self.0.get(field).map(String::as_str)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds `other`'s reasons for fields that have none yet.
-    pub fn merge(&mut self, other: FormErrors) {
-        for (field, why) in other.0 {
-            self.add(field, why);
-        }
-    }
-
-    /// Every reason, by field name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (*k, v.as_str()))
-    }
-
-    /// The whole-form message (key `""`), shown above the fields.
-    pub fn form_error(&self) -> Option<&str> {
-        self.get("")
-    }
-}
 
 /// The whole-form error, if any, as an alert box.
-pub fn form_alert(errors: &FormErrors) -> Markup {
+pub fn form_alert(errors: &FieldErrors) -> Markup {
     html! {
         @if let Some(message) = errors.form_error() {
             p .notice .error #form-error role="alert" { (message) }
@@ -105,7 +64,7 @@ impl<'a> Field<'a> {
         self
     }
 
-    pub fn render(&self, errors: &FormErrors) -> Markup {
+    pub fn render(&self, errors: &FieldErrors) -> Markup {
         let error = errors.get(self.name);
         let error_id = format!("{}-error", self.name);
         let hint_id = format!("{}-hint", self.name);

@@ -1,9 +1,10 @@
 //! A user's delegated names: the list with "take back" per name, and the form to grant one.
 
-use super::forms::{Field, FormErrors};
+use super::forms::Field;
 use super::{Ctx, csrf_field, timestamp};
 use crate::db::grants::StoredGrant;
 use crate::db::users::User;
+use crate::domain::FieldErrors;
 use crate::domain::vhost::Grant;
 use crate::web::GrantForm;
 use maud::{Markup, html};
@@ -13,7 +14,7 @@ pub struct Page<'a> {
     pub user: &'a User,
     pub grants: &'a [StoredGrant],
     pub form: &'a GrantForm,
-    pub errors: &'a FormErrors,
+    pub errors: &'a FieldErrors,
     pub notice: Option<&'a str>,
 }
 

@@ -1,8 +1,9 @@
 //! The import page: paste a Caddyfile, see what it would create, update or skip and every
 //! line that is not imported, then confirm.
 
-use super::forms::{FormErrors, form_alert};
+use super::forms::form_alert;
 use super::{Ctx, csrf_field};
+use crate::domain::FieldErrors;
 use crate::import::{Action, Applied, NoteKind, Plan};
 use maud::{Markup, html};
 
@@ -13,7 +14,7 @@ pub struct ImportForm<'a> {
     pub agents: &'a [(i64, String)],
 }
 
-pub fn page(ctx: &Ctx, form: &ImportForm<'_>, plan: Option<&Plan>, errors: &FormErrors) -> Markup {
+pub fn page(ctx: &Ctx, form: &ImportForm<'_>, plan: Option<&Plan>, errors: &FieldErrors) -> Markup {
     html! {
         div .stack #import {
             section .card {

@@ -1,11 +1,12 @@
 //! The sign-in pages: password, then the second factor.
 
-use super::forms::{Field, FormErrors, form_alert};
+use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
+use crate::domain::FieldErrors;
 use crate::web::LoginForm;
 use maud::{Markup, html};
 
-pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FormErrors, not_set_up: bool) -> Markup {
+pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
     html! {
         section .card .narrow #login {
             h1 { "Sign in" }
@@ -27,7 +28,7 @@ pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FormErrors, not_set_up: bool) 
     }
 }
 
-pub fn second_factor(ctx: &Ctx, code: &str, errors: &FormErrors) -> Markup {
+pub fn second_factor(ctx: &Ctx, code: &str, errors: &FieldErrors) -> Markup {
     html! {
         section .card .narrow #second-factor {
             h1 { "Two-factor authentication" }

@@ -1,8 +1,8 @@
 //! The settings page (admin): the tenant policy, i.e. where users' sites may make Caddy
 //! connect, with the form's own types beside its markup.
 
-use super::forms::FormErrors;
 use super::{Ctx, csrf_field};
+use crate::domain::FieldErrors;
 use crate::domain::tenant::{Reserved, ReservedHost};
 use crate::tenancy::Breach;
 use maud::{Markup, html};
@@ -21,7 +21,7 @@ pub struct PolicyForm {
 /// What the page shows.
 pub struct Page<'a> {
     pub form: &'a PolicyForm,
-    pub errors: &'a FormErrors,
+    pub errors: &'a FieldErrors,
     /// The lists come from this page (else from the config file).
     pub from_settings: bool,
     pub saved: bool,

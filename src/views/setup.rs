@@ -1,11 +1,12 @@
 //! The first-run page that creates the first admin.
 
-use super::forms::{Field, FormErrors};
+use super::forms::Field;
 use super::{Ctx, csrf_field};
+use crate::domain::FieldErrors;
 use crate::web::setup::SetupForm;
 use maud::{Markup, html};
 
-pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FormErrors) -> Markup {
+pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
     html! {
         section .card .narrow #setup {
             h1 { "Welcome to Gatehouse" }

@@ -1,9 +1,10 @@
 //! The users page: the list with per-row actions, and the form to add someone.
 
-use super::forms::{Field, FormErrors};
+use super::forms::Field;
 use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
 use crate::db::users::User;
+use crate::domain::FieldErrors;
 use crate::web::{NewUserForm, Outcome};
 use maud::{Markup, html};
 
@@ -14,7 +15,7 @@ pub struct Page<'a> {
     /// Every user's API tokens.
     pub tokens: &'a [ApiToken],
     pub form: &'a NewUserForm,
-    pub errors: &'a FormErrors,
+    pub errors: &'a FieldErrors,
     pub outcome: &'a Outcome,
 }
 

@@ -1,9 +1,10 @@
 //! Sites: the list with its one-tap toggles, the editor with template fields, inline
 //! template docs and the live preview, and the generated Caddyfile.
 
-use super::forms::{Field, FormErrors, form_alert};
+use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
 use crate::db::users::User;
+use crate::domain::FieldErrors;
 use crate::domain::vhost::{FieldKind, Template};
 use crate::fleet::client::Validation;
 use crate::web::{CaddyCheck, Editor, ListQuery, Preview, RowView};
@@ -184,7 +185,7 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
 pub fn template_fields(
     t: Template,
     values: &BTreeMap<String, String>,
-    errors: &FormErrors,
+    errors: &FieldErrors,
     _admin: bool,
 ) -> Markup {
     html! {
@@ -260,7 +261,7 @@ fn doc_html(t: Template) -> PreEscaped<&'static str> {
     PreEscaped(html)
 }
 
-pub fn preview(p: &Preview, errors: &FormErrors) -> Markup {
+pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
     html! {
         @match p {
             Preview::Block(block, caddy) => {

@@ -7,9 +7,10 @@ use crate::auth::{password, totp};
 use crate::db::api_tokens::{self, ApiToken, Scope};
 use crate::db::audit::{self, Action, Event};
 use crate::db::{backup_codes, sessions, users};
+use crate::domain::FieldErrors;
 use crate::domain::Password;
 use crate::error::{AppError, Result};
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -116,7 +117,7 @@ pub async fn change_password(
     render: Render,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let new = errors.check("new", Password::parse(&form.new));
     if new.is_some() && form.new != form.confirm {
         errors.add("confirm", "The two passwords differ.");
@@ -190,7 +191,7 @@ pub async fn regenerate_backup_codes(
         ));
     }
     if !current_password_ok(&state, current.user.id, form.current).await? {
-        let mut errors = FormErrors::default();
+        let mut errors = FieldErrors::default();
         errors.add("backup_current", "That is not your current password.");
         let view = load(&state, &current).await?;
         let forms = views::account::Forms {
@@ -251,7 +252,7 @@ pub async fn enrol_form(
     };
     Ok(render.page(
         "Two-factor authentication",
-        enrol_view(&render, &current, &secret, "", &FormErrors::default())?,
+        enrol_view(&render, &current, &secret, "", &FieldErrors::default())?,
     ))
 }
 
@@ -260,7 +261,7 @@ fn enrol_view(
     current: &CurrentUser,
     secret: &str,
     code: &str,
-    errors: &FormErrors,
+    errors: &FieldErrors,
 ) -> Result<maud::Markup> {
     let qr = totp::qr_png_base64(secret, &current.user.email)
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("cannot draw the TOTP QR code")))?;
@@ -304,7 +305,7 @@ pub async fn enrol_submit(
     };
     let now = u64::try_from(crate::db::now()).unwrap_or_default();
     let Some(step) = totp::matching_step(&secret, &form.code, now) else {
-        let mut errors = FormErrors::default();
+        let mut errors = FieldErrors::default();
         errors.add("code", "That code is not right. Check that your device's clock is correct and try the current code.");
         let body = enrol_view(&render, &current, &secret, form.code.trim(), &errors)?;
         return Ok(render.page_with_status(
@@ -433,7 +434,7 @@ pub async fn create_token(
     render: Render,
     Form(form): Form<TokenForm>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let name = form.name.trim().to_string();
     if name.is_empty() {
         errors.add(

@@ -7,13 +7,14 @@ use super::{AppState, Form, Render};
 use crate::config::Secret;
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
+use crate::domain::FieldErrors;
 use crate::domain::agent_url::{self, AgentUrl};
 use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https};
 use crate::error::{AppError, Result};
 use crate::fleet::client::{self, Validation};
 use crate::fleet::reconcile::{self, Sync};
 use crate::site_config;
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -138,7 +139,7 @@ struct CheckedAgent {
     tls: TlsSettings,
 }
 
-fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Option<CheckedAgent> {
+fn check(form: &AgentForm, token_required: bool, errors: &mut FieldErrors) -> Option<CheckedAgent> {
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         errors.add("name", "Give the agent a name of at most 64 characters.");
@@ -162,7 +163,7 @@ fn check(form: &AgentForm, token_required: bool, errors: &mut FormErrors) -> Opt
 }
 
 /// The optional CA certificate or pin; either one only means something over https.
-fn check_tls(form: &AgentForm, url: &str, errors: &mut FormErrors) -> TlsSettings {
+fn check_tls(form: &AgentForm, url: &str, errors: &mut FieldErrors) -> TlsSettings {
     let (ca, pin) = (form.tls_ca.trim(), form.tls_pin.trim());
     let tls = TlsSettings {
         ca: (!ca.is_empty())
@@ -192,7 +193,7 @@ async fn page_with(
     state: &AppState,
     render: &Render,
     form: &AgentForm,
-    errors: &FormErrors,
+    errors: &FieldErrors,
     status: StatusCode,
 ) -> Result<Response> {
     let list = views_of(state).await?;
@@ -208,7 +209,7 @@ pub async fn page(State(state): State<AppState>, render: Render) -> Result<Respo
         &state,
         &render,
         &AgentForm::default(),
-        &FormErrors::default(),
+        &FieldErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -219,7 +220,7 @@ pub async fn create(
     render: Render,
     Form(form): Form<AgentForm>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let Some(agent) = check(&form, true, &mut errors) else {
         let kept = form.kept();
         return page_with(
@@ -297,7 +298,7 @@ pub async fn edit_form(
     };
     Ok(render.page(
         "Edit agent",
-        views::agents::edit(&render.ctx, id, &form, &FormErrors::default()),
+        views::agents::edit(&render.ctx, id, &form, &FieldErrors::default()),
     ))
 }
 
@@ -311,7 +312,7 @@ pub async fn update(
     // address or record results against a removed agent.
     let _turn = state.fleet.deploy_lock.lock().await;
     editable(&state, id).await?;
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let Some(agent) = check(&form, false, &mut errors) else {
         let kept = form.kept();
         return Ok(render.page_with_status(

@@ -27,10 +27,10 @@ use crate::db::audit::{self, Action, Event};
 use crate::db::changelog;
 use crate::db::users::User;
 use crate::db::vhosts::{Snapshot, Vhost};
+use crate::domain::FieldErrors;
 use crate::domain::vhost::Template;
 use crate::error::AppError;
 use crate::fleet::deploy::DeployError;
-use crate::views::forms::FormErrors;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -86,7 +86,7 @@ impl ApiError {
     }
 
     /// 422 with the reason for each field; the whole-form reason (key "") is the message.
-    fn invalid(errors: &FormErrors) -> Self {
+    fn invalid(errors: &FieldErrors) -> Self {
         let mut fields = Map::new();
         let mut message = None;
         for (field, why) in errors.iter() {

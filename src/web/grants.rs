@@ -6,9 +6,10 @@ use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::db::audit::{self, Action, Event};
 use crate::db::grants;
 use crate::db::users::{self, User};
+use crate::domain::FieldErrors;
 use crate::domain::vhost::Grant;
 use crate::error::{AppError, Result};
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -25,7 +26,7 @@ async fn show(
     render: &Render,
     id: i64,
     form: &GrantForm,
-    errors: &FormErrors,
+    errors: &FieldErrors,
     notice: Option<String>,
     status: StatusCode,
 ) -> Result<Response> {
@@ -55,7 +56,7 @@ pub async fn page(
         &render,
         id,
         &form,
-        &FormErrors::default(),
+        &FieldErrors::default(),
         None,
         StatusCode::OK,
     )
@@ -111,7 +112,7 @@ pub async fn add(
     Path(id): Path<i64>,
     Form(form): Form<GrantForm>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let Some(grant) = errors.check("pattern", Grant::parse(&form.pattern)) else {
         let refused = StatusCode::UNPROCESSABLE_ENTITY;
         return show(&state, &render, id, &form, &errors, None, refused).await;
@@ -177,7 +178,7 @@ pub async fn remove(
         &render,
         id,
         &blank,
-        &FormErrors::default(),
+        &FieldErrors::default(),
         Some(notice),
         StatusCode::OK,
     )

@@ -9,10 +9,10 @@
 
 use super::{AppState, CurrentUser, Form, Render};
 use crate::changes::ChangeError;
+use crate::domain::FieldErrors;
 use crate::error::{AppError, Result};
 use crate::fleet::deploy::DeployError;
 use crate::import::{self, Parsed, Plan, Target};
-use crate::views::forms::FormErrors;
 use crate::views::{self, import::ImportForm};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -48,7 +48,7 @@ async fn show(
     render: &Render,
     fields: &ImportFields,
     plan: Option<&Plan>,
-    errors: &FormErrors,
+    errors: &FieldErrors,
     status: StatusCode,
 ) -> Result<Response> {
     let agents = agent_choices(state).await?;
@@ -70,7 +70,7 @@ pub async fn form(State(state): State<AppState>, render: Render) -> Result<Respo
         &render,
         &ImportFields::default(),
         None,
-        &FormErrors::default(),
+        &FieldErrors::default(),
         StatusCode::OK,
     )
     .await
@@ -81,7 +81,7 @@ async fn read(
     state: &AppState,
     user: &crate::db::users::User,
     fields: &ImportFields,
-    errors: &mut FormErrors,
+    errors: &mut FieldErrors,
 ) -> Result<Option<(Parsed, Target)>> {
     if fields.caddyfile.trim().is_empty() {
         errors.add("caddyfile", "Paste a Caddyfile to import.");
@@ -132,7 +132,7 @@ pub async fn preview(
     render: Render,
     Form(fields): Form<ImportFields>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let Some((parsed, target)) = read(&state, &current.user, &fields, &mut errors).await? else {
         return show(
             &state,
@@ -166,7 +166,7 @@ pub async fn apply(
     render: Render,
     Form(fields): Form<ImportFields>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let refused = StatusCode::UNPROCESSABLE_ENTITY;
     let Some((parsed, target)) = read(&state, &current.user, &fields, &mut errors).await? else {
         return show(&state, &render, &fields, None, &errors, refused).await;

@@ -10,8 +10,9 @@ use crate::db::audit::{self, Action, Event};
 use crate::db::users::User;
 use crate::db::{backup_codes, login_devices, sessions, users};
 use crate::domain::Email;
+use crate::domain::FieldErrors;
 use crate::error::{AppError, Result};
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -58,7 +59,7 @@ pub async fn form(
         views::login::form(
             &render.ctx,
             &form,
-            &FormErrors::default(),
+            &FieldErrors::default(),
             state.setup.is_open(),
         ),
     ))
@@ -123,7 +124,7 @@ pub async fn submit(
 ) -> Result<Response> {
     form.next = safe_next(Some(&form.next));
     let email = form.email.trim().to_lowercase();
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let lookup = email.clone();
     let found = state
         .db
@@ -165,7 +166,7 @@ pub async fn submit(
     })
     .await?;
 
-    let refuse = |errors: &mut FormErrors, message: &str| {
+    let refuse = |errors: &mut FieldErrors, message: &str| {
         errors.add("", message.to_string());
         render.page_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -369,7 +370,7 @@ pub async fn second_factor_form(session: TypedSession, render: Render) -> Result
     }
     Ok(render.page(
         "Two-factor authentication",
-        views::login::second_factor(&render.ctx, "", &FormErrors::default()),
+        views::login::second_factor(&render.ctx, "", &FieldErrors::default()),
     ))
 }
 
@@ -390,7 +391,7 @@ pub async fn second_factor_submit(
         session.clear().await?;
         return Ok(render.redirect("/login"));
     };
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let code = form.code.trim().to_string();
     let keys = limit_keys(&state, &client, &device, Some(uid), &uid.to_string()).await?;
     if let Err(secs) = state.totp_limiter.attempt(&keys) {

@@ -2,9 +2,10 @@
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::db::audit::{self, Action, Event};
+use crate::domain::FieldErrors;
 use crate::error::Result;
 use crate::tenancy::{self, Lists};
-use crate::views::{self, forms::FormErrors, settings::PolicyForm};
+use crate::views::{self, settings::PolicyForm};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -28,7 +29,7 @@ async fn show(
     state: &AppState,
     render: &Render,
     form: PolicyForm,
-    errors: FormErrors,
+    errors: FieldErrors,
     saved: bool,
     status: StatusCode,
 ) -> Result<Response> {
@@ -39,7 +40,7 @@ async fn show_with(
     state: &AppState,
     render: &Render,
     form: PolicyForm,
-    errors: FormErrors,
+    errors: FieldErrors,
     saved: bool,
     status: StatusCode,
     review: Option<Result<Vec<tenancy::Breach>, String>>,
@@ -83,7 +84,7 @@ pub async fn page(
 ) -> Result<Response> {
     let form = stored_form(&state).await?;
     let saved = q.saved.is_some();
-    let errors = FormErrors::default();
+    let errors = FieldErrors::default();
     show(&state, &render, form, errors, saved, StatusCode::OK).await
 }
 
@@ -92,7 +93,7 @@ pub async fn page(
 pub async fn review(State(state): State<AppState>, render: Render) -> Result<Response> {
     let review = tenancy::review(&state.db, &state.fleet, &state.config).await?;
     let form = stored_form(&state).await?;
-    let errors = FormErrors::default();
+    let errors = FieldErrors::default();
     show_with(
         &state,
         &render,
@@ -118,7 +119,7 @@ pub async fn save(
         unix_sockets: lines(&form.unix_sockets),
         from_settings: true,
     };
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     for (key, why) in lists.problems() {
         errors.add(key.field(), why);
     }

@@ -6,9 +6,10 @@ use super::{AppState, Form, Render};
 use crate::auth::{password, token};
 use crate::config::Config;
 use crate::db::{self, Db, audit, users};
+use crate::domain::FieldErrors;
 use crate::domain::{DisplayName, Email, Password, Role};
 use crate::error::{AppError, Result};
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -122,7 +123,7 @@ pub async fn form(
     };
     Ok(render.page(
         "Set up Gatehouse",
-        views::setup::form(&render.ctx, &form, &FormErrors::default()),
+        views::setup::form(&render.ctx, &form, &FieldErrors::default()),
     ))
 }
 
@@ -132,7 +133,7 @@ pub async fn submit(
     Form(form): Form<SetupForm>,
 ) -> Result<Response> {
     ensure_open(&state, &form.token).await?;
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let name = errors.check("name", DisplayName::parse(&form.name));
     let email = errors.check("email", Email::parse(&form.email));
     let new_password = errors.check("password", Password::parse(&form.password));

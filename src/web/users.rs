@@ -7,9 +7,10 @@ use crate::auth::{password, token};
 use crate::db::audit::{self, Action, Event};
 use crate::db::users::{self, NewUser, User};
 use crate::db::{DbError, sessions};
+use crate::domain::FieldErrors;
 use crate::domain::{DisplayName, Email, Password, Role};
 use crate::error::{AppError, Result};
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -44,7 +45,7 @@ async fn render_page(
     render: &Render,
     me: &CurrentUser,
     form: &NewUserForm,
-    errors: &FormErrors,
+    errors: &FieldErrors,
     outcome: &Outcome,
     status: StatusCode,
 ) -> Result<Response> {
@@ -77,7 +78,7 @@ pub async fn page(
         &render,
         &me,
         &form,
-        &FormErrors::default(),
+        &FieldErrors::default(),
         &Outcome::None,
         StatusCode::OK,
     )
@@ -91,7 +92,7 @@ pub async fn create(
     render: Render,
     Form(form): Form<NewUserForm>,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let name = errors.check("name", DisplayName::parse(&form.name));
     let email = errors.check("email", Email::parse(&form.email));
     let role = match form.role.parse::<Role>() {
@@ -182,7 +183,7 @@ pub async fn create(
         &render,
         &me,
         &blank,
-        &FormErrors::default(),
+        &FieldErrors::default(),
         &outcome,
         StatusCode::OK,
     )
@@ -313,7 +314,7 @@ async fn after(
         render,
         me,
         &form,
-        &FormErrors::default(),
+        &FieldErrors::default(),
         &Outcome::Done(message),
         StatusCode::OK,
     )

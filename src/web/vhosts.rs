@@ -6,6 +6,7 @@ use super::{AppState, CurrentUser, Form, Render};
 use crate::changes::{self, ChangeError};
 use crate::db::users::{self, User};
 use crate::db::vhosts::{self, Snapshot, Vhost};
+use crate::domain::FieldErrors;
 use crate::domain::caddyfile::{BodyPolicy, CaddyfileBody};
 use crate::domain::tenant::About;
 use crate::domain::vhost::{GenerateContext, SiteAddress, Template};
@@ -13,7 +14,7 @@ use crate::error::{AppError, Result};
 use crate::fleet::deploy::DeployError;
 use crate::site_config;
 use crate::tenancy::{self, Verdict};
-use crate::views::{self, forms::FormErrors};
+use crate::views;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -169,7 +170,7 @@ pub struct Editor {
     pub id: Option<i64>,
     pub template: Template,
     pub values: BTreeMap<String, String>,
-    pub errors: FormErrors,
+    pub errors: FieldErrors,
     pub admin: bool,
     pub owners: Vec<User>,
     /// Every agent, by id and name, to choose which serve this site.
@@ -252,7 +253,7 @@ async fn judge(
     state: &AppState,
     user: &User,
     checked: &Checked,
-    errors: &mut FormErrors,
+    errors: &mut FieldErrors,
 ) -> Result<()> {
     if user.is_admin() {
         return Ok(());
@@ -314,7 +315,7 @@ async fn check(
     state: &AppState,
     user: &User,
     values: &BTreeMap<String, String>,
-    errors: &mut FormErrors,
+    errors: &mut FieldErrors,
 ) -> Result<Option<Checked>> {
     let admin = user.is_admin();
     let known = state
@@ -341,7 +342,7 @@ fn check_against(
     user: &User,
     values: &BTreeMap<String, String>,
     known: &Known,
-    errors: &mut FormErrors,
+    errors: &mut FieldErrors,
 ) -> Option<Checked> {
     let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
     let admin = user.is_admin();
@@ -475,9 +476,9 @@ async fn show_editor(
     id: Option<i64>,
     values: BTreeMap<String, String>,
     status: StatusCode,
-    extra: FormErrors,
+    extra: FieldErrors,
 ) -> Result<Response> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let preview = match check(state, user, &values, &mut errors).await? {
         Some(checked) => Preview::Block(checked.block, None),
         None => Preview::Invalid,
@@ -493,7 +494,7 @@ async fn show_editor(
     // A fresh form does not greet anyone with errors; they show once something is typed.
     if status == StatusCode::OK && id.is_none() && values.get("domain").is_none_or(|d| d.is_empty())
     {
-        errors = FormErrors::default();
+        errors = FieldErrors::default();
     }
     let editor = Editor {
         id,
@@ -544,7 +545,7 @@ pub async fn new_form(
         None,
         values,
         StatusCode::OK,
-        FormErrors::default(),
+        FieldErrors::default(),
     )
     .await
 }
@@ -569,7 +570,7 @@ pub async fn fields(
         views::vhosts::template_fields(
             template,
             &values,
-            &FormErrors::default(),
+            &FieldErrors::default(),
             current.user.is_admin(),
         ),
     ))
@@ -583,7 +584,7 @@ pub async fn preview(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
     let values = values_of(fields);
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let preview = match check(&state, &current.user, &values, &mut errors).await? {
         Some(checked) => {
             // The name's claim too (the edit form says which site it is; only one this
@@ -637,7 +638,7 @@ pub fn rejection(agent: &str, error: &str) -> String {
     format!("Caddy on {agent} refused this configuration, so nothing was changed: {error}")
 }
 
-fn change_error(e: DeployError, errors: &mut FormErrors) -> Result<(), AppError> {
+fn change_error(e: DeployError, errors: &mut FieldErrors) -> Result<(), AppError> {
     let e = match e {
         DeployError::Rejected { agent, error } => {
             errors.add("", rejection(&agent, &error));
@@ -673,7 +674,7 @@ pub async fn create(
 pub(super) enum SaveError {
     /// The values break the rules, or the change was refused (a taken domain): the reasons
     /// by field.
-    Invalid(FormErrors),
+    Invalid(FieldErrors),
     /// A Caddy refused the resulting configuration; nothing changed anywhere.
     Rejected { agent: String, error: String },
 }
@@ -686,7 +687,7 @@ pub(super) async fn save_values(
     id: Option<i64>,
     values: &BTreeMap<String, String>,
 ) -> Result<Result<Vhost, SaveError>> {
-    let mut errors = FormErrors::default();
+    let mut errors = FieldErrors::default();
     let Some(checked) = check(state, user, values, &mut errors).await? else {
         return Ok(Err(SaveError::Invalid(errors)));
     };
@@ -740,7 +741,7 @@ async fn precheck(
     claim: &crate::claims::Claim,
     id: Option<i64>,
     snapshot: &Snapshot,
-    errors: &mut FormErrors,
+    errors: &mut FieldErrors,
 ) -> Result<bool> {
     let (claim, snapshot) = (claim.clone(), snapshot.clone());
     let refusal = state
@@ -770,7 +771,7 @@ async fn save(
         }
         Err(SaveError::Invalid(errors)) => errors,
         Err(SaveError::Rejected { agent, error }) => {
-            let mut errors = FormErrors::default();
+            let mut errors = FieldErrors::default();
             errors.add("", rejection(&agent, &error));
             errors
         }
@@ -815,7 +816,7 @@ pub async fn edit_form(
         Some(v.id),
         stored_values(&v),
         StatusCode::OK,
-        FormErrors::default(),
+        FieldErrors::default(),
     )
     .await
 }
