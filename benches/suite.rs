@@ -312,7 +312,7 @@ async fn agent_render(hub: &Hub, first_enabled: bool) -> String {
         .unwrap();
     let first = all.iter_mut().min_by_key(|v| v.id).unwrap();
     first.enabled = first_enabled;
-    gatehouse::site_config::for_agent(&config.caddy, &agent, &all).0
+    gatehouse::fleet::site_config::for_agent(&config.caddy, &agent, &all).0
 }
 
 /// Every agent's Caddyfile (in agent order, `edge-0` first) with site 1 on or off.
@@ -332,7 +332,7 @@ async fn agent_renders(hub: &Hub, first_enabled: bool) -> Vec<String> {
     let first = all.iter_mut().min_by_key(|v| v.id).unwrap();
     first.enabled = first_enabled;
     list.iter()
-        .map(|a| gatehouse::site_config::for_agent(&config.caddy, a, &all).0)
+        .map(|a| gatehouse::fleet::site_config::for_agent(&config.caddy, a, &all).0)
         .collect()
 }
 
@@ -496,7 +496,7 @@ async fn access_logging(rows: &mut Vec<Row>) {
             updated_at: 0,
         })
         .collect();
-    let logged = gatehouse::site_config::whole(&config, &sites).0;
+    let logged = gatehouse::fleet::site_config::whole(&config, &sites).0;
     let bodies: Vec<(String, CaddyfileBody)> = sites
         .iter()
         .map(|v| {
@@ -510,7 +510,7 @@ async fn access_logging(rows: &mut Vec<Row>) {
         .iter()
         .map(|(address, body)| SiteBlock { address, body })
         .collect();
-    let global = gatehouse::site_config::global_options(&config);
+    let global = gatehouse::fleet::site_config::global_options(&config);
     let unlogged = render(&global, &blocks, None);
     // What a `log` block per site costs, for the record (the form the renderer left behind).
     let log = AccessLog {

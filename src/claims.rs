@@ -10,7 +10,7 @@
 //! overlaps any user's site, and another ownerless site does not count (only admins see
 //! either's logs).
 
-use crate::changes::ChangeError;
+use crate::sites::changes::ChangeError;
 use crate::db::audit::{self, Action, Event, Origin};
 use crate::db::changelog::Author;
 use crate::db::users::{self, User};

@@ -7,7 +7,7 @@ use crate::db::agents::{self, Agent};
 use crate::db::users;
 use crate::db::vhosts::{self, Vhost};
 use crate::db::{DbError, now};
-use crate::site_config;
+use crate::fleet::site_config;
 use rusqlite::Connection;
 use serde::Serialize;
 

@@ -9,8 +9,6 @@ pub mod agent;
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.
 pub mod blocking;
-/// Vhost changes applied together with their changelog entries.
-pub mod changes;
 /// Who may put a site at which address: delegated names, user ports, no overlap of owners.
 pub mod claims;
 /// One module per subcommand, each with `run()`.
@@ -29,16 +27,15 @@ pub mod export;
 pub mod fleet;
 /// The accept loop the hub and the agent share: header-read timeout, connection cap, TLS.
 pub mod http_server;
-/// Caddyfile import: a whole Caddyfile planned as vhosts, then applied in one transaction.
-pub mod import;
 /// Handing freed memory back to the system after large, short-lived work.
 pub mod memory;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
 /// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.
 pub mod secrets;
-/// Stored vhosts and settings rendered as Caddyfile text.
-pub mod site_config;
+/// The site use cases (create, update, toggle, delete, revert, preview, import) for every
+/// front end, each checking ownership and policy and deploying; one flat error.
+pub mod sites;
 /// Logging set-up (tracing).
 pub mod telemetry;
 /// The tenant policy in force and the judgement of a `user`'s site by a real Caddy.

@@ -371,7 +371,7 @@ const ADAPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Agents asked before giving up, when the first ones cannot answer.
 const ADAPT_TRIES: usize = 3;
 
-/// Has an online agent's Caddy adapt `block` (one site, as [`crate::site_config::judged_block`]
+/// Has an online agent's Caddy adapt `block` (one site, as [`crate::fleet::site_config::judged_block`]
 /// writes it), or when none answers the hub's own `caddy` (`vhosts.caddy_binary`), and judges
 /// the result for `site_host`.
 pub async fn judge(
@@ -462,11 +462,11 @@ pub async fn review(
         };
         let (Ok(address), Some(body)) = (
             crate::domain::vhost::SiteAddress::parse(&site.domain),
-            crate::site_config::stored_body(&site.config),
+            crate::fleet::site_config::stored_body(&site.config),
         ) else {
             continue;
         };
-        let block = crate::site_config::judged_block(address.as_str(), &body);
+        let block = crate::fleet::site_config::judged_block(address.as_str(), &body);
         let why = match judge(db, fleet, config, &block, address.host()).await? {
             Verdict::Allowed => continue,
             Verdict::Refused(refusals) => refusals

@@ -10,7 +10,7 @@ use gatehouse::db::vhosts::Vhost;
 use gatehouse::domain::access_log::{ParsedLine, parse_line};
 use gatehouse::domain::caddyfile::{BodyPolicy, CaddyfileBody};
 use gatehouse::domain::vhost::{GenerateContext, SiteAddress, Template};
-use gatehouse::site_config;
+use gatehouse::fleet::site_config;
 use std::collections::BTreeMap;
 use std::process::Command;
 

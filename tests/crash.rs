@@ -427,7 +427,7 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
         db.run(move |c| {
             let agent = agents::list(c)?.remove(0);
             let all = vhosts::list(c, &Default::default())?;
-            Ok(gatehouse::site_config::for_agent(&caddy_settings, &agent, &all).1)
+            Ok(gatehouse::fleet::site_config::for_agent(&caddy_settings, &agent, &all).1)
         })
         .await
         .unwrap()

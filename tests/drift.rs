@@ -114,7 +114,7 @@ async fn rendered(app: &TestApp, id: i64) -> String {
         .run(move |c| {
             let agent = agents::find(c, id)?.expect("the agent exists");
             let all = vhosts::list(c, &vhosts::Filter::default())?;
-            Ok(gatehouse::site_config::for_agent(&caddy, &agent, &all).0)
+            Ok(gatehouse::fleet::site_config::for_agent(&caddy, &agent, &all).0)
         })
         .await
         .unwrap()

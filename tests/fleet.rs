@@ -8,7 +8,7 @@ use common::caddy::Caddy;
 use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
 use common::{TestApp, Visitor};
 use gatehouse::db::{agents, changelog, vhosts};
-use gatehouse::site_config;
+use gatehouse::fleet::site_config;
 use reqwest::StatusCode;
 
 fn location(page: &common::Page) -> &str {

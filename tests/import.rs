@@ -8,7 +8,7 @@ use common::caddy::{CADDY_BINARY, Caddy};
 use common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
 use common::{ADMIN_EMAIL, Page, TestApp};
 use gatehouse::db::{Db, changelog, vhosts};
-use gatehouse::import::{self, Action, Target};
+use gatehouse::sites::import::{self, Action, Target};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -206,7 +206,7 @@ fn no_body_accepted_for_a_user_makes_caddy_dial_outside_the_open_networks() {
             let Ok(parsed) = CaddyfileBody::parse(&text, &user) else {
                 return Ok(());
             };
-            let block = gatehouse::site_config::judged_block("a.example.com", &parsed);
+            let block = gatehouse::fleet::site_config::judged_block("a.example.com", &parsed);
             let adapted: Value = runtime.block_on(async {
                 let response = http
                     .post(format!("{}/adapt", caddy.admin_url()))

@@ -9,7 +9,7 @@
 use crate::config::Config;
 use crate::db::changelog::Author;
 use crate::db::{DbError, agents, users};
-use crate::import::{self, Action, Applied, NoteKind, Plan, Target};
+use crate::sites::import::{self, Action, Applied, NoteKind, Plan, Target};
 use anyhow::{Context, anyhow, bail};
 use std::path::PathBuf;
 
@@ -113,7 +113,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
                     tx.commit()?;
                     Ok(Ok((plan, Some(applied))))
                 }
-                Err(crate::changes::ChangeError::Db(e)) => Err(e),
+                Err(crate::sites::changes::ChangeError::Db(e)) => Err(e),
                 Err(e) => Ok(Err(format!("nothing was imported: {e}"))),
             }
         })

@@ -10,23 +10,42 @@
 
 use super::Fleet;
 use super::client::{self, Push};
-use crate::changes::{ChangeError, apply};
+use super::site_config;
 use crate::config::CaddyConfig;
 use crate::db::agents::{self, Agent};
 use crate::db::changelog::Author;
 use crate::db::users::User;
 use crate::db::vhosts::{self, Vhost};
 use crate::db::{Db, DbError};
-use crate::site_config;
 use rusqlite::Connection;
 
-/// Why a change did not go through.
+/// Why a change did not go through. `E` is the change's own refusal.
 #[derive(Debug)]
-pub enum DeployError {
+pub enum DeployError<E> {
     /// The change itself was refused (taken domain, gone, …).
-    Refused(ChangeError),
+    Refused(E),
     /// A Caddy rejected the new config: nothing changed anywhere.
     Rejected { agent: String, error: String },
+    /// The database failed around the change.
+    Db(DbError),
+}
+
+impl<E> From<DbError> for DeployError<E> {
+    fn from(e: DbError) -> Self {
+        DeployError::Db(e)
+    }
+}
+
+/// A change as the pipeline runs it: twice (a dry run, then for real), each time inside a
+/// transaction it does not open itself.
+pub trait Change<T, E>:
+    Fn(&Connection, &Author<'_>) -> Result<T, E> + Clone + Send + Sync + 'static
+{
+}
+
+impl<T, E, F> Change<T, E> for F where
+    F: Fn(&Connection, &Author<'_>) -> Result<T, E> + Clone + Send + Sync + 'static
+{
 }
 
 /// What one agent gets from a deploy.
@@ -40,25 +59,27 @@ fn all_vhosts(c: &Connection) -> Result<Vec<Vhost>, DbError> {
     vhosts::list(c, &vhosts::Filter::default())
 }
 
-/// Runs `change` through the whole pipeline on behalf of `user`.
-pub async fn deploy<T, F>(
+/// Runs `change` through the whole pipeline on behalf of `user`, under the fleet's deploy
+/// lock.
+async fn deploy<T, E, F>(
     db: &Db,
     fleet: &Fleet,
     caddy: &CaddyConfig,
     user: &User,
     change: F,
-) -> Result<Result<T, DeployError>, DbError>
+) -> Result<T, DeployError<E>>
 where
-    F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
+    F: Change<T, E>,
     T: Send + 'static,
+    E: Send + 'static,
 {
     let started = std::time::Instant::now();
     let result = run_deploy(db, fleet, caddy, user, change).await;
     let outcome = match &result {
-        Ok(Ok(_)) => "applied",
-        Ok(Err(DeployError::Refused(_))) => "refused",
-        Ok(Err(DeployError::Rejected { .. })) => "rejected",
-        Err(_) => "failed",
+        Ok(_) => "applied",
+        Err(DeployError::Refused(_)) => "refused",
+        Err(DeployError::Rejected { .. }) => "rejected",
+        Err(DeployError::Db(_)) => "failed",
     };
     let stats = &fleet.stats;
     stats
@@ -73,16 +94,17 @@ where
     result
 }
 
-async fn run_deploy<T, F>(
+async fn run_deploy<T, E, F>(
     db: &Db,
     fleet: &Fleet,
     caddy: &CaddyConfig,
     user: &User,
     change: F,
-) -> Result<Result<T, DeployError>, DbError>
+) -> Result<T, DeployError<E>>
 where
-    F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
+    F: Change<T, E>,
     T: Send + 'static,
+    E: Send + 'static,
 {
     let _turn = fleet.deploy_lock.lock().await;
 
@@ -119,10 +141,7 @@ where
             Ok(Ok((steps, before)))
         })
         .await?;
-    let (steps, before_vhosts) = match plan {
-        Ok(plan) => plan,
-        Err(e) => return Ok(Err(DeployError::Refused(e))),
-    };
+    let (steps, before_vhosts) = plan.map_err(DeployError::Refused)?;
     let before = &before_vhosts;
 
     // 2. Push where the agent does not already run the new config. An agent never heard
@@ -159,16 +178,15 @@ where
         let restored = futures::future::join_all(restores).await;
         record(db, restored).await?;
         tracing::warn!(agent = %step.agent.name, "Caddy rejected the change; nothing was changed");
-        return Ok(Err(DeployError::Rejected {
+        return Err(DeployError::Rejected {
             agent: step.agent.name.clone(),
             error,
-        }));
+        });
     }
 
     // 4. Commit the change for real. The lock guarantees it renders as it did in the dry run.
-    let result = match apply(db, user, change).await {
-        Ok(result) => result,
-        Err(e) => {
+    let result = match commit(db, user, change).await {
+        Err(DeployError::Db(e)) => {
             // The agents took a change the database could not keep: give them back the
             // state the database still has.
             let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
@@ -181,8 +199,9 @@ where
             });
             let restored = futures::future::join_all(restores).await;
             let _ = record(db, restored).await;
-            return Err(e);
+            return Err(DeployError::Db(e));
         }
+        result => result,
     };
     let pushed = steps
         .iter()
@@ -190,26 +209,58 @@ where
         .filter_map(|(s, o)| o.map(|o| (s.agent.id, o)))
         .collect::<Vec<_>>();
     record(db, pushed).await?;
-    Ok(result.map_err(DeployError::Refused))
+    result
 }
 
-/// Runs [`deploy`] in a task of its own: if the request that asked for it times out or its
-/// browser goes away, the deploy still finishes (pushes and commit, or restore) instead of
-/// stopping between the two.
-pub async fn deploy_detached<T, F>(
+/// Runs one change for `user` in an IMMEDIATE transaction (so concurrent changes queue
+/// rather than interleave) and commits it only when the change succeeds: the change's own
+/// refusal, or the database failing ([`DeployError::Db`], after which the agents must be
+/// given back what they ran).
+async fn commit<T, E, F>(db: &Db, user: &User, change: F) -> Result<T, DeployError<E>>
+where
+    F: FnOnce(&Connection, &Author<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let (user_id, email) = (user.id, user.email.clone());
+    db.run(move |c| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let result = change(
+            &tx,
+            &Author {
+                user_id,
+                email: &email,
+            },
+        );
+        if result.is_ok() {
+            tx.commit()?;
+        }
+        Ok(result)
+    })
+    .await?
+    .map_err(DeployError::Refused)
+}
+
+/// Runs `change` through the pipeline (see the module doc) in a task of its own: if the
+/// request that asked for it times out or its browser goes away, the deploy still finishes
+/// (pushes and commit, or restore) instead of stopping between the two.
+pub async fn deploy_detached<T, E, F>(
     db: Db,
     fleet: std::sync::Arc<Fleet>,
     caddy: CaddyConfig,
     user: User,
     change: F,
-) -> Result<Result<T, DeployError>, DbError>
+) -> Result<T, DeployError<E>>
 where
-    F: Fn(&Connection, &Author<'_>) -> Result<T, ChangeError> + Clone + Send + Sync + 'static,
+    F: Change<T, E>,
     T: Send + 'static,
+    E: Send + 'static,
 {
     let task = tokio::spawn(async move { deploy(&db, &fleet, &caddy, &user, change).await });
-    task.await
-        .map_err(|e| DbError::Blocking(crate::blocking::BlockingError::from(e)))?
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(DeployError::Db(DbError::Blocking(e.into()))),
+    }
 }
 
 /// Stores what each push did to its agent.

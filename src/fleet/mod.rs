@@ -1,11 +1,12 @@
-//! The hub's side of the agents: the HTTP client, the deploy pipeline that keeps every
-//! Caddy equal to the database or changes nothing, and the reconciler that catches up
-//! agents that were away.
+//! The hub's side of the agents: the HTTP client, the Caddyfile rendering, the deploy
+//! pipeline that keeps every Caddy equal to the database or changes nothing, and the
+//! reconciler that catches up agents that were away.
 
 pub mod client;
 pub mod deploy;
 pub mod logs;
 pub mod reconcile;
+pub mod site_config;
 pub mod tls;
 
 use crate::db::agents::Agent;
@@ -20,7 +21,8 @@ pub struct Fleet {
     http: reqwest::Client,
     /// Held for the whole of a deploy or a reconcile push: pushes never interleave, so what
     /// an agent runs is always some committed state of the database, in order.
-    pub deploy_lock: tokio::sync::Mutex<()>,
+    /// Taken through [`Fleet::between_deploys`] outside this module.
+    deploy_lock: tokio::sync::Mutex<()>,
     pub push_timeout: Duration,
     /// When each agent may next be retried after a failure, and the current backoff.
     backoff: Mutex<HashMap<i64, (Instant, Duration)>>,
@@ -106,6 +108,13 @@ impl Fleet {
         let client = trust.client()?;
         clients.insert(agent.id, (trust, client.clone()));
         Ok(client)
+    }
+
+    /// Waits until no deploy or reconcile push is under way and keeps the next one waiting
+    /// while the returned guard lives: for changes to the agents themselves, which must not
+    /// land between a deploy's dry run and its commit.
+    pub async fn between_deploys(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.deploy_lock.lock().await
     }
 
     /// Whether the reconciler should try `agent` now.

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::db::agents::{self, Agent, Report, RunningState};
 use crate::db::audit;
 use crate::db::{Db, DbError, vhosts};
-use crate::site_config;
+use super::site_config;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,9 +1,53 @@
 //! The changelog: who changed which site, when, with a line diff of its Caddyfile block.
 
 use super::{Ctx, csrf_field, timestamp};
-use crate::web::{ChangelogQuery, EntryView};
+use crate::db::changelog::Entry;
+use crate::db::vhosts::Snapshot;
+use crate::fleet::site_config;
 use maud::{Markup, html};
+use serde::Deserialize;
 use similar::{ChangeTag, TextDiff};
+
+/// The list's filters, as its query string has them.
+#[derive(Deserialize, Default, Clone)]
+pub struct ChangelogQuery {
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub user: String,
+}
+
+/// An entry with the site block before and after, for the diff.
+pub struct EntryView {
+    pub entry: Entry,
+    pub before: String,
+    pub after: String,
+}
+
+impl EntryView {
+    pub fn of(entry: Entry) -> Self {
+        let before = block_of(entry.old.as_ref());
+        let after = block_of(entry.new.as_ref());
+        EntryView {
+            entry,
+            before,
+            after,
+        }
+    }
+}
+
+fn block_of(s: Option<&Snapshot>) -> String {
+    let Some(s) = s else { return String::new() };
+    let Some(body) = site_config::stored_body(&s.config) else {
+        return s.config.clone();
+    };
+    let block = site_config::site_block(&s.domain, &body);
+    if s.enabled {
+        block
+    } else {
+        format!("# disabled: not served\n{block}")
+    }
+}
 
 pub fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -> Markup {
     html! {

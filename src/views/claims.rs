@@ -1,22 +1,12 @@
 //! How a refused claim on a name shows in the site form: the reason beside the domain field
-//! and, for an admin over another owner's site, the warning beside an "I understand, save it
-//! anyway" box (`allow_overlap`). The API reports the same two fields.
+//! (put there by [`crate::sites`]) and, for an admin over another owner's site, the warning
+//! beside an "I understand, save it anyway" box (`allow_overlap`). The API reports the same
+//! two fields.
 
-use crate::claims::Refusal;
 use crate::domain::FieldErrors;
+use crate::sites::ALLOW_OVERLAP;
 use maud::{Markup, html};
 use std::collections::BTreeMap;
-
-/// The form field of the admin's override.
-pub const ALLOW_OVERLAP: &str = "allow_overlap";
-
-/// Puts a refusal's reason and warning on their fields.
-pub fn form_errors(refusal: &Refusal, errors: &mut FieldErrors) {
-    errors.add("domain", refusal.reason.clone());
-    if let Some(warning) = &refusal.warning {
-        errors.add(ALLOW_OVERLAP, warning.clone());
-    }
-}
 
 /// The override box, for an admin, once an overlap was found (or the box was ticked, so a
 /// refusal for another reason keeps it as typed). Never shown to a `user`.

@@ -4,8 +4,20 @@
 use super::forms::form_alert;
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
-use crate::import::{Action, Applied, NoteKind, Plan};
+use crate::sites::import::{Action, Applied, NoteKind, Plan};
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// The import form as posted.
+#[derive(Deserialize, Default)]
+pub struct ImportFields {
+    #[serde(default)]
+    pub caddyfile: String,
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub fingerprint: String,
+}
 
 /// What the form holds: the text as pasted and the agent chosen ("" for every agent).
 pub struct ImportForm<'a> {

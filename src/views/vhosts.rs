@@ -1,16 +1,179 @@
 //! Sites: the list with its one-tap toggles, the editor with template fields, inline
-//! template docs and the live preview, and the generated Caddyfile.
+//! template docs and the live preview, and the generated Caddyfile. Also the site form's
+//! string encoding (a ticked box is `"on"`, agents are `agent_<id>` boxes under
+//! `serve_on=chosen`, nobody owns a site whose `owner_id` is [`NO_OWNER`]) and its
+//! translation to and from a [`SiteDraft`].
 
 use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
 use crate::db::users::User;
+use crate::db::vhosts::Vhost;
 use crate::domain::FieldErrors;
-use crate::domain::vhost::{FieldKind, Template};
+use crate::domain::vhost::{FieldKind, SiteAddress, Template};
 use crate::fleet::client::Validation;
-use crate::web::{CaddyCheck, Editor, ListQuery, Preview, RowView};
+use crate::sites::{ALLOW_OVERLAP, Agents, Owner, Search, SiteDraft};
 use maud::{Markup, PreEscaped, html};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
+
+/// The list's filters, as its query string has them.
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub q: String,
+    /// "", "on" or "off".
+    #[serde(default)]
+    pub status: String,
+    /// Owner id as text; "" for everyone (admins only).
+    #[serde(default)]
+    pub owner: String,
+}
+
+impl ListQuery {
+    pub fn search(&self) -> Search {
+        Search {
+            text: self.q.clone(),
+            enabled: match self.status.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            },
+            owner: self.owner.parse().ok(),
+        }
+    }
+}
+
+/// What a row of the list shows.
+pub struct RowView {
+    pub vhost: Vhost,
+    pub display: String,
+    pub template: String,
+    pub owner: Option<String>,
+}
+
+impl RowView {
+    /// The row of `v`; `owners` names its owner (empty for a `user`, who sees only theirs).
+    pub fn of(v: Vhost, owners: &[User]) -> Self {
+        // Stored domains are normalised; only punycode labels read differently when shown.
+        let display = if v.domain.contains("xn--") {
+            SiteAddress::parse(&v.domain)
+                .map(|a| a.display())
+                .unwrap_or_else(|_| v.domain.clone())
+        } else {
+            v.domain.clone()
+        };
+        let template =
+            Template::from_slug(&v.template).map_or(v.template.clone(), |t| t.label().to_string());
+        let owner = v
+            .owner_id
+            .and_then(|id| owners.iter().find(|u| u.id == id))
+            .map(|u| u.email.clone());
+        RowView {
+            vhost: v,
+            display,
+            template,
+            owner,
+        }
+    }
+}
+
+/// Everything the editor shows: the values as typed, the reasons, and the preview.
+pub struct Editor {
+    pub id: Option<i64>,
+    pub template: Template,
+    pub values: BTreeMap<String, String>,
+    pub errors: FieldErrors,
+    pub admin: bool,
+    pub owners: Vec<User>,
+    /// Every agent, by id and name, to choose which serve this site.
+    pub agents: Vec<(i64, String)>,
+    pub preview: Preview,
+}
+
+/// What the live preview says about the form as it stands.
+pub enum Preview {
+    /// The block, and what a real Caddy said of it (when an agent could be asked).
+    Block(String, Option<CaddyCheck>),
+    Invalid,
+}
+
+/// A real Caddy's opinion of the previewed site, through one agent's `/caddy/validate`.
+pub struct CaddyCheck {
+    pub agent: String,
+    pub outcome: Validation,
+}
+
+/// The no-owner choice of an admin's owner field (the API's `"owner_id": null`).
+pub const NO_OWNER: &str = "none";
+
+/// The site the form's values ask for, and what the form encoding itself cannot say (an
+/// admin's owner that is no user id). A `user`'s owner field counts for nothing.
+pub fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, FieldErrors) {
+    let mut errors = FieldErrors::default();
+    let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
+    let owner = match get("owner_id") {
+        _ if !admin => Owner::Me,
+        "" => Owner::Me,
+        NO_OWNER => Owner::Nobody,
+        id => id.parse().map(Owner::User).unwrap_or_else(|_| {
+            errors.add("owner_id", "Choose an owner.");
+            Owner::Me
+        }),
+    };
+    // Served by every agent unless the form picks some: checkboxes named agent_<id>.
+    let agents = if get("serve_on") == "chosen" {
+        Agents::Only(
+            values
+                .iter()
+                .filter(|(_, v)| v.as_str() == "on")
+                .filter_map(|(k, _)| k.strip_prefix("agent_")?.parse().ok())
+                .collect(),
+        )
+    } else {
+        Agents::All
+    };
+    let draft = SiteDraft {
+        address: get("domain").to_string(),
+        template: get("template").to_string(),
+        fields: values
+            .iter()
+            .filter(|(k, _)| crate::sites::is_template_field(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        enabled: values.contains_key("enabled"),
+        owner,
+        agents,
+        allow_overlap: values.contains_key(ALLOW_OVERLAP),
+    };
+    (draft, errors)
+}
+
+/// A draft in the form's encoding, to open the editor on it.
+pub fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
+    let mut values = draft.fields.clone();
+    values.insert("domain".into(), draft.address.clone());
+    values.insert("template".into(), draft.template.clone());
+    if draft.enabled {
+        values.insert("enabled".into(), "on".into());
+    }
+    let owner = match draft.owner {
+        Owner::User(id) => id.to_string(),
+        Owner::Nobody => NO_OWNER.to_string(),
+        Owner::Me => String::new(),
+    };
+    values.insert("owner_id".into(), owner);
+    if let Agents::Only(ids) = &draft.agents {
+        values.insert("serve_on".into(), "chosen".into());
+        for agent in ids {
+            values.insert(format!("agent_{agent}"), "on".into());
+        }
+    }
+    if draft.allow_overlap {
+        values.insert(ALLOW_OVERLAP.into(), "on".into());
+    }
+    values
+}
 
 pub fn list(ctx: &Ctx, admin: bool, rows: &[RowView], q: &ListQuery, owners: &[User]) -> Markup {
     html! {
@@ -70,7 +233,7 @@ pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
                 div .vhost-meta .muted {
                     span .vhost-template { (r.template) }
                     @if admin { @if let Some(owner) = &r.owner { " · " span .vhost-owner { (owner) } } }
-                    " · " a .vhost-logs href=(format!("/logs?vhost={}", crate::web::auth::urlencode(&v.domain))) { "Logs" }
+                    " · " a .vhost-logs href=(format!("/logs?{}", serde_urlencoded::to_string([("vhost", &v.domain)]).unwrap_or_default())) { "Logs" }
                     " · " a .vhost-changes href=(format!("/changelog?domain={}", v.domain)) { "History" }
                 }
                 @if let Some(error) = error { p .row-error role="alert" { (error) } }
@@ -130,7 +293,7 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                                 @for u in &e.owners {
                                     option value=(u.id) selected[value(&e.values, "owner_id") == u.id.to_string()] { (u.email) " (" (u.role) ")" }
                                 }
-                                option value=(crate::web::NO_OWNER) selected[value(&e.values, "owner_id") == crate::web::NO_OWNER] { "Nobody (admins only)" }
+                                option value=(NO_OWNER) selected[value(&e.values, "owner_id") == NO_OWNER] { "Nobody (admins only)" }
                             }
                             @if let Some(why) = owner_error { p .field-error #owner_id-error role="alert" { (why) } }
                         }

@@ -13,7 +13,7 @@ use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https}
 use crate::error::{AppError, Result};
 use crate::fleet::client::{self, Validation};
 use crate::fleet::reconcile::{self, Sync};
-use crate::site_config;
+use crate::fleet::site_config;
 use crate::views;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -310,7 +310,7 @@ pub async fn update(
 ) -> Result<Response> {
     // Not while a deploy is between its dry run and its commit: it would push to a stale
     // address or record results against a removed agent.
-    let _turn = state.fleet.deploy_lock.lock().await;
+    let _turn = state.fleet.between_deploys().await;
     editable(&state, id).await?;
     let mut errors = FieldErrors::default();
     let Some(agent) = check(&form, false, &mut errors) else {
@@ -356,7 +356,7 @@ pub async fn delete(
 ) -> Result<Response> {
     // Not while a deploy is between its dry run and its commit: it would push to a stale
     // address or record results against a removed agent.
-    let _turn = state.fleet.deploy_lock.lock().await;
+    let _turn = state.fleet.between_deploys().await;
     editable(&state, id).await?;
     state.db.run(move |c| agents::delete(c, id)).await?;
     Ok(render.redirect("/agents"))

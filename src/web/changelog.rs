@@ -2,53 +2,12 @@
 //! A `user` sees only the entries of vhosts they own or owned.
 
 use super::{AppState, CurrentUser, Render};
-use crate::changes::{self, ChangeError};
 use crate::db::changelog::{self, Entry};
 use crate::error::{AppError, Result};
-use crate::fleet::deploy::DeployError;
-use crate::site_config;
 use crate::views;
+use crate::views::changelog::{ChangelogQuery, EntryView};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use serde::Deserialize;
-
-#[derive(Deserialize, Default, Clone)]
-pub struct ChangelogQuery {
-    #[serde(default)]
-    pub domain: String,
-    #[serde(default)]
-    pub user: String,
-}
-
-/// An entry with the site block before and after, for the diff.
-pub struct EntryView {
-    pub entry: Entry,
-    pub before: String,
-    pub after: String,
-}
-
-fn block_of(s: Option<&crate::db::vhosts::Snapshot>) -> String {
-    let Some(s) = s else { return String::new() };
-    let Some(body) = site_config::stored_body(&s.config) else {
-        return s.config.clone();
-    };
-    let block = site_config::site_block(&s.domain, &body);
-    if s.enabled {
-        block
-    } else {
-        format!("# disabled: not served\n{block}")
-    }
-}
-
-fn view(entry: Entry) -> EntryView {
-    let before = block_of(entry.old.as_ref());
-    let after = block_of(entry.new.as_ref());
-    EntryView {
-        entry,
-        before,
-        after,
-    }
-}
 
 fn visible(current: &CurrentUser, e: &Entry) -> bool {
     let me = Some(current.user.id);
@@ -70,7 +29,7 @@ pub async fn list(
         limit: 100,
     };
     let entries = state.db.run(move |c| changelog::list(c, &filter)).await?;
-    let views: Vec<EntryView> = entries.into_iter().map(view).collect();
+    let views: Vec<EntryView> = entries.into_iter().map(EntryView::of).collect();
     Ok(render.page(
         "Changelog",
         views::changelog::list(&render.ctx, current.user.is_admin(), &views, &q),
@@ -91,7 +50,7 @@ pub async fn show(
     if !visible(&current, &entry) {
         return Err(AppError::NotFound);
     }
-    let v = view(entry);
+    let v = EntryView::of(entry);
     Ok(render.page(
         "Change",
         views::changelog::detail(&render.ctx, current.user.is_admin(), &v),
@@ -105,24 +64,6 @@ pub async fn revert(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let result = super::vhosts::deploy(&state, &current.user, move |tx, author| {
-        changes::revert(tx, author, id)
-    })
-    .await?;
-    match result {
-        Ok(_) => Ok(render.redirect("/changelog?reverted=1")),
-        Err(DeployError::Rejected { agent, error }) => {
-            Err(AppError::Conflict(super::vhosts::rejection(&agent, &error)))
-        }
-        Err(DeployError::Refused(ChangeError::NotFound)) => Err(AppError::NotFound),
-        Err(DeployError::Refused(ChangeError::DomainTaken)) => Err(AppError::Conflict(
-            "Another site now uses that domain, so this change cannot be reverted.".into(),
-        )),
-        Err(DeployError::Refused(ChangeError::Refused(why))) => Err(AppError::Conflict(why)),
-        Err(DeployError::Refused(ChangeError::Claim(r))) => Err(AppError::Conflict(format!(
-            "This change cannot be reverted: {}",
-            r.reason
-        ))),
-        Err(DeployError::Refused(ChangeError::Db(e))) => Err(e.into()),
-    }
+    state.sites().revert(&current.user, id).await?;
+    Ok(render.redirect("/changelog?reverted=1"))
 }

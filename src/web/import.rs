@@ -8,30 +8,17 @@
 //! leaves everything as it was.
 
 use super::{AppState, CurrentUser, Form, Render};
-use crate::changes::ChangeError;
 use crate::domain::FieldErrors;
 use crate::error::{AppError, Result};
-use crate::fleet::deploy::DeployError;
-use crate::import::{self, Parsed, Plan, Target};
-use crate::views::{self, import::ImportForm};
+use crate::sites::SiteError;
+use crate::sites::import::{self, Parsed, Plan, Target};
+use crate::views::{
+    self,
+    import::{ImportFields, ImportForm},
+};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-
-#[derive(Deserialize, Default)]
-pub struct ImportFields {
-    #[serde(default)]
-    caddyfile: String,
-    #[serde(default)]
-    agent: String,
-    #[serde(default)]
-    fingerprint: String,
-}
-
-/// Shown when a plan changed between preview and confirmation.
-const CHANGED: &str =
-    "The sites changed since this preview was made; check the new preview and confirm again.";
 
 async fn agent_choices(state: &AppState) -> Result<Vec<(i64, String)>> {
     Ok(state
@@ -144,10 +131,7 @@ pub async fn preview(
         )
         .await;
     };
-    let plan = state
-        .db
-        .run(move |c| import::plan(c, &parsed, &target))
-        .await?;
+    let plan = state.sites().import_plan(&parsed, target).await?;
     show(
         &state,
         &render,
@@ -171,43 +155,29 @@ pub async fn apply(
     let Some((parsed, target)) = read(&state, &current.user, &fields, &mut errors).await? else {
         return show(&state, &render, &fields, None, &errors, refused).await;
     };
-    let expected = fields.fingerprint.clone();
-    let planned = parsed.clone();
-    let result = super::vhosts::deploy(&state, &current.user, move |tx, author| {
-        let plan = import::plan(tx, &planned, &target)?;
-        if plan.fingerprint != expected {
-            return Err(ChangeError::Refused(CHANGED.into()));
+    let sites = state.sites();
+    let message = match sites
+        .import(&current.user, &parsed, target, &fields.fingerprint)
+        .await
+    {
+        Ok((applied, plan)) => {
+            return Ok(render.page("Imported", views::import::done(&applied, &plan)));
         }
-        let applied = import::apply(tx, author, &plan)?;
-        Ok((applied, plan))
-    })
-    .await?;
-    match result {
-        Ok((applied, plan)) => Ok(render.page("Imported", views::import::done(&applied, &plan))),
-        Err(e) => {
-            let message = match e {
-                DeployError::Rejected { agent, error } => super::vhosts::rejection(&agent, &error),
-                DeployError::Refused(ChangeError::Db(e)) => return Err(e.into()),
-                DeployError::Refused(ChangeError::Refused(why)) => why,
-                DeployError::Refused(e) => format!("Nothing was imported: {e}."),
-            };
-            errors.add("", message);
-            // The preview as things stand now, to confirm again or fix.
-            let plan = state
-                .db
-                .run(move |c| import::plan(c, &parsed, &target))
-                .await?;
-            show(
-                &state,
-                &render,
-                &fields,
-                Some(&plan),
-                &errors,
-                StatusCode::CONFLICT,
-            )
-            .await
-        }
-    }
+        Err(e @ (SiteError::Rejected { .. } | SiteError::Conflict(_))) => e.to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    errors.add("", message);
+    // The preview as things stand now, to confirm again or fix.
+    let plan = sites.import_plan(&parsed, target).await?;
+    show(
+        &state,
+        &render,
+        &fields,
+        Some(&plan),
+        &errors,
+        StatusCode::CONFLICT,
+    )
+    .await
 }
 
 /// A file download: `text` with the given type, never cached.

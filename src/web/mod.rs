@@ -30,7 +30,6 @@ pub use account::{AccountView, PasswordForm, TokenForm};
 pub use agents::{AgentForm, AgentState, AgentView};
 pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
-pub use changelog::{ChangelogQuery, EntryView};
 pub use extract::Form;
 pub use grants::GrantForm;
 pub use home::Dashboard;
@@ -38,7 +37,6 @@ pub use login::LoginForm;
 pub use logs::{LogQuery, ROW_CAP as LOG_ROW_CAP};
 pub use render::Render;
 pub use users::{NewUserForm, Outcome};
-pub use vhosts::{CaddyCheck, Editor, ListQuery, NO_OWNER, OwnedVhost, Preview, RowView};
 
 use crate::auth::ratelimit::Limiter;
 use crate::config::Config;
@@ -70,6 +68,13 @@ pub struct AppState {
     pub fleet: Arc<crate::fleet::Fleet>,
     pub log_hub: Arc<crate::fleet::logs::LogHub>,
     pub http_metrics: crate::metrics::HttpMetrics,
+}
+
+impl AppState {
+    /// The site use cases, over this state's database, fleet and settings.
+    pub fn sites(&self) -> crate::sites::Sites {
+        crate::sites::Sites::new(self.db.clone(), self.fleet.clone(), self.config.clone())
+    }
 }
 
 /// One row of the route table.

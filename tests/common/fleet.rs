@@ -231,7 +231,7 @@ pub async fn expected_hash(app: &TestApp, id: i64) -> String {
         .run(move |c| {
             let agent = gatehouse::db::agents::find(c, id)?.expect("the agent exists");
             let all = gatehouse::db::vhosts::list(c, &gatehouse::db::vhosts::Filter::default())?;
-            Ok(gatehouse::site_config::for_agent(&caddy, &agent, &all).1)
+            Ok(gatehouse::fleet::site_config::for_agent(&caddy, &agent, &all).1)
         })
         .await
         .unwrap()

@@ -1,10 +1,12 @@
 //! Caddyfile handling for Gatehouse: a tokenizer that mirrors Caddy's own lexer, a validator
-//! for untrusted site-block bodies, and a deterministic renderer for whole Caddyfiles.
+//! for untrusted site-block bodies, a deterministic renderer for whole Caddyfiles, and the
+//! reader of whole files to import.
 //!
-//! Self-contained (std only) so it can live anywhere in the crate tree; modules refer to each
-//! other through `super::` only.
+//! Self-contained (std only, plus serde's derive for the import reader's report) so it can
+//! live anywhere in the crate tree; modules refer to each other through `super::` only.
 
 pub mod body;
+pub mod import;
 pub mod lexer;
 pub mod render;
 

@@ -1,13 +1,12 @@
 //! Every change to a vhost, applied together with its changelog entry in one transaction,
-//! so the history can never disagree with the data. Callers open the transaction; these
-//! functions take the connection it runs on. Creating, renaming or re-owning a site is
+//! so the history can never disagree with the data. The deploy pipeline opens the
+//! transaction; these functions take the connection it runs on. Creating, renaming or re-owning a site is
 //! judged by [`crate::claims`] in that same transaction (delegated names, ports, overlap).
 
 use crate::claims::{self, Claim};
 use crate::db::changelog::{self, Action, Author};
-use crate::db::users::User;
 use crate::db::vhosts::{self, Snapshot, Vhost, WriteError};
-use crate::db::{Db, DbError};
+use crate::db::DbError;
 use rusqlite::Connection;
 
 /// Why a change was not made.
@@ -40,32 +39,6 @@ impl From<rusqlite::Error> for ChangeError {
     fn from(e: rusqlite::Error) -> Self {
         ChangeError::Db(e.into())
     }
-}
-
-/// Runs one change for `user` in an IMMEDIATE transaction (so concurrent changes queue
-/// rather than interleave) and commits it only when the change succeeds. The outer error is
-/// the database failing; the inner one is the change being refused.
-pub async fn apply<T, F>(db: &Db, user: &User, change: F) -> Result<Result<T, ChangeError>, DbError>
-where
-    F: FnOnce(&Connection, &Author<'_>) -> Result<T, ChangeError> + Send + 'static,
-    T: Send + 'static,
-{
-    let (user_id, email) = (user.id, user.email.clone());
-    db.run(move |c| {
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let result = change(
-            &tx,
-            &Author {
-                user_id,
-                email: &email,
-            },
-        );
-        if result.is_ok() {
-            tx.commit()?;
-        }
-        Ok(result)
-    })
-    .await
 }
 
 /// Refuses a change to site `id` unless `only` (a `user`'s id; None for an admin, who may
@@ -603,7 +576,7 @@ mod tests {
     }
 
     /// Two owners race for overlapping names on two connections, each in an IMMEDIATE
-    /// transaction as [`apply`] opens them: the check runs inside the transaction, so the
+    /// transaction as the deploy pipeline opens them: the check runs inside the transaction, so the
     /// second sees the first's site and exactly one of them wins.
     #[test]
     fn racing_claims_on_overlapping_names_let_exactly_one_through() {

@@ -1,5 +1,7 @@
-//! Turns stored vhosts and the `[caddy]` settings into Caddyfile text: a single site block
-//! for the live preview and the changelog diff, or the whole file an agent's Caddy loads.
+//! Turns sites and the `[caddy]` settings into Caddyfile text: a single site block for the
+//! live preview and the changelog diff, or the whole file an agent's Caddy loads. It reads
+//! sites as [`Site`]s (an address, a stored body, and who serves it), so a site that is not
+//! stored yet, like the one being previewed, needs no database row.
 
 use crate::config::{CADDY_DEFAULT_ADMIN, CaddyConfig};
 use crate::db::agents::Agent;
@@ -52,6 +54,49 @@ pub fn stored_body(config: &str) -> Option<CaddyfileBody> {
     CaddyfileBody::parse_stored(config, &BodyPolicy::admin()).ok()
 }
 
+/// One site as the Caddyfile holds it: its address, its stored body, whether it is served,
+/// and by which agents (None: by every agent).
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    pub domain: &'a str,
+    pub config: &'a str,
+    pub enabled: bool,
+    pub agents: Option<&'a [i64]>,
+}
+
+impl<'a> Site<'a> {
+    /// A site served by every agent, as a preview asks a Caddy about it.
+    pub fn everywhere(domain: &'a str, config: &'a str) -> Self {
+        Self {
+            domain,
+            config,
+            enabled: true,
+            agents: None,
+        }
+    }
+
+    fn served_by(&self, agent: i64) -> bool {
+        self.agents.is_none_or(|ids| ids.contains(&agent))
+    }
+}
+
+impl<'a> From<&'a Vhost> for Site<'a> {
+    fn from(v: &'a Vhost) -> Self {
+        Self {
+            domain: &v.domain,
+            config: &v.config,
+            enabled: v.enabled,
+            agents: (!v.all_agents).then_some(v.agent_ids.as_slice()),
+        }
+    }
+}
+
+impl<'a> From<&'a Site<'a>> for Site<'a> {
+    fn from(s: &'a Site<'a>) -> Self {
+        *s
+    }
+}
+
 /// Where one agent's Caddy listens for its admin API and writes its access log, as the
 /// agent reported them; the configured defaults until it has.
 pub struct Target<'a> {
@@ -59,41 +104,49 @@ pub struct Target<'a> {
     pub access_log: &'a str,
 }
 
-/// The Caddyfile agent `agent` must run: its enabled vhosts, with its own admin address and
-/// access log. Returns the text and its hash.
-pub fn for_agent(c: &CaddyConfig, agent: &Agent, vhosts: &[Vhost]) -> (String, String) {
+/// The Caddyfile agent `agent` must run: the enabled sites it serves, with its own admin
+/// address and access log. Returns the text and its hash.
+pub fn for_agent<'a, S: Into<Site<'a>>>(
+    c: &CaddyConfig,
+    agent: &Agent,
+    sites: impl IntoIterator<Item = S>,
+) -> (String, String) {
     let target = Target {
         admin: agent.caddy_admin.as_deref().unwrap_or(&c.admin),
         access_log: agent.access_log.as_deref().unwrap_or(&c.access_log),
     };
-    let mine: Vec<Vhost> = vhosts
-        .iter()
-        .filter(|v| v.served_by(agent.id))
-        .cloned()
+    let mine: Vec<Site<'a>> = sites
+        .into_iter()
+        .map(Into::into)
+        .filter(|s| s.served_by(agent.id))
         .collect();
     render_for(c, &target, &mine)
 }
 
-/// The whole Caddyfile for `vhosts` (only the enabled ones are served), and its hash.
-pub fn whole(c: &CaddyConfig, vhosts: &[Vhost]) -> (String, String) {
+/// The whole Caddyfile for `sites` (only the enabled ones are served), and its hash.
+pub fn whole<'a, S: Into<Site<'a>>>(
+    c: &CaddyConfig,
+    sites: impl IntoIterator<Item = S>,
+) -> (String, String) {
+    let sites: Vec<Site<'a>> = sites.into_iter().map(Into::into).collect();
     render_for(
         c,
         &Target {
             admin: &c.admin,
             access_log: &c.access_log,
         },
-        vhosts,
+        &sites,
     )
 }
 
-fn render_for(c: &CaddyConfig, target: &Target<'_>, vhosts: &[Vhost]) -> (String, String) {
-    let bodies: Vec<(String, CaddyfileBody)> = vhosts
+fn render_for(c: &CaddyConfig, target: &Target<'_>, sites: &[Site<'_>]) -> (String, String) {
+    let bodies: Vec<(&str, CaddyfileBody)> = sites
         .iter()
-        .filter(|v| v.enabled)
-        .filter_map(|v| match stored_body(&v.config) {
-            Some(body) => Some((v.domain.clone(), body)),
+        .filter(|s| s.enabled)
+        .filter_map(|s| match stored_body(s.config) {
+            Some(body) => Some((s.domain, body)),
             None => {
-                tracing::error!(domain = %v.domain, "stored site body no longer parses; left out");
+                tracing::error!(domain = %s.domain, "stored site body no longer parses; left out");
                 None
             }
         })

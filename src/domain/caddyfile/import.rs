@@ -1,36 +1,20 @@
-//! Caddyfile import: a whole Caddyfile read with the Caddyfile lexer, turned into a plan of
-//! vhosts to create, update or leave alone, and applied in one transaction with one
-//! changelog entry per vhost.
+//! The Caddyfile reader of the import: a whole Caddyfile read with the lexer, its site
+//! blocks turned into addresses and normalised bodies (snippets inlined), and every part that
+//! cannot become a site noted with its line. What becomes of the blocks in the database is
+//! planned elsewhere (`crate::sites::import`).
 //!
-//! Mapping rules (the README repeats them for people):
-//! - Each site block becomes one vhost per address: the data model has one domain per vhost
-//!   and no aliases, so `a.example, b.example { … }` becomes two vhosts with the same body
-//!   (Caddy serves both the same way; only their routes are split).
-//! - The block body becomes the vhost's raw config (template `raw`), validated like an
-//!   admin-written raw site: the structure must pass the body validator, any directive is
-//!   allowed (an import is admin-only, and admins may use every directive).
+//! Reading rules (the README repeats them for people):
 //! - Snippets `(name) { … }` are inlined where a site imports them, with `{args[N]}` /
 //!   `{args.N}` and whole-token `{args[:]}`-style ranges filled in. `import` of a file
 //!   cannot be followed (the file is on another machine) and is left out and reported.
-//! - The global options block goes nowhere in the database: `email`, `admin` and `log` are
-//!   reported as settings of the hub's config file; every other option is reported as not
-//!   mapped. Named routes and top-level imports are reported too. Nothing is dropped without
-//!   a note carrying its line number.
-//! - A block that cannot become a vhost (an address Gatehouse does not accept, a body the
-//!   validator refuses, a domain defined twice in the file, a new site over another owner's
-//!   site) is skipped with its reason; an existing domain is updated, or left alone when its
-//!   config is already identical.
+//! - The global options block is not a site: `email`, `admin` and `log` are reported as
+//!   settings of the hub's config file; every other option is reported as not mapped. Named
+//!   routes and top-level imports are reported too. Nothing is dropped without a note
+//!   carrying its line number.
+//! - A body is validated like an admin-written raw site: the structure must pass the body
+//!   validator, any directive is allowed.
 
-use crate::changes::{self, ChangeError};
-use crate::claims::{self, Claim};
-use crate::db::DbError;
-use crate::db::changelog::Author;
-use crate::db::vhosts::{self, Snapshot};
-use crate::domain::caddyfile::{
-    BodyPolicy, CaddyfileBody, LexOptions, Quote, Token, config_hash, encode_arg, tokenize_with,
-};
-use crate::domain::vhost::SiteAddress;
-use rusqlite::Connection;
+use super::{BodyPolicy, CaddyfileBody, LexOptions, Quote, Token, encode_arg, tokenize_with};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -83,12 +67,19 @@ pub struct Note {
 }
 
 /// A file that cannot be read as a Caddyfile at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileError {
     pub line: usize,
     pub message: String,
 }
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for FileError {}
 
 /// One site block as read from the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,82 +97,6 @@ pub struct Block {
 pub struct Parsed {
     pub blocks: Vec<Block>,
     pub notes: Vec<Note>,
-}
-
-/// Where the imported vhosts go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Target {
-    /// Owner of created vhosts (updates keep theirs).
-    pub owner_id: Option<i64>,
-    /// Served by this agent only; None: by every agent.
-    pub agent_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Create,
-    Update,
-    /// Already stored exactly so.
-    Unchanged,
-    /// Cannot be imported; `reason` says why.
-    Skip,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Unchanged => "unchanged",
-            Action::Skip => "skip",
-        }
-    }
-}
-
-/// What happens to one address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Item {
-    pub line: usize,
-    /// As written in the file.
-    pub address: String,
-    /// Canonical domain, when the address is acceptable.
-    pub domain: Option<String>,
-    pub action: Action,
-    /// Why it is skipped or left unchanged, or what to know about the update.
-    pub reason: Option<String>,
-    /// The other addresses of the same block, which become vhosts of their own.
-    pub same_block_as: Vec<String>,
-    /// The stored vhost an update or no-change refers to.
-    pub vhost_id: Option<i64>,
-    #[serde(skip)]
-    pub snapshot: Option<Snapshot>,
-}
-
-/// Everything an import would do; `fingerprint` changes whenever what it would write does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Plan {
-    pub items: Vec<Item>,
-    pub notes: Vec<Note>,
-    pub fingerprint: String,
-}
-
-impl Plan {
-    pub fn count(&self, action: Action) -> usize {
-        self.items.iter().filter(|i| i.action == action).count()
-    }
-
-    /// Whether applying would write anything.
-    pub fn writes(&self) -> bool {
-        self.count(Action::Create) + self.count(Action::Update) > 0
-    }
-}
-
-/// What an applied import did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Applied {
-    pub created: usize,
-    pub updated: usize,
 }
 
 /// Reads a whole Caddyfile. Only a file that cannot be tokenised or whose braces do not
@@ -751,11 +666,11 @@ impl<'a> Reader<'a> {
                 ));
             }
             out.push_line(&text, first.line);
-            if out.text.len() > crate::domain::caddyfile::body::MAX_BODY_BYTES {
+            if out.text.len() > super::body::MAX_BODY_BYTES {
                 return Err(format!(
                     "line {}: with its snippets inlined, this site's body grows past {} KiB",
                     first.line,
-                    crate::domain::caddyfile::body::MAX_BODY_BYTES / 1024
+                    super::body::MAX_BODY_BYTES / 1024
                 ));
             }
         }
@@ -827,174 +742,6 @@ fn fill_args(token: &Token, args: Option<&[String]>) -> Result<Vec<String>, Stri
     }
     out.push_str(rest);
     Ok(vec![out])
-}
-
-fn raw_snapshot(body: &str, base: Snapshot) -> Snapshot {
-    let params = serde_json::json!({ "config": body.trim_end() }).to_string();
-    Snapshot {
-        template: "raw".into(),
-        params,
-        config: body.to_string(),
-        ..base
-    }
-}
-
-/// Decides, against the database as it is, what importing `parsed` would do.
-pub fn plan(conn: &Connection, parsed: &Parsed, target: &Target) -> Result<Plan, DbError> {
-    let mut items = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for block in &parsed.blocks {
-        for address in &block.addresses {
-            let mut item = Item {
-                line: block.line,
-                address: address.clone(),
-                domain: None,
-                action: Action::Skip,
-                reason: None,
-                same_block_as: block
-                    .addresses
-                    .iter()
-                    .filter(|a| *a != address)
-                    .cloned()
-                    .collect(),
-                vhost_id: None,
-                snapshot: None,
-            };
-            let site = if address.starts_with(':') {
-                Err(format!(
-                    "address: {address} has no host name; a site in Gatehouse needs a domain \
-                     or an IP address (e.g. localhost{address})"
-                ))
-            } else if address.contains("{$") {
-                Err(
-                    "an environment placeholder in a site address cannot be stored; write the \
-                     address itself"
-                        .to_string(),
-                )
-            } else {
-                SiteAddress::parse(address).map_err(|e| format!("address: {}", e.0))
-            };
-            match (site, &block.body) {
-                (Err(why), _) => item.reason = Some(why),
-                (Ok(_), Err(why)) => item.reason = Some(why.clone()),
-                (Ok(site), Ok(body)) => {
-                    let domain = site.as_str().to_string();
-                    item.domain = Some(domain.clone());
-                    if let Some(first) = seen.get(&domain) {
-                        item.reason = Some(format!(
-                            "{domain} is already defined at line {first}; Caddy itself refuses \
-                             a file that defines a site twice"
-                        ));
-                    } else {
-                        seen.insert(domain.clone(), block.line);
-                        plan_site(conn, &mut item, domain, body, target)?;
-                    }
-                }
-            }
-            items.push(item);
-        }
-    }
-    let mut summary = String::new();
-    for i in &items {
-        if let Some(s) = &i.snapshot {
-            summary.push_str(&format!(
-                "{}\t{}\t{:?}\t{}\t{:?}\t{:?}\t{}\n",
-                i.action.as_str(),
-                s.domain,
-                i.vhost_id,
-                s.all_agents,
-                s.agent_ids,
-                s.owner_id.unwrap_or(0),
-                s.config
-            ));
-        }
-    }
-    Ok(Plan {
-        items,
-        notes: parsed.notes.clone(),
-        fingerprint: config_hash(&summary),
-    })
-}
-
-fn plan_site(
-    conn: &Connection,
-    item: &mut Item,
-    domain: String,
-    body: &str,
-    target: &Target,
-) -> Result<(), DbError> {
-    match vhosts::find_by_domain(conn, &domain)? {
-        None => {
-            // A new site over another owner's is skipped, never created by surprise.
-            if let Ok(site) = SiteAddress::parse(&domain) {
-                let conflicts = claims::overlapping(conn, &site, target.owner_id, None)?;
-                if !conflicts.is_empty() {
-                    item.reason = Some(format!(
-                        "it overlaps {}; create it on the site form to override",
-                        claims::describe(conn, &conflicts)?
-                    ));
-                    return Ok(());
-                }
-            }
-            item.action = Action::Create;
-            item.snapshot = Some(raw_snapshot(
-                body,
-                Snapshot {
-                    domain,
-                    template: String::new(),
-                    params: String::new(),
-                    config: String::new(),
-                    enabled: true,
-                    owner_id: target.owner_id,
-                    all_agents: target.agent_id.is_none(),
-                    agent_ids: target.agent_id.into_iter().collect(),
-                },
-            ));
-        }
-        Some(v) => {
-            item.vhost_id = Some(v.id);
-            if v.config == body {
-                item.action = Action::Unchanged;
-                item.reason = Some("identical to the stored site".into());
-                return Ok(());
-            }
-            item.action = Action::Update;
-            if let Some(agent) = target.agent_id
-                && (v.all_agents || v.agent_ids != [agent])
-            {
-                item.reason =
-                    Some("the agents that serve this existing site are kept as they are".into());
-            }
-            item.snapshot = Some(raw_snapshot(body, v.snapshot()));
-        }
-    }
-    Ok(())
-}
-
-/// Writes a plan: one changelog entry per created or updated vhost. Run it inside a
-/// transaction; any failure (a domain taken meanwhile, …) must roll all of it back.
-pub fn apply(conn: &Connection, author: &Author<'_>, plan: &Plan) -> Result<Applied, ChangeError> {
-    let mut done = Applied {
-        created: 0,
-        updated: 0,
-    };
-    for item in &plan.items {
-        let Some(snapshot) = &item.snapshot else {
-            continue;
-        };
-        match (item.action, item.vhost_id) {
-            (Action::Create, _) => {
-                changes::create(conn, author, snapshot, &Claim::ADMIN)?;
-                done.created += 1;
-            }
-            (Action::Update, Some(id)) => {
-                changes::update(conn, author, id, snapshot, &Claim::ADMIN)?;
-                done.updated += 1;
-            }
-            _ => {}
-        }
-    }
-    Ok(done)
 }
 
 #[cfg(test)]

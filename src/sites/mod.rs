@@ -1,0 +1,336 @@
+//! The site use cases, written once for every front end: create, update, toggle, delete,
+//! revert, preview and import. Each checks that the person may touch the site (a `user`
+//! only their own, checked again inside the change's transaction), judges a `user`'s site by
+//! the tenant policy, checks the claim on its name, and deploys through the fleet. Each
+//! returns one flat [`SiteError`]; the portal and the API map it once each.
+
+pub mod changes;
+mod draft;
+mod error;
+pub mod import;
+mod patch;
+
+pub use draft::{ALLOW_OVERLAP, Agents, CheckedSite, Known, Owner, SiteDraft, is_template_field};
+pub use error::{SiteError, rejection};
+pub use patch::{ShapeErrors, SitePatch};
+
+use crate::config::Config;
+use crate::db::changelog::Author;
+use crate::db::users::{self, User};
+use crate::db::vhosts::{self, Snapshot, Vhost};
+use crate::db::Db;
+use crate::domain::FieldErrors;
+use crate::domain::tenant::About;
+use crate::domain::vhost::Template;
+use crate::fleet::Fleet;
+use crate::fleet::client::Validation;
+use crate::fleet::deploy::{Change, DeployError, deploy_detached};
+use crate::fleet::site_config::{self, Site};
+use crate::tenancy::{self, Verdict};
+use changes::ChangeError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type Result<T, E = SiteError> = std::result::Result<T, E>;
+
+/// What the site use cases need: the database, the fleet to deploy to, and the settings.
+#[derive(Clone)]
+pub struct Sites {
+    db: Db,
+    fleet: Arc<Fleet>,
+    config: Arc<Config>,
+}
+
+/// Which sites a list shows; a `user` sees only their own whatever it says.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub text: String,
+    pub enabled: Option<bool>,
+    /// Only this owner's (admins only).
+    pub owner: Option<i64>,
+}
+
+/// The live preview of a draft that passed every check.
+pub struct Previewed {
+    /// Exactly the block the site would add to the Caddyfile.
+    pub block: String,
+    /// What a real Caddy said of it, and which agent's: None when none could be asked.
+    pub caddy: Option<(String, Validation)>,
+}
+
+impl Sites {
+    pub fn new(db: Db, fleet: Arc<Fleet>, config: Arc<Config>) -> Self {
+        Self { db, fleet, config }
+    }
+
+    /// The site `id` if `user` may see and change it; another user's site is not found.
+    pub async fn owned(&self, user: &User, id: i64) -> Result<Vhost> {
+        let vhost = self
+            .db
+            .run(move |c| vhosts::find(c, id))
+            .await?
+            .ok_or(SiteError::NotFound)?;
+        if !user.is_admin() && vhost.owner_id != Some(user.id) {
+            return Err(SiteError::NotFound);
+        }
+        Ok(vhost)
+    }
+
+    /// The sites `user` may see that match `search`.
+    pub async fn list(&self, user: &User, search: &Search) -> Result<Vec<Vhost>> {
+        let filter = vhosts::Filter {
+            owner_id: if user.is_admin() {
+                search.owner
+            } else {
+                Some(user.id)
+            },
+            enabled: search.enabled,
+            search: Some(search.text.trim().to_lowercase()).filter(|s| !s.is_empty()),
+        };
+        Ok(self.db.run(move |c| vhosts::list(c, &filter)).await?)
+    }
+
+    /// Checks `draft` as `user` would save it, against the agents and users that exist.
+    pub async fn check(&self, user: &User, draft: &SiteDraft) -> Result<CheckedSite> {
+        let admin = user.is_admin();
+        let known = self
+            .db
+            .run(move |c| {
+                Ok(Known {
+                    agents: crate::db::agents::list(c)?.iter().map(|a| a.id).collect(),
+                    users: if admin {
+                        users::list(c)?.iter().map(|u| u.id).collect()
+                    } else {
+                        Vec::new()
+                    },
+                })
+            })
+            .await?;
+        draft
+            .check(user, &known, &self.config.vhosts)
+            .map_err(SiteError::Invalid)
+    }
+
+    /// The live preview: the exact block `draft` would add and what a Caddy says of it, or
+    /// every reason it would be refused (the claim on its name, the tenant policy). `editing`
+    /// is the site the draft would replace; only one `user` may change counts.
+    pub async fn preview(
+        &self,
+        user: &User,
+        draft: &SiteDraft,
+        editing: Option<i64>,
+    ) -> Result<Previewed> {
+        let checked = self.check(user, draft).await?;
+        let id = match editing {
+            Some(id) => Some(self.owned(user, id).await?.id),
+            None => None,
+        };
+        self.vet(user, &checked, id).await?;
+        let caddy = self.caddy_check(&checked.snapshot).await?;
+        Ok(Previewed {
+            block: checked.block,
+            caddy,
+        })
+    }
+
+    /// Creates a site from `draft` for `user`, through the whole deploy pipeline.
+    pub async fn create(&self, user: &User, draft: &SiteDraft) -> Result<Vhost> {
+        let checked = self.check(user, draft).await?;
+        self.vet(user, &checked, None).await?;
+        let CheckedSite {
+            snapshot, claim, ..
+        } = checked;
+        self.deploy(user, move |tx, author| {
+            changes::create(tx, author, &snapshot, &claim)
+        })
+        .await
+        .map_err(|e| SiteError::of_deploy(e, SiteError::of_change))
+    }
+
+    /// Replaces site `id` with `draft`, through the whole deploy pipeline.
+    pub async fn update(&self, user: &User, id: i64, draft: &SiteDraft) -> Result<Vhost> {
+        let id = self.owned(user, id).await?.id;
+        let checked = self.check(user, draft).await?;
+        self.vet(user, &checked, Some(id)).await?;
+        let CheckedSite {
+            snapshot, claim, ..
+        } = checked;
+        self.deploy_owned(user, id, move |tx, author, id| {
+            changes::update(tx, author, id, &snapshot, &claim)
+        })
+        .await
+        .map_err(|e| SiteError::of_deploy(e, SiteError::of_change))
+    }
+
+    /// Switches site `id` on or off, whichever it is not; the site as it now is.
+    pub async fn toggle(&self, user: &User, id: i64) -> Result<Vhost> {
+        let id = self.owned(user, id).await?.id;
+        self.deploy_owned(user, id, changes::toggle)
+            .await
+            .map_err(|e| SiteError::of_deploy(e, SiteError::of_refusal))
+    }
+
+    /// Deletes site `id`; what it was.
+    pub async fn delete(&self, user: &User, id: i64) -> Result<Snapshot> {
+        let id = self.owned(user, id).await?.id;
+        self.deploy_owned(user, id, changes::delete)
+            .await
+            .map_err(|e| SiteError::of_deploy(e, SiteError::of_refusal))
+    }
+
+    /// Puts a site back the way it was before changelog entry `entry` (admins), as a new
+    /// change; the site as it now is (None when undoing a create removed it).
+    pub async fn revert(&self, user: &User, entry: i64) -> Result<Option<Vhost>> {
+        self.deploy(user, move |tx, author| changes::revert(tx, author, entry))
+            .await
+            .map_err(|e| {
+                SiteError::of_deploy(e, |e| match e {
+                    ChangeError::DomainTaken => SiteError::Conflict(
+                        "Another site now uses that domain, so this change cannot be reverted."
+                            .into(),
+                    ),
+                    ChangeError::Claim(r) => SiteError::Conflict(format!(
+                        "This change cannot be reverted: {}",
+                        r.reason
+                    )),
+                    e => SiteError::of_refusal(e),
+                })
+            })
+    }
+
+    /// The site `id` as stored now, whoever owns it.
+    pub async fn find(&self, id: i64) -> Result<Option<Vhost>> {
+        Ok(self.db.run(move |c| vhosts::find(c, id)).await?)
+    }
+
+    /// What only the database and a Caddy can find about a checked site: a claim on a name
+    /// that is not the author's (beside the domain field, before anything slower runs; it
+    /// is judged for good inside the change's transaction), then what the site would make
+    /// Caddy do (a `user`'s only).
+    async fn vet(&self, user: &User, checked: &CheckedSite, id: Option<i64>) -> Result<()> {
+        let mut errors = FieldErrors::default();
+        let (claim, snapshot) = (checked.claim.clone(), checked.snapshot.clone());
+        let refusal = self
+            .db
+            .run(move |c| crate::claims::precheck(c, &claim, id, &snapshot))
+            .await?;
+        match &refusal {
+            Some(refusal) => draft::claim_errors(refusal, &mut errors),
+            None => self.judge(user, checked, &mut errors).await?,
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SiteError::Invalid(errors))
+        }
+    }
+
+    /// Judges a `user`'s site by what Caddy would run (see [`crate::tenancy`]); admins are
+    /// not judged. Every refusal is put beside the field it is about.
+    async fn judge(&self, user: &User, checked: &CheckedSite, errors: &mut FieldErrors) -> Result<()> {
+        if user.is_admin() {
+            return Ok(());
+        }
+        let verdict = tenancy::judge(
+            &self.db,
+            &self.fleet,
+            &self.config,
+            &checked.judged,
+            &checked.host,
+        )
+        .await?;
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Refused(refusals) => {
+                let mut by_field: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+                for r in refusals {
+                    by_field
+                        .entry(field_for(checked.template, r.about))
+                        .or_default()
+                        .push(r.message);
+                }
+                for (field, messages) in by_field {
+                    errors.add(field, messages.join(" "));
+                }
+            }
+            Verdict::Invalid(error) => errors.add(
+                field_for(checked.template, About::Site),
+                format!("Caddy refuses this site: {error}"),
+            ),
+            Verdict::Unavailable(why) => errors.add("", why),
+        }
+        Ok(())
+    }
+
+    /// Asks the first reachable agent's Caddy whether it accepts this site (with that
+    /// agent's global options). None when no agent can be asked.
+    async fn caddy_check(&self, snapshot: &Snapshot) -> Result<Option<(String, Validation)>> {
+        let agents = self.db.run(|c| crate::db::agents::list(c)).await?;
+        let Some(agent) = agents
+            .into_iter()
+            .find(|a| a.online && a.caddy_reachable && a.caddy_admin.is_some())
+        else {
+            return Ok(None);
+        };
+        let site = Site::everywhere(&snapshot.domain, &snapshot.config);
+        let (text, _) = site_config::for_agent(&self.config.caddy, &agent, [site]);
+        let timeout = std::time::Duration::from_secs(10);
+        let outcome = crate::fleet::client::validate(&self.fleet, &agent, &text, timeout).await;
+        Ok(Some((agent.name, outcome)))
+    }
+
+    /// Runs `change` through the deploy pipeline for `user`.
+    async fn deploy<T, F>(&self, user: &User, change: F) -> Result<T, DeployError<ChangeError>>
+    where
+        F: Change<T, ChangeError>,
+        T: Send + 'static,
+    {
+        deploy_detached(
+            self.db.clone(),
+            self.fleet.clone(),
+            self.config.caddy.clone(),
+            user.clone(),
+            change,
+        )
+        .await
+    }
+
+    /// Runs `change` on site `id` through the deploy pipeline, checking again inside the
+    /// change's transaction that `user` may still change that site (an admin may have given
+    /// it to someone else since the request was checked).
+    async fn deploy_owned<T, F>(
+        &self,
+        user: &User,
+        id: i64,
+        change: F,
+    ) -> Result<T, DeployError<ChangeError>>
+    where
+        F: Fn(&rusqlite::Connection, &Author<'_>, i64) -> Result<T, ChangeError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        T: Send + 'static,
+    {
+        // Whose sites `user` may change: only their own, or (an admin) any.
+        let only = (!user.is_admin()).then_some(user.id);
+        self.deploy(user, move |tx, author| {
+            changes::ensure_owned(tx, id, only)?;
+            change(tx, author, id)
+        })
+        .await
+    }
+}
+
+/// The field a refusal of the tenant policy belongs beside, in this template's form.
+fn field_for(template: Template, about: About) -> &'static str {
+    match (template, about) {
+        (Template::Raw, _) => "config",
+        (Template::ReverseProxy, About::Dial) => "upstream",
+        (Template::LoadBalancer, About::Dial) => "upstreams",
+        (Template::PhpFastcgi, About::Dial) => "php_upstream",
+        (Template::StaticFiles, About::Path) => "root",
+        (Template::PhpFastcgi, About::Path) => "php_root",
+        _ => "",
+    }
+}

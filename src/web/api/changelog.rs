@@ -1,0 +1,55 @@
+//! The changelog as JSON, newest first; a `user` sees the entries of sites they own or
+//! owned.
+
+use super::auth::ApiCaller;
+use super::errors::{ApiResult, json_response};
+use super::vhosts::snapshot_json;
+use crate::db::changelog;
+use crate::web::AppState;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize, Default)]
+pub struct ChangelogQuery {
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    user: String,
+    limit: Option<u32>,
+}
+
+/// The changelog, newest first; a `user` sees the entries of sites they own or owned.
+pub async fn changelog(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Query(q): Query<ChangelogQuery>,
+) -> ApiResult {
+    let filter = changelog::Filter {
+        visible_to: (!caller.user.is_admin()).then_some(caller.user.id),
+        domain: Some(q.domain.trim().to_lowercase()).filter(|s| !s.is_empty()),
+        user_email: Some(q.user.trim().to_string()).filter(|s| !s.is_empty()),
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let entries = state.db.run(move |c| changelog::list(c, &filter)).await?;
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "action": e.action,
+                "domain": e.domain,
+                "vhost_id": e.vhost_id,
+                "user_email": e.user_email,
+                "old": e.old.as_ref().map(snapshot_json),
+                "new": e.new.as_ref().map(snapshot_json),
+                "created_at": e.created_at,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "changelog": entries }),
+    ))
+}

@@ -1,0 +1,165 @@
+//! Sites over JSON: list, get, create, update, toggle and delete, each one of
+//! [`crate::sites`]'s use cases. A body is read as a [`SitePatch`]: over a new site's
+//! defaults to create one, over the stored site's draft to change it.
+
+use super::PREFIX;
+use super::auth::ApiCaller;
+use super::errors::{ApiError, ApiResult, json_response};
+use crate::db::vhosts::{Snapshot, Vhost};
+use crate::sites::{ShapeErrors, SiteDraft, SitePatch};
+use crate::views::vhosts::ListQuery;
+use crate::web::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// A site as the API shows it.
+#[derive(Serialize)]
+struct SiteJson {
+    id: i64,
+    /// As written to Caddy (punycode for international names).
+    domain: String,
+    template: String,
+    /// The template's values, as the form has them.
+    fields: BTreeMap<String, String>,
+    /// The generated site block body.
+    config: String,
+    enabled: bool,
+    owner_id: Option<i64>,
+    all_agents: bool,
+    agent_ids: Vec<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn site_json(v: Vhost) -> SiteJson {
+    SiteJson {
+        fields: serde_json::from_str(&v.params).unwrap_or_default(),
+        id: v.id,
+        domain: v.domain,
+        template: v.template,
+        config: v.config,
+        enabled: v.enabled,
+        owner_id: v.owner_id,
+        all_agents: v.all_agents,
+        agent_ids: v.agent_ids,
+        created_at: v.created_at,
+        updated_at: v.updated_at,
+    }
+}
+
+pub(super) fn snapshot_json(s: &Snapshot) -> Value {
+    let fields: BTreeMap<String, String> = serde_json::from_str(&s.params).unwrap_or_default();
+    json!({
+        "domain": s.domain,
+        "template": s.template,
+        "fields": fields,
+        "config": s.config,
+        "enabled": s.enabled,
+        "owner_id": s.owner_id,
+        "all_agents": s.all_agents,
+        "agent_ids": s.agent_ids,
+    })
+}
+
+fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "The body must be a JSON object, e.g. {\"domain\": \"app.example.com\", …}.",
+        )),
+    }
+}
+
+fn shape_errors(errors: ShapeErrors) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "Some values are not valid; see `fields`.",
+    )
+    .with(
+        "fields",
+        Value::Object(errors.into_iter().map(|(k, v)| (k, v.into())).collect()),
+    )
+}
+
+/// `draft` with `body` laid over it, or why some members cannot be taken at all.
+fn patched(body: &Bytes, caller: &ApiCaller, draft: SiteDraft) -> Result<SiteDraft, ApiError> {
+    let body = object(body)?;
+    let patch = SitePatch::from_json(&body, &caller.user, &draft).map_err(shape_errors)?;
+    Ok(patch.apply(draft))
+}
+
+pub async fn list_vhosts(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    let rows = state.sites().list(&caller.user, &q.search()).await?;
+    let sites: Vec<SiteJson> = rows.into_iter().map(site_json).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "vhosts": sites })))
+}
+
+pub async fn get_vhost(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let v = state.sites().owned(&caller.user, id).await?;
+    Ok(json_response(StatusCode::OK, &site_json(v)))
+}
+
+/// Creates a site. Fields not given take the defaults a new form shows; `enabled` is true
+/// unless sent as false; every agent serves it unless `agent_ids` chooses.
+pub async fn create_vhost(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    body: Bytes,
+) -> ApiResult {
+    let draft = patched(&body, &caller, SiteDraft::default())?;
+    let v = state.sites().create(&caller.user, &draft).await?;
+    let id = v.id;
+    let mut response = json_response(StatusCode::CREATED, &site_json(v));
+    if let Ok(at) = HeaderValue::from_str(&format!("{PREFIX}/vhosts/{id}")) {
+        response.headers_mut().insert(header::LOCATION, at);
+    }
+    Ok(response)
+}
+
+/// Changes a site: members given replace the stored values, the others stay as they are.
+pub async fn update_vhost(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> ApiResult {
+    let sites = state.sites();
+    let v = sites.owned(&caller.user, id).await?;
+    let draft = patched(&body, &caller, SiteDraft::of(&v))?;
+    let v = sites.update(&caller.user, v.id, &draft).await?;
+    Ok(json_response(StatusCode::OK, &site_json(v)))
+}
+
+/// Switches a site on or off (whichever it is not), as the portal's one-tap toggle.
+pub async fn toggle_vhost(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let now = state.sites().toggle(&caller.user, id).await?;
+    Ok(json_response(StatusCode::OK, &site_json(now)))
+}
+
+pub async fn delete_vhost(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    state.sites().delete(&caller.user, id).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+}
