@@ -10,13 +10,13 @@
 //! overlaps any user's site, and another ownerless site does not count (only admins see
 //! either's logs).
 
-use crate::sites::changes::ChangeError;
 use crate::db::audit::{self, Action, Event, Origin};
 use crate::db::changelog::Author;
 use crate::db::users::{self, User};
 use crate::db::vhosts::Snapshot;
 use crate::db::{DbError, grants};
 use crate::domain::vhost::{Grant, SiteAddress, overlap_needle, overlaps, port_allowed};
+use crate::sites::changes::ChangeError;
 use rusqlite::Connection;
 
 /// Who is making a change, and under which rules.

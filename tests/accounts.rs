@@ -464,8 +464,13 @@ async fn every_route_enforces_its_access_level() {
                 user_id: victim,
                 email: "victim@example.com",
             };
-            let v = gatehouse::sites::changes::create(c, &author, &site, &gatehouse::claims::Claim::ADMIN)
-                .unwrap();
+            let v = gatehouse::sites::changes::create(
+                c,
+                &author,
+                &site,
+                &gatehouse::claims::Claim::ADMIN,
+            )
+            .unwrap();
             let entry = gatehouse::db::changelog::list(c, &Default::default())?[0].id;
             Ok((v.id, entry))
         })

@@ -374,8 +374,13 @@ async fn every_api_route_enforces_its_token_scope_and_ownership() {
                 user_id: victim,
                 email: "victim@example.com",
             };
-            let v = gatehouse::sites::changes::create(c, &author, &site, &gatehouse::claims::Claim::ADMIN)
-                .unwrap();
+            let v = gatehouse::sites::changes::create(
+                c,
+                &author,
+                &site,
+                &gatehouse::claims::Claim::ADMIN,
+            )
+            .unwrap();
             Ok((tokens.0, tokens.1, tokens.2, v.id))
         })
         .await

@@ -9,11 +9,11 @@
 
 use super::Fleet;
 use super::client::{self, Push};
+use super::site_config;
 use crate::config::Config;
 use crate::db::agents::{self, Agent, Report, RunningState};
 use crate::db::audit;
 use crate::db::{Db, DbError, vhosts};
-use super::site_config;
 use std::sync::Arc;
 use std::time::Duration;
 

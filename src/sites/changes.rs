@@ -4,9 +4,9 @@
 //! judged by [`crate::claims`] in that same transaction (delegated names, ports, overlap).
 
 use crate::claims::{self, Claim};
+use crate::db::DbError;
 use crate::db::changelog::{self, Action, Author};
 use crate::db::vhosts::{self, Snapshot, Vhost, WriteError};
-use crate::db::DbError;
 use rusqlite::Connection;
 
 /// Why a change was not made.

@@ -101,7 +101,8 @@ impl SiteDraft {
         if let Some(t) = Template::from_slug(template) {
             for f in t.fields() {
                 if !f.default.is_empty() && !self.fields.contains_key(f.name) {
-                    self.fields.insert(f.name.to_string(), f.default.to_string());
+                    self.fields
+                        .insert(f.name.to_string(), f.default.to_string());
                 }
             }
         }
@@ -305,13 +306,26 @@ mod tests {
         let site = site.expect("valid");
         assert_eq!(site.snapshot.domain, "app.example.com");
         assert_eq!(site.snapshot.template, "reverse_proxy");
-        assert_eq!(site.snapshot.owner_id, Some(7), "the saver's own by default");
+        assert_eq!(
+            site.snapshot.owner_id,
+            Some(7),
+            "the saver's own by default"
+        );
         assert!(site.snapshot.all_agents && site.snapshot.agent_ids.is_empty());
-        assert!(site.block.starts_with("app.example.com {"), "{}", site.block);
+        assert!(
+            site.block.starts_with("app.example.com {"),
+            "{}",
+            site.block
+        );
         assert!(site.block.contains("reverse_proxy localhost:8080"));
         assert!(!site.judged.contains("log"), "{}", site.judged);
         assert_eq!(site.host, "app.example.com");
-        assert_eq!(site.claim, Claim::Admin { allow_overlap: false });
+        assert_eq!(
+            site.claim,
+            Claim::Admin {
+                allow_overlap: false
+            }
+        );
     }
 
     #[test]
@@ -354,7 +368,11 @@ mod tests {
             ..proxy("a.example.com")
         };
         let site = draft.check(&user(false), &known(), &rules()).unwrap();
-        assert_eq!(site.snapshot.owner_id, Some(7), "a user's owner choice counts for nothing");
+        assert_eq!(
+            site.snapshot.owner_id,
+            Some(7),
+            "a user's owner choice counts for nothing"
+        );
         assert!(matches!(site.claim, Claim::User { user_id: 7, .. }));
         let raw = SiteDraft {
             address: "a.example.com".into(),
@@ -375,14 +393,23 @@ mod tests {
             enabled: false,
             ..proxy("a.example.com")
         };
-        let s = draft.check(&user(true), &known(), &rules()).unwrap().snapshot;
-        assert_eq!((s.owner_id, s.all_agents, s.agent_ids), (Some(8), false, vec![2]));
+        let s = draft
+            .check(&user(true), &known(), &rules())
+            .unwrap()
+            .snapshot;
+        assert_eq!(
+            (s.owner_id, s.all_agents, s.agent_ids),
+            (Some(8), false, vec![2])
+        );
         assert!(!s.enabled);
         let nobody = SiteDraft {
             owner: Owner::Nobody,
             ..proxy("a.example.com")
         };
-        let s = nobody.check(&user(true), &known(), &rules()).unwrap().snapshot;
+        let s = nobody
+            .check(&user(true), &known(), &rules())
+            .unwrap()
+            .snapshot;
         assert_eq!(s.owner_id, None);
     }
 
@@ -393,7 +420,10 @@ mod tests {
             agents: Agents::Only(vec![2]),
             ..proxy("xn--bcher-kva.example")
         };
-        let s = draft.check(&user(true), &known(), &rules()).unwrap().snapshot;
+        let s = draft
+            .check(&user(true), &known(), &rules())
+            .unwrap()
+            .snapshot;
         let stored = Vhost {
             id: 3,
             domain: s.domain.clone(),
@@ -411,7 +441,10 @@ mod tests {
         assert_eq!(again.address, "bücher.example", "shown as people write it");
         assert_eq!(again.owner, Owner::User(8));
         assert_eq!(again.agents, Agents::Only(vec![2]));
-        let s2 = again.check(&user(true), &known(), &rules()).unwrap().snapshot;
+        let s2 = again
+            .check(&user(true), &known(), &rules())
+            .unwrap()
+            .snapshot;
         assert_eq!(s2, s);
     }
 }

@@ -38,7 +38,9 @@ impl SiteError {
     pub(super) fn of_change(e: ChangeError) -> Self {
         let mut errors = FieldErrors::default();
         match e {
-            ChangeError::DomainTaken => errors.add("domain", "Another site already uses this domain."),
+            ChangeError::DomainTaken => {
+                errors.add("domain", "Another site already uses this domain.")
+            }
             ChangeError::NotFound => return SiteError::NotFound,
             ChangeError::Refused(why) => return SiteError::Conflict(why),
             ChangeError::Claim(refusal) => super::draft::claim_errors(&refusal, &mut errors),

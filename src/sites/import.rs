@@ -14,8 +14,8 @@
 //!   config is already identical.
 
 pub use crate::domain::caddyfile::import::{
-    Block, FileError, MAX_EXPANDED_BYTES, MAX_EXPANSIONS, MAX_FILE_BYTES, Note, NoteKind,
-    Parsed, parse,
+    Block, FileError, MAX_EXPANDED_BYTES, MAX_EXPANSIONS, MAX_FILE_BYTES, Note, NoteKind, Parsed,
+    parse,
 };
 
 use super::changes::{self, ChangeError};
@@ -278,7 +278,6 @@ pub fn apply(conn: &Connection, author: &Author<'_>, plan: &Plan) -> Result<Appl
     }
     Ok(done)
 }
-
 
 impl Sites {
     /// What importing `parsed` would do, written nowhere.

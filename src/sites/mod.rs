@@ -15,10 +15,10 @@ pub use error::{SiteError, rejection};
 pub use patch::{ShapeErrors, SitePatch};
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::db::changelog::Author;
 use crate::db::users::{self, User};
 use crate::db::vhosts::{self, Snapshot, Vhost};
-use crate::db::Db;
 use crate::domain::FieldErrors;
 use crate::domain::tenant::About;
 use crate::domain::vhost::Template;
@@ -189,10 +189,9 @@ impl Sites {
                         "Another site now uses that domain, so this change cannot be reverted."
                             .into(),
                     ),
-                    ChangeError::Claim(r) => SiteError::Conflict(format!(
-                        "This change cannot be reverted: {}",
-                        r.reason
-                    )),
+                    ChangeError::Claim(r) => {
+                        SiteError::Conflict(format!("This change cannot be reverted: {}", r.reason))
+                    }
                     e => SiteError::of_refusal(e),
                 })
             })
@@ -227,7 +226,12 @@ impl Sites {
 
     /// Judges a `user`'s site by what Caddy would run (see [`crate::tenancy`]); admins are
     /// not judged. Every refusal is put beside the field it is about.
-    async fn judge(&self, user: &User, checked: &CheckedSite, errors: &mut FieldErrors) -> Result<()> {
+    async fn judge(
+        &self,
+        user: &User,
+        checked: &CheckedSite,
+        errors: &mut FieldErrors,
+    ) -> Result<()> {
         if user.is_admin() {
             return Ok(());
         }

@@ -192,4 +192,3 @@ async fn record(
         .await?;
     Ok(())
 }
-

@@ -150,7 +150,9 @@ pub fn cookies_refused() -> Response {
 pub(super) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     // Answered as the API's own, whatever its status: the error middleware leaves it alone.
-    response.extensions_mut().insert(crate::web::render::Rendered);
+    response
+        .extensions_mut()
+        .insert(crate::web::render::Rendered);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
