@@ -261,20 +261,7 @@ pub fn claim_errors(refusal: &Refusal, errors: &mut FieldErrors) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Role;
-
-    fn user(admin: bool) -> User {
-        User {
-            id: 7,
-            name: "U".into(),
-            email: "u@example.com".into(),
-            role: if admin { Role::Admin } else { Role::User },
-            banned_at: None,
-            ban_reason: None,
-            totp_enabled: true,
-            created_at: 0,
-        }
-    }
+    use crate::sites::test_user as user;
 
     fn rules() -> VhostsConfig {
         VhostsConfig {

@@ -326,6 +326,25 @@ impl Sites {
     }
 }
 
+/// A person for the unit tests of the use cases: user 7, an admin or not.
+#[cfg(test)]
+fn test_user(admin: bool) -> User {
+    User {
+        id: 7,
+        name: "U".into(),
+        email: "u@example.com".into(),
+        role: if admin {
+            crate::domain::Role::Admin
+        } else {
+            crate::domain::Role::User
+        },
+        banned_at: None,
+        ban_reason: None,
+        totp_enabled: true,
+        created_at: 0,
+    }
+}
+
 /// The field a refusal of the tenant policy belongs beside, in this template's form.
 fn field_for(template: Template, about: About) -> &'static str {
     match (template, about) {

@@ -226,21 +226,8 @@ impl SitePatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Role;
+    use crate::sites::test_user as user;
     use serde_json::json;
-
-    fn user(admin: bool) -> User {
-        User {
-            id: 7,
-            name: "U".into(),
-            email: "u@example.com".into(),
-            role: if admin { Role::Admin } else { Role::User },
-            banned_at: None,
-            ban_reason: None,
-            totp_enabled: true,
-            created_at: 0,
-        }
-    }
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
