@@ -13,10 +13,8 @@
 //!   site) is skipped with its reason; an existing domain is updated, or left alone when its
 //!   config is already identical.
 
-pub use crate::domain::caddyfile::import::{
-    Block, FileError, MAX_EXPANDED_BYTES, MAX_EXPANSIONS, MAX_FILE_BYTES, Note, NoteKind, Parsed,
-    parse,
-};
+/// The reader's side, for the front ends that read a file and then plan it.
+pub use crate::domain::caddyfile::import::{Note, NoteKind, Parsed, parse};
 
 use super::changes::{self, ChangeError};
 use super::{SiteError, Sites};

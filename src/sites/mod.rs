@@ -357,3 +357,181 @@ fn field_for(template: Template, about: About) -> &'static str {
         _ => "",
     }
 }
+
+/// The use cases against a real database and a fleet without agents: the deploy commits
+/// with nothing to push, so everything but a Caddy's judgement runs as in production.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::changelog;
+
+    struct World {
+        sites: Sites,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_and_migrate(&dir.path().join("gh.db")).unwrap();
+        db.run(|c| {
+            for (id, email, role) in [
+                (7, "u@example.com", "admin"),
+                (2, "bob@example.com", "user"),
+                (3, "alice@example.com", "user"),
+            ] {
+                c.execute(
+                    "INSERT INTO users (id, name, email, password_hash, role) VALUES (?1, 'U', ?2, 'h', ?3)",
+                    rusqlite::params![id, email, role],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let fleet = Arc::new(Fleet::new(std::time::Duration::from_secs(1)));
+        World {
+            sites: Sites::new(db, fleet, Arc::new(Config::default())),
+            _dir: dir,
+        }
+    }
+
+    fn person(id: i64) -> User {
+        User {
+            id,
+            role: crate::domain::Role::User,
+            ..test_user(false)
+        }
+    }
+
+    fn raw(address: &str, owner: Owner) -> SiteDraft {
+        SiteDraft {
+            address: address.into(),
+            template: "raw".into(),
+            fields: BTreeMap::from([("config".to_string(), "respond ok".to_string())]),
+            owner,
+            ..SiteDraft::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn another_users_site_is_not_found_for_every_use_case() {
+        let w = world().await;
+        let admin = test_user(true);
+        let bobs = w
+            .sites
+            .create(&admin, &raw("bob.example.com", Owner::User(2)))
+            .await
+            .unwrap();
+        let (bob, alice) = (person(2), person(3));
+        assert_eq!(w.sites.owned(&bob, bobs.id).await.unwrap().id, bobs.id);
+        assert!(matches!(
+            w.sites.owned(&alice, bobs.id).await,
+            Err(SiteError::NotFound)
+        ));
+        assert!(matches!(
+            w.sites.toggle(&alice, bobs.id).await,
+            Err(SiteError::NotFound)
+        ));
+        assert!(matches!(
+            w.sites.delete(&alice, bobs.id).await,
+            Err(SiteError::NotFound)
+        ));
+        assert!(matches!(
+            w.sites
+                .update(&alice, bobs.id, &raw("x.example.com", Owner::Me))
+                .await,
+            Err(SiteError::NotFound)
+        ));
+        let hers = w.sites.list(&alice, &Search::default()).await.unwrap();
+        assert!(hers.is_empty(), "a user lists only their own sites");
+        let toggled = w.sites.toggle(&bob, bobs.id).await.unwrap();
+        assert!(!toggled.enabled, "bob may switch his own site off");
+    }
+
+    #[tokio::test]
+    async fn a_taken_domain_and_a_bad_value_are_reasons_beside_their_fields() {
+        let w = world().await;
+        let admin = test_user(true);
+        w.sites
+            .create(&admin, &raw("a.example.com", Owner::Me))
+            .await
+            .unwrap();
+        match w
+            .sites
+            .create(&admin, &raw("a.example.com", Owner::Me))
+            .await
+        {
+            Err(SiteError::Invalid(errors)) => assert_eq!(
+                errors.get("domain"),
+                Some("Another site already uses this domain.")
+            ),
+            other => panic!("expected a taken domain, got {other:?}"),
+        }
+        let mut bad = raw("b.example.com", Owner::User(999));
+        bad.template = "nope".into();
+        match w.sites.create(&admin, &bad).await {
+            Err(SiteError::Invalid(errors)) => {
+                assert!(errors.get("template").is_some() && errors.get("owner_id").is_some())
+            }
+            other => panic!("expected invalid values, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revert_is_a_new_change_and_a_missing_entry_is_not_found() {
+        let w = world().await;
+        let admin = test_user(true);
+        let v = w
+            .sites
+            .create(&admin, &raw("a.example.com", Owner::Me))
+            .await
+            .unwrap();
+        w.sites.toggle(&admin, v.id).await.unwrap();
+        let entries = w
+            .sites
+            .db
+            .run(|c| {
+                changelog::list(
+                    c,
+                    &changelog::Filter {
+                        limit: 10,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        let back = w.sites.revert(&admin, entries[0].id).await.unwrap();
+        assert!(back.unwrap().enabled, "the toggle is undone");
+        assert!(matches!(
+            w.sites.revert(&admin, 9999).await,
+            Err(SiteError::NotFound)
+        ));
+        let gone = w.sites.delete(&admin, v.id).await.unwrap();
+        assert_eq!(gone.domain, "a.example.com");
+        assert!(w.sites.find(v.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_import_whose_plan_changed_since_its_preview_writes_nothing() {
+        let w = world().await;
+        let admin = test_user(true);
+        let parsed = import::parse("a.example.com {\n\trespond a\n}\n").unwrap();
+        let target = import::Target {
+            owner_id: Some(admin.id),
+            agent_id: None,
+        };
+        let plan = w.sites.import_plan(&parsed, target).await.unwrap();
+        match w.sites.import(&admin, &parsed, target, "stale").await {
+            Err(SiteError::Conflict(why)) => assert!(why.contains("changed since"), "{why}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert!(w.sites.find(1).await.unwrap().is_none(), "nothing written");
+        let (applied, _) = w
+            .sites
+            .import(&admin, &parsed, target, &plan.fingerprint)
+            .await
+            .unwrap();
+        assert_eq!((applied.created, applied.updated), (1, 0));
+    }
+}

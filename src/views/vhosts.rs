@@ -465,3 +465,51 @@ pub fn caddyfile(text: &str, hash: &str) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_forms_strings_become_a_draft_and_back() {
+        let form = values(&[
+            ("domain", "a.example.com"),
+            ("template", "reverse_proxy"),
+            ("upstream", "localhost:8080"),
+            ("enabled", "on"),
+            ("owner_id", NO_OWNER),
+            ("serve_on", "chosen"),
+            ("agent_3", "on"),
+            ("allow_overlap", "on"),
+            ("vhost_id", "9"),
+        ]);
+        let (draft, errors) = draft_of(&form, true);
+        assert!(errors.is_empty());
+        assert_eq!(draft.owner, Owner::Nobody);
+        assert_eq!(draft.agents, Agents::Only(vec![3]));
+        assert!(draft.enabled && draft.allow_overlap);
+        assert_eq!(draft.fields, values(&[("upstream", "localhost:8080")]));
+        let mut back = form.clone();
+        back.remove("vhost_id");
+        assert_eq!(form_values(&draft), back);
+    }
+
+    #[test]
+    fn an_admins_unreadable_owner_is_refused_and_a_users_owner_ignored() {
+        let form = values(&[("owner_id", "x"), ("serve_on", "all"), ("agent_3", "on")]);
+        let (draft, errors) = draft_of(&form, true);
+        assert_eq!(errors.get("owner_id"), Some("Choose an owner."));
+        assert_eq!(draft.agents, Agents::All);
+        assert!(!draft.enabled, "an unticked box is absent");
+        let (draft, errors) = draft_of(&form, false);
+        assert!(errors.is_empty());
+        assert_eq!(draft.owner, Owner::Me);
+    }
+}
