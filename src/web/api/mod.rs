@@ -9,11 +9,16 @@
 //! draft, so every rule (domain, template fields, the `user` directive allowlist) is checked
 //! by the same code.
 //!
+//! The handlers are in `vhosts` and `changelog`, the token guard in `auth`, the error
+//! shape in `errors`.
+//!
 //! Errors are `{"error": {"code", "message", …}}` with these statuses: 400 a body that is
 //! not a JSON object; 401 no token, or an unknown, revoked or expired one (with
 //! `WWW-Authenticate: Bearer`); 403 a read token used to write, or an account that must set
 //! up two-factor authentication first; 404 no such site, or another user's; 409 Caddy
-//! refused the resulting configuration (code `rejected_by_caddy`; nothing changed anywhere);
+//! refused the resulting configuration (code `rejected_by_caddy`; nothing changed anywhere),
+//! or the site exists but the change was refused as things stand (code `conflict`), as in
+//! the portal;
 //! 422 invalid values (code `invalid`, with `fields`: the reason per field; a name outside
 //! a user's grants, a port they may not use or an overlap with another owner's site is a
 //! reason for `domain`, and an admin's overlap also for `allow_overlap`, which they may send
