@@ -4,26 +4,18 @@
 use super::session::TypedSession;
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::auth::{password, totp};
-use crate::db::api_tokens::{self, ApiToken, Scope};
+use crate::db::api_tokens::{self, Scope};
 use crate::db::audit::{self, Action, Event};
 use crate::db::{backup_codes, sessions, users};
 use crate::domain::FieldErrors;
 use crate::domain::Password;
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::account::{AccountView, PasswordForm, TokenForm};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-
-/// Everything the account page shows.
-pub struct AccountView {
-    pub user: users::User,
-    pub backup_codes_left: i64,
-    pub sessions: Vec<sessions::AuthSession>,
-    pub current_session: String,
-    pub tokens: Vec<ApiToken>,
-}
 
 async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
     let uid = current.user.id;
@@ -83,16 +75,6 @@ pub async fn page(
         "Account",
         views::account::page(&render.ctx, &view, &views::account::Forms::default()),
     ))
-}
-
-#[derive(Deserialize, Default)]
-pub struct PasswordForm {
-    #[serde(default)]
-    pub current: String,
-    #[serde(default)]
-    pub new: String,
-    #[serde(default)]
-    pub confirm: String,
 }
 
 /// Checks the current password, counting the try against the same per-account limit as
@@ -386,21 +368,6 @@ pub async fn revoke_other_sessions(
     )
     .await?;
     Ok(render.redirect("/account"))
-}
-
-#[derive(Deserialize, Default)]
-pub struct TokenForm {
-    #[serde(default, rename = "token_name")]
-    pub name: String,
-    #[serde(default)]
-    pub scope: String,
-    /// `YYYY-MM-DD` (what a date input sends); empty for a token that never expires.
-    #[serde(default)]
-    pub expires: String,
-    /// The current password: a token is a lasting credential, so a session alone (perhaps
-    /// a stolen one) cannot make one. Never shown back.
-    #[serde(default, rename = "token_current")]
-    pub current: String,
 }
 
 /// The longest token name kept.

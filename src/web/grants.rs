@@ -10,16 +10,10 @@ use crate::domain::FieldErrors;
 use crate::domain::vhost::Grant;
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::grants::GrantForm;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-
-#[derive(Deserialize, Default, Clone)]
-pub struct GrantForm {
-    #[serde(default)]
-    pub pattern: String,
-}
 
 async fn show(
     state: &AppState,

@@ -13,6 +13,7 @@ use crate::domain::Email;
 use crate::domain::FieldErrors;
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::login::LoginForm;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,16 +23,6 @@ use serde::Deserialize;
 #[derive(Deserialize, Default)]
 pub struct NextQuery {
     next: Option<String>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-pub struct LoginForm {
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub password: String,
-    #[serde(default)]
-    pub next: String,
 }
 
 #[derive(Deserialize, Default)]

@@ -10,6 +10,7 @@ use crate::domain::FieldErrors;
 use crate::domain::{DisplayName, Email, Password, Role};
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::setup::SetupForm;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -82,21 +83,6 @@ impl SetupGate {
 pub struct TokenQuery {
     #[serde(default)]
     token: String,
-}
-
-/// What the setup form sends back; kept as typed so a refusal can show it again.
-#[derive(Deserialize, Default, Clone)]
-pub struct SetupForm {
-    #[serde(default)]
-    pub token: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub password: String,
-    #[serde(default)]
-    pub password_confirm: String,
 }
 
 async fn ensure_open(state: &AppState, presented: &str) -> Result<()> {

@@ -11,34 +11,12 @@ use crate::domain::FieldErrors;
 use crate::domain::{DisplayName, Email, Password, Role};
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::users::{NewUserForm, Outcome};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use rusqlite::Connection;
 use serde::Deserialize;
-
-#[derive(Deserialize, Default, Clone)]
-pub struct NewUserForm {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub role: String,
-    /// Empty: a one-time password is generated and shown once.
-    #[serde(default)]
-    pub password: String,
-}
-
-/// What a finished action tells the admin.
-pub enum Outcome {
-    None,
-    Created {
-        email: String,
-        one_time_password: Option<String>,
-    },
-    Done(String),
-}
 
 async fn render_page(
     state: &AppState,
