@@ -1,0 +1,492 @@
+//! Accounts: what a change to an account takes with it, written once for the portal and the
+//! command line.
+//!
+//! - A ban ends every session and revokes every API token, for good: an unban brings neither
+//!   back.
+//! - A new password or a reset second factor ends the sessions and revokes the API tokens too.
+//! - The last active admin cannot be demoted, banned or deleted.
+//!
+//! Each change is written with its audit entry in one IMMEDIATE transaction that also runs
+//! the checks guarding it, so no check races its change. Who asks is an [`Actor`]: an admin
+//! in the portal (who must still be one when the change is written, and may not act on
+//! themselves) or the command line on the server. Each front end words a [`Refusal`] its own
+//! way; the rule behind it is this one.
+
+pub mod signin;
+
+use crate::auth::password;
+use crate::db::audit::{self, Action, Event, Origin};
+use crate::db::users::{self, NewUser, User};
+use crate::db::{Db, DbError, api_tokens, sessions};
+use crate::domain::{DisplayName, Email, Password, Role};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Who asks for a change to an account.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// An admin signed in to the portal, from this client.
+    Admin { id: i64, origin: Origin },
+    /// `gatehouse user …` on the server itself.
+    Cli,
+}
+
+impl Actor {
+    fn origin(&self) -> Origin {
+        match self {
+            Actor::Admin { origin, .. } => origin.clone(),
+            Actor::Cli => Origin::cli(),
+        }
+    }
+
+    /// The audit detail, signed with the acting admin's id (the command line's wording
+    /// already says where it came from).
+    fn sign(&self, detail: &str) -> String {
+        match self {
+            Actor::Admin { id, .. } => format!("{detail} (by admin #{id})"),
+            Actor::Cli => detail.to_string(),
+        }
+    }
+
+    /// The acting admin may have been banned or demoted since their request was let in.
+    fn check(&self, c: &Connection) -> Result<(), AccountError> {
+        if let Actor::Admin { id, .. } = self {
+            let still_admin = users::find(c, *id)?.is_some_and(|a| a.is_admin() && !a.is_banned());
+            if !still_admin {
+                return Err(AccountError::Refused(Refusal::NoLongerAdmin));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The acting admin is no longer an active admin.
+    NoLongerAdmin,
+    /// An admin may not do this to their own account; names the act ("ban", "delete", …).
+    Yourself(&'static str),
+    /// The account is the last active admin.
+    LastAdmin,
+}
+
+/// Why an account operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no such account")]
+    NotFound,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
+    /// Too many password attempts; retry after this many seconds.
+    #[error("too many attempts; retry in {0}s")]
+    Throttled(u64),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for AccountError {
+    fn from(e: rusqlite::Error) -> Self {
+        AccountError::Db(e.into())
+    }
+}
+
+impl From<crate::blocking::BlockingError> for AccountError {
+    fn from(e: crate::blocking::BlockingError) -> Self {
+        AccountError::Db(e.into())
+    }
+}
+
+/// Refuses an admin's act on their own account: another admin must do it.
+fn not_yourself(by: &Actor, target: &User, what: &'static str) -> Result<(), AccountError> {
+    match by {
+        Actor::Admin { id, .. } if *id == target.id => {
+            Err(AccountError::Refused(Refusal::Yourself(what)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Taking `target` out of the active admins must leave at least one.
+fn keeps_an_admin(c: &Connection, target: &User) -> Result<(), AccountError> {
+    if target.is_admin() && users::count_other_active_admins(c, target.id)? == 0 {
+        return Err(AccountError::Refused(Refusal::LastAdmin));
+    }
+    Ok(())
+}
+
+/// Ends the account's sessions (all but `keep`, the browser asking) and revokes all its API
+/// tokens; returns how many of each.
+fn end_credentials(
+    c: &Connection,
+    user: &User,
+    keep: Option<&str>,
+    why: &str,
+    origin: &Origin,
+) -> Result<(usize, usize), DbError> {
+    let sessions = sessions::delete_all_for_user(c, user.id, keep)?;
+    let tokens = api_tokens::revoke_all_for_user(c, user, why, origin)?;
+    Ok((sessions, tokens))
+}
+
+/// The argon2 hash of a new password, off the async workers.
+async fn hash(new: Password) -> Result<String, AccountError> {
+    Ok(crate::blocking::run(move || password::hash(new.expose())).await?)
+}
+
+/// Runs `change` on account `target` with its audit entry in one IMMEDIATE transaction,
+/// after the actor is checked. `change` returns the audit detail. Returns the account as it
+/// was before.
+async fn apply<F>(
+    db: &Db,
+    by: &Actor,
+    target: i64,
+    action: Action,
+    change: F,
+) -> Result<User, AccountError>
+where
+    F: FnOnce(&Connection, &User, &Actor) -> Result<String, AccountError> + Send + 'static,
+{
+    let (user, _) = apply_if(db, by, target, action, |c, user, by| {
+        change(c, user, by).map(Some)
+    })
+    .await?;
+    Ok(user)
+}
+
+/// As [`apply`], for a change that may find nothing to do: `change` returns None then, and
+/// nothing is recorded. Returns the account as it was and what `change` returned.
+async fn apply_if<F>(
+    db: &Db,
+    by: &Actor,
+    target: i64,
+    action: Action,
+    change: F,
+) -> Result<(User, Option<String>), AccountError>
+where
+    F: FnOnce(&Connection, &User, &Actor) -> Result<Option<String>, AccountError> + Send + 'static,
+{
+    let by = by.clone();
+    db.run(move |c| {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done = apply_in(&tx, &by, target, action, change);
+        if done.is_ok() {
+            tx.commit()?;
+        }
+        Ok(done)
+    })
+    .await?
+}
+
+fn apply_in<F>(
+    c: &Connection,
+    by: &Actor,
+    target: i64,
+    action: Action,
+    change: F,
+) -> Result<(User, Option<String>), AccountError>
+where
+    F: FnOnce(&Connection, &User, &Actor) -> Result<Option<String>, AccountError>,
+{
+    by.check(c)?;
+    let user = users::find(c, target)?.ok_or(AccountError::NotFound)?;
+    let done = change(c, &user, by)?;
+    if let Some(detail) = &done {
+        let detail = by.sign(detail);
+        // A deleted account keeps its email in the log, not a dangling id.
+        let still_there = users::find(c, user.id)?.map(|u| u.id);
+        let event = Event {
+            action,
+            user_id: still_there,
+            email: Some(&user.email),
+            detail: &detail,
+        };
+        audit::record(c, &event, &by.origin())?;
+    }
+    Ok((user, done))
+}
+
+/// The account with this email, for the command line, which names accounts that way.
+pub async fn find_by_email(db: &Db, email: &Email) -> Result<User, AccountError> {
+    let email = email.as_str().to_string();
+    db.run(move |c| users::find_by_email(c, &email))
+        .await?
+        .ok_or(AccountError::NotFound)
+}
+
+/// What a new account is made of.
+pub struct NewAccount {
+    pub name: DisplayName,
+    pub email: Email,
+    pub role: Role,
+    pub password: Password,
+}
+
+/// Creates an account; returns its id.
+pub async fn create(db: &Db, by: &Actor, new: NewAccount) -> Result<i64, AccountError> {
+    let NewAccount {
+        name,
+        email,
+        role,
+        password,
+    } = new;
+    let hash = hash(password).await?;
+    let by = by.clone();
+    db.run(move |c| {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let made = (|| {
+            by.check(&tx)?;
+            let new = NewUser {
+                name: &name,
+                email: &email,
+                password_hash: &hash,
+                role,
+            };
+            let id = users::insert(&tx, &new).map_err(|e| match e {
+                users::InsertError::EmailTaken => AccountError::EmailTaken,
+                users::InsertError::Db(e) => AccountError::Db(e),
+            })?;
+            let detail = match &by {
+                Actor::Admin { id, .. } => format!("role {role}, created by admin #{id}"),
+                Actor::Cli => format!("role {role}, created from the command line"),
+            };
+            let event = Event {
+                action: Action::UserCreated,
+                user_id: Some(id),
+                email: Some(email.as_str()),
+                detail: &detail,
+            };
+            audit::record(&tx, &event, &by.origin())?;
+            Ok(id)
+        })();
+        if made.is_ok() {
+            tx.commit()?;
+        }
+        Ok(made)
+    })
+    .await?
+}
+
+/// Creates the first admin through `/setup`: false when an account exists already (two
+/// racing setups create one admin, as the check and the insert share one transaction).
+pub async fn create_first_admin(
+    db: &Db,
+    name: DisplayName,
+    email: Email,
+    password: Password,
+) -> Result<bool, AccountError> {
+    let hash = hash(password).await?;
+    Ok(db
+        .run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if users::count(&tx)? > 0 {
+                return Ok(false);
+            }
+            let new = NewUser {
+                name: &name,
+                email: &email,
+                password_hash: &hash,
+                role: Role::Admin,
+            };
+            let id = users::insert(&tx, &new).map_err(|e| match e {
+                users::InsertError::Db(e) => e,
+                users::InsertError::EmailTaken => unreachable!("the table is empty"),
+            })?;
+            let event = Event {
+                action: Action::UserCreated,
+                user_id: Some(id),
+                email: Some(email.as_str()),
+                detail: "first admin, created through /setup",
+            };
+            audit::record(&tx, &event, &Origin::default())?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await?)
+}
+
+/// Bans an account: it cannot sign in, and its sessions and API tokens end now.
+pub async fn ban(db: &Db, by: &Actor, target: i64, reason: String) -> Result<User, AccountError> {
+    apply(db, by, target, Action::Ban, move |c, user, by| {
+        not_yourself(by, user, "ban")?;
+        keeps_an_admin(c, user)?;
+        users::set_banned(c, user.id, Some(&reason))?;
+        // Every live session ends now, not at expiry, and every API token goes for good: an
+        // unban must not bring back credentials made before (or by whoever caused) the ban.
+        let (n, t) = end_credentials(c, user, None, "account banned", &by.origin())?;
+        Ok(match by {
+            Actor::Admin { .. } => {
+                format!("reason: {reason}; {n} sessions ended; {t} API tokens revoked")
+            }
+            Actor::Cli => format!("reason: {reason}"),
+        })
+    })
+    .await
+}
+
+/// Lifts a ban. Nothing the ban ended comes back.
+pub async fn unban(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
+    apply(db, by, target, Action::Unban, |c, user, by| {
+        users::set_banned(c, user.id, None)?;
+        Ok(match by {
+            Actor::Admin { .. } => String::new(),
+            Actor::Cli => "from the command line".into(),
+        })
+    })
+    .await
+}
+
+/// Removes the second factor and its backup codes; the account signs in again with its
+/// password and enrols afresh. No session or token made by whoever had the second factor
+/// outlives the reset.
+pub async fn reset_2fa(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
+    apply(db, by, target, Action::TotpReset, |c, user, by| {
+        users::reset_totp(c, user.id)?;
+        Ok(match by {
+            Actor::Admin { .. } => {
+                let why = "two-factor authentication reset by an admin";
+                let (n, t) = end_credentials(c, user, None, why, &by.origin())?;
+                format!("{n} sessions ended, {t} API tokens revoked")
+            }
+            Actor::Cli => {
+                let why = "two-factor authentication reset from the command line";
+                end_credentials(c, user, None, why, &by.origin())?;
+                "reset from the command line".into()
+            }
+        })
+    })
+    .await
+}
+
+/// Sets someone's password (recovery): whoever holds a session with the old one is signed
+/// out, and no token made with it outlives the change.
+pub async fn set_password(
+    db: &Db,
+    by: &Actor,
+    target: i64,
+    new: Password,
+) -> Result<User, AccountError> {
+    let hash = hash(new).await?;
+    apply(
+        db,
+        by,
+        target,
+        Action::PasswordChanged,
+        move |c, user, by| {
+            users::set_password_hash(c, user.id, &hash)?;
+            Ok(match by {
+                Actor::Admin { .. } => {
+                    let why = "password set by an admin";
+                    let (n, t) = end_credentials(c, user, None, why, &by.origin())?;
+                    format!("{n} sessions ended, {t} API tokens revoked")
+                }
+                Actor::Cli => {
+                    let why = "password set from the command line";
+                    end_credentials(c, user, None, why, &by.origin())?;
+                    "set from the command line".into()
+                }
+            })
+        },
+    )
+    .await
+}
+
+/// What changing one's own password ended elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Other sessions signed out (the browser asking stays signed in).
+    pub sessions: usize,
+    pub tokens: usize,
+}
+
+/// Changes the signed-in user's own password (the current one already checked): every other
+/// session is signed out and every API token revoked, since one made from a stolen session
+/// must not outlive the change.
+pub async fn change_own_password(
+    db: &Db,
+    user: &User,
+    keep_session: &str,
+    new: Password,
+    origin: &Origin,
+) -> Result<Ended, AccountError> {
+    let hash = hash(new).await?;
+    let (user, keep, origin) = (user.clone(), keep_session.to_string(), origin.clone());
+    Ok(db
+        .run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            users::set_password_hash(&tx, user.id, &hash)?;
+            let (sessions, tokens) =
+                end_credentials(&tx, &user, Some(&keep), "password changed", &origin)?;
+            let detail = format!("{sessions} other sessions signed out");
+            let event = Event::about(&user, Action::PasswordChanged, &detail);
+            audit::record(&tx, &event, &origin)?;
+            tx.commit()?;
+            Ok(Ended { sessions, tokens })
+        })
+        .await?)
+}
+
+/// Changes an account's role. Demoting the last active admin is refused.
+pub async fn change_role(
+    db: &Db,
+    by: &Actor,
+    target: i64,
+    role: Role,
+) -> Result<User, AccountError> {
+    apply(db, by, target, Action::RoleChanged, move |c, user, by| {
+        not_yourself(by, user, "change the role of")?;
+        if role == Role::User {
+            keeps_an_admin(c, user)?;
+        }
+        users::set_role(c, user.id, role)?;
+        Ok(format!("{} -> {role}", user.role))
+    })
+    .await
+}
+
+/// Deletes an account; the audit log keeps its email. Deleting the last active admin is
+/// refused.
+pub async fn delete(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
+    apply(db, by, target, Action::UserDeleted, |c, user, by| {
+        not_yourself(by, user, "delete")?;
+        keeps_an_admin(c, user)?;
+        users::delete(c, user.id)?;
+        Ok(format!("{} {}", user.role, user.email))
+    })
+    .await
+}
+
+/// Delegates a name pattern (already checked) to account `target`; false when it was
+/// granted already.
+pub async fn grant(
+    db: &Db,
+    by: &Actor,
+    target: i64,
+    pattern: String,
+) -> Result<bool, AccountError> {
+    let (_, added) = apply_if(db, by, target, Action::GrantAdded, |c, user, by| {
+        let actor = match by {
+            Actor::Admin { id, .. } => Some(*id),
+            Actor::Cli => None,
+        };
+        Ok(crate::db::grants::insert(c, user.id, &pattern, actor)?.then_some(pattern))
+    })
+    .await?;
+    Ok(added.is_some())
+}
+
+/// Takes back grant `grant` of account `target`; returns its pattern, or None when the
+/// account has no such grant.
+pub async fn take_back(
+    db: &Db,
+    by: &Actor,
+    target: i64,
+    grant: i64,
+) -> Result<Option<String>, AccountError> {
+    let (_, removed) = apply_if(db, by, target, Action::GrantRemoved, move |c, user, _| {
+        Ok(crate::db::grants::delete(c, user.id, grant)?)
+    })
+    .await?;
+    Ok(removed)
+}
