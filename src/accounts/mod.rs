@@ -490,3 +490,351 @@ pub async fn take_back(
     .await?;
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::api_tokens::Scope;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: Db,
+    }
+
+    fn fixture() -> Fixture {
+        use crate::secrets::{Sealer, SecretKey};
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = std::sync::Arc::new(Sealer::new(&SecretKey::generate()));
+        let db = Db::open_with(&dir.path().join("gh.db"), Some(sealer)).unwrap();
+        db.migrate().unwrap();
+        Fixture { _dir: dir, db }
+    }
+
+    impl Fixture {
+        /// An account with two signed-in sessions ("a", "b") and one API token.
+        async fn account(&self, email: &str, role: Role) -> i64 {
+            let email = Email::parse(email).unwrap();
+            self.db
+                .run(move |c| {
+                    let new = NewUser {
+                        name: &DisplayName::parse("Someone").unwrap(),
+                        email: &email,
+                        password_hash: "hash",
+                        role,
+                    };
+                    let id = users::insert(c, &new).unwrap();
+                    for sid in ["a", "b"] {
+                        sessions::create(c, &format!("{sid}-{id}"), id, None, None)?;
+                    }
+                    api_tokens::create(c, id, "ci", Scope::Write, None)?;
+                    Ok(id)
+                })
+                .await
+                .unwrap()
+        }
+
+        async fn user(&self, id: i64) -> Option<User> {
+            self.db.run(move |c| users::find(c, id)).await.unwrap()
+        }
+
+        /// Sessions and API tokens the account still has.
+        async fn credentials(&self, id: i64) -> (usize, usize) {
+            self.db
+                .run(move |c| {
+                    Ok((
+                        sessions::list_for_user(c, id)?.len(),
+                        api_tokens::list_for_user(c, id)?.len(),
+                    ))
+                })
+                .await
+                .unwrap()
+        }
+
+        /// (action, user id, email, detail) of every audit entry, oldest first.
+        async fn audit(&self) -> Vec<(String, Option<i64>, Option<String>, String)> {
+            let mut all = self
+                .db
+                .run(|c| audit::list(c, None, None, 100))
+                .await
+                .unwrap();
+            all.reverse();
+            all.into_iter()
+                .map(|e| (e.action, e.user_id, e.email, e.detail))
+                .collect()
+        }
+    }
+
+    fn admin(id: i64) -> Actor {
+        Actor::Admin {
+            id,
+            origin: Origin::default(),
+        }
+    }
+
+    fn refusal(result: Result<User, AccountError>) -> Refusal {
+        match result {
+            Err(AccountError::Refused(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn password() -> Password {
+        Password::parse("a new long password").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_ban_ends_every_session_and_revokes_every_token_whoever_bans() {
+        let f = fixture();
+        let ada = f.account("ada@example.com", Role::Admin).await;
+        for by in [admin(ada), Actor::Cli] {
+            let bob = f
+                .account(&format!("bob{}@example.com", ada), Role::User)
+                .await;
+            ban(&f.db, &by, bob, "spam".into()).await.unwrap();
+            assert!(f.user(bob).await.unwrap().is_banned());
+            assert_eq!(f.credentials(bob).await, (0, 0), "{by:?}");
+            unban(&f.db, &by, bob).await.unwrap();
+            assert!(!f.user(bob).await.unwrap().is_banned());
+            assert_eq!(
+                f.credentials(bob).await,
+                (0, 0),
+                "an unban brings nothing back"
+            );
+            f.db.run(move |c| users::delete(c, bob)).await.unwrap();
+        }
+        let details: Vec<String> = f
+            .audit()
+            .await
+            .into_iter()
+            .filter(|(a, ..)| a == "ban")
+            .map(|(.., d)| d)
+            .collect();
+        assert_eq!(
+            details,
+            [
+                format!("reason: spam; 2 sessions ended; 1 API tokens revoked (by admin #{ada})"),
+                "reason: spam".to_string(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_sessions_and_revokes_tokens() {
+        let f = fixture();
+        let bob = f.account("bob@example.com", Role::User).await;
+        let user = f.user(bob).await.unwrap();
+        let ended = change_own_password(
+            &f.db,
+            &user,
+            &format!("a-{bob}"),
+            password(),
+            &Origin::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            ended,
+            Ended {
+                sessions: 1,
+                tokens: 1
+            }
+        );
+        assert_eq!(f.credentials(bob).await, (1, 0), "the asking browser stays");
+
+        let carol = f.account("carol@example.com", Role::User).await;
+        set_password(&f.db, &Actor::Cli, carol, password())
+            .await
+            .unwrap();
+        assert_eq!(f.credentials(carol).await, (0, 0));
+        let actions: Vec<String> = f.audit().await.into_iter().map(|(a, ..)| a).collect();
+        assert_eq!(
+            actions,
+            [
+                "api_token_revoked",
+                "password_changed",
+                "api_token_revoked",
+                "password_changed"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_factor_reset_ends_sessions_and_revokes_tokens() {
+        let f = fixture();
+        let ada = f.account("ada@example.com", Role::Admin).await;
+        for by in [admin(ada), Actor::Cli] {
+            let bob = f
+                .account(&format!("bob-{}@example.com", ada), Role::User)
+                .await;
+            f.db.run(move |c| users::enable_totp(c, bob, "JBSWY3DPEHPK3PXP", 1))
+                .await
+                .unwrap();
+            assert!(f.user(bob).await.unwrap().totp_enabled);
+            reset_2fa(&f.db, &by, bob).await.unwrap();
+            assert!(!f.user(bob).await.unwrap().totp_enabled);
+            assert_eq!(f.credentials(bob).await, (0, 0), "{by:?}");
+            f.db.run(move |c| users::delete(c, bob)).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_active_admin_cannot_be_demoted_banned_or_deleted() {
+        let f = fixture();
+        let ada = f.account("ada@example.com", Role::Admin).await;
+        let by = Actor::Cli;
+        assert_eq!(
+            refusal(change_role(&f.db, &by, ada, Role::User).await),
+            Refusal::LastAdmin
+        );
+        assert_eq!(
+            refusal(ban(&f.db, &by, ada, "oops".into()).await),
+            Refusal::LastAdmin
+        );
+        assert_eq!(refusal(delete(&f.db, &by, ada).await), Refusal::LastAdmin);
+        let still = f.user(ada).await.unwrap();
+        assert!(still.is_admin() && !still.is_banned());
+        assert_eq!(
+            f.credentials(ada).await,
+            (2, 1),
+            "a refusal changes nothing"
+        );
+        assert!(f.audit().await.is_empty(), "and records nothing");
+
+        // A banned second admin does not count.
+        let ben = f.account("ben@example.com", Role::Admin).await;
+        ban(&f.db, &by, ben, "gone".into()).await.unwrap();
+        assert_eq!(refusal(delete(&f.db, &by, ada).await), Refusal::LastAdmin);
+        // An active one does: either may now go, but not both.
+        let cy = f.account("cy@example.com", Role::Admin).await;
+        change_role(&f.db, &by, ada, Role::User).await.unwrap();
+        assert_eq!(
+            refusal(change_role(&f.db, &by, cy, Role::User).await),
+            Refusal::LastAdmin
+        );
+        // Promoting needs no other admin.
+        change_role(&f.db, &by, ada, Role::Admin).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_admin_cannot_ban_demote_or_delete_themselves() {
+        let f = fixture();
+        let ada = f.account("ada@example.com", Role::Admin).await;
+        f.account("ben@example.com", Role::Admin).await;
+        let by = admin(ada);
+        assert_eq!(
+            refusal(ban(&f.db, &by, ada, "oops".into()).await),
+            Refusal::Yourself("ban")
+        );
+        assert_eq!(
+            refusal(change_role(&f.db, &by, ada, Role::User).await),
+            Refusal::Yourself("change the role of")
+        );
+        assert_eq!(
+            refusal(delete(&f.db, &by, ada).await),
+            Refusal::Yourself("delete")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_admin_who_was_demoted_or_banned_meanwhile_changes_nothing() {
+        let f = fixture();
+        let ada = f.account("ada@example.com", Role::Admin).await;
+        let ben = f.account("ben@example.com", Role::Admin).await;
+        f.account("cy@example.com", Role::Admin).await;
+        let bob = f.account("bob@example.com", Role::User).await;
+        change_role(&f.db, &Actor::Cli, ada, Role::User)
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(ban(&f.db, &admin(ada), bob, "x".into()).await),
+            Refusal::NoLongerAdmin
+        );
+        ban(&f.db, &Actor::Cli, ben, "x".into()).await.unwrap();
+        assert_eq!(
+            refusal(delete(&f.db, &admin(ben), bob).await),
+            Refusal::NoLongerAdmin
+        );
+        assert!(f.user(bob).await.is_some_and(|u| !u.is_banned()));
+        let made = NewAccount {
+            name: DisplayName::parse("Eve").unwrap(),
+            email: Email::parse("eve@example.com").unwrap(),
+            role: Role::Admin,
+            password: password(),
+        };
+        assert!(matches!(
+            create(&f.db, &admin(ben), made).await,
+            Err(AccountError::Refused(Refusal::NoLongerAdmin))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_account_keeps_its_email_in_the_audit_log() {
+        let f = fixture();
+        let ada = f.account("ada@example.com", Role::Admin).await;
+        let bob = f.account("bob@example.com", Role::User).await;
+        assert!(matches!(
+            delete(&f.db, &admin(ada), 999).await,
+            Err(AccountError::NotFound)
+        ));
+        delete(&f.db, &admin(ada), bob).await.unwrap();
+        assert_eq!(f.user(bob).await, None);
+        assert_eq!(f.credentials(bob).await, (0, 0));
+        assert_eq!(
+            f.audit().await,
+            [(
+                "user_deleted".to_string(),
+                None,
+                Some("bob@example.com".to_string()),
+                format!("user bob@example.com (by admin #{ada})")
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_change_is_recorded_from_and_to() {
+        let f = fixture();
+        let bob = f.account("bob@example.com", Role::User).await;
+        let before = change_role(&f.db, &Actor::Cli, bob, Role::Admin)
+            .await
+            .unwrap();
+        assert_eq!(before.role, Role::User);
+        assert!(f.user(bob).await.unwrap().is_admin());
+        assert_eq!(f.audit().await[0].3, "user -> admin");
+    }
+
+    #[tokio::test]
+    async fn emails_are_taken_once_and_setup_makes_one_first_admin() {
+        let f = fixture();
+        let new = |email: &str| NewAccount {
+            name: DisplayName::parse("Ada").unwrap(),
+            email: Email::parse(email).unwrap(),
+            role: Role::User,
+            password: password(),
+        };
+        let first = || {
+            create_first_admin(
+                &f.db,
+                DisplayName::parse("Ada").unwrap(),
+                Email::parse("ada@example.com").unwrap(),
+                password(),
+            )
+        };
+        assert!(first().await.unwrap());
+        assert!(!first().await.unwrap(), "an account exists now");
+        create(&f.db, &Actor::Cli, new("bob@example.com"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            create(&f.db, &Actor::Cli, new("BOB@example.com")).await,
+            Err(AccountError::EmailTaken)
+        ));
+        let details: Vec<String> = f.audit().await.into_iter().map(|(.., d)| d).collect();
+        assert_eq!(
+            details,
+            [
+                "first admin, created through /setup",
+                "role user, created from the command line"
+            ]
+        );
+    }
+}

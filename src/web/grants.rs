@@ -1,6 +1,7 @@
 //! A user's delegated names (admin): `/users/{id}/grants` lists them, adds one, takes one
-//! back. Each change is written with its audit entry in one transaction (see `accounts`). What a pattern
-//! grants is defined in `domain::vhost::names`; it is enforced in `crate::claims`.
+//! back. Each change is written with its audit entry in one transaction (see `accounts`).
+//! What a pattern grants is defined in `domain::vhost::names`; it is enforced in
+//! `crate::claims`.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::accounts::{self, AccountError};
