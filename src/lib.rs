@@ -5,7 +5,7 @@
 
 /// The account use cases, for the portal and the command line alike: sign-in, bans, roles,
 /// passwords and second factors, and keeping one admin.
-pub mod accounts;
+pub(crate) mod accounts;
 /// The agent beside each Caddy: its config, Caddy admin client and HTTP API.
 pub mod agent;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.

@@ -103,23 +103,13 @@ async fn change(app: &TestApp, front: Front, verb: &str, email: &str, value: &st
 }
 
 async fn id_of(app: &TestApp, email: &str) -> i64 {
-    let email = email.to_string();
-    app.state
-        .db
-        .run(move |c| users::find_by_email(c, &email))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no account"))
-        .id
+    user(app, email).await.expect("the account exists").id
 }
 
 async fn user(app: &TestApp, email: &str) -> Option<users::User> {
     let email = email.to_string();
-    app.state
-        .db
-        .run(move |c| users::find_by_email(c, &email))
-        .await
-        .unwrap()
+    let found = app.state.db.run(move |c| users::find_by_email(c, &email));
+    found.await.unwrap()
 }
 
 /// A user account signed in from two browsers, with a write API token made from the first.
@@ -150,6 +140,15 @@ async fn signed_in(app: &TestApp, email: &str) -> Signed {
     }
 }
 
+/// Both of the account's browsers are signed out and its API token is refused.
+async fn locked_out(bob: &Signed) -> bool {
+    signed_out(&bob.phone).await && signed_out(&bob.laptop).await && token_refused(bob).await
+}
+
+async fn token_refused(bob: &Signed) -> bool {
+    bob.token.get("/api/v1/vhosts").await.status == StatusCode::UNAUTHORIZED
+}
+
 /// The browser is signed out: its next page is the sign-in form.
 async fn signed_out(v: &Visitor) -> bool {
     let next = v.get("/account").await;
@@ -160,6 +159,16 @@ async fn signed_out(v: &Visitor) -> bool {
 
 fn email_for(front: Front, who: &str) -> String {
     format!("{who}-{front:?}@example.com").to_lowercase()
+}
+
+/// A hub as [`hub`], and for each front end a user signed in as [`signed_in`] to act on.
+async fn hub_with_users() -> (TestApp, Vec<(Front, Signed)>) {
+    let app = hub().await;
+    let mut users = Vec::new();
+    for front in FRONTS {
+        users.push((front, signed_in(&app, &email_for(front, "bob")).await));
+    }
+    (app, users)
 }
 
 /// The audit entries of `action` about `email`, newest first.
@@ -191,21 +200,13 @@ async fn row(app: &TestApp, email: &str) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn a_ban_ends_every_session_and_revokes_every_token_from_either_front_end() {
-    let app = hub().await;
-    for front in FRONTS {
-        let bob = signed_in(&app, &email_for(front, "bob")).await;
+    let (app, users) = hub_with_users().await;
+    for (front, bob) in users {
         let said = change(&app, front, "ban", &bob.email, "posting spam").await;
         assert!(said.done, "{front:?}: {said:?}");
         assert!(said.message.contains("banned"), "{front:?}: {said:?}");
 
-        for v in [&bob.phone, &bob.laptop] {
-            assert!(signed_out(v).await, "{front:?}");
-        }
-        assert_eq!(
-            bob.token.get("/api/v1/vhosts").await.status,
-            StatusCode::UNAUTHORIZED,
-            "{front:?}"
-        );
+        assert!(locked_out(&bob).await, "{front:?}");
         let again = bob.phone.login(&bob.email, USER_PASSWORD).await;
         assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "{front:?}");
         assert!(again.text("#form-error").contains("suspended"), "{front:?}");
@@ -226,9 +227,8 @@ async fn a_ban_ends_every_session_and_revokes_every_token_from_either_front_end(
             StatusCode::SEE_OTHER,
             "{front:?}"
         );
-        assert_eq!(
-            bob.token.get("/api/v1/vhosts").await.status,
-            StatusCode::UNAUTHORIZED,
+        assert!(
+            token_refused(&bob).await,
             "{front:?}: an unban brings no token back"
         );
     }
@@ -236,9 +236,8 @@ async fn a_ban_ends_every_session_and_revokes_every_token_from_either_front_end(
 
 #[tokio::test]
 async fn a_new_password_ends_sessions_and_revokes_tokens_from_either_front_end() {
-    let app = hub().await;
-    for front in FRONTS {
-        let bob = signed_in(&app, &email_for(front, "bob")).await;
+    let (app, users) = hub_with_users().await;
+    for (front, bob) in users {
         let new_password = match front {
             Front::Web => {
                 let new = "a different long password";
@@ -267,11 +266,7 @@ async fn a_new_password_ends_sessions_and_revokes_tokens_from_either_front_end()
             }
         };
         assert!(signed_out(&bob.laptop).await, "{front:?}");
-        assert_eq!(
-            bob.token.get("/api/v1/vhosts").await.status,
-            StatusCode::UNAUTHORIZED,
-            "{front:?}"
-        );
+        assert!(token_refused(&bob).await, "{front:?}");
         let fresh = app.visitor();
         let old = fresh.login(&bob.email, USER_PASSWORD).await;
         assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY, "{front:?}");
@@ -286,9 +281,8 @@ async fn a_new_password_ends_sessions_and_revokes_tokens_from_either_front_end()
 
 #[tokio::test]
 async fn a_second_factor_reset_ends_sessions_and_revokes_tokens_from_either_front_end() {
-    let app = hub().await;
-    for front in FRONTS {
-        let bob = signed_in(&app, &email_for(front, "bob")).await;
+    let (app, users) = hub_with_users().await;
+    for (front, bob) in users {
         let secret = bob.phone.start_enrolment().await;
         let enrolled = bob.phone.confirm_enrolment(&totp_code(&secret, 0)).await;
         assert_eq!(enrolled.count("li.backup-code"), 10);
@@ -303,14 +297,7 @@ async fn a_second_factor_reset_ends_sessions_and_revokes_tokens_from_either_fron
             said.message.contains("two-factor authentication"),
             "{front:?}: {said:?}"
         );
-        for v in [&bob.phone, &bob.laptop] {
-            assert!(signed_out(v).await, "{front:?}");
-        }
-        assert_eq!(
-            bob.token.get("/api/v1/vhosts").await.status,
-            StatusCode::UNAUTHORIZED,
-            "{front:?}"
-        );
+        assert!(locked_out(&bob).await, "{front:?}");
         assert!(!user(&app, &bob.email).await.unwrap().totp_enabled);
         // The password alone signs in again: no second factor is asked for.
         let again = bob.phone.login(&bob.email, USER_PASSWORD).await;
@@ -373,9 +360,8 @@ async fn the_last_admin_cannot_be_demoted_banned_or_deleted_from_either_front_en
 
 #[tokio::test]
 async fn deleting_an_account_signs_it_out_and_keeps_its_email_in_the_log_from_either_front_end() {
-    let app = hub().await;
-    for front in FRONTS {
-        let bob = signed_in(&app, &email_for(front, "bob")).await;
+    let (app, users) = hub_with_users().await;
+    for (front, bob) in users {
         let said = change(&app, front, "delete", &bob.email, "").await;
         assert!(said.done, "{front:?}: {said:?}");
         assert!(said.message.contains("deleted"), "{front:?}: {said:?}");
@@ -383,14 +369,7 @@ async fn deleting_an_account_signs_it_out_and_keeps_its_email_in_the_log_from_ei
 
         assert_eq!(row(&app, &bob.email).await, None, "{front:?}");
         assert!(user(&app, &bob.email).await.is_none());
-        for v in [&bob.phone, &bob.laptop] {
-            assert!(signed_out(v).await, "{front:?}");
-        }
-        assert_eq!(
-            bob.token.get("/api/v1/vhosts").await.status,
-            StatusCode::UNAUTHORIZED,
-            "{front:?}"
-        );
+        assert!(locked_out(&bob).await, "{front:?}");
         let entries = audited(&app, "user_deleted", &bob.email).await;
         assert_eq!(entries.len(), 1, "{front:?}");
         assert_eq!(entries[0].user_id, None, "no dangling id");
@@ -402,9 +381,8 @@ async fn deleting_an_account_signs_it_out_and_keeps_its_email_in_the_log_from_ei
 
 #[tokio::test]
 async fn a_role_change_takes_effect_on_the_next_request_from_either_front_end() {
-    let app = hub().await;
-    for front in FRONTS {
-        let bob = signed_in(&app, &email_for(front, "bob")).await;
+    let (app, users) = hub_with_users().await;
+    for (front, bob) in users {
         assert_eq!(bob.phone.get("/users").await.status, StatusCode::FORBIDDEN);
 
         let said = change(&app, front, "role", &bob.email, "admin").await;

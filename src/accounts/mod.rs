@@ -170,41 +170,30 @@ where
     let by = by.clone();
     db.run(move |c| {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done = apply_in(&tx, &by, target, action, change);
+        let done = (|| {
+            by.check(&tx)?;
+            let user = users::find(&tx, target)?.ok_or(AccountError::NotFound)?;
+            let done = change(&tx, &user, &by)?;
+            if let Some(detail) = &done {
+                let detail = by.sign(detail);
+                // A deleted account keeps its email in the log, not a dangling id.
+                let still_there = users::find(&tx, user.id)?.map(|u| u.id);
+                let event = Event {
+                    action,
+                    user_id: still_there,
+                    email: Some(&user.email),
+                    detail: &detail,
+                };
+                audit::record(&tx, &event, &by.origin())?;
+            }
+            Ok((user, done))
+        })();
         if done.is_ok() {
             tx.commit()?;
         }
         Ok(done)
     })
     .await?
-}
-
-fn apply_in<F>(
-    c: &Connection,
-    by: &Actor,
-    target: i64,
-    action: Action,
-    change: F,
-) -> Result<(User, Option<String>), AccountError>
-where
-    F: FnOnce(&Connection, &User, &Actor) -> Result<Option<String>, AccountError>,
-{
-    by.check(c)?;
-    let user = users::find(c, target)?.ok_or(AccountError::NotFound)?;
-    let done = change(c, &user, by)?;
-    if let Some(detail) = &done {
-        let detail = by.sign(detail);
-        // A deleted account keeps its email in the log, not a dangling id.
-        let still_there = users::find(c, user.id)?.map(|u| u.id);
-        let event = Event {
-            action,
-            user_id: still_there,
-            email: Some(&user.email),
-            detail: &detail,
-        };
-        audit::record(c, &event, &by.origin())?;
-    }
-    Ok((user, done))
 }
 
 /// The account with this email, for the command line, which names accounts that way.
@@ -337,24 +326,41 @@ pub async fn unban(db: &Db, by: &Actor, target: i64) -> Result<User, AccountErro
     .await
 }
 
+/// Ends every session and API token of `user` after a credential was reset, and returns the
+/// audit detail in the actor's wording. `what` names the reset ("password set", …), `cli` is
+/// the command line's detail.
+fn after_reset(
+    c: &Connection,
+    user: &User,
+    by: &Actor,
+    what: &str,
+    cli: &str,
+) -> Result<String, DbError> {
+    let why = match by {
+        Actor::Admin { .. } => format!("{what} by an admin"),
+        Actor::Cli => format!("{what} from the command line"),
+    };
+    let (n, t) = end_credentials(c, user, None, &why, &by.origin())?;
+    Ok(match by {
+        Actor::Admin { .. } => format!("{n} sessions ended, {t} API tokens revoked"),
+        Actor::Cli => cli.to_string(),
+    })
+}
+
 /// Removes the second factor and its backup codes; the account signs in again with its
 /// password and enrols afresh. No session or token made by whoever had the second factor
 /// outlives the reset.
 pub async fn reset_2fa(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
     apply(db, by, target, Action::TotpReset, |c, user, by| {
         users::reset_totp(c, user.id)?;
-        Ok(match by {
-            Actor::Admin { .. } => {
-                let why = "two-factor authentication reset by an admin";
-                let (n, t) = end_credentials(c, user, None, why, &by.origin())?;
-                format!("{n} sessions ended, {t} API tokens revoked")
-            }
-            Actor::Cli => {
-                let why = "two-factor authentication reset from the command line";
-                end_credentials(c, user, None, why, &by.origin())?;
-                "reset from the command line".into()
-            }
-        })
+        let what = "two-factor authentication reset";
+        Ok(after_reset(
+            c,
+            user,
+            by,
+            what,
+            "reset from the command line",
+        )?)
     })
     .await
 }
@@ -375,18 +381,13 @@ pub async fn set_password(
         Action::PasswordChanged,
         move |c, user, by| {
             users::set_password_hash(c, user.id, &hash)?;
-            Ok(match by {
-                Actor::Admin { .. } => {
-                    let why = "password set by an admin";
-                    let (n, t) = end_credentials(c, user, None, why, &by.origin())?;
-                    format!("{n} sessions ended, {t} API tokens revoked")
-                }
-                Actor::Cli => {
-                    let why = "password set from the command line";
-                    end_credentials(c, user, None, why, &by.origin())?;
-                    "set from the command line".into()
-                }
-            })
+            Ok(after_reset(
+                c,
+                user,
+                by,
+                "password set",
+                "set from the command line",
+            )?)
         },
     )
     .await
@@ -533,6 +534,14 @@ mod tests {
                 .unwrap()
         }
 
+        /// An admin (`ada`), and for each kind of actor, a user account for it to act on.
+        async fn targets(&self) -> (i64, [(Actor, i64); 2]) {
+            let ada = self.account("ada@example.com", Role::Admin).await;
+            let web = self.account("bob-web@example.com", Role::User).await;
+            let cli = self.account("bob-cli@example.com", Role::User).await;
+            (ada, [(admin(ada), web), (Actor::Cli, cli)])
+        }
+
         async fn user(&self, id: i64) -> Option<User> {
             self.db.run(move |c| users::find(c, id)).await.unwrap()
         }
@@ -585,11 +594,8 @@ mod tests {
     #[tokio::test]
     async fn a_ban_ends_every_session_and_revokes_every_token_whoever_bans() {
         let f = fixture();
-        let ada = f.account("ada@example.com", Role::Admin).await;
-        for by in [admin(ada), Actor::Cli] {
-            let bob = f
-                .account(&format!("bob{}@example.com", ada), Role::User)
-                .await;
+        let (ada, targets) = f.targets().await;
+        for (by, bob) in targets {
             ban(&f.db, &by, bob, "spam".into()).await.unwrap();
             assert!(f.user(bob).await.unwrap().is_banned());
             assert_eq!(f.credentials(bob).await, (0, 0), "{by:?}");
@@ -600,7 +606,6 @@ mod tests {
                 (0, 0),
                 "an unban brings nothing back"
             );
-            f.db.run(move |c| users::delete(c, bob)).await.unwrap();
         }
         let details: Vec<String> = f
             .audit()
@@ -661,11 +666,7 @@ mod tests {
     #[tokio::test]
     async fn a_second_factor_reset_ends_sessions_and_revokes_tokens() {
         let f = fixture();
-        let ada = f.account("ada@example.com", Role::Admin).await;
-        for by in [admin(ada), Actor::Cli] {
-            let bob = f
-                .account(&format!("bob-{}@example.com", ada), Role::User)
-                .await;
+        for (by, bob) in f.targets().await.1 {
             f.db.run(move |c| users::enable_totp(c, bob, "JBSWY3DPEHPK3PXP", 1))
                 .await
                 .unwrap();
@@ -673,7 +674,6 @@ mod tests {
             reset_2fa(&f.db, &by, bob).await.unwrap();
             assert!(!f.user(bob).await.unwrap().totp_enabled);
             assert_eq!(f.credentials(bob).await, (0, 0), "{by:?}");
-            f.db.run(move |c| users::delete(c, bob)).await.unwrap();
         }
     }
 
