@@ -56,7 +56,7 @@ pub async fn page(
 async fn current_password_ok(state: &AppState, uid: i64, typed: String) -> Result<bool> {
     signin::current_password_ok(&state.db, &state.login_limiter, uid, typed)
         .await
-        .map_err(super::users::refused)
+        .map_err(AppError::from)
 }
 
 pub async fn change_password(
@@ -93,8 +93,7 @@ pub async fn change_password(
         new,
         &client.origin(),
     )
-    .await
-    .map_err(super::users::refused)?;
+    .await?;
     let (signed_out, revoked) = (ended.sessions, ended.tokens);
     let view = load(&state, &current).await?;
     let notice = format!(

@@ -171,7 +171,7 @@ pub fn safe_next(next: Option<&str>) -> String {
 impl CurrentUser {
     /// This user acting as an admin from `client`, as the account rules know them (they
     /// check again, in the change's own transaction, that it is still an admin).
-    pub fn as_admin(&self, client: &ClientInfo) -> crate::accounts::Actor {
+    pub(crate) fn as_admin(&self, client: &ClientInfo) -> crate::accounts::Actor {
         crate::accounts::Actor::Admin {
             id: self.user.id,
             origin: client.origin(),

@@ -138,9 +138,7 @@ pub async fn submit(
     };
 
     let shown = email.to_string();
-    let created = accounts::create_first_admin(&state.db, name, email, new_password)
-        .await
-        .map_err(super::users::refused)?;
+    let created = accounts::create_first_admin(&state.db, name, email, new_password).await?;
     state.setup.close();
     if !created {
         return Err(AppError::NotFound);

@@ -3,7 +3,7 @@
 //! cannot be removed. Every user's API tokens are listed too, each revocable.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
-use crate::accounts::{self, AccountError, NewAccount, Refusal};
+use crate::accounts::{self, AccountError, NewAccount};
 use crate::auth::token;
 use crate::db::audit::{self, Action, Event};
 use crate::db::users::{self, User};
@@ -112,7 +112,7 @@ pub async fn create(
     let created = match accounts::create(&state.db, &me.as_admin(&client), new).await {
         Ok(_) => true,
         Err(AccountError::EmailTaken) => false,
-        Err(e) => return Err(refused(e)),
+        Err(e) => return Err(e.into()),
     };
     if !created {
         errors.add("email", "An account with this email already exists.");
@@ -145,27 +145,6 @@ pub async fn create(
         StatusCode::OK,
     )
     .await
-}
-
-/// How the portal words a refused account change.
-pub(super) fn refused(e: AccountError) -> AppError {
-    match e {
-        AccountError::NotFound => AppError::NotFound,
-        AccountError::Refused(Refusal::NoLongerAdmin) => {
-            AppError::Conflict("You are no longer an admin.".into())
-        }
-        AccountError::Refused(Refusal::Yourself(what)) => {
-            AppError::Conflict(format!("You cannot {what} yourself. Ask another admin."))
-        }
-        AccountError::Refused(Refusal::LastAdmin) => {
-            AppError::Conflict("Gatehouse needs at least one admin.".into())
-        }
-        AccountError::EmailTaken => {
-            AppError::Conflict("An account with this email already exists.".into())
-        }
-        AccountError::Throttled(secs) => AppError::TooManyRequests(secs),
-        AccountError::Db(e) => AppError::from(e),
-    }
 }
 
 /// What the admin is told after a change to `user`.
@@ -209,9 +188,7 @@ pub async fn change_role(
     Form(form): Form<RoleForm>,
 ) -> Result<Response> {
     let role: Role = form.role.parse().map_err(AppError::BadRequest)?;
-    let user = accounts::change_role(&state.db, &me.as_admin(&client), id, role)
-        .await
-        .map_err(refused)?;
+    let user = accounts::change_role(&state.db, &me.as_admin(&client), id, role).await?;
     let message = done(&user, "role changed");
     after(&state, &render, &me, message).await
 }
@@ -236,9 +213,7 @@ pub async fn ban(
             "Give a reason for the ban (at most 200 characters).".into(),
         ));
     }
-    let user = accounts::ban(&state.db, &me.as_admin(&client), id, reason)
-        .await
-        .map_err(refused)?;
+    let user = accounts::ban(&state.db, &me.as_admin(&client), id, reason).await?;
     let message = done(&user, "banned");
     after(&state, &render, &me, message).await
 }
@@ -250,9 +225,7 @@ pub async fn unban(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let user = accounts::unban(&state.db, &me.as_admin(&client), id)
-        .await
-        .map_err(refused)?;
+    let user = accounts::unban(&state.db, &me.as_admin(&client), id).await?;
     let message = done(&user, "unbanned");
     after(&state, &render, &me, message).await
 }
@@ -264,9 +237,7 @@ pub async fn reset_2fa(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let user = accounts::reset_2fa(&state.db, &me.as_admin(&client), id)
-        .await
-        .map_err(refused)?;
+    let user = accounts::reset_2fa(&state.db, &me.as_admin(&client), id).await?;
     let message = done(&user, "two-factor authentication reset");
     after(&state, &render, &me, message).await
 }
@@ -278,9 +249,7 @@ pub async fn delete(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let user = accounts::delete(&state.db, &me.as_admin(&client), id)
-        .await
-        .map_err(refused)?;
+    let user = accounts::delete(&state.db, &me.as_admin(&client), id).await?;
     let message = done(&user, "deleted");
     after(&state, &render, &me, message).await
 }
