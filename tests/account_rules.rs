@@ -102,6 +102,13 @@ async fn change(app: &TestApp, front: Front, verb: &str, email: &str, value: &st
     }
 }
 
+/// As [`change`], which must be done; returns what the front end said.
+async fn done(app: &TestApp, front: Front, verb: &str, email: &str, value: &str) -> String {
+    let said = change(app, front, verb, email, value).await;
+    assert!(said.done, "{front:?} {verb}: {said:?}");
+    said.message
+}
+
 async fn id_of(app: &TestApp, email: &str) -> i64 {
     user(app, email).await.expect("the account exists").id
 }
@@ -202,9 +209,8 @@ async fn row(app: &TestApp, email: &str) -> Option<(String, String)> {
 async fn a_ban_ends_every_session_and_revokes_every_token_from_either_front_end() {
     let (app, users) = hub_with_users().await;
     for (front, bob) in users {
-        let said = change(&app, front, "ban", &bob.email, "posting spam").await;
-        assert!(said.done, "{front:?}: {said:?}");
-        assert!(said.message.contains("banned"), "{front:?}: {said:?}");
+        let said = done(&app, front, "ban", &bob.email, "posting spam").await;
+        assert!(said.contains("banned"), "{front:?}: {said}");
 
         assert!(locked_out(&bob).await, "{front:?}");
         let again = bob.phone.login(&bob.email, USER_PASSWORD).await;
@@ -220,8 +226,7 @@ async fn a_ban_ends_every_session_and_revokes_every_token_from_either_front_end(
             1
         );
 
-        let lifted = change(&app, front, "unban", &bob.email, "").await;
-        assert!(lifted.done, "{front:?}: {lifted:?}");
+        done(&app, front, "unban", &bob.email, "").await;
         assert_eq!(
             bob.phone.login(&bob.email, USER_PASSWORD).await.status,
             StatusCode::SEE_OTHER,
@@ -291,11 +296,10 @@ async fn a_second_factor_reset_ends_sessions_and_revokes_tokens_from_either_fron
             Some(("user".into(), "active".into()))
         );
 
-        let said = change(&app, front, "reset-2fa", &bob.email, "").await;
-        assert!(said.done, "{front:?}: {said:?}");
+        let said = done(&app, front, "reset-2fa", &bob.email, "").await;
         assert!(
-            said.message.contains("two-factor authentication"),
-            "{front:?}: {said:?}"
+            said.contains("two-factor authentication"),
+            "{front:?}: {said}"
         );
         assert!(locked_out(&bob).await, "{front:?}");
         assert!(!user(&app, &bob.email).await.unwrap().totp_enabled);
@@ -344,8 +348,7 @@ async fn the_last_admin_cannot_be_demoted_banned_or_deleted_from_either_front_en
     for front in FRONTS {
         let second = email_for(front, "second");
         app.add_user(&second, Role::Admin).await;
-        let said = change(&app, front, "role", &second, "user").await;
-        assert!(said.done, "{front:?}: {said:?}");
+        done(&app, front, "role", &second, "user").await;
         assert_eq!(
             row(&app, &second).await,
             Some(("user".into(), "active".into()))
@@ -362,10 +365,9 @@ async fn the_last_admin_cannot_be_demoted_banned_or_deleted_from_either_front_en
 async fn deleting_an_account_signs_it_out_and_keeps_its_email_in_the_log_from_either_front_end() {
     let (app, users) = hub_with_users().await;
     for (front, bob) in users {
-        let said = change(&app, front, "delete", &bob.email, "").await;
-        assert!(said.done, "{front:?}: {said:?}");
-        assert!(said.message.contains("deleted"), "{front:?}: {said:?}");
-        assert!(said.message.contains(&bob.email), "{front:?}: {said:?}");
+        let said = done(&app, front, "delete", &bob.email, "").await;
+        assert!(said.contains("deleted"), "{front:?}: {said}");
+        assert!(said.contains(&bob.email), "{front:?}: {said}");
 
         assert_eq!(row(&app, &bob.email).await, None, "{front:?}");
         assert!(user(&app, &bob.email).await.is_none());
@@ -385,8 +387,7 @@ async fn a_role_change_takes_effect_on_the_next_request_from_either_front_end() 
     for (front, bob) in users {
         assert_eq!(bob.phone.get("/users").await.status, StatusCode::FORBIDDEN);
 
-        let said = change(&app, front, "role", &bob.email, "admin").await;
-        assert!(said.done, "{front:?}: {said:?}");
+        done(&app, front, "role", &bob.email, "admin").await;
         assert_eq!(
             row(&app, &bob.email).await,
             Some(("admin".into(), "active".into())),
@@ -404,8 +405,7 @@ async fn a_role_change_takes_effect_on_the_next_request_from_either_front_end() 
         assert_eq!(details.len(), 1, "{front:?}");
         assert!(details[0].starts_with("user -> admin"), "{details:?}");
 
-        let back = change(&app, front, "role", &bob.email, "user").await;
-        assert!(back.done, "{front:?}: {back:?}");
+        done(&app, front, "role", &bob.email, "user").await;
         assert_eq!(bob.phone.get("/users").await.status, StatusCode::FORBIDDEN);
     }
 }
