@@ -88,6 +88,30 @@ impl From<axum::extract::rejection::QueryRejection> for AppError {
     }
 }
 
+/// How the portal words a refused account change (the command line words its own).
+impl From<crate::accounts::AccountError> for AppError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        use crate::accounts::{AccountError, Refusal};
+        match e {
+            AccountError::NotFound => AppError::NotFound,
+            AccountError::Refused(Refusal::NoLongerAdmin) => {
+                AppError::Conflict("You are no longer an admin.".into())
+            }
+            AccountError::Refused(Refusal::Yourself(what)) => {
+                AppError::Conflict(format!("You cannot {what} yourself. Ask another admin."))
+            }
+            AccountError::Refused(Refusal::LastAdmin) => {
+                AppError::Conflict("Gatehouse needs at least one admin.".into())
+            }
+            AccountError::EmailTaken => {
+                AppError::Conflict("An account with this email already exists.".into())
+            }
+            AccountError::Throttled(secs) => AppError::TooManyRequests(secs),
+            AccountError::Db(e) => AppError::from(e),
+        }
+    }
+}
+
 /// What the error middleware needs to render the error for a person.
 #[derive(Debug, Clone)]
 pub struct ErrorPage {

@@ -3,6 +3,9 @@
 //! The binary in `main.rs` only parses the command line and dispatches to `cli`; everything
 //! else lives here so tests can drive the real thing.
 
+/// The account use cases, for the portal and the command line alike: sign-in, bans, roles,
+/// passwords and second factors, and keeping one admin.
+pub(crate) mod accounts;
 /// The agent beside each Caddy: its config, Caddy admin client and HTTP API.
 pub mod agent;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.

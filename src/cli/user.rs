@@ -1,11 +1,13 @@
 //! `gatehouse user …`: manage accounts from the server itself, for bootstrap and for
-//! lock-out recovery. Every change is written to the audit log as coming from the CLI.
+//! lock-out recovery. The rules are the portal's (see `accounts`); every change is written
+//! to the audit log as coming from the CLI.
 
-use crate::auth::{password, token};
+use crate::accounts::{self, AccountError, Actor, NewAccount, Refusal};
+use crate::auth::token;
 use crate::config::Config;
-use crate::db::{Db, api_tokens, audit, sessions, users};
+use crate::db::{Db, users};
 use crate::domain::{DisplayName, Email, Password, Role};
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use std::io::Read;
 
@@ -43,6 +45,14 @@ pub enum UserCommand {
     },
     /// Lift a ban.
     Unban { email: String },
+    /// Make an account an admin or a user. The last active admin cannot be demoted.
+    Role {
+        email: String,
+        /// `admin` or `user`.
+        role: Role,
+    },
+    /// Delete an account. The last active admin cannot be deleted.
+    Delete { email: String },
     /// List every account.
     List,
 }
@@ -69,39 +79,18 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                     .to_string()
             });
             let name = DisplayName::parse(&name).map_err(|e| anyhow!("name: {e}"))?;
-            let (secret, generated) = new_password(password_stdin)?;
-            let hash = crate::blocking::run(move || password::hash(secret.expose())).await?;
+            let (password, generated) = new_password(password_stdin)?;
             let role = if admin { Role::Admin } else { Role::User };
-            let shown = email.clone();
-            let id = db
-                .run(move |c| {
-                    let tx = c.transaction()?;
-                    let new = users::NewUser {
-                        name: &name,
-                        email: &email,
-                        password_hash: &hash,
-                        role,
-                    };
-                    let id = match users::insert(&tx, &new) {
-                        Ok(id) => id,
-                        Err(users::InsertError::EmailTaken) => return Ok(None),
-                        Err(users::InsertError::Db(e)) => return Err(e),
-                    };
-                    let detail = format!("role {role}, created from the command line");
-                    let event = audit::Event {
-                        action: audit::Action::UserCreated,
-                        user_id: Some(id),
-                        email: Some(email.as_str()),
-                        detail: &detail,
-                    };
-                    audit::record(&tx, &event, &audit::Origin::cli())?;
-                    tx.commit()?;
-                    Ok(Some(id))
-                })
-                .await?;
-            let Some(id) = id else {
-                bail!("an account with the email {shown} already exists")
+            let shown = email.to_string();
+            let new = NewAccount {
+                name,
+                email,
+                role,
+                password,
             };
+            let id = accounts::create(&db, &Actor::Cli, new)
+                .await
+                .map_err(|e| refused(e, &shown))?;
             println!("created {role} {shown} (id {id})");
             if let Some(generated) = generated {
                 println!("one-time password: {generated}");
@@ -113,25 +102,10 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let user = find(&db, &email).await?;
-            let (secret, generated) = new_password(password_stdin)?;
-            let hash = crate::blocking::run(move || password::hash(secret.expose())).await?;
-            let whose = user.clone();
-            change(
-                &db,
-                &user,
-                audit::Action::PasswordChanged,
-                "set from the command line",
-                move |c| {
-                    users::set_password_hash(c, user.id, &hash)?;
-                    // Whoever holds a live session with the old password is signed out,
-                    // and no token made with it outlives the recovery.
-                    sessions::delete_all_for_user(c, user.id, None)?;
-                    let why = "password set from the command line";
-                    api_tokens::revoke_all_for_user(c, &whose, why, &audit::Origin::cli())?;
-                    Ok(true)
-                },
-            )
-            .await?;
+            let (password, generated) = new_password(password_stdin)?;
+            accounts::set_password(&db, &Actor::Cli, user.id, password)
+                .await
+                .map_err(|e| refused(e, &user.email))?;
             println!(
                 "password changed for {}; their sessions and API tokens were revoked",
                 user.email
@@ -142,21 +116,9 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Reset2fa { email } => {
             let user = find(&db, &email).await?;
-            let whose = user.clone();
-            change(
-                &db,
-                &user,
-                audit::Action::TotpReset,
-                "reset from the command line",
-                move |c| {
-                    users::reset_totp(c, user.id)?;
-                    sessions::delete_all_for_user(c, user.id, None)?;
-                    let why = "two-factor authentication reset from the command line";
-                    api_tokens::revoke_all_for_user(c, &whose, why, &audit::Origin::cli())?;
-                    Ok(true)
-                },
-            )
-            .await?;
+            accounts::reset_2fa(&db, &Actor::Cli, user.id)
+                .await
+                .map_err(|e| refused(e, &user.email))?;
             println!(
                 "two-factor authentication removed for {}; their sessions and API tokens were revoked; they enrol again at next sign-in",
                 user.email
@@ -164,36 +126,9 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Ban { email, reason } => {
             let user = find(&db, &email).await?;
-            let other_admins = db
-                .run(move |c| {
-                    Ok(c.query_row(
-                        "SELECT count(*) FROM users WHERE role = 'admin' AND banned_at IS NULL AND id != ?1",
-                        [user.id],
-                        |r| r.get::<_, i64>(0),
-                    )?)
-                })
-                .await?;
-            if user.is_admin() && other_admins == 0 {
-                bail!(
-                    "{} is the last active admin; make someone else admin first",
-                    user.email
-                );
-            }
-            let detail = format!("reason: {reason}");
-            let whose = user.clone();
-            change(&db, &user, audit::Action::Ban, &detail, move |c| {
-                users::set_banned(c, user.id, Some(&reason))?;
-                sessions::delete_all_for_user(c, user.id, None)?;
-                // For good: an unban does not bring them back (see the portal's ban).
-                api_tokens::revoke_all_for_user(
-                    c,
-                    &whose,
-                    "account banned",
-                    &audit::Origin::cli(),
-                )?;
-                Ok(true)
-            })
-            .await?;
+            accounts::ban(&db, &Actor::Cli, user.id, reason)
+                .await
+                .map_err(|e| refused(e, &user.email))?;
             println!(
                 "banned {}; their sessions stop working on their next request and their API \
                  tokens were revoked",
@@ -202,15 +137,24 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Unban { email } => {
             let user = find(&db, &email).await?;
-            change(
-                &db,
-                &user,
-                audit::Action::Unban,
-                "from the command line",
-                move |c| users::set_banned(c, user.id, None),
-            )
-            .await?;
+            accounts::unban(&db, &Actor::Cli, user.id)
+                .await
+                .map_err(|e| refused(e, &user.email))?;
             println!("unbanned {}", user.email);
+        }
+        UserCommand::Role { email, role } => {
+            let user = find(&db, &email).await?;
+            accounts::change_role(&db, &Actor::Cli, user.id, role)
+                .await
+                .map_err(|e| refused(e, &user.email))?;
+            println!("{} is now {role}", user.email);
+        }
+        UserCommand::Delete { email } => {
+            let user = find(&db, &email).await?;
+            accounts::delete(&db, &Actor::Cli, user.id)
+                .await
+                .map_err(|e| refused(e, &user.email))?;
+            println!("deleted {} {}", user.role, user.email);
         }
         UserCommand::List => {
             let all = db.run(|c| users::list(c)).await?;
@@ -236,39 +180,21 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
 
 async fn find(db: &Db, email: &str) -> anyhow::Result<users::User> {
     let email = Email::parse(email).map_err(|e| anyhow!("email: {e}"))?;
-    let shown = email.to_string();
-    db.run(move |c| users::find_by_email(c, email.as_str()))
-        .await?
-        .ok_or_else(|| anyhow!("no account with the email {shown}"))
+    accounts::find_by_email(db, &email)
+        .await
+        .map_err(|e| refused(e, email.as_str()))
 }
 
-/// Applies one change to `user` and audits it, in one transaction.
-async fn change<F>(
-    db: &Db,
-    user: &users::User,
-    action: audit::Action,
-    detail: &str,
-    f: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(&rusqlite::Connection) -> Result<bool, crate::db::DbError> + Send + 'static,
-{
-    let (id, email, detail) = (user.id, user.email.clone(), detail.to_string());
-    db.run(move |c| {
-        let tx = c.transaction()?;
-        f(&tx)?;
-        let event = audit::Event {
-            action,
-            user_id: Some(id),
-            email: Some(&email),
-            detail: &detail,
-        };
-        audit::record(&tx, &event, &audit::Origin::cli())?;
-        tx.commit()?;
-        Ok(())
-    })
-    .await?;
-    Ok(())
+/// How the command line words a refused account change to `email`.
+fn refused(e: AccountError, email: &str) -> anyhow::Error {
+    match e {
+        AccountError::NotFound => anyhow!("no account with the email {email}"),
+        AccountError::EmailTaken => anyhow!("an account with the email {email} already exists"),
+        AccountError::Refused(Refusal::LastAdmin) => {
+            anyhow!("{email} is the last active admin; make someone else admin first")
+        }
+        other => anyhow!(other),
+    }
 }
 
 /// A password from stdin (checked against the policy) or a generated one to print.

@@ -1,6 +1,7 @@
 //! The `audit_log` table: security events (logins, bans, role changes, …).
 
-use super::DbError;
+use super::users::User;
+use super::{Db, DbError};
 use rusqlite::{Connection, params};
 use std::fmt;
 
@@ -130,6 +131,19 @@ pub struct Event<'a> {
     pub detail: &'a str,
 }
 
+impl<'a> Event<'a> {
+    /// An event about `user`, by id and email.
+    pub fn about(user: &'a User, action: Action, detail: &'a str) -> Self {
+        Self {
+            action,
+            user_id: Some(user.id),
+            email: Some(&user.email),
+            detail,
+        }
+    }
+}
+
+/// Writes one event inside the caller's transaction (or on its own connection).
 pub fn record(conn: &Connection, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO audit_log (user_id, email, action, detail, ip, user_agent)
@@ -144,6 +158,23 @@ pub fn record(conn: &Connection, event: &Event<'_>, origin: &Origin) -> Result<(
         ],
     )?;
     Ok(())
+}
+
+/// Writes one event on its own, for an event with no other change to go with it.
+pub async fn write(db: &Db, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
+    let (action, user_id) = (event.action, event.user_id);
+    let (email, detail) = (event.email.map(str::to_string), event.detail.to_string());
+    let origin = origin.clone();
+    db.run(move |c| {
+        let event = Event {
+            action,
+            user_id,
+            email: email.as_deref(),
+            detail: &detail,
+        };
+        record(c, &event, &origin)
+    })
+    .await
 }
 
 /// A stored event, for the audit page.

@@ -94,6 +94,15 @@ pub fn count_admins(conn: &Connection) -> Result<i64, DbError> {
     )
 }
 
+/// The active (unbanned) admins other than `id`: whether removing `id` leaves one.
+pub fn count_other_active_admins(conn: &Connection, id: i64) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND banned_at IS NULL AND id != ?1",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn find(conn: &Connection, id: i64) -> Result<Option<User>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], from_row).optional()?)

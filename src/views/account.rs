@@ -4,9 +4,46 @@
 use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
+use crate::db::{sessions, users};
 use crate::domain::FieldErrors;
-use crate::web::{AccountView, PasswordForm, TokenForm};
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// Everything the account page shows.
+pub struct AccountView {
+    pub user: users::User,
+    pub backup_codes_left: i64,
+    pub sessions: Vec<sessions::AuthSession>,
+    pub current_session: String,
+    pub tokens: Vec<ApiToken>,
+}
+
+/// The password change as typed; the passwords are never shown back.
+#[derive(Deserialize, Default)]
+pub struct PasswordForm {
+    #[serde(default)]
+    pub current: String,
+    #[serde(default)]
+    pub new: String,
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// A new API token as typed.
+#[derive(Deserialize, Default)]
+pub struct TokenForm {
+    #[serde(default, rename = "token_name")]
+    pub name: String,
+    #[serde(default)]
+    pub scope: String,
+    /// `YYYY-MM-DD` (what a date input sends); empty for a token that never expires.
+    #[serde(default)]
+    pub expires: String,
+    /// The current password: a token is a lasting credential, so a session alone (perhaps
+    /// a stolen one) cannot make one. Never shown back.
+    #[serde(default, rename = "token_current")]
+    pub current: String,
+}
 
 /// Forms on the account page that may come back with errors, or a notice after success.
 #[derive(Default)]

@@ -6,8 +6,15 @@ use crate::db::grants::StoredGrant;
 use crate::db::users::User;
 use crate::domain::FieldErrors;
 use crate::domain::vhost::Grant;
-use crate::web::GrantForm;
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// The grant form as typed.
+#[derive(Deserialize, Default, Clone)]
+pub struct GrantForm {
+    #[serde(default)]
+    pub pattern: String,
+}
 
 /// What the page shows.
 pub struct Page<'a> {

@@ -3,8 +3,19 @@
 use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
-use crate::web::LoginForm;
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// The sign-in form as typed; the password is never shown back.
+#[derive(Deserialize, Default, Clone)]
+pub struct LoginForm {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub next: String,
+}
 
 pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
     html! {

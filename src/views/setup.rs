@@ -3,8 +3,23 @@
 use super::forms::Field;
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
-use crate::web::setup::SetupForm;
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// What the setup form sends back; kept as typed so a refusal can show it again.
+#[derive(Deserialize, Default, Clone)]
+pub struct SetupForm {
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_confirm: String,
+}
 
 pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
     html! {

@@ -5,8 +5,32 @@ use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
 use crate::db::users::User;
 use crate::domain::FieldErrors;
-use crate::web::{NewUserForm, Outcome};
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// The new-account form as typed.
+#[derive(Deserialize, Default, Clone)]
+pub struct NewUserForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub role: String,
+    /// Empty: a one-time password is generated and shown once.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// What a finished action tells the admin.
+pub enum Outcome {
+    None,
+    Created {
+        email: String,
+        one_time_password: Option<String>,
+    },
+    Done(String),
+}
 
 /// What the users page shows.
 pub struct Page<'a> {

@@ -3,27 +3,20 @@
 
 use super::session::TypedSession;
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
+use crate::accounts::{self, signin};
 use crate::auth::{password, totp};
-use crate::db::api_tokens::{self, ApiToken, Scope};
+use crate::db::api_tokens::{self, Scope};
 use crate::db::audit::{self, Action, Event};
 use crate::db::{backup_codes, sessions, users};
 use crate::domain::FieldErrors;
 use crate::domain::Password;
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::account::{AccountView, PasswordForm, TokenForm};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-
-/// Everything the account page shows.
-pub struct AccountView {
-    pub user: users::User,
-    pub backup_codes_left: i64,
-    pub sessions: Vec<sessions::AuthSession>,
-    pub current_session: String,
-    pub tokens: Vec<ApiToken>,
-}
 
 async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
     let uid = current.user.id;
@@ -47,32 +40,6 @@ async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
     })
 }
 
-async fn audit_event(
-    state: &AppState,
-    client: &ClientInfo,
-    action: Action,
-    user: &users::User,
-    detail: String,
-) -> Result<()> {
-    let (uid, email, origin) = (user.id, user.email.clone(), client.origin());
-    state
-        .db
-        .run(move |c| {
-            audit::record(
-                c,
-                &Event {
-                    action,
-                    user_id: Some(uid),
-                    email: Some(&email),
-                    detail: &detail,
-                },
-                &origin,
-            )
-        })
-        .await?;
-    Ok(())
-}
-
 pub async fn page(
     State(state): State<AppState>,
     current: CurrentUser,
@@ -85,29 +52,11 @@ pub async fn page(
     ))
 }
 
-#[derive(Deserialize, Default)]
-pub struct PasswordForm {
-    #[serde(default)]
-    pub current: String,
-    #[serde(default)]
-    pub new: String,
-    #[serde(default)]
-    pub confirm: String,
-}
-
-/// Checks the current password, counting the try against the same per-account limit as
-/// sign-in, so a stolen session cannot be used to guess the password at full speed.
+/// Checks the current password (see `accounts::signin::current_password_ok`).
 async fn current_password_ok(state: &AppState, uid: i64, typed: String) -> Result<bool> {
-    state
-        .login_limiter
-        .attempt(&[format!("password-check:{uid}")])
-        .map_err(AppError::TooManyRequests)?;
-    let hash = state
-        .db
-        .run(move |c| users::password_hash(c, uid))
-        .await?
-        .unwrap_or_default();
-    Ok(crate::blocking::run(move || password::verify(&typed, &hash)).await?)
+    signin::current_password_ok(&state.db, &state.login_limiter, uid, typed)
+        .await
+        .map_err(AppError::from)
 }
 
 pub async fn change_password(
@@ -137,29 +86,15 @@ pub async fn change_password(
             views::account::page(&render.ctx, &view, &forms),
         ));
     };
-    let hash = crate::blocking::run(move || password::hash(new.expose())).await?;
-    let (uid, keep) = (current.user.id, current.session_id.clone());
-    let (who, origin) = (current.user.clone(), client.origin());
-    let (signed_out, revoked) = state
-        .db
-        .run(move |c| {
-            let tx = c.transaction()?;
-            users::set_password_hash(&tx, uid, &hash)?;
-            let n = sessions::delete_all_for_user(&tx, uid, Some(&keep))?;
-            // A token made from a stolen session must not outlive the password change.
-            let t = api_tokens::revoke_all_for_user(&tx, &who, "password changed", &origin)?;
-            tx.commit()?;
-            Ok((n, t))
-        })
-        .await?;
-    audit_event(
-        &state,
-        &client,
-        Action::PasswordChanged,
+    let ended = accounts::change_own_password(
+        &state.db,
         &current.user,
-        format!("{signed_out} other sessions signed out"),
+        &current.session_id,
+        new,
+        &client.origin(),
     )
     .await?;
+    let (signed_out, revoked) = (ended.sessions, ended.tokens);
     let view = load(&state, &current).await?;
     let notice = format!(
         "Password changed. {signed_out} other session(s) were signed out and {revoked} API token(s) revoked."
@@ -205,14 +140,8 @@ pub async fn regenerate_backup_codes(
         ));
     }
     let codes = store_new_backup_codes(&state, current.user.id).await?;
-    audit_event(
-        &state,
-        &client,
-        Action::BackupCodesRegenerated,
-        &current.user,
-        String::new(),
-    )
-    .await?;
+    let event = Event::about(&current.user, Action::BackupCodesRegenerated, "");
+    audit::write(&state.db, &event, &client.origin()).await?;
     Ok(render.page("Backup codes", views::account::backup_codes(&codes)))
 }
 
@@ -322,14 +251,8 @@ pub async fn enrol_submit(
         .await?;
     let codes = store_new_backup_codes(&state, uid).await?;
     session.clear_enrol_secret().await?;
-    audit_event(
-        &state,
-        &client,
-        Action::TotpEnrolled,
-        &current.user,
-        String::new(),
-    )
-    .await?;
+    let event = Event::about(&current.user, Action::TotpEnrolled, "");
+    audit::write(&state.db, &event, &client.origin()).await?;
     Ok(render.page("Backup codes", views::account::backup_codes(&codes)))
 }
 
@@ -351,14 +274,8 @@ pub async fn revoke_session(
     {
         return Err(AppError::NotFound);
     }
-    audit_event(
-        &state,
-        &client,
-        Action::SessionRevoked,
-        &current.user,
-        "one session".into(),
-    )
-    .await?;
+    let event = Event::about(&current.user, Action::SessionRevoked, "one session");
+    audit::write(&state.db, &event, &client.origin()).await?;
     if id == current.session_id {
         session.clear().await?;
         return Ok(render.redirect("/login"));
@@ -377,30 +294,10 @@ pub async fn revoke_other_sessions(
         .db
         .run(move |c| sessions::delete_all_for_user(c, uid, Some(&keep)))
         .await?;
-    audit_event(
-        &state,
-        &client,
-        Action::SessionRevoked,
-        &current.user,
-        format!("{n} other sessions"),
-    )
-    .await?;
+    let detail = format!("{n} other sessions");
+    let event = Event::about(&current.user, Action::SessionRevoked, &detail);
+    audit::write(&state.db, &event, &client.origin()).await?;
     Ok(render.redirect("/account"))
-}
-
-#[derive(Deserialize, Default)]
-pub struct TokenForm {
-    #[serde(default, rename = "token_name")]
-    pub name: String,
-    #[serde(default)]
-    pub scope: String,
-    /// `YYYY-MM-DD` (what a date input sends); empty for a token that never expires.
-    #[serde(default)]
-    pub expires: String,
-    /// The current password: a token is a lasting credential, so a session alone (perhaps
-    /// a stolen one) cannot make one. Never shown back.
-    #[serde(default, rename = "token_current")]
-    pub current: String,
 }
 
 /// The longest token name kept.
@@ -476,18 +373,13 @@ pub async fn create_token(
         .db
         .run(move |c| api_tokens::create(c, uid, &stored_name, scope, expires))
         .await?;
-    audit_event(
-        &state,
-        &client,
-        Action::ApiTokenCreated,
-        &current.user,
-        format!(
-            "token #{} \"{name}\", {} scope",
-            made.token.id,
-            scope.as_str()
-        ),
-    )
-    .await?;
+    let detail = format!(
+        "token #{} \"{name}\", {} scope",
+        made.token.id,
+        scope.as_str()
+    );
+    let event = Event::about(&current.user, Action::ApiTokenCreated, &detail);
+    audit::write(&state.db, &event, &client.origin()).await?;
     let view = load(&state, &current).await?;
     let forms = views::account::Forms {
         new_token: Some((&made.token, &made.plain)),
@@ -510,14 +402,9 @@ pub async fn revoke_token(
         .run(move |c| api_tokens::revoke(c, id, Some(uid)))
         .await?
         .ok_or(AppError::NotFound)?;
-    audit_event(
-        &state,
-        &client,
-        Action::ApiTokenRevoked,
-        &current.user,
-        format!("token #{} \"{}\"", revoked.id, revoked.name),
-    )
-    .await?;
+    let detail = format!("token #{} \"{}\"", revoked.id, revoked.name);
+    let event = Event::about(&current.user, Action::ApiTokenRevoked, &detail);
+    audit::write(&state.db, &event, &client.origin()).await?;
     Ok(render.redirect("/account?token_revoked=1"))
 }
 

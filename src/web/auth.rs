@@ -168,6 +168,17 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+impl CurrentUser {
+    /// This user acting as an admin from `client`, as the account rules know them (they
+    /// check again, in the change's own transaction, that it is still an admin).
+    pub(crate) fn as_admin(&self, client: &ClientInfo) -> crate::accounts::Actor {
+        crate::accounts::Actor::Admin {
+            id: self.user.id,
+            origin: client.origin(),
+        }
+    }
+}
+
 impl ClientInfo {
     pub fn origin(&self) -> crate::db::audit::Origin {
         crate::db::audit::Origin {

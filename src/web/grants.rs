@@ -1,25 +1,20 @@
 //! A user's delegated names (admin): `/users/{id}/grants` lists them, adds one, takes one
-//! back. Each change is written with its audit entry in one transaction. What a pattern
-//! grants is defined in `domain::vhost::names`; it is enforced in `crate::claims`.
+//! back. Each change is written with its audit entry in one transaction (see `accounts`).
+//! What a pattern grants is defined in `domain::vhost::names`; it is enforced in
+//! `crate::claims`.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
-use crate::db::audit::{self, Action, Event};
+use crate::accounts::{self, AccountError};
 use crate::db::grants;
-use crate::db::users::{self, User};
+use crate::db::users;
 use crate::domain::FieldErrors;
 use crate::domain::vhost::Grant;
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::grants::GrantForm;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-
-#[derive(Deserialize, Default, Clone)]
-pub struct GrantForm {
-    #[serde(default)]
-    pub pattern: String,
-}
 
 async fn show(
     state: &AppState,
@@ -63,45 +58,13 @@ pub async fn page(
     .await
 }
 
-/// Writes `change` with its audit entry; None when the user does not exist (or the acting
-/// admin no longer is one).
-async fn audited<F>(
-    state: &AppState,
-    me: &User,
-    client: &ClientInfo,
-    id: i64,
-    action: Action,
-    change: F,
-) -> Result<Option<Option<String>>>
-where
-    F: FnOnce(&rusqlite::Connection) -> Result<Option<String>, crate::db::DbError> + Send + 'static,
-{
-    let (actor, origin) = (me.id, client.origin());
-    Ok(state
-        .db
-        .run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // The acting admin may have been banned or demoted since the guard ran.
-            let still_admin =
-                users::find(&tx, actor)?.is_some_and(|a| a.is_admin() && !a.is_banned());
-            let Some(user) = users::find(&tx, id)?.filter(|_| still_admin) else {
-                return Ok(None);
-            };
-            let done = change(&tx)?;
-            if let Some(pattern) = &done {
-                let detail = format!("{pattern} (by admin #{actor})");
-                let event = Event {
-                    action,
-                    user_id: Some(user.id),
-                    email: Some(&user.email),
-                    detail: &detail,
-                };
-                audit::record(&tx, &event, &origin)?;
-            }
-            tx.commit()?;
-            Ok(Some(done))
-        })
-        .await?)
+/// A grant change on a user who does not exist, by an admin who no longer is one, is not
+/// found.
+fn not_found(e: AccountError) -> AppError {
+    match e {
+        AccountError::Db(e) => AppError::from(e),
+        _ => AppError::NotFound,
+    }
 }
 
 pub async fn add(
@@ -118,17 +81,10 @@ pub async fn add(
         return show(&state, &render, id, &form, &errors, None, refused).await;
     };
     let pattern = grant.as_str().to_string();
-    let done = audited(
-        &state,
-        &me.user,
-        &client,
-        id,
-        Action::GrantAdded,
-        move |c| Ok(grants::insert(c, id, &pattern, Some(me.user.id))?.then_some(pattern)),
-    )
-    .await?
-    .ok_or(AppError::NotFound)?;
-    if done.is_none() {
+    let added = accounts::grant(&state.db, &me.as_admin(&client), id, pattern)
+        .await
+        .map_err(not_found)?;
+    if !added {
         errors.add("pattern", "This name is already granted.");
         let refused = StatusCode::UNPROCESSABLE_ENTITY;
         return show(&state, &render, id, &form, &errors, None, refused).await;
@@ -154,16 +110,9 @@ pub async fn remove(
     render: Render,
     Path((id, grant)): Path<(i64, i64)>,
 ) -> Result<Response> {
-    let done = audited(
-        &state,
-        &me.user,
-        &client,
-        id,
-        Action::GrantRemoved,
-        move |c| grants::delete(c, id, grant),
-    )
-    .await?
-    .ok_or(AppError::NotFound)?;
+    let done = accounts::take_back(&state.db, &me.as_admin(&client), id, grant)
+        .await
+        .map_err(not_found)?;
     let Some(pattern) = done else {
         return Err(AppError::NotFound);
     };

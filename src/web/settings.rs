@@ -140,22 +140,14 @@ pub async fn save(
         lists.upstream_hosts.join(", "),
         lists.unix_sockets.join(", ")
     );
-    let (uid, email, origin) = (current.user.id, current.user.email.clone(), client.origin());
+    let (user, origin) = (current.user.clone(), client.origin());
     state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
             tenancy::save_lists(&tx, &lists)?;
-            audit::record(
-                &tx,
-                &Event {
-                    action: Action::SettingsChanged,
-                    user_id: Some(uid),
-                    email: Some(&email),
-                    detail: &detail,
-                },
-                &origin,
-            )?;
+            let event = Event::about(&user, Action::SettingsChanged, &detail);
+            audit::record(&tx, &event, &origin)?;
             tx.commit()?;
             Ok(())
         })

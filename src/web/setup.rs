@@ -3,13 +3,15 @@
 //! exists, `/setup` is a 404, as if it did not exist.
 
 use super::{AppState, Form, Render};
-use crate::auth::{password, token};
+use crate::accounts;
+use crate::auth::token;
 use crate::config::Config;
-use crate::db::{self, Db, audit, users};
+use crate::db::{self, Db, users};
 use crate::domain::FieldErrors;
-use crate::domain::{DisplayName, Email, Password, Role};
+use crate::domain::{DisplayName, Email, Password};
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::setup::SetupForm;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -84,21 +86,6 @@ pub struct TokenQuery {
     token: String,
 }
 
-/// What the setup form sends back; kept as typed so a refusal can show it again.
-#[derive(Deserialize, Default, Clone)]
-pub struct SetupForm {
-    #[serde(default)]
-    pub token: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub password: String,
-    #[serde(default)]
-    pub password_confirm: String,
-}
-
 async fn ensure_open(state: &AppState, presented: &str) -> Result<()> {
     if !state.setup.accepts(presented) {
         return Err(AppError::NotFound);
@@ -150,40 +137,12 @@ pub async fn submit(
         ));
     };
 
-    let hash = crate::blocking::run(move || password::hash(new_password.expose())).await?;
-    let created = state
-        .db
-        .run(move |c| {
-            // Check and insert in one write transaction: two racing setups create one admin.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if users::count(&tx)? > 0 {
-                return Ok(None);
-            }
-            let new = users::NewUser {
-                name: &name,
-                email: &email,
-                password_hash: &hash,
-                role: Role::Admin,
-            };
-            let id = users::insert(&tx, &new).map_err(|e| match e {
-                users::InsertError::Db(e) => e,
-                users::InsertError::EmailTaken => unreachable!("the table is empty"),
-            })?;
-            let event = audit::Event {
-                action: audit::Action::UserCreated,
-                user_id: Some(id),
-                email: Some(email.as_str()),
-                detail: "first admin, created through /setup",
-            };
-            audit::record(&tx, &event, &audit::Origin::default())?;
-            tx.commit()?;
-            Ok(Some(email))
-        })
-        .await?;
+    let shown = email.to_string();
+    let created = accounts::create_first_admin(&state.db, name, email, new_password).await?;
     state.setup.close();
-    let Some(email) = created else {
+    if !created {
         return Err(AppError::NotFound);
-    };
-    tracing::info!(email = %email, "first admin created through setup");
-    Ok(render.page("Gatehouse is ready", views::setup::done(email.as_str())))
+    }
+    tracing::info!(email = %shown, "first admin created through setup");
+    Ok(render.page("Gatehouse is ready", views::setup::done(&shown)))
 }

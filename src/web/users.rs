@@ -3,42 +3,19 @@
 //! cannot be removed. Every user's API tokens are listed too, each revocable.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
-use crate::auth::{password, token};
+use crate::accounts::{self, AccountError, NewAccount};
+use crate::auth::token;
 use crate::db::audit::{self, Action, Event};
-use crate::db::users::{self, NewUser, User};
-use crate::db::{DbError, sessions};
+use crate::db::users::{self, User};
 use crate::domain::FieldErrors;
 use crate::domain::{DisplayName, Email, Password, Role};
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::users::{NewUserForm, Outcome};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use rusqlite::Connection;
 use serde::Deserialize;
-
-#[derive(Deserialize, Default, Clone)]
-pub struct NewUserForm {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub role: String,
-    /// Empty: a one-time password is generated and shown once.
-    #[serde(default)]
-    pub password: String,
-}
-
-/// What a finished action tells the admin.
-pub enum Outcome {
-    None,
-    Created {
-        email: String,
-        one_time_password: Option<String>,
-    },
-    Done(String),
-}
 
 async fn render_page(
     state: &AppState,
@@ -125,38 +102,18 @@ pub async fn create(
         )
         .await;
     };
-    let hash = crate::blocking::run(move || password::hash(secret.expose())).await?;
-    let (actor, origin, shown) = (me.user.id, client.origin(), email.to_string());
-    let created = state
-        .db
-        .run(move |c| {
-            let tx = c.transaction()?;
-            match users::insert(
-                &tx,
-                &NewUser {
-                    name: &name,
-                    email: &email,
-                    password_hash: &hash,
-                    role,
-                },
-            ) {
-                Ok(id) => {
-                    let detail = format!("role {role}, created by admin #{actor}");
-                    let event = Event {
-                        action: Action::UserCreated,
-                        user_id: Some(id),
-                        email: Some(email.as_str()),
-                        detail: &detail,
-                    };
-                    audit::record(&tx, &event, &origin)?;
-                    tx.commit()?;
-                    Ok(true)
-                }
-                Err(users::InsertError::EmailTaken) => Ok(false),
-                Err(users::InsertError::Db(e)) => Err(e),
-            }
-        })
-        .await?;
+    let shown = email.to_string();
+    let new = NewAccount {
+        name,
+        email,
+        role,
+        password: secret,
+    };
+    let created = match accounts::create(&state.db, &me.as_admin(&client), new).await {
+        Ok(_) => true,
+        Err(AccountError::EmailTaken) => false,
+        Err(e) => return Err(e.into()),
+    };
     if !created {
         errors.add("email", "An account with this email already exists.");
         return render_page(
@@ -190,113 +147,9 @@ pub async fn create(
     .await
 }
 
-/// Runs a change on another user inside one transaction with its audit entry, after the
-/// safety rules. `change` returns the audit detail.
-async fn act<F>(
-    state: &AppState,
-    me: &CurrentUser,
-    client: &ClientInfo,
-    target: i64,
-    action: Action,
-    change: F,
-) -> Result<String>
-where
-    F: FnOnce(&Connection, &User) -> Result<String, ActError> + Send + 'static,
-{
-    let origin = client.origin();
-    let actor = me.user.id;
-    let result = state
-        .db
-        .run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // The acting admin may have been banned or demoted since the guard ran.
-            let still_admin =
-                users::find(&tx, actor)?.is_some_and(|a| a.is_admin() && !a.is_banned());
-            if !still_admin {
-                return Ok(Err(ActError::Refused("You are no longer an admin.".into())));
-            }
-            let Some(user) = users::find(&tx, target)? else {
-                return Ok(Err(ActError::NotFound));
-            };
-            let detail = match change(&tx, &user) {
-                Ok(d) => d,
-                Err(ActError::Db(e)) => return Err(e),
-                Err(other) => return Ok(Err(other)),
-            };
-            let detail = format!("{detail} (by admin #{actor})");
-            // A deleted user keeps their email in the log, not a dangling id.
-            let still_there = users::find(&tx, user.id)?.map(|u| u.id);
-            let event = Event {
-                action,
-                user_id: still_there,
-                email: Some(&user.email),
-                detail: &detail,
-            };
-            audit::record(&tx, &event, &origin)?;
-            tx.commit()?;
-            Ok(Ok(format!("{}: {}", user.email, action_done(action))))
-        })
-        .await?;
-    result.map_err(|e| match e {
-        ActError::NotFound => AppError::NotFound,
-        ActError::Refused(why) => AppError::Conflict(why),
-        ActError::Db(e) => AppError::from(e),
-    })
-}
-
-fn action_done(action: Action) -> &'static str {
-    match action {
-        Action::RoleChanged => "role changed",
-        Action::Ban => "banned",
-        Action::Unban => "unbanned",
-        Action::TotpReset => "two-factor authentication reset",
-        Action::UserDeleted => "deleted",
-        _ => "done",
-    }
-}
-
-pub enum ActError {
-    NotFound,
-    Refused(String),
-    Db(DbError),
-}
-
-impl From<DbError> for ActError {
-    fn from(e: DbError) -> Self {
-        ActError::Db(e)
-    }
-}
-
-impl From<rusqlite::Error> for ActError {
-    fn from(e: rusqlite::Error) -> Self {
-        ActError::Db(e.into())
-    }
-}
-
-fn not_self(me: i64, target: &User, what: &str) -> Result<(), ActError> {
-    if me == target.id {
-        return Err(ActError::Refused(format!(
-            "You cannot {what} yourself. Ask another admin."
-        )));
-    }
-    Ok(())
-}
-
-/// Removing `target` from the admins must leave at least one active admin.
-fn keeps_an_admin(c: &Connection, target: &User) -> Result<(), ActError> {
-    if target.is_admin() {
-        let others: i64 = c.query_row(
-            "SELECT count(*) FROM users WHERE role = 'admin' AND banned_at IS NULL AND id != ?1",
-            [target.id],
-            |r| r.get(0),
-        )?;
-        if others == 0 {
-            return Err(ActError::Refused(
-                "Gatehouse needs at least one admin.".into(),
-            ));
-        }
-    }
-    Ok(())
+/// What the admin is told after a change to `user`.
+fn done(user: &User, what: &str) -> String {
+    format!("{}: {what}", user.email)
 }
 
 async fn after(
@@ -335,23 +188,8 @@ pub async fn change_role(
     Form(form): Form<RoleForm>,
 ) -> Result<Response> {
     let role: Role = form.role.parse().map_err(AppError::BadRequest)?;
-    let my_id = me.user.id;
-    let message = act(
-        &state,
-        &me,
-        &client,
-        id,
-        Action::RoleChanged,
-        move |c, target| {
-            not_self(my_id, target, "change the role of")?;
-            if role == Role::User {
-                keeps_an_admin(c, target)?;
-            }
-            users::set_role(c, target.id, role)?;
-            Ok(format!("{} -> {role}", target.role))
-        },
-    )
-    .await?;
+    let user = accounts::change_role(&state.db, &me.as_admin(&client), id, role).await?;
+    let message = done(&user, "role changed");
     after(&state, &render, &me, message).await
 }
 
@@ -375,22 +213,8 @@ pub async fn ban(
             "Give a reason for the ban (at most 200 characters).".into(),
         ));
     }
-    let my_id = me.user.id;
-    let origin = client.origin();
-    let message = act(&state, &me, &client, id, Action::Ban, move |c, target| {
-        not_self(my_id, target, "ban")?;
-        keeps_an_admin(c, target)?;
-        users::set_banned(c, target.id, Some(&reason))?;
-        // Every live session ends now, not at expiry, and every API token goes for good: an
-        // unban must not bring back credentials made before (or by whoever caused) the ban.
-        let n = sessions::delete_all_for_user(c, target.id, None)?;
-        let tokens =
-            crate::db::api_tokens::revoke_all_for_user(c, target, "account banned", &origin)?;
-        Ok(format!(
-            "reason: {reason}; {n} sessions ended; {tokens} API tokens revoked"
-        ))
-    })
-    .await?;
+    let user = accounts::ban(&state.db, &me.as_admin(&client), id, reason).await?;
+    let message = done(&user, "banned");
     after(&state, &render, &me, message).await
 }
 
@@ -401,11 +225,8 @@ pub async fn unban(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let message = act(&state, &me, &client, id, Action::Unban, move |c, target| {
-        users::set_banned(c, target.id, None)?;
-        Ok(String::new())
-    })
-    .await?;
+    let user = accounts::unban(&state.db, &me.as_admin(&client), id).await?;
+    let message = done(&user, "unbanned");
     after(&state, &render, &me, message).await
 }
 
@@ -416,24 +237,8 @@ pub async fn reset_2fa(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let origin = client.origin();
-    let message = act(
-        &state,
-        &me,
-        &client,
-        id,
-        Action::TotpReset,
-        move |c, target| {
-            users::reset_totp(c, target.id)?;
-            // They sign in again with their password, then enrol afresh; no token made
-            // by whoever had the second factor outlives the reset.
-            let n = sessions::delete_all_for_user(c, target.id, None)?;
-            let why = "two-factor authentication reset by an admin";
-            let t = crate::db::api_tokens::revoke_all_for_user(c, target, why, &origin)?;
-            Ok(format!("{n} sessions ended, {t} API tokens revoked"))
-        },
-    )
-    .await?;
+    let user = accounts::reset_2fa(&state.db, &me.as_admin(&client), id).await?;
+    let message = done(&user, "two-factor authentication reset");
     after(&state, &render, &me, message).await
 }
 
@@ -444,21 +249,8 @@ pub async fn delete(
     render: Render,
     Path(id): Path<i64>,
 ) -> Result<Response> {
-    let my_id = me.user.id;
-    let message = act(
-        &state,
-        &me,
-        &client,
-        id,
-        Action::UserDeleted,
-        move |c, target| {
-            not_self(my_id, target, "delete")?;
-            keeps_an_admin(c, target)?;
-            users::delete(c, target.id)?;
-            Ok(format!("{} {}", target.role, target.email))
-        },
-    )
-    .await?;
+    let user = accounts::delete(&state.db, &me.as_admin(&client), id).await?;
+    let message = done(&user, "deleted");
     after(&state, &render, &me, message).await
 }
 
@@ -485,22 +277,8 @@ pub async fn revoke_token(
     };
     let owner_email = owner.map(|u| u.email).unwrap_or_default();
     let detail = format!("token #{} \"{}\" of {owner_email}", token.id, token.name);
-    let (uid, email, origin) = (me.user.id, me.user.email.clone(), client.origin());
-    state
-        .db
-        .run(move |c| {
-            audit::record(
-                c,
-                &Event {
-                    action: Action::ApiTokenRevoked,
-                    user_id: Some(uid),
-                    email: Some(&email),
-                    detail: &detail,
-                },
-                &origin,
-            )
-        })
-        .await?;
+    let event = Event::about(&me.user, Action::ApiTokenRevoked, &detail);
+    audit::write(&state.db, &event, &client.origin()).await?;
     let message = format!("Revoked the token {} of {owner_email}.", token.name);
     after(&state, &render, &me, message).await
 }

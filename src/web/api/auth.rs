@@ -117,22 +117,13 @@ async fn authenticate(
                     "user banned"
                 };
                 let detail = format!("token #{} \"{}\": {why}", token.id, token.name);
-                let (uid, origin) = (token.user_id, client.origin());
-                g.app
-                    .db
-                    .run(move |c| {
-                        audit::record(
-                            c,
-                            &Event {
-                                action: Action::ApiTokenRefused,
-                                user_id: Some(uid),
-                                email: None,
-                                detail: &detail,
-                            },
-                            &origin,
-                        )
-                    })
-                    .await?;
+                let event = Event {
+                    action: Action::ApiTokenRefused,
+                    user_id: Some(token.user_id),
+                    email: None,
+                    detail: &detail,
+                };
+                audit::write(&g.app.db, &event, &client.origin()).await?;
             }
             return Err(ApiError::unauthorized());
         }
@@ -174,21 +165,11 @@ async fn record(
     user: &User,
     detail: String,
 ) -> Result<(), AppError> {
-    let (uid, email, origin) = (user.id, user.email.clone(), client.origin());
-    state
-        .db
-        .run(move |c| {
-            audit::record(
-                c,
-                &Event {
-                    action,
-                    user_id: Some(uid),
-                    email: Some(&email),
-                    detail: &detail,
-                },
-                &origin,
-            )
-        })
-        .await?;
+    audit::write(
+        &state.db,
+        &Event::about(user, action, &detail),
+        &client.origin(),
+    )
+    .await?;
     Ok(())
 }
