@@ -8,7 +8,10 @@ pub mod access_log;
 mod account;
 #[path = "../../../../src/domain/caddyfile/mod.rs"]
 pub mod caddyfile;
+#[path = "../../../../src/domain/field.rs"]
+#[allow(dead_code)]
+mod field;
 #[path = "../../../../src/domain/vhost/mod.rs"]
 pub mod vhost;
 
-pub use account::FieldError;
+pub use field::FieldError;
