@@ -440,15 +440,19 @@ pub struct Breach {
     pub why: String,
 }
 
+/// What a review of users' sites found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Review {
+    /// Every enabled site of a `user` that breaks the policy (none: all keep to it).
+    Breaches(Vec<Breach>),
+    /// No Caddy could judge, and why.
+    Unavailable(String),
+}
+
 /// Judges every enabled site a `user` owns, as if it were saved now. The policy applies when
 /// a site is saved, so closing a network, or upgrading from a version without this policy,
 /// changes nothing already running by itself: this is how an admin finds what to fix.
-/// `Err` when no Caddy can judge.
-pub async fn review(
-    db: &Db,
-    fleet: &Fleet,
-    config: &Config,
-) -> Result<Result<Vec<Breach>, String>, DbError> {
+pub async fn review(db: &Db, fleet: &Fleet, config: &Config) -> Result<Review, DbError> {
     let (sites, owners) = db
         .run(|c| Ok((crate::db::vhosts::enabled(c)?, crate::db::users::list(c)?)))
         .await?;
@@ -475,7 +479,7 @@ pub async fn review(
                 .collect::<Vec<_>>()
                 .join(" "),
             Verdict::Invalid(error) => format!("Caddy refuses it: {error}"),
-            Verdict::Unavailable(why) => return Ok(Err(why)),
+            Verdict::Unavailable(why) => return Ok(Review::Unavailable(why)),
         };
         breaches.push(Breach {
             id: site.id,
@@ -484,7 +488,7 @@ pub async fn review(
             why,
         });
     }
-    Ok(Ok(breaches))
+    Ok(Review::Breaches(breaches))
 }
 
 /// `caddy adapt` on the hub's own machine, for when no agent's Caddy answers: the JSON is

@@ -4,7 +4,7 @@
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
 use crate::domain::tenant::{Reserved, ReservedHost};
-use crate::tenancy::Breach;
+use crate::tenancy::Review;
 use maud::{Markup, html};
 
 /// The tenant policy form as typed: one entry per line.
@@ -28,7 +28,7 @@ pub struct Page<'a> {
     /// Closed whatever the lists say.
     pub reserved: &'a [Reserved],
     /// Users' sites that break the policy now, once an admin asked.
-    pub review: Option<&'a Result<Vec<Breach>, String>>,
+    pub review: Option<&'a Review>,
 }
 
 struct ListField {
@@ -119,11 +119,11 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
                     }
                     @match p.review {
                         None => {}
-                        Some(Err(why)) => { p .notice .error #review-result role="alert" { (why) } }
-                        Some(Ok(list)) if list.is_empty() => {
+                        Some(Review::Unavailable(why)) => { p .notice .error #review-result role="alert" { (why) } }
+                        Some(Review::Breaches(list)) if list.is_empty() => {
                             p .notice .ok #review-result role="status" { "Every enabled site of a user keeps to these lists." }
                         }
-                        Some(Ok(list)) => {
+                        Some(Review::Breaches(list)) => {
                             p .notice .warn #review-result role="status" { (list.len()) " enabled site(s) of users break these lists:" }
                             div .table-wrap {
                                 table .table #breaches {

@@ -43,7 +43,7 @@ async fn show_with(
     errors: FieldErrors,
     saved: bool,
     status: StatusCode,
-    review: Option<Result<Vec<tenancy::Breach>, String>>,
+    review: Option<tenancy::Review>,
 ) -> Result<Response> {
     let (policy, _) = tenancy::policy(&state.db, &state.config).await?;
     let vhosts = state.config.vhosts.clone();
