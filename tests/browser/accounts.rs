@@ -1,8 +1,8 @@
 //! Journey: an admin signs in, enrols in TOTP from the QR page, signs out, signs in with a
 //! code from the app, then with a backup code.
 
-use crate::common::browser::Browser;
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, totp_code};
+use crate::driver::Browser;
 use anyhow::ensure;
 
 async fn sign_in(b: &Browser, app: &TestApp) -> anyhow::Result<()> {

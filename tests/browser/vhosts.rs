@@ -1,8 +1,8 @@
 //! Journeys for sites: every template with the live preview, a one-tap toggle on a phone,
 //! a refused form that keeps its input, and a revert from the changelog.
 
-use crate::common::browser::Browser;
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, totp_code};
+use crate::driver::Browser;
 use anyhow::{bail, ensure};
 use gatehouse::db::vhosts;
 use std::time::Duration;

@@ -133,7 +133,8 @@ impl AgentProc {
         self.process.take().expect("the agent runs").terminate()
     }
 
-    /// The agent's process id while it runs.
+    /// The agent's process id while it runs (the benchmark suite reads its memory by it).
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildGuard::pid)
     }

@@ -1,9 +1,7 @@
 //! Shared test support: `TestApp` runs the real hub on port 0 with its own SQLite file and
 //! gives a cookie-keeping client with one helper per route; `html` helpers select with CSS.
-#![allow(dead_code)]
 
 pub mod api;
-pub mod browser;
 pub mod caddy;
 pub mod fleet;
 pub mod loadgen;
@@ -136,20 +134,6 @@ impl TestApp {
             })
             .await
             .unwrap()
-    }
-
-    /// The TOTP secret stored for a user.
-    pub async fn totp_secret(&self, email: &str) -> String {
-        let email = email.to_string();
-        self.state
-            .db
-            .run(move |c| {
-                let user = users::find_by_email(c, &email)?.expect("user exists");
-                users::totp_secret(c, user.id)
-            })
-            .await
-            .unwrap()
-            .expect("a TOTP secret")
     }
 
     pub async fn audit_actions(&self) -> Vec<String> {

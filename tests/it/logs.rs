@@ -1,11 +1,11 @@
 //! Live logs end to end: real Caddy writes real access logs, the real agent tails them, the
 //! hub fans them out over SSE. Visibility is asserted on the raw SSE a user receives.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
-use common::{TestApp, Visitor};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::{TestApp, Visitor};
 use futures::StreamExt;
 use gatehouse::domain::Role;
 use reqwest::StatusCode;

@@ -4,11 +4,9 @@
 //! reader that stops reading, and damaged lines. Every test runs its own Caddy and agent on
 //! their own ports; both are stopped by PID.
 
-mod common;
-
-use common::caddy::{CADDY_BINARY, Caddy};
-use common::loadgen::{SseEvent, SseReader, requests, requests_padded};
-use common::{ChildGuard, free_port};
+use crate::common::caddy::{CADDY_BINARY, Caddy};
+use crate::common::loadgen::{SseEvent, SseReader, requests, requests_padded};
+use crate::common::{ChildGuard, free_port};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -1,10 +1,8 @@
 //! The renderer against Debian's real Caddy: 1000 sites made from every template render to
 //! a Caddyfile that `caddy fmt` leaves unchanged and `caddy adapt` accepts.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::upstream;
+use crate::common::caddy::Caddy;
+use crate::common::fleet::upstream;
 use gatehouse::config::CaddyConfig;
 use gatehouse::db::vhosts::Vhost;
 use gatehouse::domain::access_log::{ParsedLine, parse_line};

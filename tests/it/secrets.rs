@@ -3,11 +3,11 @@
 //! altered) and changes nothing, plaintext left by an older version is sealed, and
 //! `gatehouse rotate-key` re-seals everything while sign-in and the agents keep working.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{AGENT_TOKEN, AgentProc, upstream};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port, totp_code};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, upstream};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port, totp_code};
 use gatehouse::secrets::SecretKey;
 use reqwest::StatusCode;
 use rusqlite::Connection;

@@ -1,7 +1,7 @@
 //! Drives Debian's Chromium through chromedriver (fantoccini). One driver and one browser
-//! serve a whole test binary, with a fresh profile per run; both are stopped by PID.
+//! serve every journey, with a fresh profile per run; both are stopped by PID.
 
-use super::ChildGuard;
+use crate::common::ChildGuard;
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> anyhow::Result<Self> {
-        let port = super::free_port();
+        let port = crate::common::free_port();
         let driver =
             Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
                 .arg(format!("--port={port}"))

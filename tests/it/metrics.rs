@@ -1,10 +1,8 @@
 //! `/metrics` on the hub and the agent, with a real agent and a real Caddy: what is counted
 //! after real work, and who may read it (the token, or direct local requests only).
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
 

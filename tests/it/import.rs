@@ -2,11 +2,11 @@
 //! file, the real `caddy adapt` (Debian's 2.6.2) as the judge of what a Caddyfile means, and
 //! a real hub with a real agent and Caddy for the deploy path and the downloads.
 
-mod common;
+use crate::common;
 
-use common::caddy::{CADDY_BINARY, Caddy};
-use common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
-use common::{ADMIN_EMAIL, Page, TestApp};
+use crate::common::caddy::{CADDY_BINARY, Caddy};
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
+use crate::common::{ADMIN_EMAIL, Page, TestApp};
 use gatehouse::db::{Db, changelog, vhosts};
 use gatehouse::import::{self, Action, Target};
 use reqwest::StatusCode;

@@ -1,9 +1,9 @@
 //! The real binary: start-up errors name the key, data survives restarts, the `user`
 //! subcommands bootstrap and recover accounts, and the health check works.
 
-mod common;
+use crate::common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, free_port};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, free_port};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -2,9 +2,9 @@
 //! refusals that keep the input, hostile bodies, ownership, toggles, the live preview, the
 //! changelog with revert.
 
-mod common;
+use crate::common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use gatehouse::db::{changelog, vhosts};
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
@@ -413,7 +413,7 @@ async fn a_toggle_swaps_only_its_row_and_is_recorded() {
     );
 }
 
-use common::Page;
+use crate::common::Page;
 
 #[tokio::test]
 async fn the_live_preview_shows_the_exact_block_or_the_reasons() {

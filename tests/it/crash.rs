@@ -4,11 +4,9 @@
 //! acknowledged must be in the database and the changelog, and the agent must come to run
 //! exactly what the database renders.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{AGENT_TOKEN, AgentProc, eventually};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, eventually};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port};
 use gatehouse::db::{Db, agents, changelog, vhosts};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;

@@ -5,14 +5,12 @@
 //! "Sync now") loads the database's config again, also when the outside config moved
 //! Caddy's admin API to its default address.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{
     AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
     proxy_site_form, upstream,
 };
-use common::{Page, TestApp};
+use crate::common::{Page, TestApp};
 use gatehouse::db::{agents, audit, vhosts};
 use reqwest::StatusCode;
 use serde_json::Value;

@@ -2,11 +2,9 @@
 //! here with rcgen: the agent serves HTTPS only; the hub trusts it through a pasted CA, a
 //! pinned fingerprint or the public PKI, and says plainly why when it does not.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{AGENT_TOKEN, AgentProc, eventually, hub};
-use common::{ChildGuard, Page, TestApp};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, eventually, hub};
+use crate::common::{ChildGuard, Page, TestApp};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};

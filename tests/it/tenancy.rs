@@ -4,12 +4,12 @@
 //! keep full power, the Settings page opens networks, and anonymous requests through a
 //! user's site reach its backend and nothing of Gatehouse's or Caddy's.
 
-mod common;
+use crate::common;
 
-use common::api::{Api, make_token};
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, hub, post_owned, upstream};
-use common::{TestApp, USER_PASSWORD, Visitor};
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, hub, post_owned, upstream};
+use crate::common::{TestApp, USER_PASSWORD, Visitor};
 use gatehouse::domain::Role;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;

@@ -3,14 +3,14 @@
 //! that answer garbage or hang (the one place a fake agent is used, see below), and a full
 //! disk under the access log.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{
     AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
     proxy_site_form, upstream,
 };
-use common::loadgen::{SseReader, requests};
+use crate::common::loadgen::{SseReader, requests};
 use gatehouse::db::{agents, changelog, vhosts};
 use reqwest::StatusCode;
 use std::net::SocketAddr;

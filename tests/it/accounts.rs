@@ -2,9 +2,9 @@
 //! TOTP and backup codes, rate limits, bans, CSRF, sessions, the users and audit pages, and
 //! the authorization of every route in the route table.
 
-mod common;
+use crate::common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor, totp_code};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor, totp_code};
 use gatehouse::db::{sessions, users};
 use gatehouse::domain::Role;
 use gatehouse::web::{Access, route_table};
@@ -479,7 +479,7 @@ async fn every_route_enforces_its_access_level() {
     routes.sort_by_key(|r| r.path == "/logout");
     for route in routes {
         // The API takes bearer tokens, never these cookie sessions: its own matrix is in
-        // tests/web.rs (`every_api_route_enforces_its_token_scope_and_ownership`).
+        // tests/it/web.rs (`every_api_route_enforces_its_token_scope_and_ownership`).
         if matches!(route.access, Access::Token(_)) {
             continue;
         }
@@ -913,7 +913,7 @@ async fn an_active_session_outlives_the_idle_timeout_and_the_cookie_lasts_the_ab
     let id = app.add_user("bob@example.com", Role::User).await;
     let bob = app.visitor();
     let login = bob.login("bob@example.com", USER_PASSWORD).await;
-    // The session's cookie (a sign-in also sets the device cookie, see tests/hardening.rs).
+    // The session's cookie (a sign-in also sets the device cookie, see tests/it/hardening.rs).
     let cookie = login
         .headers
         .get_all("set-cookie")

@@ -5,13 +5,13 @@
 //! never followed; error pages are never cached; and markup typed into any field a person
 //! controls is shown as text on every page that displays it, never run.
 
-mod common;
+use crate::common;
 
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::AgentProc;
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use axum::response::IntoResponse;
-use common::api::{Api, make_token};
-use common::caddy::Caddy;
-use common::fleet::AgentProc;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use gatehouse::db::api_tokens;
 use gatehouse::domain::Role;
 use reqwest::StatusCode;

@@ -2,11 +2,11 @@
 //! hub and agent, each test on its own loopback ports: serving, rollback on rejection, an
 //! offline agent catching up, drift, concurrency, and Caddy's own validation in the preview.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
-use common::{TestApp, Visitor};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::{TestApp, Visitor};
 use gatehouse::db::{agents, changelog, vhosts};
 use gatehouse::site_config;
 use reqwest::StatusCode;

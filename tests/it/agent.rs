@@ -2,10 +2,8 @@
 //! Caddy's own answers, the applied hash, what Caddy then serves, and start-up refusals.
 //! Every test runs its own Caddy and agent on their own ports; both are stopped by PID.
 
-mod common;
-
-use common::caddy::{CADDY_BINARY, Caddy};
-use common::{ChildGuard, free_port};
+use crate::common::caddy::{CADDY_BINARY, Caddy};
+use crate::common::{ChildGuard, free_port};
 use gatehouse::domain::caddyfile::config_hash;
 use reqwest::StatusCode;
 use serde_json::Value;

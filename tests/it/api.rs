@@ -3,12 +3,12 @@
 //! scopes, revocation and expiry, the whole vhost round trip, field errors, Caddy's
 //! refusal, cookies refused, audit rows, and the account page that makes the tokens.
 
-mod common;
+use crate::common;
 
-use common::api::{Api, make_token};
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, hub, upstream};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, hub, upstream};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use gatehouse::db::{api_tokens, audit, changelog, users, vhosts};
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
