@@ -1,11 +1,12 @@
 //! A real fleet on loopback for tests: the agent binary beside a real Caddy, a tiny upstream
 //! HTTP server, and a hub with an enrolled admin that knows the agents.
 
+use super::binary;
 use super::caddy::Caddy;
-use super::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, TestApp, free_port};
+use super::{ChildGuard, TestApp, free_port};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 pub const AGENT_TOKEN: &str = "a-test-agent-token-0123456789";
@@ -89,12 +90,8 @@ impl AgentProc {
 
     /// (Re)starts the process on the same address.
     pub async fn restart(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        let mut command = binary::agent(&self.addr.to_string(), AGENT_TOKEN, &self.caddy_admin);
         command
-            .arg("agent")
-            .env("GATEHOUSE_AGENT_LISTEN", self.addr.to_string())
-            .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
-            .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
             .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)
             .env(
                 "GATEHOUSE_AGENT_STATE_FILE",
@@ -106,26 +103,9 @@ impl AgentProc {
                 .env("GATEHOUSE_AGENT_TLS_CERT", cert)
                 .env("GATEHOUSE_AGENT_TLS_KEY", key);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gatehouse agent");
-        self.process = Some(ChildGuard(child));
+        command.stdout(Stdio::null()).stderr(Stdio::null());
         let health = format!("{}/health", self.url());
-        let probe = self.probe();
-        for _ in 0..100 {
-            if probe
-                .get(&health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("agent did not come up on {}", self.addr);
+        self.process = Some(binary::start(&mut command, &health, String::new).await);
     }
 
     /// SIGTERM, as a service manager stops it; returns how it exited.
@@ -170,14 +150,11 @@ pub async fn upstream(reply: &'static str) -> SocketAddr {
 
 /// A hub with an enrolled admin signed in as the default visitor.
 pub async fn hub(configure: impl FnOnce(&mut gatehouse::config::Config)) -> TestApp {
-    let app = TestApp::spawn_with(|c| {
-        c.security.login_attempts_per_minute = 1000;
+    let (app, _) = super::app_with_admin_and(|c| {
         c.fleet.reconcile_interval_secs = 1;
         configure(c);
     })
     .await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
 }
 
@@ -268,6 +245,19 @@ pub fn proxy_site_form(
         }
     }
     fields
+}
+
+/// Creates a raw site on `caddy`'s test port that proxies to `to` (see [`proxy_site_form`]);
+/// returns the portal's answer.
+pub async fn proxy_site(
+    visitor: &super::Visitor,
+    name: &str,
+    caddy: &Caddy,
+    to: SocketAddr,
+    agents: &[i64],
+) -> super::Page {
+    let form = proxy_site_form(name, caddy.http_port, to, agents);
+    post_owned(visitor, "/vhosts", &form).await
 }
 
 /// Posts a form given as owned pairs.

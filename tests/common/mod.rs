@@ -1,7 +1,10 @@
-//! Shared test support: `TestApp` runs the real hub on port 0 with its own SQLite file and
-//! gives a cookie-keeping client with one helper per route; `html` helpers select with CSS.
+//! Shared test support for the integration tests, the browser journeys and the benchmarks:
+//! `TestApp` runs the real hub on port 0 with its own SQLite file and gives a cookie-keeping
+//! client with one helper per route; `html` helpers select with CSS; the fixtures below
+//! start from an admin signed in, or a `user`.
 
 pub mod api;
+pub mod binary;
 pub mod caddy;
 pub mod fleet;
 pub mod loadgen;
@@ -148,6 +151,42 @@ impl TestApp {
     }
 }
 
+/// A hub with an enrolled admin signed in as the default visitor, and sign-in attempts
+/// limited loosely enough for any test; returns the admin's TOTP secret with it.
+pub async fn app_with_admin() -> (TestApp, String) {
+    app_with_admin_and(|_| {}).await
+}
+
+/// As [`app_with_admin`], with more settings.
+pub async fn app_with_admin_and(configure: impl FnOnce(&mut Config)) -> (TestApp, String) {
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 1000;
+        configure(c);
+    })
+    .await;
+    app.create_admin().await;
+    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    (app, secret)
+}
+
+/// A `user` (granted [`TEST_GRANTS`]) signed in on their own visitor; returns it and their id.
+pub async fn signed_in_user(app: &TestApp, email: &str) -> (Visitor, i64) {
+    signed_in_user_with_grants(app, email, TEST_GRANTS).await
+}
+
+/// As [`signed_in_user`], granted exactly these names.
+pub async fn signed_in_user_with_grants(
+    app: &TestApp,
+    email: &str,
+    grants: &[&str],
+) -> (Visitor, i64) {
+    let id = app.add_user_with_grants(email, Role::User, grants).await;
+    let v = app.visitor();
+    let page = v.login(email, USER_PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    (v, id)
+}
+
 /// The TOTP code for `secret`, `steps` steps of 30 s from now.
 pub fn totp_code(secret: &str, steps: i64) -> String {
     let now = gatehouse::db::now() + steps * 30;
@@ -219,6 +258,22 @@ impl Visitor {
         let mut fields: Vec<(&str, &str)> = form.to_vec();
         fields.push(("csrf_token", &token));
         self.post_form_without_csrf(path, &fields).await
+    }
+
+    /// POST as htmx sends it from a page: the CSRF token in its header, `HX-Request` set.
+    pub async fn post_htmx(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.csrf().await;
+        Page::from(
+            self.http
+                .post(self.url(path))
+                .header("HX-Request", "true")
+                .header("X-CSRF-Token", token)
+                .form(form)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
     }
 
     pub async fn post_form_without_csrf(&self, path: &str, form: &[(&str, &str)]) -> Page {
@@ -348,6 +403,11 @@ impl Page {
             .next()
             .and_then(|e| e.value().attr(attr).map(str::to_string))
     }
+}
+
+/// Where a redirect points (empty when the answer is not one).
+pub fn location(page: &Page) -> &str {
+    page.header("location").unwrap_or_default()
 }
 
 pub fn selector(css: &str) -> Selector {

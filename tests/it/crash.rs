@@ -4,6 +4,7 @@
 //! acknowledged must be in the database and the changelog, and the agent must come to run
 //! exactly what the database renders.
 
+use crate::common::binary;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AGENT_TOKEN, AgentProc, eventually};
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port};
@@ -36,42 +37,22 @@ impl Hub {
     }
 
     async fn start(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("GATEHOUSE_") {
-                command.env_remove(key);
-            }
-        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("hub.log"))
             .unwrap();
-        let child = command
-            .current_dir(&self.dir)
-            .arg("serve")
-            .env("GATEHOUSE_LISTEN", self.addr.to_string())
+        let mut command = binary::serve(&self.dir, self.addr.port());
+        command
             .env("GATEHOUSE_DATA_DIR", self.dir.join("data"))
             .env("GATEHOUSE_SETUP_TOKEN", &self.setup_token)
             .env("GATEHOUSE_FLEET_RECONCILE_INTERVAL_SECS", "1")
             .env("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000")
             .env("GATEHOUSE_SECURITY_REQUEST_TIMEOUT_SECS", "120")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start gatehouse serve");
-        self.process = Some(ChildGuard(child));
-        let url = format!("http://{}/healthz", self.addr);
-        for _ in 0..200 {
-            if reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the hub did not come up:\n{}", self.log());
+            .stderr(log);
+        let healthz = format!("http://{}/healthz", self.addr);
+        self.process = Some(binary::start(&mut command, &healthz, || self.log()).await);
     }
 
     fn pid(&self) -> u32 {

@@ -7,8 +7,8 @@
 
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{
-    AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
-    proxy_site_form, upstream,
+    AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, proxy_site,
+    upstream,
 };
 use crate::common::{Page, TestApp};
 use gatehouse::db::{agents, audit, vhosts};
@@ -138,12 +138,7 @@ async fn caddy_runs_the_render(app: &TestApp, id: i64, caddy: &Caddy) -> bool {
 async fn fleet_serving_one_site(app: &TestApp, caddy: &Caddy, agent: &AgentProc) -> (i64, String) {
     let id = add_agent(app, "edge-1", agent).await;
     let backend = upstream("served by the hub's config").await;
-    let made = post_owned(
-        app,
-        "/vhosts",
-        &proxy_site_form("app", caddy.http_port, backend, &[]),
-    )
-    .await;
+    let made = proxy_site(app, "app", caddy, backend, &[]).await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
     let host = format!("app.localhost:{}", caddy.http_port);
     assert_eq!(caddy.get(&host, "/").await.1, "served by the hub's config");

@@ -8,7 +8,7 @@ use crate::common;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{
     AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
-    proxy_site_form, upstream,
+    proxy_site, proxy_site_form, upstream,
 };
 use crate::common::loadgen::{SseReader, requests};
 use gatehouse::db::{agents, changelog, vhosts};
@@ -148,14 +148,7 @@ async fn caddy_killed_and_restarted_under_its_agent_is_reported_and_given_its_co
     let app = hub(|_| {}).await;
     let id = add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("served").await;
-    created(
-        &post_owned(
-            &app,
-            "/vhosts",
-            &proxy_site_form("app", caddy.http_port, backend, &[]),
-        )
-        .await,
-    );
+    created(&proxy_site(&app, "app", &caddy, backend, &[]).await);
     let host = format!("app.localhost:{}", caddy.http_port);
     assert_eq!(caddy.get(&host, "/").await.1, "served");
 
@@ -392,14 +385,7 @@ async fn the_log_tailer_survives_a_full_disk_and_streams_again_when_space_return
     let app = hub(|_| {}).await;
     add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("ok").await;
-    created(
-        &post_owned(
-            &app,
-            "/vhosts",
-            &proxy_site_form("logs", caddy.http_port, backend, &[]),
-        )
-        .await,
-    );
+    created(&proxy_site(&app, "logs", &caddy, backend, &[]).await);
     let host = format!("logs.localhost:{}", caddy.http_port);
     let stream = agent
         .probe()

@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use crate::common::binary;
 use crate::common::caddy::{CADDY_BINARY, Caddy};
 use crate::common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
 use crate::common::{ADMIN_EMAIL, Page, TestApp};
@@ -15,8 +16,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/import")
@@ -25,12 +24,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `gatehouse` with a clean GATEHOUSE_* environment and its data in `data`.
 fn gatehouse(data: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = binary::gatehouse();
     cmd.env("GATEHOUSE_DATA_DIR", data).env("RUST_LOG", "warn");
     cmd
 }

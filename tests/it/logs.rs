@@ -205,22 +205,16 @@ async fn a_slow_viewer_is_told_what_it_missed_and_hub_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let token = "slow-viewer-setup-token";
-    let hub = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GATEHOUSE_SETUP_TOKEN", token)
-        .env("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let hub = common::ChildGuard(hub);
-    let admin = Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
-    eventually(10, "the hub answers", || async {
-        admin.http.get(admin.url("/healthz")).send().await.is_ok()
-    })
+    let hub = common::binary::start_serve(
+        dir.path(),
+        port,
+        &[
+            ("GATEHOUSE_SETUP_TOKEN", token),
+            ("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+        ],
+    )
     .await;
+    let admin = Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
     admin
         .submit_setup(
             "Ada",

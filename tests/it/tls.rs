@@ -2,6 +2,7 @@
 //! here with rcgen: the agent serves HTTPS only; the hub trusts it through a pasted CA, a
 //! pinned fingerprint or the public PKI, and says plainly why when it does not.
 
+use crate::common::binary;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AGENT_TOKEN, AgentProc, eventually, hub};
 use crate::common::{ChildGuard, Page, TestApp};
@@ -9,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// PEM files for one agent, in a temp dir that lives as long as this.
@@ -435,14 +436,8 @@ async fn a_self_signed_certificate_marked_as_a_ca_is_explained_and_a_pin_still_t
 fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let stderr_path = dir.path().join("stderr");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            command.env_remove(key);
-        }
-    }
     let mut child = ChildGuard(
-        command
+        binary::gatehouse()
             .arg("agent")
             .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
             .env("GATEHOUSE_AGENT_LISTEN", "127.0.0.1:0")

@@ -343,9 +343,7 @@ async fn every_api_route_enforces_its_token_scope_and_ownership() {
     use gatehouse::web::{Access, route_table};
     use reqwest::Method;
 
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (app, _) = common::app_with_admin().await;
     let victim = app.add_user("victim@example.com", Role::User).await;
     let bob = app.add_user("bob@example.com", Role::User).await;
     // Tokens straight from storage: the account page that makes them is tested in tests/it/api.rs.
