@@ -165,13 +165,24 @@ pub async fn add_agent(app: &TestApp, name: &str, agent: &AgentProc) -> i64 {
 
 /// Adds whatever answers at `url` as an agent through the agents page; returns its id.
 pub async fn add_agent_at(app: &TestApp, name: &str, url: &str) -> i64 {
-    let page = app
+    add_agent_as(app, name, url).await;
+    agent_id(app, name).await
+}
+
+/// Adds whatever answers at `url` as an agent through the agents page, as `admin` (also on a
+/// hub running as its own process).
+pub async fn add_agent_as(admin: &super::Visitor, name: &str, url: &str) {
+    let page = admin
         .post_form(
             "/agents",
             &[("name", name), ("url", url), ("token", AGENT_TOKEN)],
         )
         .await;
     assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+}
+
+/// The id of the agent called `name`.
+pub async fn agent_id(app: &TestApp, name: &str) -> i64 {
     let name = name.to_string();
     app.state
         .db
@@ -179,7 +190,7 @@ pub async fn add_agent_at(app: &TestApp, name: &str, url: &str) -> i64 {
             Ok(gatehouse::db::agents::list(c)?
                 .into_iter()
                 .find(|a| a.name == name)
-                .unwrap()
+                .expect("the agent was added")
                 .id)
         })
         .await

@@ -6,7 +6,7 @@
 
 use crate::common::binary;
 use crate::common::caddy::Caddy;
-use crate::common::fleet::{AGENT_TOKEN, AgentProc, eventually};
+use crate::common::fleet::{AgentProc, add_agent_as, eventually};
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port};
 use gatehouse::db::{Db, agents, changelog, vhosts};
 use reqwest::StatusCode;
@@ -237,17 +237,7 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
         .await;
     assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
     admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let added = admin
-        .post_form(
-            "/agents",
-            &[
-                ("name", "edge-1"),
-                ("url", &agent.url()),
-                ("token", AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    add_agent_as(&admin, "edge-1", &agent.url()).await;
     // With the key the hub made on its first start: agent tokens are sealed with it.
     let db = gatehouse::secrets::open_database(&gatehouse::config::Config {
         data_dir: hub.dir.join("data"),

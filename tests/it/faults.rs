@@ -7,8 +7,8 @@ use crate::common;
 
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{
-    AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
-    proxy_site, proxy_site_form, upstream,
+    AGENT_TOKEN, AgentProc, add_agent, add_agent_at, agent_row, agent_runs_db, eventually, hub,
+    post_owned, proxy_site, proxy_site_form, upstream,
 };
 use crate::common::loadgen::{SseReader, requests};
 use gatehouse::db::{agents, changelog, vhosts};
@@ -250,29 +250,7 @@ async fn fake_socket(garbage: bool) -> SocketAddr {
 }
 
 async fn add_fake(app: &common::TestApp, name: &str, addr: SocketAddr) -> i64 {
-    let page = app
-        .post_form(
-            "/agents",
-            &[
-                ("name", name),
-                ("url", &format!("http://{addr}")),
-                ("token", AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let name = name.to_string();
-    app.state
-        .db
-        .run(move |c| {
-            Ok(agents::list(c)?
-                .into_iter()
-                .find(|a| a.name == name)
-                .unwrap()
-                .id)
-        })
-        .await
-        .unwrap()
+    add_agent_at(app, name, &format!("http://{addr}")).await
 }
 
 #[tokio::test]

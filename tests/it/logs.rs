@@ -226,17 +226,7 @@ async fn a_slow_viewer_is_told_what_it_missed_and_hub_memory_stays_bounded() {
     admin
         .login_and_enrol(common::ADMIN_EMAIL, common::ADMIN_PASSWORD)
         .await;
-    let added = admin
-        .post_form(
-            "/agents",
-            &[
-                ("name", "edge-1"),
-                ("url", &agent.url()),
-                ("token", common::fleet::AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER);
+    common::fleet::add_agent_as(&admin, "edge-1", &agent.url()).await;
     site(&admin, "app", &caddy).await;
     let host = format!("app.localhost:{}", caddy.http_port);
 

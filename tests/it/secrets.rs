@@ -7,7 +7,7 @@ use crate::common;
 
 use crate::common::binary;
 use crate::common::caddy::Caddy;
-use crate::common::fleet::{AGENT_TOKEN, AgentProc, upstream};
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, add_agent_as, upstream};
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port, totp_code};
 use gatehouse::secrets::SecretKey;
 use reqwest::StatusCode;
@@ -230,17 +230,7 @@ async fn secrets_never_reach_the_files_and_survive_a_key_rotation() {
         .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
         .await;
     let secret = admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let added = admin
-        .post_form(
-            "/agents",
-            &[
-                ("name", "edge-1"),
-                ("url", &agent.url()),
-                ("token", AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    add_agent_as(&admin, "edge-1", &agent.url()).await;
     make_site(&admin, "before", &caddy, backend).await;
     let before = format!("before.localhost:{}", caddy.http_port);
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use crate::common::binary;
 use crate::common::caddy::Caddy;
-use crate::common::fleet::{AGENT_TOKEN, AgentProc, eventually, hub};
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, agent_id, eventually, hub};
 use crate::common::{ChildGuard, Page, TestApp};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use reqwest::StatusCode;
@@ -93,21 +93,6 @@ async fn add_agent(app: &TestApp, name: &str, url: &str, tls: &[(&str, &str)]) -
     let mut form = vec![("name", name), ("url", url), ("token", AGENT_TOKEN)];
     form.extend_from_slice(tls);
     app.post_form("/agents", &form).await
-}
-
-async fn agent_id(app: &TestApp, name: &str) -> i64 {
-    let name = name.to_string();
-    app.state
-        .db
-        .run(move |c| {
-            Ok(gatehouse::db::agents::list(c)?
-                .into_iter()
-                .find(|a| a.name == name)
-                .expect("the agent was added")
-                .id)
-        })
-        .await
-        .unwrap()
 }
 
 /// Creates an enabled site on `caddy`'s test port answering `reply`; returns the response.
