@@ -88,14 +88,6 @@ impl TestApp {
         self.state.config.db_path()
     }
 
-    /// Creates the first admin through the real setup flow.
-    pub async fn create_admin(&self) {
-        let page = self
-            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
-    }
-
     /// Adds an account straight into the database (role `user` or `admin`), returning its id.
     /// A `user` is granted [`TEST_GRANTS`], as an admin would grant them on the user's page.
     pub async fn add_user(&self, email: &str, role: Role) -> i64 {
@@ -315,6 +307,14 @@ impl Visitor {
             ],
         )
         .await
+    }
+
+    /// Creates the first admin through the real setup flow.
+    pub async fn create_admin(&self) {
+        let page = self
+            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Page {

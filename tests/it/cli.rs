@@ -342,9 +342,7 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
     let token = "backup-test-setup-token";
     let mut serving = start_serve(old.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
     let admin = common::Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
-    admin
-        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
+    admin.create_admin().await;
     admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let made = admin
         .post_form(

@@ -5,7 +5,7 @@
 use crate::common;
 
 use crate::common::binary;
-use crate::common::caddy::{CADDY_BINARY, Caddy};
+use crate::common::caddy::{self, Caddy};
 use crate::common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
 use crate::common::{ADMIN_EMAIL, Page, TestApp};
 use gatehouse::db::{Db, changelog, vhosts};
@@ -108,15 +108,7 @@ fn import_json(data: &Path, file: &Path, extra: &[&str]) -> Value {
 
 /// What real Caddy makes of a Caddyfile.
 fn caddy_adapt(file: &Path) -> Value {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(CADDY_BINARY)
-        .args(["adapt", "--adapter", "caddyfile", "--config"])
-        .arg(file)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .env("XDG_DATA_HOME", home.path())
-        .output()
-        .expect("run caddy adapt");
+    let out = caddy::adapt(file);
     assert!(
         out.status.success(),
         "caddy adapt {}: {}",
@@ -638,15 +630,7 @@ fn a_file_that_cannot_be_read_is_refused_whole_with_its_line() {
 
 /// Whether real Caddy refuses a Caddyfile, and its message.
 fn caddy_refuses(file: &Path) -> Option<String> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(CADDY_BINARY)
-        .args(["adapt", "--adapter", "caddyfile", "--config"])
-        .arg(file)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .env("XDG_DATA_HOME", home.path())
-        .output()
-        .expect("run caddy adapt");
+    let out = caddy::adapt(file);
     (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

@@ -215,14 +215,7 @@ async fn a_slow_viewer_is_told_what_it_missed_and_hub_memory_stays_bounded() {
     )
     .await;
     let admin = Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
-    admin
-        .submit_setup(
-            "Ada",
-            common::ADMIN_EMAIL,
-            common::ADMIN_PASSWORD,
-            common::ADMIN_PASSWORD,
-        )
-        .await;
+    admin.create_admin().await;
     admin
         .login_and_enrol(common::ADMIN_EMAIL, common::ADMIN_PASSWORD)
         .await;

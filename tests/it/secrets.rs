@@ -196,9 +196,7 @@ async fn enrolled_hub(dir: &Path) -> String {
     let port = free_port();
     let mut hub = serve(dir, port, &[]).await;
     let admin = visitor(port);
-    admin
-        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
+    admin.create_admin().await;
     let secret = admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     hub.terminate();
     secret
@@ -226,9 +224,7 @@ async fn secrets_never_reach_the_files_and_survive_a_key_rotation() {
     }
 
     let admin = visitor(port);
-    admin
-        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
+    admin.create_admin().await;
     let secret = admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     add_agent_as(&admin, "edge-1", &agent.url()).await;
     make_site(&admin, "before", &caddy, backend).await;
