@@ -88,8 +88,9 @@ impl AgentProc {
             .unwrap()
     }
 
-    /// (Re)starts the process on the same address.
+    /// (Re)starts the process on the same address: a running one is killed first.
     pub async fn restart(&mut self) {
+        self.kill();
         let mut command = binary::agent(&self.addr.to_string(), AGENT_TOKEN, &self.caddy_admin);
         command
             .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)

@@ -37,6 +37,8 @@ impl Hub {
     }
 
     async fn start(&mut self) {
+        // A running process is stopped (by its guard) before the next one takes the address.
+        self.process = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

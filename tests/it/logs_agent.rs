@@ -79,6 +79,8 @@ impl LogAgent {
 
     /// Starts the process (again) on the same address and waits (bounded) for /health.
     async fn restart(&mut self) {
+        // A running process is stopped (by its guard) before the next one takes the address.
+        self.process = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
