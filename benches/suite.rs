@@ -6,6 +6,8 @@
 //! Set `BENCH_QUICK=1` for a short smoke run (fewer repetitions, smaller sizes);
 //! its numbers are not meant to be published.
 
+// The support shared with the tests (a hub's visitor, Caddy, the agent); the suite uses part of it.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -1,8 +1,8 @@
 //! Journey: an admin signs in, enrols in TOTP from the QR page, signs out, signs in with a
 //! code from the app, then with a backup code.
 
-use crate::common::browser::Browser;
-use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, totp_code};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, app_with_admin, totp_code};
+use crate::driver::Browser;
 use anyhow::ensure;
 
 async fn sign_in(b: &Browser, app: &TestApp) -> anyhow::Result<()> {
@@ -117,9 +117,7 @@ pub async fn enrol_then_sign_in_with_totp_and_a_backup_code(b: &Browser) -> anyh
 }
 
 pub async fn users_page_fits_a_phone(b: &Browser) -> anyhow::Result<()> {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 100).await;
-    app.create_admin().await;
-    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (app, secret) = app_with_admin().await;
     for i in 0..3 {
         app.add_user(
             &format!("person{i}@a-rather-long-domain-name.example.com"),
@@ -128,11 +126,7 @@ pub async fn users_page_fits_a_phone(b: &Browser) -> anyhow::Result<()> {
         .await;
     }
     b.viewport(390, 844).await?;
-    sign_in(b, &app).await?;
-    b.wait_for("#second-factor").await?;
-    b.fill("#code", &totp_code(&secret, 1)).await?;
-    b.click("#second-factor button[type=submit]").await?;
-    b.wait_for("#home").await?;
+    b.sign_in_as_admin(&app, &secret).await?;
     b.client.goto(&app.url("/users")).await?;
     b.wait_for("#user-table").await?;
     ensure!(

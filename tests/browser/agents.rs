@@ -1,9 +1,9 @@
 //! Journey: an admin adds an agent on the agents page and syncs every agent, watching each
 //! row report as it finishes.
 
-use crate::common::browser::Browser;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AGENT_TOKEN, AgentProc};
+use crate::driver::Browser;
 use anyhow::ensure;
 
 pub async fn add_an_agent_and_sync_all(b: &Browser) -> anyhow::Result<()> {

@@ -1,9 +1,9 @@
 //! Journey: watching live traffic on a phone. Requests sent through real Caddy appear as
 //! rows on the logs page; filters and pause work without a reload.
 
-use crate::common::browser::Browser;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AgentProc, add_agent, upstream};
+use crate::driver::Browser;
 use anyhow::{bail, ensure};
 use std::time::{Duration, Instant};
 

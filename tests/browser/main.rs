@@ -4,13 +4,16 @@
 
 mod accounts;
 mod agents;
+// The support shared with the integration tests (tests/it); the journeys use part of it.
+#[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
+mod driver;
 mod logs;
 mod setup;
 mod vhosts;
 
-use common::browser::Browser;
+use driver::Browser;
 use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -1,7 +1,7 @@
 //! Journey: the operator opens the one-time setup link and creates the first admin.
 
-use crate::common::browser::Browser;
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
+use crate::driver::Browser;
 use anyhow::ensure;
 use gatehouse::db::users;
 

@@ -1,25 +1,16 @@
 //! Journeys for sites: every template with the live preview, a one-tap toggle on a phone,
 //! a refused form that keeps its input, and a revert from the changelog.
 
-use crate::common::browser::Browser;
-use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, totp_code};
+use crate::common::{TestApp, app_with_admin};
+use crate::driver::Browser;
 use anyhow::{bail, ensure};
 use gatehouse::db::vhosts;
 use std::time::Duration;
 
 /// A hub with an enrolled admin, and the browser signed in as that admin.
 pub async fn signed_in(b: &Browser) -> anyhow::Result<TestApp> {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    b.client.goto(&app.url("/login")).await?;
-    b.fill("#email", ADMIN_EMAIL).await?;
-    b.fill("#password", ADMIN_PASSWORD).await?;
-    b.click("#login button[type=submit]").await?;
-    b.wait_for("#second-factor").await?;
-    b.fill("#code", &totp_code(&secret, 1)).await?;
-    b.click("#second-factor button[type=submit]").await?;
-    b.wait_for("#home").await?;
+    let (app, secret) = app_with_admin().await;
+    b.sign_in_as_admin(&app, &secret).await?;
     Ok(app)
 }
 

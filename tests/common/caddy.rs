@@ -47,6 +47,19 @@ fn spawn(dir: &Path, env: &[(String, String)]) -> std::process::Child {
         .expect("start /usr/bin/caddy")
 }
 
+/// `caddy adapt` on the Caddyfile `file`, with its own HOME: what real Caddy makes of it.
+pub fn adapt(file: &Path) -> std::process::Output {
+    let home = tempfile::tempdir().expect("temp HOME for caddy adapt");
+    Command::new(CADDY_BINARY)
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(file)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("XDG_DATA_HOME", home.path())
+        .output()
+        .expect("run caddy adapt")
+}
+
 impl Caddy {
     /// Starts Caddy with only `admin 127.0.0.1:<free port>` and `auto_https off`, and waits
     /// (bounded) until its admin API answers.

@@ -1,11 +1,12 @@
 //! A real fleet on loopback for tests: the agent binary beside a real Caddy, a tiny upstream
 //! HTTP server, and a hub with an enrolled admin that knows the agents.
 
+use super::binary;
 use super::caddy::Caddy;
-use super::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, TestApp, free_port};
+use super::{ChildGuard, TestApp, free_port};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 pub const AGENT_TOKEN: &str = "a-test-agent-token-0123456789";
@@ -87,14 +88,11 @@ impl AgentProc {
             .unwrap()
     }
 
-    /// (Re)starts the process on the same address.
+    /// (Re)starts the process on the same address: a running one is killed first.
     pub async fn restart(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        self.kill();
+        let mut command = binary::agent(&self.addr.to_string(), AGENT_TOKEN, &self.caddy_admin);
         command
-            .arg("agent")
-            .env("GATEHOUSE_AGENT_LISTEN", self.addr.to_string())
-            .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
-            .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
             .env("GATEHOUSE_AGENT_ACCESS_LOG", &self.access_log)
             .env(
                 "GATEHOUSE_AGENT_STATE_FILE",
@@ -106,26 +104,9 @@ impl AgentProc {
                 .env("GATEHOUSE_AGENT_TLS_CERT", cert)
                 .env("GATEHOUSE_AGENT_TLS_KEY", key);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gatehouse agent");
-        self.process = Some(ChildGuard(child));
+        command.stdout(Stdio::null()).stderr(Stdio::null());
         let health = format!("{}/health", self.url());
-        let probe = self.probe();
-        for _ in 0..100 {
-            if probe
-                .get(&health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("agent did not come up on {}", self.addr);
+        self.process = Some(binary::start(&mut command, &health, String::new).await);
     }
 
     /// SIGTERM, as a service manager stops it; returns how it exited.
@@ -133,7 +114,8 @@ impl AgentProc {
         self.process.take().expect("the agent runs").terminate()
     }
 
-    /// The agent's process id while it runs.
+    /// The agent's process id while it runs (the benchmark suite reads its memory by it).
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildGuard::pid)
     }
@@ -169,14 +151,11 @@ pub async fn upstream(reply: &'static str) -> SocketAddr {
 
 /// A hub with an enrolled admin signed in as the default visitor.
 pub async fn hub(configure: impl FnOnce(&mut gatehouse::config::Config)) -> TestApp {
-    let app = TestApp::spawn_with(|c| {
-        c.security.login_attempts_per_minute = 1000;
+    let (app, _) = super::app_with_admin_and(|c| {
         c.fleet.reconcile_interval_secs = 1;
         configure(c);
     })
     .await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
 }
 
@@ -187,13 +166,24 @@ pub async fn add_agent(app: &TestApp, name: &str, agent: &AgentProc) -> i64 {
 
 /// Adds whatever answers at `url` as an agent through the agents page; returns its id.
 pub async fn add_agent_at(app: &TestApp, name: &str, url: &str) -> i64 {
-    let page = app
+    add_agent_as(app, name, url).await;
+    agent_id(app, name).await
+}
+
+/// Adds whatever answers at `url` as an agent through the agents page, as `admin` (also on a
+/// hub running as its own process).
+pub async fn add_agent_as(admin: &super::Visitor, name: &str, url: &str) {
+    let page = admin
         .post_form(
             "/agents",
             &[("name", name), ("url", url), ("token", AGENT_TOKEN)],
         )
         .await;
     assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER, "{}", page.body);
+}
+
+/// The id of the agent called `name`.
+pub async fn agent_id(app: &TestApp, name: &str) -> i64 {
     let name = name.to_string();
     app.state
         .db
@@ -201,7 +191,7 @@ pub async fn add_agent_at(app: &TestApp, name: &str, url: &str) -> i64 {
             Ok(gatehouse::db::agents::list(c)?
                 .into_iter()
                 .find(|a| a.name == name)
-                .unwrap()
+                .expect("the agent was added")
                 .id)
         })
         .await
@@ -267,6 +257,19 @@ pub fn proxy_site_form(
         }
     }
     fields
+}
+
+/// Creates a raw site on `caddy`'s test port that proxies to `to` (see [`proxy_site_form`]);
+/// returns the portal's answer.
+pub async fn proxy_site(
+    visitor: &super::Visitor,
+    name: &str,
+    caddy: &Caddy,
+    to: SocketAddr,
+    agents: &[i64],
+) -> super::Page {
+    let form = proxy_site_form(name, caddy.http_port, to, agents);
+    post_owned(visitor, "/vhosts", &form).await
 }
 
 /// Posts a form given as owned pairs.

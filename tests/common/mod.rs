@@ -1,9 +1,10 @@
-//! Shared test support: `TestApp` runs the real hub on port 0 with its own SQLite file and
-//! gives a cookie-keeping client with one helper per route; `html` helpers select with CSS.
-#![allow(dead_code)]
+//! Shared test support for the integration tests, the browser journeys and the benchmarks:
+//! `TestApp` runs the real hub on port 0 with its own SQLite file and gives a cookie-keeping
+//! client with one helper per route; `html` helpers select with CSS; the fixtures below
+//! start from an admin signed in, or a `user`.
 
 pub mod api;
-pub mod browser;
+pub mod binary;
 pub mod caddy;
 pub mod fleet;
 pub mod loadgen;
@@ -87,14 +88,6 @@ impl TestApp {
         self.state.config.db_path()
     }
 
-    /// Creates the first admin through the real setup flow.
-    pub async fn create_admin(&self) {
-        let page = self
-            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-            .await;
-        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
-    }
-
     /// Adds an account straight into the database (role `user` or `admin`), returning its id.
     /// A `user` is granted [`TEST_GRANTS`], as an admin would grant them on the user's page.
     pub async fn add_user(&self, email: &str, role: Role) -> i64 {
@@ -138,20 +131,6 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The TOTP secret stored for a user.
-    pub async fn totp_secret(&self, email: &str) -> String {
-        let email = email.to_string();
-        self.state
-            .db
-            .run(move |c| {
-                let user = users::find_by_email(c, &email)?.expect("user exists");
-                users::totp_secret(c, user.id)
-            })
-            .await
-            .unwrap()
-            .expect("a TOTP secret")
-    }
-
     pub async fn audit_actions(&self) -> Vec<String> {
         self.state
             .db
@@ -162,6 +141,42 @@ impl TestApp {
             .map(|e| e.action)
             .collect()
     }
+}
+
+/// A hub with an enrolled admin signed in as the default visitor, and sign-in attempts
+/// limited loosely enough for any test; returns the admin's TOTP secret with it.
+pub async fn app_with_admin() -> (TestApp, String) {
+    app_with_admin_and(|_| {}).await
+}
+
+/// As [`app_with_admin`], with more settings.
+pub async fn app_with_admin_and(configure: impl FnOnce(&mut Config)) -> (TestApp, String) {
+    let app = TestApp::spawn_with(|c| {
+        c.security.login_attempts_per_minute = 1000;
+        configure(c);
+    })
+    .await;
+    app.create_admin().await;
+    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    (app, secret)
+}
+
+/// A `user` (granted [`TEST_GRANTS`]) signed in on their own visitor; returns it and their id.
+pub async fn signed_in_user(app: &TestApp, email: &str) -> (Visitor, i64) {
+    signed_in_user_with_grants(app, email, TEST_GRANTS).await
+}
+
+/// As [`signed_in_user`], granted exactly these names.
+pub async fn signed_in_user_with_grants(
+    app: &TestApp,
+    email: &str,
+    grants: &[&str],
+) -> (Visitor, i64) {
+    let id = app.add_user_with_grants(email, Role::User, grants).await;
+    let v = app.visitor();
+    let page = v.login(email, USER_PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    (v, id)
 }
 
 /// The TOTP code for `secret`, `steps` steps of 30 s from now.
@@ -237,6 +252,22 @@ impl Visitor {
         self.post_form_without_csrf(path, &fields).await
     }
 
+    /// POST as htmx sends it from a page: the CSRF token in its header, `HX-Request` set.
+    pub async fn post_htmx(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.csrf().await;
+        Page::from(
+            self.http
+                .post(self.url(path))
+                .header("HX-Request", "true")
+                .header("X-CSRF-Token", token)
+                .form(form)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
     pub async fn post_form_without_csrf(&self, path: &str, form: &[(&str, &str)]) -> Page {
         Page::from(
             self.http
@@ -276,6 +307,14 @@ impl Visitor {
             ],
         )
         .await
+    }
+
+    /// Creates the first admin through the real setup flow.
+    pub async fn create_admin(&self) {
+        let page = self
+            .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "setup failed: {}", page.body);
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Page {
@@ -364,6 +403,11 @@ impl Page {
             .next()
             .and_then(|e| e.value().attr(attr).map(str::to_string))
     }
+}
+
+/// Where a redirect points (empty when the answer is not one).
+pub fn location(page: &Page) -> &str {
+    page.header("location").unwrap_or_default()
 }
 
 pub fn selector(css: &str) -> Selector {

@@ -3,11 +3,12 @@
 //! altered) and changes nothing, plaintext left by an older version is sealed, and
 //! `gatehouse rotate-key` re-seals everything while sign-in and the agents keep working.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{AGENT_TOKEN, AgentProc, upstream};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port, totp_code};
+use crate::common::binary;
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, add_agent_as, upstream};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port, totp_code};
 use gatehouse::secrets::SecretKey;
 use reqwest::StatusCode;
 use rusqlite::Connection;
@@ -15,21 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const SETUP_TOKEN: &str = "secrets-test-setup-token";
-
-/// A command with a clean GATEHOUSE_* environment, run in `dir` (data in `dir/data`).
-fn gatehouse(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run gatehouse")
@@ -52,10 +39,8 @@ fn key_path(dir: &Path) -> PathBuf {
 }
 
 fn serve_cmd(dir: &Path, port: u16, envs: &[(&str, &str)]) -> Command {
-    let mut cmd = gatehouse(dir);
-    cmd.arg("serve")
-        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GATEHOUSE_SETUP_TOKEN", SETUP_TOKEN)
+    let mut cmd = binary::serve(dir, port);
+    cmd.env("GATEHOUSE_SETUP_TOKEN", SETUP_TOKEN)
         .env("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000")
         .env("GATEHOUSE_FLEET_RECONCILE_INTERVAL_SECS", "1")
         .envs(envs.iter().copied());
@@ -64,23 +49,10 @@ fn serve_cmd(dir: &Path, port: u16, envs: &[(&str, &str)]) -> Command {
 
 /// Starts `serve` and waits (bounded) until /healthz answers.
 async fn serve(dir: &Path, port: u16, envs: &[(&str, &str)]) -> ChildGuard {
-    let child = serve_cmd(dir, port, envs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let guard = ChildGuard(child);
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    for _ in 0..200 {
-        if reqwest::get(&url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return guard;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("serve did not become healthy on port {port}");
+    let mut cmd = serve_cmd(dir, port, envs);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    binary::start(&mut cmd, &healthz, String::new).await
 }
 
 /// Runs `serve`, expecting it to exit with an error within 30 s; returns its stderr.
@@ -224,9 +196,7 @@ async fn enrolled_hub(dir: &Path) -> String {
     let port = free_port();
     let mut hub = serve(dir, port, &[]).await;
     let admin = visitor(port);
-    admin
-        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
+    admin.create_admin().await;
     let secret = admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     hub.terminate();
     secret
@@ -254,21 +224,9 @@ async fn secrets_never_reach_the_files_and_survive_a_key_rotation() {
     }
 
     let admin = visitor(port);
-    admin
-        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
+    admin.create_admin().await;
     let secret = admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let added = admin
-        .post_form(
-            "/agents",
-            &[
-                ("name", "edge-1"),
-                ("url", &agent.url()),
-                ("token", AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    add_agent_as(&admin, "edge-1", &agent.url()).await;
     make_site(&admin, "before", &caddy, backend).await;
     let before = format!("before.localhost:{}", caddy.http_port);
     assert_eq!(
@@ -293,14 +251,14 @@ async fn secrets_never_reach_the_files_and_survive_a_key_rotation() {
     );
 
     // Not while the portal serves: it holds the old key.
-    let busy = run(gatehouse(dir.path())
+    let busy = run(binary::gatehouse_in(dir.path())
         .arg("rotate-key")
         .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}")));
     assert!(!busy.status.success() && text(&busy.stderr).contains("stop it"));
     assert_eq!(stored_token(dir.path()), sealed_token, "nothing changed");
     hub.terminate();
 
-    let rotated = run(gatehouse(dir.path()).arg("rotate-key"));
+    let rotated = run(binary::gatehouse_in(dir.path()).arg("rotate-key"));
     assert!(rotated.status.success(), "{}", text(&rotated.stderr));
     let out = text(&rotated.stdout);
     assert!(
@@ -514,7 +472,7 @@ async fn an_altered_secret_is_detected_at_start_up_and_can_be_cleared() {
     assert_eq!(stored_totp(dir.path()), altered, "left as it was");
 
     // The remedy it names works, and the admin enrols again.
-    let reset = run(gatehouse(dir.path()).args(["user", "reset-2fa", ADMIN_EMAIL]));
+    let reset = run(binary::gatehouse_in(dir.path()).args(["user", "reset-2fa", ADMIN_EMAIL]));
     assert!(reset.status.success(), "{}", text(&reset.stderr));
     let port = free_port();
     let mut hub = serve(dir.path(), port, &[]).await;

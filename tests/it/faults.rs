@@ -3,14 +3,14 @@
 //! that answer garbage or hang (the one place a fake agent is used, see below), and a full
 //! disk under the access log.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{
-    AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
-    proxy_site_form, upstream,
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{
+    AGENT_TOKEN, AgentProc, add_agent, add_agent_at, agent_row, agent_runs_db, eventually, hub,
+    post_owned, proxy_site, proxy_site_form, upstream,
 };
-use common::loadgen::{SseReader, requests};
+use crate::common::loadgen::{SseReader, requests};
 use gatehouse::db::{agents, changelog, vhosts};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
@@ -148,14 +148,7 @@ async fn caddy_killed_and_restarted_under_its_agent_is_reported_and_given_its_co
     let app = hub(|_| {}).await;
     let id = add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("served").await;
-    created(
-        &post_owned(
-            &app,
-            "/vhosts",
-            &proxy_site_form("app", caddy.http_port, backend, &[]),
-        )
-        .await,
-    );
+    created(&proxy_site(&app, "app", &caddy, backend, &[]).await);
     let host = format!("app.localhost:{}", caddy.http_port);
     assert_eq!(caddy.get(&host, "/").await.1, "served");
 
@@ -257,29 +250,7 @@ async fn fake_socket(garbage: bool) -> SocketAddr {
 }
 
 async fn add_fake(app: &common::TestApp, name: &str, addr: SocketAddr) -> i64 {
-    let page = app
-        .post_form(
-            "/agents",
-            &[
-                ("name", name),
-                ("url", &format!("http://{addr}")),
-                ("token", AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let name = name.to_string();
-    app.state
-        .db
-        .run(move |c| {
-            Ok(agents::list(c)?
-                .into_iter()
-                .find(|a| a.name == name)
-                .unwrap()
-                .id)
-        })
-        .await
-        .unwrap()
+    add_agent_at(app, name, &format!("http://{addr}")).await
 }
 
 #[tokio::test]
@@ -392,14 +363,7 @@ async fn the_log_tailer_survives_a_full_disk_and_streams_again_when_space_return
     let app = hub(|_| {}).await;
     add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("ok").await;
-    created(
-        &post_owned(
-            &app,
-            "/vhosts",
-            &proxy_site_form("logs", caddy.http_port, backend, &[]),
-        )
-        .await,
-    );
+    created(&proxy_site(&app, "logs", &caddy, backend, &[]).await);
     let host = format!("logs.localhost:{}", caddy.http_port);
     let stream = agent
         .probe()

@@ -4,11 +4,10 @@
 //! acknowledged must be in the database and the changelog, and the agent must come to run
 //! exactly what the database renders.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{AGENT_TOKEN, AgentProc, eventually};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port};
+use crate::common::binary;
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent_as, eventually};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, Visitor, free_port};
 use gatehouse::db::{Db, agents, changelog, vhosts};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
@@ -38,42 +37,24 @@ impl Hub {
     }
 
     async fn start(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("GATEHOUSE_") {
-                command.env_remove(key);
-            }
-        }
+        // A running process is stopped (by its guard) before the next one takes the address.
+        self.process = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("hub.log"))
             .unwrap();
-        let child = command
-            .current_dir(&self.dir)
-            .arg("serve")
-            .env("GATEHOUSE_LISTEN", self.addr.to_string())
+        let mut command = binary::serve(&self.dir, self.addr.port());
+        command
             .env("GATEHOUSE_DATA_DIR", self.dir.join("data"))
             .env("GATEHOUSE_SETUP_TOKEN", &self.setup_token)
             .env("GATEHOUSE_FLEET_RECONCILE_INTERVAL_SECS", "1")
             .env("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000")
             .env("GATEHOUSE_SECURITY_REQUEST_TIMEOUT_SECS", "120")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start gatehouse serve");
-        self.process = Some(ChildGuard(child));
-        let url = format!("http://{}/healthz", self.addr);
-        for _ in 0..200 {
-            if reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the hub did not come up:\n{}", self.log());
+            .stderr(log);
+        let healthz = format!("http://{}/healthz", self.addr);
+        self.process = Some(binary::start(&mut command, &healthz, || self.log()).await);
     }
 
     fn pid(&self) -> u32 {
@@ -253,22 +234,9 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
     };
     hub.start().await;
     let admin = Visitor::at(hub.addr, &hub.setup_token);
-    let setup = admin
-        .submit_setup("Ada Admin", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
-    assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
+    admin.create_admin().await;
     admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let added = admin
-        .post_form(
-            "/agents",
-            &[
-                ("name", "edge-1"),
-                ("url", &agent.url()),
-                ("token", AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    add_agent_as(&admin, "edge-1", &agent.url()).await;
     // With the key the hub made on its first start: agent tokens are sealed with it.
     let db = gatehouse::secrets::open_database(&gatehouse::config::Config {
         data_dir: hub.dir.join("data"),

@@ -1,10 +1,8 @@
 //! `/metrics` on the hub and the agent, with a real agent and a real Caddy: what is counted
 //! after real work, and who may read it (the token, or direct local requests only).
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, proxy_site, upstream};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
 
@@ -39,19 +37,7 @@ async fn the_hub_and_the_agent_count_real_work() {
     let app = hub(|_| {}).await;
     add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("ok").await;
-    let domain = format!("http://m.localhost:{}", caddy.http_port);
-    let config = format!("bind 127.0.0.1\nreverse_proxy {backend}");
-    let made = app
-        .post_form(
-            "/vhosts",
-            &[
-                ("domain", domain.as_str()),
-                ("template", "raw"),
-                ("config", config.as_str()),
-                ("enabled", "on"),
-            ],
-        )
-        .await;
+    let made = proxy_site(&app, "m", &caddy, backend, &[]).await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
     let id: i64 = made
         .header("location")

@@ -1,28 +1,12 @@
 //! The real binary: start-up errors name the key, data survives restarts, the `user`
 //! subcommands bootstrap and recover accounts, and the health check works.
 
-mod common;
+use crate::common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, free_port};
+use crate::common::binary::{gatehouse_in, start_serve};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, free_port};
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-/// A command with a clean GATEHOUSE_* environment, run in `dir`.
-fn gatehouse(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run gatehouse")
@@ -36,34 +20,10 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Starts `serve` in `dir` on `port` and waits (bounded) until /healthz answers.
-async fn serve(dir: &Path, port: u16, envs: &[(&str, &str)]) -> ChildGuard {
-    let child = gatehouse(dir)
-        .arg("serve")
-        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
-        .envs(envs.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let guard = ChildGuard(child);
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    for _ in 0..100 {
-        if reqwest::get(&url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return guard;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("serve did not become healthy on port {port}");
-}
-
 #[test]
 fn a_bad_config_value_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(gatehouse(dir.path())
+    let out = run(gatehouse_in(dir.path())
         .arg("serve")
         .env("GATEHOUSE_LOG_FORMAT", "xml"));
     assert_eq!(out.status.code(), Some(2));
@@ -75,7 +35,7 @@ fn a_bad_config_value_stops_start_up_naming_the_key() {
 
     let file = dir.path().join("gatehouse.toml");
     std::fs::write(&file, "[session]\nidle_timeout_minutes = -5\n").unwrap();
-    let out = run(gatehouse(dir.path()).args(["--config", file.to_str().unwrap(), "serve"]));
+    let out = run(gatehouse_in(dir.path()).args(["--config", file.to_str().unwrap(), "serve"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("session.idle_timeout_minutes"),
@@ -84,7 +44,7 @@ fn a_bad_config_value_stops_start_up_naming_the_key() {
     );
 
     std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
-    let out = run(gatehouse(dir.path())
+    let out = run(gatehouse_in(dir.path())
         .arg("serve")
         .env("GATEHOUSE_CONFIG", &file));
     assert_eq!(out.status.code(), Some(2));
@@ -101,7 +61,7 @@ async fn serve_with_no_config_creates_its_database_and_keeps_data_across_restart
     let port = free_port();
     let token = "a-preset-setup-token-for-this-test";
 
-    let mut first = serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
+    let mut first = start_serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
     assert!(
         dir.path().join("data/gatehouse.db").is_file(),
         "./data/gatehouse.db is created on first run"
@@ -116,7 +76,7 @@ async fn serve_with_no_config_creates_its_database_and_keeps_data_across_restart
         "serve exits cleanly on SIGTERM"
     );
 
-    let mut second = serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
+    let mut second = start_serve(dir.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
     let setup = visitor.setup_page(token).await;
     assert_eq!(
         setup.status, 404,
@@ -129,7 +89,7 @@ async fn serve_with_no_config_creates_its_database_and_keeps_data_across_restart
     );
     second.terminate();
 
-    let list = run(gatehouse(dir.path()).args(["user", "list"]));
+    let list = run(gatehouse_in(dir.path()).args(["user", "list"]));
     assert!(stdout(&list).contains(ADMIN_EMAIL), "{}", stdout(&list));
 }
 
@@ -137,14 +97,14 @@ async fn serve_with_no_config_creates_its_database_and_keeps_data_across_restart
 async fn healthcheck_passes_against_a_running_portal_and_fails_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = serve(dir.path(), port, &[]).await;
+    let mut server = start_serve(dir.path(), port, &[]).await;
     let listen = format!("127.0.0.1:{port}");
-    let ok = run(gatehouse(dir.path())
+    let ok = run(gatehouse_in(dir.path())
         .arg("healthcheck")
         .env("GATEHOUSE_LISTEN", &listen));
     assert!(ok.status.success(), "{}", stderr(&ok));
     server.terminate();
-    let down = run(gatehouse(dir.path())
+    let down = run(gatehouse_in(dir.path())
         .arg("healthcheck")
         .env("GATEHOUSE_LISTEN", &listen));
     assert!(!down.status.success());
@@ -153,7 +113,7 @@ async fn healthcheck_passes_against_a_running_portal_and_fails_without_one() {
 #[test]
 fn user_commands_bootstrap_and_recover_accounts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut add = gatehouse(dir.path())
+    let mut add = gatehouse_in(dir.path())
         .args([
             "user",
             "add",
@@ -177,21 +137,21 @@ fn user_commands_bootstrap_and_recover_accounts() {
     assert!(added.status.success(), "{}", stderr(&added));
     assert!(!stdout(&added).contains("one-time password"));
 
-    let generated = run(gatehouse(dir.path()).args(["user", "add", "bob@example.com"]));
+    let generated = run(gatehouse_in(dir.path()).args(["user", "add", "bob@example.com"]));
     assert!(generated.status.success());
     assert!(
         stdout(&generated).contains("one-time password: "),
         "a generated password is shown once"
     );
 
-    let duplicate = run(gatehouse(dir.path()).args(["user", "add", "BOB@example.com"]));
+    let duplicate = run(gatehouse_in(dir.path()).args(["user", "add", "BOB@example.com"]));
     assert!(!duplicate.status.success());
     assert!(stderr(&duplicate).contains("already exists"));
 
     let banned =
-        run(gatehouse(dir.path()).args(["user", "ban", "bob@example.com", "--reason", "spam"]));
+        run(gatehouse_in(dir.path()).args(["user", "ban", "bob@example.com", "--reason", "spam"]));
     assert!(banned.status.success(), "{}", stderr(&banned));
-    let list = stdout(&run(gatehouse(dir.path()).args(["user", "list"])));
+    let list = stdout(&run(gatehouse_in(dir.path()).args(["user", "list"])));
     let bob = list
         .lines()
         .find(|l| l.contains("bob@example.com"))
@@ -201,11 +161,11 @@ fn user_commands_bootstrap_and_recover_accounts() {
     assert!(ada.contains("admin") && ada.contains("active"), "{ada}");
 
     assert!(
-        run(gatehouse(dir.path()).args(["user", "unban", "bob@example.com"]))
+        run(gatehouse_in(dir.path()).args(["user", "unban", "bob@example.com"]))
             .status
             .success()
     );
-    let list = stdout(&run(gatehouse(dir.path()).args(["user", "list"])));
+    let list = stdout(&run(gatehouse_in(dir.path()).args(["user", "list"])));
     assert!(
         list.lines()
             .find(|l| l.contains("bob@example.com"))
@@ -214,18 +174,18 @@ fn user_commands_bootstrap_and_recover_accounts() {
     );
 
     assert!(
-        run(gatehouse(dir.path()).args(["user", "reset-2fa", ADMIN_EMAIL]))
+        run(gatehouse_in(dir.path()).args(["user", "reset-2fa", ADMIN_EMAIL]))
             .status
             .success()
     );
-    let passwd = run(gatehouse(dir.path()).args(["user", "passwd", ADMIN_EMAIL]));
+    let passwd = run(gatehouse_in(dir.path()).args(["user", "passwd", ADMIN_EMAIL]));
     assert!(stdout(&passwd).contains("one-time password: "));
 
-    let missing = run(gatehouse(dir.path()).args(["user", "ban", "nobody@example.com"]));
+    let missing = run(gatehouse_in(dir.path()).args(["user", "ban", "nobody@example.com"]));
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("no account"));
 
-    let weak = gatehouse(dir.path())
+    let weak = gatehouse_in(dir.path())
         .args(["user", "add", "weak@example.com", "--password-stdin"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -242,19 +202,19 @@ fn user_commands_bootstrap_and_recover_accounts() {
 #[test]
 fn migrate_reports_what_it_applied() {
     let dir = tempfile::tempdir().unwrap();
-    let first = run(gatehouse(dir.path()).arg("migrate"));
+    let first = run(gatehouse_in(dir.path()).arg("migrate"));
     assert!(first.status.success());
     assert!(
         stdout(&first).starts_with(&format!("{} migration(s)", gatehouse::db::MIGRATIONS.len()))
     );
-    let second = run(gatehouse(dir.path()).arg("migrate"));
+    let second = run(gatehouse_in(dir.path()).arg("migrate"));
     assert!(stdout(&second).starts_with("0 migration(s)"));
 }
 
 #[test]
 fn help_lists_every_subcommand_with_a_description() {
     let dir = tempfile::tempdir().unwrap();
-    let help = stdout(&run(gatehouse(dir.path()).arg("--help")));
+    let help = stdout(&run(gatehouse_in(dir.path()).arg("--help")));
     for sub in [
         "serve",
         "agent",
@@ -272,7 +232,7 @@ fn help_lists_every_subcommand_with_a_description() {
             "{sub} has no description: {line}"
         );
     }
-    let user_help = stdout(&run(gatehouse(dir.path()).args(["user", "--help"])));
+    let user_help = stdout(&run(gatehouse_in(dir.path()).args(["user", "--help"])));
     for sub in ["add", "passwd", "reset-2fa", "ban", "unban", "list"] {
         assert!(
             user_help.lines().any(|l| l.trim_start().starts_with(sub)),
@@ -306,7 +266,7 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
     let first = token_of(&bob, common::USER_PASSWORD).await;
     assert_eq!(first.get("/api/v1/vhosts").await.status, 200);
     let data_dir = app.state.config.data_dir.to_str().unwrap().to_string();
-    let passwd = run(gatehouse(app.dir.path())
+    let passwd = run(gatehouse_in(app.dir.path())
         .args(["user", "passwd", "bob@example.com"])
         .env("GATEHOUSE_DATA_DIR", &data_dir));
     assert!(passwd.status.success(), "{}", stderr(&passwd));
@@ -331,7 +291,7 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
     );
     let second = token_of(&bob, &new_password).await;
     assert_eq!(second.get("/api/v1/vhosts").await.status, 200);
-    let reset = run(gatehouse(app.dir.path())
+    let reset = run(gatehouse_in(app.dir.path())
         .args(["user", "reset-2fa", "bob@example.com"])
         .env("GATEHOUSE_DATA_DIR", &data_dir));
     assert!(reset.status.success());
@@ -362,11 +322,11 @@ async fn passwd_and_reset_2fa_from_the_cli_end_live_sessions() {
 fn the_cli_will_not_ban_the_last_admin() {
     let dir = tempfile::tempdir().unwrap();
     assert!(
-        run(gatehouse(dir.path()).args(["user", "add", ADMIN_EMAIL, "--admin"]))
+        run(gatehouse_in(dir.path()).args(["user", "add", ADMIN_EMAIL, "--admin"]))
             .status
             .success()
     );
-    let out = run(gatehouse(dir.path()).args(["user", "ban", ADMIN_EMAIL]));
+    let out = run(gatehouse_in(dir.path()).args(["user", "ban", ADMIN_EMAIL]));
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("last active admin"),
@@ -380,11 +340,9 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
     let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let port = free_port();
     let token = "backup-test-setup-token";
-    let mut serving = serve(old.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
+    let mut serving = start_serve(old.path(), port, &[("GATEHOUSE_SETUP_TOKEN", token)]).await;
     let admin = common::Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
-    admin
-        .submit_setup("Ada", ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_PASSWORD)
-        .await;
+    admin.create_admin().await;
     admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let made = admin
         .post_form(
@@ -399,13 +357,13 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
         .await;
     assert_eq!(made.status, 303, "{}", made.body);
     assert!(
-        run(gatehouse(old.path()).args(["user", "add", "bob@example.com"]))
+        run(gatehouse_in(old.path()).args(["user", "add", "bob@example.com"]))
             .status
             .success()
     );
 
     let file = new.path().join("gatehouse-backup.db");
-    let backup = run(gatehouse(old.path()).arg("backup").arg(&file));
+    let backup = run(gatehouse_in(old.path()).arg("backup").arg(&file));
     assert!(backup.status.success(), "{}", stderr(&backup));
     assert!(
         stdout(&backup).contains("back up the key file"),
@@ -413,7 +371,7 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
         stdout(&backup)
     );
     assert!(file.is_file());
-    let again = run(gatehouse(old.path()).arg("backup").arg(&file));
+    let again = run(gatehouse_in(old.path()).arg("backup").arg(&file));
     assert!(
         !again.status.success() && stderr(&again).contains("already exists"),
         "never overwrites"
@@ -421,7 +379,7 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
 
     // Restoring while a portal answers on the configured address is refused.
     let listen = format!("127.0.0.1:{port}");
-    let busy = run(gatehouse(new.path())
+    let busy = run(gatehouse_in(new.path())
         .arg("restore")
         .arg(&file)
         .env("GATEHOUSE_LISTEN", &listen));
@@ -434,7 +392,7 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
 
     let junk = new.path().join("junk.db");
     std::fs::write(&junk, "not a database").unwrap();
-    let refused = run(gatehouse(new.path())
+    let refused = run(gatehouse_in(new.path())
         .arg("restore")
         .arg(&junk)
         .env("GATEHOUSE_LISTEN", &listen));
@@ -443,7 +401,7 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
         "a file that is not a Gatehouse database is refused"
     );
 
-    let restored = run(gatehouse(new.path())
+    let restored = run(gatehouse_in(new.path())
         .arg("restore")
         .arg(&file)
         .env("GATEHOUSE_LISTEN", &listen));
@@ -470,13 +428,13 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
         "the backup does not contain the key"
     );
     std::fs::copy(&old_key, new.path().join("data/secret.key")).unwrap();
-    let list = stdout(&run(gatehouse(new.path()).args(["user", "list"])));
+    let list = stdout(&run(gatehouse_in(new.path()).args(["user", "list"])));
     assert!(
         list.contains(ADMIN_EMAIL) && list.contains("bob@example.com"),
         "{list}"
     );
 
-    let mut back = serve(new.path(), port, &[]).await;
+    let mut back = start_serve(new.path(), port, &[]).await;
     let visitor = common::Visitor::at(listen.parse().unwrap(), "");
     let login = visitor.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(

@@ -1,9 +1,9 @@
 //! The web shell through real HTTP: health, fragment-or-page, static caching, errors,
 //! security headers, body limits and the first-run setup.
 
-mod common;
+use crate::common;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
 use gatehouse::db::{audit, users};
 use reqwest::StatusCode;
 
@@ -53,7 +53,7 @@ async fn a_plain_request_gets_the_layout_and_htmx_gets_the_fragment() {
     );
 }
 
-use common::Page;
+use crate::common::Page;
 
 #[tokio::test]
 async fn the_layout_loads_pinned_htmx_and_configures_it_without_inline_script() {
@@ -332,7 +332,7 @@ async fn concurrent_setups_create_exactly_one_admin() {
     assert_eq!(app.state.db.run(|c| users::count(c)).await.unwrap(), 1);
 }
 
-/// The JSON API's half of the authorization matrix (the cookie half is in tests/accounts.rs):
+/// The JSON API's half of the authorization matrix (the cookie half is in tests/it/accounts.rs):
 /// every API route of the table, every method, with no credential, with a signed-in admin's
 /// session cookie, with a `user`'s read and write tokens aimed at someone else's site, and
 /// with an admin's write token.
@@ -343,12 +343,10 @@ async fn every_api_route_enforces_its_token_scope_and_ownership() {
     use gatehouse::web::{Access, route_table};
     use reqwest::Method;
 
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (app, _) = common::app_with_admin().await;
     let victim = app.add_user("victim@example.com", Role::User).await;
     let bob = app.add_user("bob@example.com", Role::User).await;
-    // Tokens straight from storage: the account page that makes them is tested in tests/api.rs.
+    // Tokens straight from storage: the account page that makes them is tested in tests/it/api.rs.
     let (admin_write, bob_read, bob_write, site) = app
         .state
         .db

@@ -5,13 +5,13 @@
 //! never followed; error pages are never cached; and markup typed into any field a person
 //! controls is shown as text on every page that displays it, never run.
 
-mod common;
+use crate::common;
 
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::AgentProc;
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use axum::response::IntoResponse;
-use common::api::{Api, make_token};
-use common::caddy::Caddy;
-use common::fleet::AgentProc;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
 use gatehouse::db::api_tokens;
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
@@ -68,9 +68,7 @@ fn only_our_scripts(page: &common::Page) {
 
 #[tokio::test]
 async fn markup_in_every_field_a_person_controls_is_rendered_inert() {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (app, _) = common::app_with_admin().await;
     let evil = r#"<script>alert(1)</script><img src=x onerror=alert(2)>"#;
 
     // A display name, through the users page.
@@ -413,9 +411,7 @@ async fn tokens_of(app: &TestApp, user: i64) -> usize {
 
 #[tokio::test]
 async fn a_ban_on_the_users_page_revokes_api_tokens_and_an_unban_does_not_bring_them_back() {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (app, _) = common::app_with_admin().await;
     let (bob, token) = bob_with_a_token(&app).await;
 
     let banned = app
@@ -457,10 +453,9 @@ async fn a_ban_from_the_cli_revokes_api_tokens_and_an_unban_does_not_bring_them_
         ][..],
         &["user", "unban", "bob@example.com"][..],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let out = common::binary::gatehouse()
             .args(args)
             .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
-            .env_remove("GATEHOUSE_CONFIG")
             .output()
             .unwrap();
         assert!(
@@ -558,7 +553,7 @@ fn an_agent_url_with_a_password_in_the_config_file_stops_start_up_naming_the_key
          token = \"0123456789abcdef\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let out = common::binary::gatehouse()
         .args(["--config", file.to_str().unwrap(), "serve"])
         .env("GATEHOUSE_DATA_DIR", dir.path().join("data"))
         .output()
@@ -823,7 +818,7 @@ async fn loose_permissions_on_existing_files_are_tightened_at_start_and_logged()
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // An instance as an older version left it: everything readable by everyone.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let out = common::binary::gatehouse()
         .args(["user", "add", "old@example.com"])
         .env("GATEHOUSE_DATA_DIR", &data)
         .output()
@@ -843,7 +838,7 @@ async fn loose_permissions_on_existing_files_are_tightened_at_start_and_logged()
     let port = common::free_port();
     let log = dir.path().join("serve.log");
     let mut serve = common::ChildGuard(
-        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        common::binary::gatehouse()
             .arg("serve")
             .env("GATEHOUSE_DATA_DIR", &data)
             .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))

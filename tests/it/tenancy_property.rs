@@ -8,9 +8,7 @@
 //! written independently of the judge walks Caddy's adapted JSON and checks every address
 //! Caddy would connect to.
 
-mod common;
-
-use common::caddy::Caddy;
+use crate::common::caddy::Caddy;
 use gatehouse::domain::caddyfile::{BodyPolicy, CaddyfileBody};
 use gatehouse::domain::tenant::{
     NamePattern, Reserved, ReservedHost, TenantPolicy, judge, parse_network,

@@ -1,11 +1,11 @@
 //! Live logs end to end: real Caddy writes real access logs, the real agent tails them, the
 //! hub fans them out over SSE. Visibility is asserted on the raw SSE a user receives.
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
-use common::{TestApp, Visitor};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::{TestApp, Visitor};
 use futures::StreamExt;
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
@@ -205,44 +205,21 @@ async fn a_slow_viewer_is_told_what_it_missed_and_hub_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let token = "slow-viewer-setup-token";
-    let hub = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GATEHOUSE_SETUP_TOKEN", token)
-        .env("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let hub = common::ChildGuard(hub);
-    let admin = Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
-    eventually(10, "the hub answers", || async {
-        admin.http.get(admin.url("/healthz")).send().await.is_ok()
-    })
+    let hub = common::binary::start_serve(
+        dir.path(),
+        port,
+        &[
+            ("GATEHOUSE_SETUP_TOKEN", token),
+            ("GATEHOUSE_SECURITY_LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+        ],
+    )
     .await;
-    admin
-        .submit_setup(
-            "Ada",
-            common::ADMIN_EMAIL,
-            common::ADMIN_PASSWORD,
-            common::ADMIN_PASSWORD,
-        )
-        .await;
+    let admin = Visitor::at(format!("127.0.0.1:{port}").parse().unwrap(), token);
+    admin.create_admin().await;
     admin
         .login_and_enrol(common::ADMIN_EMAIL, common::ADMIN_PASSWORD)
         .await;
-    let added = admin
-        .post_form(
-            "/agents",
-            &[
-                ("name", "edge-1"),
-                ("url", &agent.url()),
-                ("token", common::fleet::AGENT_TOKEN),
-            ],
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER);
+    common::fleet::add_agent_as(&admin, "edge-1", &agent.url()).await;
     site(&admin, "app", &caddy).await;
     let host = format!("app.localhost:{}", caddy.http_port);
 

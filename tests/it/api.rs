@@ -3,25 +3,16 @@
 //! scopes, revocation and expiry, the whole vhost round trip, field errors, Caddy's
 //! refusal, cookies refused, audit rows, and the account page that makes the tokens.
 
-mod common;
+use crate::common;
 
-use common::api::{Api, make_token};
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, hub, upstream};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, hub, upstream};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, signed_in_user};
 use gatehouse::db::{api_tokens, audit, changelog, users, vhosts};
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
 use serde_json::json;
-
-/// A `user` signed in on their own visitor.
-async fn signed_in_user(app: &TestApp, email: &str) -> (Visitor, i64) {
-    let id = app.add_user(email, Role::User).await;
-    let v = app.visitor();
-    let page = v.login(email, USER_PASSWORD).await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    (v, id)
-}
 
 fn site_body(name: &str, caddy: &Caddy, to: std::net::SocketAddr) -> serde_json::Value {
     json!({

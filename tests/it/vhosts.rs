@@ -2,37 +2,20 @@
 //! refusals that keep the input, hostile bodies, ownership, toggles, the live preview, the
 //! changelog with revert.
 
-mod common;
+use crate::common;
+use crate::common::location;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor};
+use crate::common::{TestApp, Visitor, signed_in_user, signed_in_user_with_grants};
 use gatehouse::db::{changelog, vhosts};
-use gatehouse::domain::Role;
 use reqwest::StatusCode;
 
-fn location(page: &common::Page) -> &str {
-    page.header("location").unwrap_or_default()
-}
-
+/// Users' sites here proxy to loopback upstreams, which an admin opens to them.
 async fn app_with_admin() -> TestApp {
-    let app = TestApp::spawn_with(|c| {
-        c.security.login_attempts_per_minute = 1000;
-        // Users' sites here proxy to loopback upstreams, which an admin opens to them.
+    let (app, _) = common::app_with_admin_and(|c| {
         c.vhosts.user_networks = vec!["127.0.0.1/32".into()];
     })
     .await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
-}
-
-async fn user(app: &TestApp, email: &str) -> (Visitor, i64) {
-    let id = app.add_user(email, Role::User).await;
-    let v = app.visitor();
-    assert_eq!(
-        v.login(email, USER_PASSWORD).await.status,
-        StatusCode::SEE_OTHER
-    );
-    (v, id)
 }
 
 async fn create(v: &Visitor, fields: &[(&str, &str)]) -> common::Page {
@@ -226,7 +209,7 @@ async fn international_domains_are_stored_as_punycode_and_shown_in_unicode() {
 #[tokio::test]
 async fn hostile_bodies_are_refused_with_line_and_column() {
     let app = app_with_admin().await;
-    let (bob, _) = user(&app, "bob@example.com").await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
     for (body, why) in [
         (
             "respond ok\n}\nevil.example.com {\n\trespond pwned",
@@ -279,7 +262,7 @@ async fn hostile_bodies_are_refused_with_line_and_column() {
 #[tokio::test]
 async fn a_users_static_root_must_stay_inside_the_allowed_base() {
     let app = app_with_admin().await;
-    let (bob, _) = user(&app, "bob@example.com").await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
     let outside = create(
         &bob,
         &[
@@ -306,8 +289,8 @@ async fn a_users_static_root_must_stay_inside_the_allowed_base() {
 #[tokio::test]
 async fn a_user_cannot_read_edit_toggle_delete_or_see_the_history_of_another_users_site() {
     let app = app_with_admin().await;
-    let (bob, _) = user(&app, "bob@example.com").await;
-    let (eve, _) = user(&app, "eve@example.com").await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
+    let (eve, _) = signed_in_user(&app, "eve@example.com").await;
     let id = proxy(&bob, "bob.example.com").await;
     let entry = changes(&app).await[0].id;
 
@@ -374,17 +357,7 @@ async fn a_user_cannot_read_edit_toggle_delete_or_see_the_history_of_another_use
 async fn a_toggle_swaps_only_its_row_and_is_recorded() {
     let app = app_with_admin().await;
     let id = proxy(&app, "t.example.com").await;
-    let token = app.csrf().await;
-    let row = Page::from(
-        app.http
-            .post(app.url(&format!("/vhosts/{id}/toggle")))
-            .header("HX-Request", "true")
-            .header("X-CSRF-Token", token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let row = app.post_htmx(&format!("/vhosts/{id}/toggle"), &[]).await;
     assert_eq!(row.status, StatusCode::OK);
     assert_eq!(row.count("header.topbar"), 0, "only the row comes back");
     assert_eq!(
@@ -412,8 +385,6 @@ async fn a_toggle_swaps_only_its_row_and_is_recorded() {
         2
     );
 }
-
-use common::Page;
 
 #[tokio::test]
 async fn the_live_preview_shows_the_exact_block_or_the_reasons() {
@@ -538,7 +509,7 @@ async fn an_admin_reverts_a_change_from_the_changelog() {
 #[tokio::test]
 async fn an_admin_can_give_a_site_to_someone_else() {
     let app = app_with_admin().await;
-    let (bob, bob_id) = user(&app, "bob@example.com").await;
+    let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
     let id = proxy(&app, "gift.example.com").await;
     let page = app
         .post_form(
@@ -610,13 +581,13 @@ async fn deleting_is_recorded_with_the_state_before() {
 #[tokio::test]
 async fn a_new_account_that_reuses_a_deleted_ones_id_does_not_inherit_its_history() {
     let app = app_with_admin().await;
-    let (bob, bob_id) = user(&app, "bob@example.com").await;
+    let (bob, bob_id) = signed_in_user(&app, "bob@example.com").await;
     proxy(&bob, "bob.example.com").await;
     let entry = changes(&app).await[0].id;
     let deleted = app.post_form(&format!("/users/{bob_id}/delete"), &[]).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
     // SQLite hands the highest id out again.
-    let (carol, carol_id) = user(&app, "carol@example.com").await;
+    let (carol, carol_id) = signed_in_user(&app, "carol@example.com").await;
     assert_eq!(
         carol_id, bob_id,
         "the id was reused, which is what this test is about"
@@ -694,17 +665,6 @@ async fn the_form_refuses_an_owner_or_agent_that_does_not_exist_next_to_the_fiel
 // ---------------------------------------------------------------------------------------
 // Delegated names, ports and overlap (issue 13)
 
-/// A `user` with exactly these delegated names, signed in.
-async fn user_with_grants(app: &TestApp, email: &str, grants: &[&str]) -> (Visitor, i64) {
-    let id = app.add_user_with_grants(email, Role::User, grants).await;
-    let v = app.visitor();
-    assert_eq!(
-        v.login(email, USER_PASSWORD).await.status,
-        StatusCode::SEE_OTHER
-    );
-    (v, id)
-}
-
 async fn raw_site(v: &Visitor, domain: &str, extra: &[(&str, &str)]) -> common::Page {
     let mut fields = vec![
         ("domain", domain),
@@ -718,7 +678,7 @@ async fn raw_site(v: &Visitor, domain: &str, extra: &[(&str, &str)]) -> common::
 #[tokio::test]
 async fn a_user_creates_sites_only_inside_the_names_delegated_to_them() {
     let app = app_with_admin().await;
-    let (alice, _) = user_with_grants(
+    let (alice, _) = signed_in_user_with_grants(
         &app,
         "alice@example.com",
         &["app.example.com", "*.team.example.com"],
@@ -754,7 +714,7 @@ async fn a_user_creates_sites_only_inside_the_names_delegated_to_them() {
         assert_eq!(page.attr("#domain", "value").as_deref(), Some(outside));
         assert_eq!(page.text("#config"), "respond ok", "the body is kept");
     }
-    let (nobody, _) = user_with_grants(&app, "nobody@example.com", &[]).await;
+    let (nobody, _) = signed_in_user_with_grants(&app, "nobody@example.com", &[]).await;
     let page = raw_site(&nobody, "n.example.com", &[]).await;
     assert!(
         page.text("#domain-error")
@@ -767,7 +727,7 @@ async fn a_user_keeps_a_site_an_admin_gave_them_outside_their_grants_but_cannot_
 {
     let app = app_with_admin().await;
     let (alice, alice_id) =
-        user_with_grants(&app, "alice@example.com", &["*.team.example.com"]).await;
+        signed_in_user_with_grants(&app, "alice@example.com", &["*.team.example.com"]).await;
     let given = raw_site(
         &app,
         "legacy.example.org",
@@ -845,8 +805,8 @@ async fn a_user_keeps_a_site_an_admin_gave_them_outside_their_grants_but_cannot_
 #[tokio::test]
 async fn alice_cannot_take_bobs_name_with_another_scheme_a_port_or_a_wildcard() {
     let app = app_with_admin().await;
-    let (bob, _) = user(&app, "bob@example.com").await;
-    let (alice, _) = user(&app, "alice@example.com").await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
+    let (alice, _) = signed_in_user(&app, "alice@example.com").await;
     proxy(&bob, "bob.example.com").await;
     for domain in [
         "http://bob.example.com",
@@ -872,8 +832,8 @@ async fn alice_cannot_take_bobs_name_with_another_scheme_a_port_or_a_wildcard() 
 #[tokio::test]
 async fn a_name_under_bobs_wildcard_is_refused_to_alice_but_a_deeper_one_is_not() {
     let app = app_with_admin().await;
-    let (bob, _) = user(&app, "bob@example.com").await;
-    let (alice, _) = user(&app, "alice@example.com").await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
+    let (alice, _) = signed_in_user(&app, "alice@example.com").await;
     proxy(&bob, "*.example.com").await;
     let page = raw_site(&alice, "a.example.com", &[]).await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -886,7 +846,7 @@ async fn a_name_under_bobs_wildcard_is_refused_to_alice_but_a_deeper_one_is_not(
 #[tokio::test]
 async fn an_admin_is_warned_of_an_overlap_and_may_save_it_only_knowingly() {
     let app = app_with_admin().await;
-    let (bob, _) = user(&app, "bob@example.com").await;
+    let (bob, _) = signed_in_user(&app, "bob@example.com").await;
     proxy(&bob, "bob.example.com").await;
     let warned = raw_site(&app, "http://bob.example.com", &[]).await;
     assert_eq!(warned.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -949,7 +909,7 @@ async fn bob_id(app: &TestApp) -> String {
 #[tokio::test]
 async fn a_users_ports_are_80_and_443_unless_an_admin_allows_more() {
     let app = app_with_admin().await;
-    let (alice, _) = user(&app, "alice@example.com").await;
+    let (alice, _) = signed_in_user(&app, "alice@example.com").await;
     let page = raw_site(&alice, "http://x.example.com:2019", &[]).await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
@@ -976,7 +936,7 @@ async fn a_users_ports_are_80_and_443_unless_an_admin_allows_more() {
         c.vhosts.user_ports = vec![80, 443, 8443];
     })
     .await;
-    let (carol, _) = user(&wider, "carol@example.com").await;
+    let (carol, _) = signed_in_user(&wider, "carol@example.com").await;
     let allowed = raw_site(&carol, "x.example.com:8443", &[]).await;
     assert_eq!(allowed.status, StatusCode::SEE_OTHER, "{}", allowed.body);
     let still = raw_site(&carol, "http://y.example.com:2019", &[]).await;
@@ -986,7 +946,7 @@ async fn a_users_ports_are_80_and_443_unless_an_admin_allows_more() {
 #[tokio::test]
 async fn an_admin_grants_and_takes_back_names_on_the_users_page() {
     let app = app_with_admin().await;
-    let (alice, id) = user_with_grants(&app, "alice@example.com", &[]).await;
+    let (alice, id) = signed_in_user_with_grants(&app, "alice@example.com", &[]).await;
     let path = format!("/users/{id}/grants");
     let users = app.get("/users").await;
     assert_eq!(

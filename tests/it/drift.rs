@@ -5,14 +5,12 @@
 //! "Sync now") loads the database's config again, also when the outside config moved
 //! Caddy's admin API to its default address.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{
-    AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, post_owned,
-    proxy_site_form, upstream,
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{
+    AGENT_TOKEN, AgentProc, add_agent, agent_row, agent_runs_db, eventually, hub, proxy_site,
+    upstream,
 };
-use common::{Page, TestApp};
+use crate::common::{Page, TestApp};
 use gatehouse::db::{agents, audit, vhosts};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -140,12 +138,7 @@ async fn caddy_runs_the_render(app: &TestApp, id: i64, caddy: &Caddy) -> bool {
 async fn fleet_serving_one_site(app: &TestApp, caddy: &Caddy, agent: &AgentProc) -> (i64, String) {
     let id = add_agent(app, "edge-1", agent).await;
     let backend = upstream("served by the hub's config").await;
-    let made = post_owned(
-        app,
-        "/vhosts",
-        &proxy_site_form("app", caddy.http_port, backend, &[]),
-    )
-    .await;
+    let made = proxy_site(app, "app", caddy, backend, &[]).await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
     let host = format!("app.localhost:{}", caddy.http_port);
     assert_eq!(caddy.get(&host, "/").await.1, "served by the hub's config");

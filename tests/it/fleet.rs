@@ -2,47 +2,15 @@
 //! hub and agent, each test on its own loopback ports: serving, rollback on rejection, an
 //! offline agent catching up, drift, concurrency, and Caddy's own validation in the preview.
 
-mod common;
+use crate::common;
+use crate::common::location;
 
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
-use common::{TestApp, Visitor};
+use crate::common::TestApp;
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, proxy_site, upstream};
 use gatehouse::db::{agents, changelog, vhosts};
 use gatehouse::fleet::site_config;
 use reqwest::StatusCode;
-
-fn location(page: &common::Page) -> &str {
-    page.header("location").unwrap_or_default()
-}
-
-/// Creates a site on `caddy`'s test port that proxies to `to`; returns its id.
-async fn site(
-    app: &Visitor,
-    name: &str,
-    caddy: &Caddy,
-    to: std::net::SocketAddr,
-    agents: &[i64],
-) -> common::Page {
-    let domain = format!("http://{name}.localhost:{}", caddy.http_port);
-    let config = format!("bind 127.0.0.1\nreverse_proxy {to}");
-    let mut fields: Vec<(String, String)> = vec![
-        ("domain".into(), domain),
-        ("template".into(), "raw".into()),
-        ("config".into(), config),
-        ("enabled".into(), "on".into()),
-    ];
-    if !agents.is_empty() {
-        fields.push(("serve_on".into(), "chosen".into()));
-        for a in agents {
-            fields.push((format!("agent_{a}"), "on".into()));
-        }
-    }
-    let borrowed: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    app.post_form("/vhosts", &borrowed).await
-}
 
 fn created_id(page: &common::Page) -> i64 {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
@@ -76,7 +44,7 @@ async fn a_site_made_in_the_portal_is_served_by_caddy_until_it_is_switched_off()
     let id = add_agent(&app, "edge-1", &agent).await;
     let backend = upstream("hello from the upstream").await;
 
-    let vhost = created_id(&site(&app, "app", &caddy, backend, &[]).await);
+    let vhost = created_id(&proxy_site(&app, "app", &caddy, backend, &[]).await);
     let host = format!("app.localhost:{}", caddy.http_port);
     assert_eq!(
         caddy.get(&host, "/").await,
@@ -114,7 +82,7 @@ async fn a_change_one_caddy_rejects_changes_nothing_anywhere() {
     let a = add_agent(&app, "edge-a", &agent_a).await;
     let b = add_agent(&app, "edge-b", &agent_b).await;
     let backend = upstream("old config").await;
-    created_id(&site(&app, "one", &caddy_a, backend, &[a]).await);
+    created_id(&proxy_site(&app, "one", &caddy_a, backend, &[a]).await);
     let before = app
         .state
         .db
@@ -206,7 +174,7 @@ async fn an_agent_that_was_away_catches_up_and_drift_clears() {
     let backend = upstream("served").await;
 
     agent.kill();
-    let made = site(&app, "late", &caddy, backend, &[]).await;
+    let made = proxy_site(&app, "late", &caddy, backend, &[]).await;
     created_id(&made);
     let host = format!("late.localhost:{}", caddy.http_port);
     assert_ne!(caddy.get(&host, "/").await.0, 200, "nobody told Caddy yet");
@@ -248,7 +216,7 @@ async fn drift_shows_and_sync_now_fixes_it() {
     // A slow reconciler, so the drift stays visible until "sync now".
     let app = hub(|c| c.fleet.reconcile_interval_secs = 3600).await;
     let id = add_agent(&app, "edge-1", &agent).await;
-    created_id(&site(&app, "keep", &caddy, upstream("db").await, &[]).await);
+    created_id(&proxy_site(&app, "keep", &caddy, upstream("db").await, &[]).await);
 
     // Someone loads another config behind the hub's back.
     let rogue = format!("{{\n\tadmin {}\n}}\n", caddy.admin_addr());
@@ -308,7 +276,9 @@ async fn twenty_concurrent_toggles_from_two_sessions_leave_every_caddy_equal_to_
     let backend = upstream("up").await;
     let mut ids = Vec::new();
     for name in ["s1", "s2", "s3", "s4"] {
-        ids.push(created_id(&site(&app, name, &caddy, backend, &[]).await));
+        ids.push(created_id(
+            &proxy_site(&app, name, &caddy, backend, &[]).await,
+        ));
     }
     let second = app.visitor();
     let second_admin = "second-admin@example.com";

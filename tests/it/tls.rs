@@ -2,16 +2,15 @@
 //! here with rcgen: the agent serves HTTPS only; the hub trusts it through a pasted CA, a
 //! pinned fingerprint or the public PKI, and says plainly why when it does not.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::{AGENT_TOKEN, AgentProc, eventually, hub};
-use common::{ChildGuard, Page, TestApp};
+use crate::common::binary;
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, agent_id, eventually, hub};
+use crate::common::{ChildGuard, Page, TestApp};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// PEM files for one agent, in a temp dir that lives as long as this.
@@ -94,21 +93,6 @@ async fn add_agent(app: &TestApp, name: &str, url: &str, tls: &[(&str, &str)]) -
     let mut form = vec![("name", name), ("url", url), ("token", AGENT_TOKEN)];
     form.extend_from_slice(tls);
     app.post_form("/agents", &form).await
-}
-
-async fn agent_id(app: &TestApp, name: &str) -> i64 {
-    let name = name.to_string();
-    app.state
-        .db
-        .run(move |c| {
-            Ok(gatehouse::db::agents::list(c)?
-                .into_iter()
-                .find(|a| a.name == name)
-                .expect("the agent was added")
-                .id)
-        })
-        .await
-        .unwrap()
 }
 
 /// Creates an enabled site on `caddy`'s test port answering `reply`; returns the response.
@@ -437,14 +421,8 @@ async fn a_self_signed_certificate_marked_as_a_ca_is_explained_and_a_pin_still_t
 fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let stderr_path = dir.path().join("stderr");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            command.env_remove(key);
-        }
-    }
     let mut child = ChildGuard(
-        command
+        binary::gatehouse()
             .arg("agent")
             .env("GATEHOUSE_AGENT_TOKEN", AGENT_TOKEN)
             .env("GATEHOUSE_AGENT_LISTEN", "127.0.0.1:0")

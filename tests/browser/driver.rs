@@ -1,7 +1,7 @@
 //! Drives Debian's Chromium through chromedriver (fantoccini). One driver and one browser
-//! serve a whole test binary, with a fresh profile per run; both are stopped by PID.
+//! serve every journey, with a fresh profile per run; both are stopped by PID.
 
-use super::ChildGuard;
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, ChildGuard, TestApp, totp_code};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> anyhow::Result<Self> {
-        let port = super::free_port();
+        let port = crate::common::free_port();
         let driver =
             Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
                 .arg(format!("--port={port}"))
@@ -145,6 +145,21 @@ impl Browser {
             .prop("value")
             .await?
             .unwrap_or_default())
+    }
+
+    /// Signs in on the login page as the admin of [`app_with_admin`](crate::common::app_with_admin),
+    /// with a code from its TOTP `secret`, and waits for the dashboard.
+    pub async fn sign_in_as_admin(&self, app: &TestApp, secret: &str) -> anyhow::Result<()> {
+        self.client.goto(&app.url("/login")).await?;
+        self.wait_for("#login form").await?;
+        self.fill("#email", ADMIN_EMAIL).await?;
+        self.fill("#password", ADMIN_PASSWORD).await?;
+        self.click("#login button[type=submit]").await?;
+        self.wait_for("#second-factor").await?;
+        self.fill("#code", &totp_code(secret, 1)).await?;
+        self.click("#second-factor button[type=submit]").await?;
+        self.wait_for("#home").await?;
+        Ok(())
     }
 
     /// Forgets cookies between journeys so each starts signed out.

@@ -1,10 +1,8 @@
 //! The renderer against Debian's real Caddy: 1000 sites made from every template render to
 //! a Caddyfile that `caddy fmt` leaves unchanged and `caddy adapt` accepts.
 
-mod common;
-
-use common::caddy::Caddy;
-use common::fleet::upstream;
+use crate::common::caddy::{self, Caddy};
+use crate::common::fleet::upstream;
 use gatehouse::config::CaddyConfig;
 use gatehouse::db::vhosts::Vhost;
 use gatehouse::domain::access_log::{ParsedLine, parse_line};
@@ -178,11 +176,7 @@ fn a_thousand_sites_from_every_template_are_fmt_clean_and_adapt() {
         panic!("caddy fmt changes the output; first differing line {first:?}");
     }
 
-    let adapt = Command::new("caddy")
-        .args(["adapt", "--adapter", "caddyfile", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let adapt = caddy::adapt(&file);
     assert!(
         adapt.status.success(),
         "caddy adapt: {}",

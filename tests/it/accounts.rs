@@ -2,33 +2,17 @@
 //! TOTP and backup codes, rate limits, bans, CSRF, sessions, the users and audit pages, and
 //! the authorization of every route in the route table.
 
-mod common;
+use crate::common;
+use crate::common::location;
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor, totp_code};
+use crate::common::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor, app_with_admin, signed_in_user,
+    totp_code,
+};
 use gatehouse::db::{sessions, users};
 use gatehouse::domain::Role;
 use gatehouse::web::{Access, route_table};
 use reqwest::StatusCode;
-
-fn location(page: &common::Page) -> &str {
-    page.header("location").unwrap_or_default()
-}
-
-/// An app with an enrolled admin signed in as the default visitor; returns the TOTP secret.
-async fn app_with_admin() -> (TestApp, String) {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    (app, secret)
-}
-
-async fn signed_in_user(app: &TestApp, email: &str) -> (Visitor, i64) {
-    let id = app.add_user(email, Role::User).await;
-    let v = app.visitor();
-    let page = v.login(email, USER_PASSWORD).await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    (v, id)
-}
 
 #[tokio::test]
 async fn a_wrong_password_is_refused_without_saying_whether_the_account_exists() {
@@ -413,16 +397,8 @@ async fn state_changing_requests_without_the_csrf_token_get_403() {
 
     // The right token in the htmx header works; from another origin it does not.
     let token = bob.csrf().await;
-    let via_header = bob
-        .http
-        .post(bob.url("/account/password"))
-        .header("X-CSRF-Token", &token)
-        .header("HX-Request", "true")
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(via_header.status(), StatusCode::OK);
+    let via_header = bob.post_htmx("/account/password", &fields).await;
+    assert_eq!(via_header.status, StatusCode::OK);
     let cross = bob
         .http
         .post(bob.url("/account/sessions/revoke-others"))
@@ -484,7 +460,7 @@ async fn every_route_enforces_its_access_level() {
     routes.sort_by_key(|r| r.path == "/logout");
     for route in routes {
         // The API takes bearer tokens, never these cookie sessions: its own matrix is in
-        // tests/web.rs (`every_api_route_enforces_its_token_scope_and_ownership`).
+        // tests/it/web.rs (`every_api_route_enforces_its_token_scope_and_ownership`).
         if matches!(route.access, Access::Token(_)) {
             continue;
         }
@@ -918,7 +894,7 @@ async fn an_active_session_outlives_the_idle_timeout_and_the_cookie_lasts_the_ab
     let id = app.add_user("bob@example.com", Role::User).await;
     let bob = app.visitor();
     let login = bob.login("bob@example.com", USER_PASSWORD).await;
-    // The session's cookie (a sign-in also sets the device cookie, see tests/hardening.rs).
+    // The session's cookie (a sign-in also sets the device cookie, see tests/it/hardening.rs).
     let cookie = login
         .headers
         .get_all("set-cookie")

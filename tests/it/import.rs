@@ -2,11 +2,12 @@
 //! file, the real `caddy adapt` (Debian's 2.6.2) as the judge of what a Caddyfile means, and
 //! a real hub with a real agent and Caddy for the deploy path and the downloads.
 
-mod common;
+use crate::common;
 
-use common::caddy::{CADDY_BINARY, Caddy};
-use common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
-use common::{ADMIN_EMAIL, Page, TestApp};
+use crate::common::binary;
+use crate::common::caddy::{self, Caddy};
+use crate::common::fleet::{AGENT_TOKEN, AgentProc, add_agent, eventually, hub};
+use crate::common::{ADMIN_EMAIL, Page, TestApp};
 use gatehouse::db::{Db, changelog, vhosts};
 use gatehouse::sites::import::{self, Action, Target};
 use reqwest::StatusCode;
@@ -14,8 +15,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,12 +24,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `gatehouse` with a clean GATEHOUSE_* environment and its data in `data`.
 fn gatehouse(data: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = binary::gatehouse();
     cmd.env("GATEHOUSE_DATA_DIR", data).env("RUST_LOG", "warn");
     cmd
 }
@@ -114,15 +108,7 @@ fn import_json(data: &Path, file: &Path, extra: &[&str]) -> Value {
 
 /// What real Caddy makes of a Caddyfile.
 fn caddy_adapt(file: &Path) -> Value {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(CADDY_BINARY)
-        .args(["adapt", "--adapter", "caddyfile", "--config"])
-        .arg(file)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .env("XDG_DATA_HOME", home.path())
-        .output()
-        .expect("run caddy adapt");
+    let out = caddy::adapt(file);
     assert!(
         out.status.success(),
         "caddy adapt {}: {}",
@@ -644,15 +630,7 @@ fn a_file_that_cannot_be_read_is_refused_whole_with_its_line() {
 
 /// Whether real Caddy refuses a Caddyfile, and its message.
 fn caddy_refuses(file: &Path) -> Option<String> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(CADDY_BINARY)
-        .args(["adapt", "--adapter", "caddyfile", "--config"])
-        .arg(file)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .env("XDG_DATA_HOME", home.path())
-        .output()
-        .expect("run caddy adapt");
+    let out = caddy::adapt(file);
     (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

@@ -2,33 +2,18 @@
 //! Caddy's own answers, the applied hash, what Caddy then serves, and start-up refusals.
 //! Every test runs its own Caddy and agent on their own ports; both are stopped by PID.
 
-mod common;
-
-use common::caddy::{CADDY_BINARY, Caddy};
-use common::{ChildGuard, free_port};
+use crate::common::binary;
+use crate::common::caddy::{CADDY_BINARY, Caddy};
+use crate::common::{ChildGuard, free_port};
 use gatehouse::domain::caddyfile::config_hash;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const TOKEN: &str = "test-agent-token-0123456789";
-
-/// The agent binary with a clean GATEHOUSE_* environment.
-fn agent_command() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd.arg("agent");
-    cmd
-}
 
 /// A running agent process and a client for its API.
 struct Agent {
@@ -47,20 +32,21 @@ impl Agent {
     async fn start_with(caddy_admin: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the agent");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("agent log file");
-        let child = agent_command()
-            .env("GATEHOUSE_AGENT_LISTEN", addr.to_string())
-            .env("GATEHOUSE_AGENT_TOKEN", TOKEN)
-            .env("GATEHOUSE_AGENT_CADDY_ADMIN", caddy_admin)
+        let log_path = dir.path().join("agent.log");
+        let log = std::fs::File::create(&log_path).expect("agent log file");
+        let mut command = binary::agent(&addr.to_string(), TOKEN, caddy_admin);
+        command
             .env("GATEHOUSE_AGENT_CADDY_BINARY", CADDY_BINARY)
             .env("GATEHOUSE_AGENT_LOG_LEVEL", "debug")
-            .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start the agent");
-        let mut agent = Self {
-            process: ChildGuard(child),
+            .stderr(log);
+        let health = format!("http://{addr}/health");
+        let process = binary::start(&mut command, &health, || {
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        })
+        .await;
+        Self {
+            process,
             addr,
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -68,18 +54,7 @@ impl Agent {
                 .build()
                 .expect("client"),
             dir,
-        };
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(status)) = agent.process.0.try_wait() {
-                panic!("the agent exited with {status}:\n{}", agent.log());
-            }
-            if agent.http.get(agent.url("/health")).send().await.is_ok() {
-                return agent;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the agent did not answer on {addr}:\n{}", agent.log());
     }
 
     fn url(&self, path: &str) -> String {
@@ -505,7 +480,8 @@ async fn a_body_that_is_not_utf8_is_refused_before_caddy_sees_it() {
 }
 
 fn refused_start(envs: &[(&str, &str)]) -> String {
-    let out = agent_command()
+    let out = binary::gatehouse()
+        .arg("agent")
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .output()
@@ -553,7 +529,8 @@ fn the_agent_reads_its_config_file_and_names_a_bad_key_in_it() {
     )
     .unwrap();
 
-    let out = agent_command()
+    let out = binary::gatehouse()
+        .arg("agent")
         .args(["--config", path(&file)])
         .stdin(Stdio::null())
         .output()

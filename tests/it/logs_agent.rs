@@ -4,21 +4,18 @@
 //! reader that stops reading, and damaged lines. Every test runs its own Caddy and agent on
 //! their own ports; both are stopped by PID.
 
-mod common;
-
-use common::caddy::{CADDY_BINARY, Caddy};
-use common::loadgen::{SseEvent, SseReader, requests, requests_padded};
-use common::{ChildGuard, free_port};
+use crate::common::binary;
+use crate::common::caddy::{CADDY_BINARY, Caddy};
+use crate::common::loadgen::{SseEvent, SseReader, requests, requests_padded};
+use crate::common::{ChildGuard, free_port};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const TOKEN: &str = "test-logs-agent-token-0123456789";
 /// The smallest roll Caddy 2.6 makes: it rounds `roll_size` up to whole MiB.
 const ROLL_SIZE: &str = "1MiB";
@@ -82,23 +79,15 @@ impl LogAgent {
 
     /// Starts the process (again) on the same address and waits (bounded) for /health.
     async fn restart(&mut self) {
+        // A running process is stopped (by its guard) before the next one takes the address.
+        self.process = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("agent log file");
-        let mut command = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("GATEHOUSE_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .arg("agent")
-            .env_remove("RUST_LOG")
-            .env("GATEHOUSE_AGENT_LISTEN", self.addr.to_string())
-            .env("GATEHOUSE_AGENT_TOKEN", TOKEN)
-            .env("GATEHOUSE_AGENT_CADDY_ADMIN", &self.caddy_admin)
+        let mut command = binary::agent(&self.addr.to_string(), TOKEN, &self.caddy_admin);
+        command
             .env("GATEHOUSE_AGENT_CADDY_BINARY", CADDY_BINARY)
             .env("GATEHOUSE_AGENT_ACCESS_LOG", self.access_log())
             .env(
@@ -107,24 +96,10 @@ impl LogAgent {
             )
             .env("GATEHOUSE_AGENT_LOG_LEVEL", "info")
             .envs(self.env.iter().map(|(k, v)| (*k, v)))
-            .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start the agent");
-        self.process = Some(ChildGuard(child));
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            let process = self.process.as_mut().expect("just started");
-            if let Ok(Some(status)) = process.0.try_wait() {
-                panic!("the agent exited with {status}:\n{}", self.log());
-            }
-            if self.http.get(self.url("/health")).send().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the agent did not answer on {}:\n{}", self.addr, self.log());
+            .stderr(log);
+        let health = self.url("/health");
+        self.process = Some(binary::start(&mut command, &health, || self.log()).await);
     }
 
     /// SIGKILL, as a crash would, and reap it.

@@ -7,13 +7,13 @@
 //! p99 latency is printed, never asserted.
 //!
 //! The suite runs a short form (10 sessions for 8 s). The long form:
-//! `GATEHOUSE_LOAD_SESSIONS=50 GATEHOUSE_LOAD_SECS=60 cargo test --release --test load -- --nocapture`
+//! `GATEHOUSE_LOAD_SESSIONS=50 GATEHOUSE_LOAD_SECS=60 cargo test --release --test it load:: -- --nocapture`
 
-mod common;
+use crate::common;
 
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, agent_runs_db, eventually, hub, upstream};
-use common::{USER_PASSWORD, Visitor};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, agent_runs_db, eventually, hub, upstream};
+use crate::common::{USER_PASSWORD, Visitor};
 use gatehouse::db::{changelog, users};
 use gatehouse::domain::Role;
 use reqwest::StatusCode;

@@ -4,13 +4,12 @@
 //! keep full power, the Settings page opens networks, and anonymous requests through a
 //! user's site reach its backend and nothing of Gatehouse's or Caddy's.
 
-mod common;
+use crate::common;
 
-use common::api::{Api, make_token};
-use common::caddy::Caddy;
-use common::fleet::{AgentProc, add_agent, hub, post_owned, upstream};
-use common::{TestApp, USER_PASSWORD, Visitor};
-use gatehouse::domain::Role;
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, hub, post_owned, upstream};
+use crate::common::{TestApp, USER_PASSWORD, Visitor};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
@@ -88,13 +87,8 @@ async fn world_with(configure: impl FnOnce(&mut gatehouse::config::Config)) -> W
     })
     .await;
     add_agent(&app, "edge-1", &agent).await;
-    app.add_user_with_grants("tenant@example.com", Role::User, &["*.localhost"])
-        .await;
-    let user = app.visitor();
-    assert_eq!(
-        user.login("tenant@example.com", USER_PASSWORD).await.status,
-        StatusCode::SEE_OTHER
-    );
+    let (user, _) =
+        common::signed_in_user_with_grants(&app, "tenant@example.com", &["*.localhost"]).await;
     let backend = upstream("the tenant's own backend").await;
     World {
         app,
