@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_rules;
 mod accounts;
 mod agent;
 mod api;

@@ -4,16 +4,12 @@
 //! ends sessions and revokes tokens; the last admin stays; deletion and role changes take
 //! effect on the account's next request.
 
-mod common;
-
-use common::api::{Api, make_token};
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, Visitor, totp_code};
+use crate::common::api::{Api, make_token};
+use crate::common::{ADMIN_EMAIL, TestApp, USER_PASSWORD, Visitor, totp_code};
 use gatehouse::db::{audit, users};
 use gatehouse::domain::Role;
 use reqwest::StatusCode;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+use std::process::Output;
 
 /// The two ways to change an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,23 +24,13 @@ const FRONTS: [Front; 2] = [Front::Web, Front::Cli];
 
 /// A hub with an enrolled admin signed in as the default visitor.
 async fn hub() -> TestApp {
-    let app = TestApp::spawn_with(|c| c.security.login_attempts_per_minute = 1000).await;
-    app.create_admin().await;
-    app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    app
+    crate::common::app_with_admin().await.0
 }
 
 /// Runs `gatehouse user <args>` against the hub's data directory.
 fn cli(app: &TestApp, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(app.dir.path());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+    let mut cmd = crate::common::binary::gatehouse_in(app.dir.path());
+    cmd.env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
         .arg("user")
         .args(args);
     cmd.output().expect("run gatehouse user")
