@@ -97,24 +97,8 @@ impl SecretKey {
 
     /// Reads a key written as base64 (with or without padding) or as 64 hex digits.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-            (0..32)
-                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(|e| e.to_string())?
-        } else {
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(text.trim_end_matches('='))
-                .map_err(|_| "not base64 or hex".to_string())?
-        };
-        let key = Key::<Aes256Gcm>::try_from(bytes.as_slice()).map_err(|_| {
-            format!(
-                "a key is 32 bytes (44 base64 characters or 64 hex digits), this is {}",
-                bytes.len()
-            )
-        })?;
-        Ok(Self::from_key(key))
+        let bytes = crate::domain::secret::key_bytes(text)?;
+        Ok(Self::from_key(Key::<Aes256Gcm>::from(bytes)))
     }
 
     /// The key as base64, as the key file holds it.
