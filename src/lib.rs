@@ -5,6 +5,8 @@
 
 /// The agent beside each Caddy: its config, Caddy admin client and HTTP API.
 pub mod agent;
+/// The composition root: the database opened with its key, the shared state, the server.
+pub mod app;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.
@@ -35,7 +37,7 @@ pub mod import;
 pub mod memory;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
-/// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.
+/// Secrets at rest: the key and its file, AES-256-GCM sealing of agent tokens and TOTP secrets.
 pub mod secrets;
 /// Stored vhosts and settings rendered as Caddyfile text.
 pub mod site_config;

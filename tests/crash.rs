@@ -270,7 +270,7 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
         .await;
     assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
     // With the key the hub made on its first start: agent tokens are sealed with it.
-    let db = gatehouse::secrets::open_database(&gatehouse::config::Config {
+    let db = gatehouse::app::open_database(&gatehouse::config::Config {
         data_dir: hub.dir.join("data"),
         ..Default::default()
     })

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// Environment variables with this prefix configure the hub.
 pub const ENV_PREFIX: &str = "GATEHOUSE_";
+/// The name of the key file in the data directory unless `secret_key_file` says otherwise.
+pub const DEFAULT_KEY_FILE: &str = "secret.key";
 /// Read by clap for `--config`; not a config key itself.
 const ENV_CONFIG_PATH: &str = "GATEHOUSE_CONFIG";
 /// Reserved for the agent's own configuration, so the hub ignores it.
@@ -495,6 +497,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The key file's path: `secret_key_file`, or `secret.key` in the data directory.
+    pub fn key_file_path(&self) -> PathBuf {
+        if self.secret_key_file.is_empty() {
+            self.data_dir.join(DEFAULT_KEY_FILE)
+        } else {
+            PathBuf::from(&self.secret_key_file)
+        }
     }
 
     /// Where the SQLite database lives.
