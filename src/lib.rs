@@ -33,7 +33,7 @@ pub mod fleet;
 pub mod http_server;
 /// Caddyfile import: a whole Caddyfile planned as vhosts, then applied in one transaction.
 pub mod import;
-/// Handing freed memory back to the system after large, short-lived work.
+/// The allocator policy: few malloc arenas, and freed memory handed back after large work.
 pub mod memory;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
