@@ -49,3 +49,5 @@ pub mod tenancy;
 pub mod views;
 /// The HTTP side: `router(state)`, extractors and thin handlers.
 pub mod web;
+/// The JSON the agent answers the hub with, shared by both sides.
+pub mod wire;
