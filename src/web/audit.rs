@@ -1,20 +1,12 @@
 //! The audit log page (admin), filtered by event and by email.
 
 use super::{AppState, Render};
+use crate::views::audit::AuditQuery;
 use crate::db::audit;
 use crate::error::Result;
 use crate::views;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use serde::Deserialize;
-
-#[derive(Deserialize, Default)]
-pub struct AuditQuery {
-    #[serde(default)]
-    pub action: String,
-    #[serde(default)]
-    pub email: String,
-}
 
 const PAGE: u32 = 200;
 

@@ -2,7 +2,8 @@
 //! live-log lines received, streamed and dropped. Who may read it: see [`crate::metrics`].
 
 use super::AppState;
-use super::agents::{AgentState, views_of};
+use super::agents::views_of;
+use crate::views::agents::AgentState;
 use crate::metrics::{exposition, peer, refused};
 use axum::extract::State;
 use axum::http::{Extensions, HeaderMap};

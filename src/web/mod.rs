@@ -27,15 +27,11 @@ mod users;
 mod vhosts;
 
 pub use account::{AccountView, PasswordForm, TokenForm};
-pub use agents::{AgentForm, AgentState, AgentView};
-pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
 pub use changelog::{ChangelogQuery, EntryView};
 pub use extract::Form;
 pub use grants::GrantForm;
-pub use home::Dashboard;
 pub use login::LoginForm;
-pub use logs::{LogQuery, ROW_CAP as LOG_ROW_CAP};
 pub use render::Render;
 pub use users::{NewUserForm, Outcome};
 pub use vhosts::{CaddyCheck, Editor, ListQuery, NO_OWNER, OwnedVhost, Preview, RowView};
