@@ -7,6 +7,8 @@
 pub mod agent;
 /// The composition root: the database opened with its key, the shared state, the server.
 pub mod app;
+/// Static files embedded in the binary, and their cache-busting URLs.
+pub mod assets;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.

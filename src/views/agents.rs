@@ -3,10 +3,10 @@
 
 use super::forms::Field;
 use super::{Ctx, csrf_field, timestamp};
+use crate::db::agents::Agent;
 use crate::domain::FieldErrors;
 use crate::domain::tls::is_https;
 use crate::fleet::tls::Trust;
-use crate::db::agents::Agent;
 use maud::{Markup, html};
 use serde::Deserialize;
 

@@ -1,9 +1,9 @@
 //! The dashboard: how many sites are served, and the latest changes.
 
-use super::{Ctx, timestamp};
-use crate::db::users::User;
 use super::agents::{AgentState, AgentView};
+use super::{Ctx, timestamp};
 use crate::db::changelog;
+use crate::db::users::User;
 use maud::{Markup, html};
 
 /// What the dashboard shows.

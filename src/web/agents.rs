@@ -4,7 +4,6 @@
 //! Tokens are written, never shown back.
 
 use super::{AppState, Form, Render};
-use crate::views::agents::{AgentForm, AgentState, AgentView};
 use crate::config::Secret;
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
@@ -16,6 +15,7 @@ use crate::fleet::client::{self, Validation};
 use crate::fleet::reconcile::{self, Sync};
 use crate::site_config;
 use crate::views;
+use crate::views::agents::{AgentForm, AgentState, AgentView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -1,10 +1,10 @@
 //! The audit log page (admin), filtered by event and by email.
 
 use super::{AppState, Render};
-use crate::views::audit::AuditQuery;
 use crate::db::audit;
 use crate::error::Result;
 use crate::views;
+use crate::views::audit::AuditQuery;
 use axum::extract::{Query, State};
 use axum::response::Response;
 

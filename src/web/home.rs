@@ -1,10 +1,10 @@
 //! The dashboard and the fallback for unknown URLs.
 
 use super::{AppState, CurrentUser, Render};
-use crate::views::home::Dashboard;
 use crate::db::{changelog, vhosts};
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::home::Dashboard;
 use axum::extract::State;
 use axum::response::Response;
 

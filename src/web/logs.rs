@@ -5,13 +5,13 @@
 //! of their own sites.
 
 use super::{AppState, CurrentUser, Render};
-use crate::views::logs::{LogQuery, ROW_CAP};
 use crate::db::agents::{self, Agent};
 use crate::db::vhosts;
 use crate::domain::vhost::{Attribution, SiteAddress};
 use crate::error::Result;
 use crate::fleet::logs::{LogEntry, LogEvent};
 use crate::views;
+use crate::views::logs::{LogQuery, ROW_CAP};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};

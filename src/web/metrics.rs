@@ -3,8 +3,8 @@
 
 use super::AppState;
 use super::agents::views_of;
-use crate::views::agents::AgentState;
 use crate::metrics::{exposition, peer, refused};
+use crate::views::agents::AgentState;
 use axum::extract::State;
 use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;

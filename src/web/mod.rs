@@ -14,6 +14,7 @@ mod extract;
 mod grants;
 mod health;
 mod home;
+mod htmx;
 mod import;
 mod login;
 mod logs;
