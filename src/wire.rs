@@ -130,11 +130,15 @@ pub struct Warning {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogsPage {
     /// Oldest first.
+    #[serde(default)]
     pub entries: Vec<Entry>,
-    /// The newest id the agent accounts for (see [`LogStore::last_id`](crate::agent::logs::LogStore::last_id)); pass it as `since`
-    /// to `/logs/stream` to follow on from here.
+    /// The newest id the agent accounts for (see
+    /// [`LogStore::last_id`](crate::agent::logs::LogStore::last_id)); pass it as `since` to
+    /// `/logs/stream` to follow on from here.
+    #[serde(default)]
     pub last_id: u64,
     /// Lines of the access log the agent could not read, since it started.
+    #[serde(default)]
     pub malformed: u64,
 }
 
@@ -144,4 +148,11 @@ pub struct LogHealth {
     pub malformed: u64,
     pub last_id: u64,
     pub file: String,
+}
+
+/// `event: gap` of `GET /logs/stream`: `missing` entries could not be delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    #[serde(default)]
+    pub missing: u64,
 }

@@ -367,7 +367,8 @@ fn log_event(entry: &Entry) -> Event {
 fn gap_event(missing: u64) -> Event {
     Event::default()
         .event("gap")
-        .data(format!("{{\"missing\":{missing}}}"))
+        .json_data(crate::wire::Gap { missing })
+        .expect("a gap serializes to JSON")
 }
 
 fn bad_request(error: String) -> Response {

@@ -16,7 +16,6 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,12 +150,6 @@ async fn sites_for(state: &AppState, current: &CurrentUser) -> Result<Vec<String
     Ok(list.into_iter().map(|v| v.domain).collect())
 }
 
-#[derive(Deserialize)]
-struct History {
-    #[serde(default)]
-    entries: Vec<LogEntry>,
-}
-
 /// Recent lines from every agent, newest first, filtered.
 async fn history(state: &AppState, filter: &LogFilter) -> Result<Vec<(String, LogEntry)>> {
     let list: Vec<Agent> = state.db.run(|c| agents::list(c)).await?;
@@ -176,7 +169,7 @@ async fn history(state: &AppState, filter: &LogFilter) -> Result<Vec<(String, Lo
                 .await;
             let entries = match response {
                 Ok(r) if r.status().is_success() => r
-                    .json::<History>()
+                    .json::<crate::wire::LogsPage>()
                     .await
                     .map(|h| h.entries)
                     .unwrap_or_default(),
