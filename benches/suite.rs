@@ -251,7 +251,7 @@ impl Hub {
 
     /// The database as the hub opens it, with its secret key (agent tokens are sealed).
     fn sealed_db(&self) -> Db {
-        gatehouse::secrets::open_database(&self.config()).expect("database with its key")
+        gatehouse::app::open_database(&self.config()).expect("database with its key")
     }
 
     /// Waits (bounded) until every agent runs the database's render, per `/metrics`.

@@ -8,6 +8,10 @@
 pub(crate) mod accounts;
 /// The agent beside each Caddy: its config, Caddy admin client and HTTP API.
 pub mod agent;
+/// The composition root: the database opened with its key, the shared state, the server.
+pub mod app;
+/// Static files embedded in the binary, and their cache-busting URLs.
+pub mod assets;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.
@@ -30,11 +34,11 @@ pub mod export;
 pub mod fleet;
 /// The accept loop the hub and the agent share: header-read timeout, connection cap, TLS.
 pub mod http_server;
-/// Handing freed memory back to the system after large, short-lived work.
+/// The allocator policy: few malloc arenas, and freed memory handed back after large work.
 pub mod memory;
 /// Prometheus metrics for hub and agent, and who may read them.
 pub mod metrics;
-/// Secrets at rest: the key, AES-256-GCM sealing of agent tokens and TOTP secrets.
+/// Secrets at rest: the key and its file, AES-256-GCM sealing of agent tokens and TOTP secrets.
 pub mod secrets;
 /// The site use cases (create, update, toggle, delete, revert, preview, import) for every
 /// front end, each checking ownership and policy and deploying; one flat error.
@@ -47,3 +51,5 @@ pub mod tenancy;
 pub mod views;
 /// The HTTP side: `router(state)`, extractors and thin handlers.
 pub mod web;
+/// The JSON the agent answers the hub with, shared by both sides.
+pub mod wire;

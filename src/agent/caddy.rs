@@ -109,16 +109,7 @@ impl fmt::Display for CaddyAdmin {
     }
 }
 
-/// One of Caddy's warnings about an accepted Caddyfile, e.g. that it is not `caddy fmt`-clean.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warning {
-    #[serde(default)]
-    pub file: String,
-    #[serde(default)]
-    pub line: u64,
-    #[serde(default)]
-    pub message: String,
-}
+pub use crate::wire::Warning;
 
 /// Why Caddy did not take a Caddyfile.
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,11 @@
 //! given by `--config`/`GATEHOUSE_AGENT_CONFIG`, then `GATEHOUSE_AGENT_*` environment
 //! variables. Any unknown key or bad value stops start-up with a message naming the key.
 //!
-//! The layering itself is the hub's (`crate::config::layered`), scoped to this prefix.
+//! The layering itself is the hub's (`crate::config::layer`), scoped to this prefix.
 
 use super::caddy::CaddyAdmin;
-use crate::config::{ConfigError, EnvScope, LogConfig, Secret, layered, origin};
+use crate::config::layer::{ConfigError, EnvScope, layered, origin};
+use crate::config::{LogConfig, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -253,7 +254,7 @@ mod tests {
     fn the_shipped_config_file_documents_every_key_with_its_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
         let shipped: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-        for (key, default) in crate::config::default_keys::<AgentConfig>() {
+        for (key, default) in crate::config::layer::default_keys::<AgentConfig>() {
             let mut value = Some(&shipped);
             let mut leaf = None;
             for part in key.split('.') {

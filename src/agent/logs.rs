@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, stream};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,25 +233,7 @@ impl LogStore {
     }
 }
 
-/// `GET /logs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogsPage {
-    /// Oldest first.
-    pub entries: Vec<Entry>,
-    /// The newest id the agent accounts for (see [`LogStore::last_id`]); pass it as `since`
-    /// to `/logs/stream` to follow on from here.
-    pub last_id: u64,
-    /// Lines of the access log the agent could not read, since it started.
-    pub malformed: u64,
-}
-
-/// `/health`'s view of the log: `"log": {"malformed": M, "last_id": N, "file": "<path>"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogHealth {
-    pub malformed: u64,
-    pub last_id: u64,
-    pub file: String,
-}
+pub use crate::wire::{LogHealth, LogsPage};
 
 impl LogHealth {
     pub fn of(state: &AgentState) -> Self {
@@ -385,7 +367,8 @@ fn log_event(entry: &Entry) -> Event {
 fn gap_event(missing: u64) -> Event {
     Event::default()
         .event("gap")
-        .data(format!("{{\"missing\":{missing}}}"))
+        .json_data(crate::wire::Gap { missing })
+        .expect("a gap serializes to JSON")
 }
 
 fn bad_request(error: String) -> Response {

@@ -304,7 +304,7 @@ impl AgentState {
             .get_or_create(&crate::metrics::OutcomeLabels::of(label))
             .inc();
         // The Caddyfile (megabytes at thousands of sites) is gone; give its memory back.
-        drop(tokio::task::spawn_blocking(crate::memory::release_freed));
+        crate::memory::release_freed_later();
         outcome
     }
 
@@ -508,12 +508,12 @@ impl Agent {
     }
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
-    Agent::bind(config)
-        .await?
-        .run(crate::cli::shutdown_signal())
-        .await?;
+/// Runs the agent until `shutdown` completes (for `gatehouse agent`: SIGINT or SIGTERM).
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    Agent::bind(config).await?.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

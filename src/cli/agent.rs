@@ -30,7 +30,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::agent::run(config)) {
+    match runtime.block_on(crate::agent::run(config, super::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("gatehouse agent: {err:#}");

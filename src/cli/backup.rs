@@ -92,7 +92,7 @@ pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
     println!(
         "the backup holds agent tokens and two-factor secrets sealed with the secret key, which \
          it does not contain: back up the key file ({}) separately, and keep both safe",
-        crate::secrets::key_file_path(&config).display()
+        config.key_file_path().display()
     );
     Ok(())
 }
@@ -142,12 +142,12 @@ pub async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
 fn key_note(config: &Config, db: &Path) {
     let sealed_with = Connection::open(db)
         .ok()
-        .and_then(|c| crate::secrets::key_ids_in(&c).ok())
+        .and_then(|c| crate::db::sealed::key_ids_in(&c).ok())
         .unwrap_or_default();
     let Some(needed) = sealed_with.iter().next() else {
         return;
     };
-    match crate::secrets::configured_key(config) {
+    match crate::app::configured_key(config) {
         Ok(Some((key, _))) if key.id() == needed => {}
         Ok(Some((key, source))) => println!(
             "its secrets are sealed under key {needed}, but {source} is key {}: put the key file \
@@ -157,7 +157,7 @@ fn key_note(config: &Config, db: &Path) {
         Ok(None) => println!(
             "its secrets are sealed under key {needed}: copy the key file of the server the \
              backup came from to {} before starting",
-            crate::secrets::key_file_path(config).display()
+            config.key_file_path().display()
         ),
         Err(e) => println!("its secrets are sealed under key {needed}; the configured key: {e:#}"),
     }

@@ -36,8 +36,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     // Read only, with the configured key (agents' tokens are sealed): an export writes
     // nothing, not even during an upgrade while an older hub still runs on this database.
     let for_db = config.clone();
-    let db =
-        crate::blocking::run(move || crate::secrets::open_database_read_only(&for_db)).await??;
+    let db = crate::blocking::run(move || crate::app::open_database_read_only(&for_db)).await??;
     let config = std::sync::Arc::new(config);
     let text = match args.format {
         Format::Json => {

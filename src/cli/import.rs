@@ -46,9 +46,9 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let dry = args.dry_run;
     let db = crate::blocking::run(move || {
         if dry {
-            crate::secrets::open_database_read_only(&for_db)
+            crate::app::open_database_read_only(&for_db)
         } else {
-            crate::secrets::open_database(&for_db)
+            crate::app::open_database(&for_db)
         }
     })
     .await??;

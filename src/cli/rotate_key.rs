@@ -26,10 +26,10 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             "the key comes from the secret_key setting (GATEHOUSE_SECRET_KEY), which this command \
              cannot change. Rotate a key file instead: unset secret_key, write the current key to \
              the key file ({}), and run rotate-key again",
-            secrets::key_file_path(&config).display()
+            config.key_file_path().display()
         );
     }
-    let key_file = secrets::key_file_path(&config);
+    let key_file = config.key_file_path();
     if !key_file.is_file() {
         bail!(
             "there is no key file at {}: nothing to rotate (the portal makes one on first start)",
@@ -79,7 +79,7 @@ fn rotate(config: &Config, key_file: &Path) -> anyhow::Result<Outcome> {
     let db = crate::db::Db::open_with(&config.db_path(), Some(old.clone()))?;
     db.migrate()?;
     let source = KeySource::File(key_file.to_path_buf());
-    db.with_conn(|c| Ok(secrets::prepare(c, &old, &source)))?
+    db.with_conn(|c| Ok(crate::db::sealed::prepare(c, &old, &source)))?
         .map_err(anyhow::Error::new)?;
 
     let new_key = SecretKey::generate();
@@ -94,7 +94,7 @@ fn rotate(config: &Config, key_file: &Path) -> anyhow::Result<Outcome> {
     secrets::write_key_file(&staged, &new_key)
         .with_context(|| format!("writing {}", staged.display()))?;
     let counts = db
-        .with_conn(|c| Ok(secrets::reseal_all(c, &old, &new)))
+        .with_conn(|c| Ok(crate::db::sealed::reseal_all(c, &old, &new)))
         .map_err(anyhow::Error::new)
         .and_then(|r| r)
         .inspect_err(|_| {

@@ -1,7 +1,7 @@
 //! `gatehouse serve`: run the portal until SIGINT or SIGTERM.
 
+use crate::app::Server;
 use crate::config::Config;
-use crate::web::Server;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;

@@ -1,7 +1,7 @@
 //! The `agents` table: where each agent is, its token, and what it last reported.
 
 use super::{DbError, now};
-use crate::config::Secret;
+use crate::domain::Secret;
 use crate::domain::tls::TlsSettings;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 

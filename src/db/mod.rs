@@ -13,6 +13,7 @@ pub mod files;
 pub mod grants;
 pub mod login_devices;
 mod migrations;
+pub mod sealed;
 pub mod sessions;
 pub mod users;
 pub mod vhosts;
@@ -69,7 +70,7 @@ impl Db {
     }
 
     /// Opens the database with the key that seals and opens stored secrets (see
-    /// [`crate::secrets`]); every connection gets `gh_seal`/`gh_open`. Does not migrate.
+    /// [`sealed`]); every connection gets `gh_seal`/`gh_open`. Does not migrate.
     pub fn open_with(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, DbError> {
         // Private from the start (see `files`): the directory 0700 if it is new, the file
         // 0600 before SQLite makes it.
@@ -95,7 +96,7 @@ impl Db {
                  PRAGMA foreign_keys = ON;
                  PRAGMA secure_delete = ON;",
             )?;
-            crate::secrets::register_functions(conn, for_init.clone())
+            sealed::register_functions(conn, for_init.clone())
         });
         let pool = r2d2::Pool::builder()
             .max_size(8)

@@ -3,8 +3,8 @@
 
 use super::Fleet;
 use super::tls::{self, Trust};
-use crate::agent::api::Running;
 use crate::db::agents::{Agent, Report, RunningState};
+use crate::wire::{Health, Running, Warning};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -35,14 +35,11 @@ pub enum Adaptation {
     Unavailable { error: String },
 }
 
-#[derive(Deserialize, Default)]
-struct Warning {
-    #[serde(default)]
-    line: Option<i64>,
-    #[serde(default)]
-    message: String,
-}
-
+/// Any answer of `/caddy/reload`, `/validate` or `/adapt` (or an [`ErrorBody`]), read
+/// by its HTTP status; what a body lacks is empty, and a body that is not JSON reads as
+/// empty throughout.
+///
+/// [`ErrorBody`]: crate::wire::ErrorBody
 #[derive(Deserialize, Default)]
 struct Answer {
     #[serde(default)]
@@ -58,10 +55,7 @@ struct Answer {
 
 fn warnings(list: Vec<Warning>) -> Vec<String> {
     list.into_iter()
-        .map(|w| match w.line {
-            Some(line) => format!("line {line}: {}", w.message),
-            None => w.message,
-        })
+        .map(|w| format!("line {}: {}", w.line, w.message))
         .collect()
 }
 
@@ -250,30 +244,6 @@ pub async fn adapt(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Durat
     }
 }
 
-#[derive(Deserialize)]
-struct Health {
-    caddy: CaddyHealth,
-    #[serde(default)]
-    applied_hash: Option<String>,
-    #[serde(default)]
-    access_log: Option<String>,
-    /// The agent's own type, so both sides agree on its values.
-    #[serde(default)]
-    running: Running,
-}
-
-#[derive(Deserialize)]
-struct CaddyHealth {
-    #[serde(default)]
-    reachable: bool,
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
-    admin: Option<String>,
-    #[serde(default)]
-    moved_to: Option<String>,
-}
-
 pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
     let offline = |error: String| Report {
         online: false,
@@ -310,8 +280,8 @@ pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
                 online: true,
                 caddy_reachable: h.caddy.reachable,
                 caddy_version: h.caddy.version,
-                caddy_admin: h.caddy.admin,
-                access_log: h.access_log,
+                caddy_admin: Some(h.caddy.admin).filter(|a| !a.is_empty()),
+                access_log: Some(h.access_log).filter(|a| !a.is_empty()),
                 applied_hash: h.applied_hash,
                 running,
                 error,

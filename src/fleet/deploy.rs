@@ -90,7 +90,7 @@ where
         .deploy_seconds
         .observe(started.elapsed().as_secs_f64());
     // Off the answer's path: trimming a large heap takes a moment.
-    drop(tokio::task::spawn_blocking(crate::memory::release_freed));
+    crate::memory::release_freed_later();
     result
 }
 

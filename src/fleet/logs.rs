@@ -200,11 +200,8 @@ async fn run_upstream(
                                 }
                             }
                             "gap" => {
-                                let missing =
-                                    serde_json::from_str::<serde_json::Value>(&event.data)
-                                        .ok()
-                                        .and_then(|v| v["missing"].as_u64())
-                                        .unwrap_or(0);
+                                let missing = serde_json::from_str::<crate::wire::Gap>(&event.data)
+                                    .map_or(0, |gap| gap.missing);
                                 hub.stats.dropped.inc_by(missing);
                                 let _ = tx.send(LogEvent::Gap {
                                     agent: name.clone(),

@@ -157,7 +157,7 @@ pub fn spawn(db: Db, fleet: Arc<Fleet>, config: Arc<Config>) -> tokio::task::Joi
                 }
             });
             futures::future::join_all(checks).await;
-            crate::memory::release_freed();
+            crate::memory::release_freed_off_runtime().await;
         }
     })
 }

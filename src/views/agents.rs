@@ -3,11 +3,81 @@
 
 use super::forms::Field;
 use super::{Ctx, csrf_field, timestamp};
+use crate::db::agents::Agent;
 use crate::domain::FieldErrors;
 use crate::domain::tls::is_https;
 use crate::fleet::tls::Trust;
-use crate::web::{AgentForm, AgentView};
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// How an agent stands against the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    NeverSeen,
+    Offline,
+    CaddyDown,
+    InSync,
+    Drifted,
+    /// Its Caddy runs a config loaded outside Gatehouse (straight into Caddy's admin API),
+    /// until the reconciler or "Sync now" puts the database's back.
+    ChangedOutside,
+}
+
+impl AgentState {
+    pub fn label(self) -> &'static str {
+        match self {
+            AgentState::NeverSeen => "not contacted yet",
+            AgentState::Offline => "offline",
+            AgentState::CaddyDown => "Caddy unreachable",
+            AgentState::InSync => "in sync",
+            AgentState::Drifted => "drifted",
+            AgentState::ChangedOutside => "changed outside Gatehouse",
+        }
+    }
+    pub fn class(self) -> &'static str {
+        match self {
+            AgentState::InSync => "ok",
+            AgentState::Drifted | AgentState::NeverSeen => "warn",
+            AgentState::Offline | AgentState::CaddyDown | AgentState::ChangedOutside => "danger",
+        }
+    }
+}
+
+/// An agent with its state, for the page and the dashboard.
+pub struct AgentView {
+    pub agent: Agent,
+    pub state: AgentState,
+    pub expected_hash: String,
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct AgentForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub token: String,
+    /// CA certificate(s), PEM; empty for the public web PKI.
+    #[serde(default)]
+    pub tls_ca: String,
+    /// SHA-256 of the agent's certificate; empty for none.
+    #[serde(default)]
+    pub tls_pin: String,
+}
+
+impl AgentForm {
+    /// The form as it is shown again after a refusal: as typed, except secrets. The token is
+    /// left out, and so is a password typed into the URL (the rest of the URL stays, with
+    /// `***` where the user name and password were, so the reason next to it makes sense).
+    pub(crate) fn kept(self) -> Self {
+        Self {
+            token: String::new(),
+            url: crate::domain::agent_url::redact(&self.url),
+            ..self
+        }
+    }
+}
 
 pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldErrors) -> Markup {
     html! {
@@ -74,7 +144,7 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
                     " · last seen " (a.last_seen_at.map_or("never".to_string(), timestamp))
                 }
                 @if let Some(error) = &a.last_error {
-                    @if v.state != crate::web::AgentState::InSync { p .row-error .agent-error { (error) } }
+                    @if v.state != AgentState::InSync { p .row-error .agent-error { (error) } }
                 }
                 @match &outcome {
                     Some(Ok(message)) => { p .notice .ok .agent-outcome role="status" { (message) } }

@@ -2,8 +2,16 @@
 
 use super::timestamp;
 use crate::db::audit::{Action, Entry};
-use crate::web::AuditQuery;
 use maud::{Markup, html};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub email: String,
+}
 
 pub fn page(q: &AuditQuery, entries: &[Entry]) -> Markup {
     html! {

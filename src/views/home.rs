@@ -1,9 +1,19 @@
 //! The dashboard: how many sites are served, and the latest changes.
 
+use super::agents::{AgentState, AgentView};
 use super::{Ctx, timestamp};
+use crate::db::changelog;
 use crate::db::users::User;
-use crate::web::{AgentState, Dashboard};
 use maud::{Markup, html};
+
+/// What the dashboard shows.
+pub struct Dashboard {
+    pub enabled: i64,
+    pub disabled: i64,
+    pub recent: Vec<changelog::Entry>,
+    /// Admins see the fleet too.
+    pub agents: Vec<AgentView>,
+}
 
 pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
     html! {

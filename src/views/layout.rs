@@ -1,7 +1,7 @@
 //! The page shell: head, top navigation, main area and the toast region.
 
 use super::Ctx;
-use crate::web::assets;
+use crate::assets;
 use maud::{DOCTYPE, Markup, html};
 
 /// htmx reads this instead of an inline script, so the CSP can forbid inline code.

@@ -3,8 +3,45 @@
 //! falls off the end, out of band, so the page never grows without bound).
 
 use crate::fleet::logs::LogEntry;
-use crate::web::LogQuery;
 use maud::{Markup, html};
+use serde::Deserialize;
+
+/// Rows kept on the page: older ones are removed as new ones arrive.
+pub const ROW_CAP: u64 = 300;
+#[derive(Deserialize, Default, Clone, Debug)]
+pub struct LogQuery {
+    /// A site's domain (its canonical form), or empty for all.
+    #[serde(default)]
+    pub vhost: String,
+    /// "", "2xx", "3xx", "4xx" or "5xx".
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub method: String,
+    /// Free text, matched in host, path and client address.
+    #[serde(default)]
+    pub q: String,
+    /// Show the table without the live stream.
+    #[serde(default)]
+    pub paused: String,
+}
+
+impl LogQuery {
+    pub fn paused(&self) -> bool {
+        !self.paused.is_empty()
+    }
+
+    /// The query string for links and the stream URL (without `paused`).
+    pub fn to_query(&self) -> String {
+        serde_urlencoded::to_string([
+            ("vhost", self.vhost.as_str()),
+            ("status", self.status.as_str()),
+            ("method", self.method.as_str()),
+            ("q", self.q.as_str()),
+        ])
+        .unwrap_or_default()
+    }
+}
 
 fn clock(ts: f64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts as i64)
@@ -93,7 +130,7 @@ pub fn table(q: &LogQuery, rows: &[(String, LogEntry)]) -> Markup {
                     button .button .small #log-resume type="button" hx-get="/logs/table" hx-include="#log-filters"
                         hx-target="#log-table" hx-swap="outerHTML" { "Resume" }
                 }
-                span .muted .hint { "Newest first; at most " (crate::web::LOG_ROW_CAP) " live rows are kept." }
+                span .muted .hint { "Newest first; at most " (ROW_CAP) " live rows are kept." }
             }
             div .table-wrap {
                 table .table .log-table {

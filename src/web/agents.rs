@@ -15,50 +15,10 @@ use crate::fleet::client::{self, Validation};
 use crate::fleet::reconcile::{self, Sync};
 use crate::fleet::site_config;
 use crate::views;
+use crate::views::agents::{AgentForm, AgentState, AgentView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-
-/// How an agent stands against the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentState {
-    NeverSeen,
-    Offline,
-    CaddyDown,
-    InSync,
-    Drifted,
-    /// Its Caddy runs a config loaded outside Gatehouse (straight into Caddy's admin API),
-    /// until the reconciler or "Sync now" puts the database's back.
-    ChangedOutside,
-}
-
-impl AgentState {
-    pub fn label(self) -> &'static str {
-        match self {
-            AgentState::NeverSeen => "not contacted yet",
-            AgentState::Offline => "offline",
-            AgentState::CaddyDown => "Caddy unreachable",
-            AgentState::InSync => "in sync",
-            AgentState::Drifted => "drifted",
-            AgentState::ChangedOutside => "changed outside Gatehouse",
-        }
-    }
-    pub fn class(self) -> &'static str {
-        match self {
-            AgentState::InSync => "ok",
-            AgentState::Drifted | AgentState::NeverSeen => "warn",
-            AgentState::Offline | AgentState::CaddyDown | AgentState::ChangedOutside => "danger",
-        }
-    }
-}
-
-/// An agent with its state, for the page and the dashboard.
-pub struct AgentView {
-    pub agent: Agent,
-    pub state: AgentState,
-    pub expected_hash: String,
-}
 
 pub fn state_of(agent: &Agent, expected_hash: &str) -> AgentState {
     match (agent.last_seen_at, agent.online, agent.caddy_reachable) {
@@ -101,35 +61,6 @@ async fn view_of(state: &AppState, id: i64) -> Result<AgentView> {
         .into_iter()
         .find(|v| v.agent.id == id)
         .ok_or(AppError::NotFound)
-}
-
-#[derive(Deserialize, Default, Clone)]
-pub struct AgentForm {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub url: String,
-    #[serde(default)]
-    pub token: String,
-    /// CA certificate(s), PEM; empty for the public web PKI.
-    #[serde(default)]
-    pub tls_ca: String,
-    /// SHA-256 of the agent's certificate; empty for none.
-    #[serde(default)]
-    pub tls_pin: String,
-}
-
-impl AgentForm {
-    /// The form as it is shown again after a refusal: as typed, except secrets. The token is
-    /// left out, and so is a password typed into the URL (the rest of the URL stays, with
-    /// `***` where the user name and password were, so the reason next to it makes sense).
-    fn kept(self) -> Self {
-        Self {
-            token: String::new(),
-            url: agent_url::redact(&self.url),
-            ..self
-        }
-    }
 }
 
 struct CheckedAgent {

@@ -1,80 +1,13 @@
-//! Static files, embedded in the binary so the one executable is the whole portal.
-//! URLs carry a content hash (`?v=`); such requests are cached for a year as immutable,
-//! and plain ones revalidate with an ETag.
+//! Serves the static files of [`crate::assets`]. A URL with the file's content hash (`?v=`)
+//! is cached for a year as immutable; a plain one revalidates with an ETag.
 
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::sync::OnceLock;
 
+use crate::assets::find;
 use crate::error::AppError;
-
-pub struct Asset {
-    pub path: &'static str,
-    pub bytes: &'static [u8],
-    pub content_type: &'static str,
-}
-
-macro_rules! asset {
-    ($path:literal, $ty:literal) => {
-        Asset {
-            path: $path,
-            bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/static/", $path)),
-            content_type: $ty,
-        }
-    };
-}
-
-pub const HTMX: &str = "vendor/htmx-2.0.11.min.js";
-pub const HTMX_SSE: &str = "vendor/htmx-ext-sse-2.2.4.min.js";
-
-pub static ASSETS: &[Asset] = &[
-    asset!("app.css", "text/css; charset=utf-8"),
-    asset!("favicon.svg", "image/svg+xml"),
-    asset!(
-        "vendor/htmx-2.0.11.min.js",
-        "text/javascript; charset=utf-8"
-    ),
-    asset!(
-        "vendor/htmx-ext-sse-2.2.4.min.js",
-        "text/javascript; charset=utf-8"
-    ),
-];
-
-/// FNV-1a, 64 bit: a stable content fingerprint for cache busting (not for security).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-fn versions() -> &'static [String] {
-    static VERSIONS: OnceLock<Vec<String>> = OnceLock::new();
-    VERSIONS.get_or_init(|| {
-        ASSETS
-            .iter()
-            .map(|a| format!("{:016x}", fnv1a(a.bytes)))
-            .collect()
-    })
-}
-
-fn find(path: &str) -> Option<(&'static Asset, &'static str)> {
-    ASSETS
-        .iter()
-        .zip(versions())
-        .find(|(a, _)| a.path == path)
-        .map(|(a, v)| (a, v.as_str()))
-}
-
-/// The URL to use in pages: `/static/app.css?v=<hash>`.
-///
-/// # Panics
-/// On a path that is not embedded: a programming error caught by any test rendering the page.
-pub fn url(path: &str) -> String {
-    let (_, version) = find(path).unwrap_or_else(|| panic!("unknown static asset {path}"));
-    format!("/static/{path}?v={version}")
-}
 
 #[derive(Deserialize)]
 pub struct VersionQuery {

@@ -4,17 +4,9 @@ use super::{AppState, Render};
 use crate::db::audit;
 use crate::error::Result;
 use crate::views;
+use crate::views::audit::AuditQuery;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use serde::Deserialize;
-
-#[derive(Deserialize, Default)]
-pub struct AuditQuery {
-    #[serde(default)]
-    pub action: String,
-    #[serde(default)]
-    pub email: String,
-}
 
 const PAGE: u32 = 200;
 

@@ -5,7 +5,8 @@
 //! Each request re-reads the session row and the user, so a ban, a revoked session or a
 //! password change takes effect on the very next request.
 
-use super::render::{is_htmx, redirect};
+use super::htmx::is_htmx;
+use super::render::redirect;
 use super::session::TypedSession;
 use super::{AppState, ClientInfo};
 use crate::db::sessions;

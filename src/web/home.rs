@@ -4,17 +4,9 @@ use super::{AppState, CurrentUser, Render};
 use crate::db::{changelog, vhosts};
 use crate::error::{AppError, Result};
 use crate::views;
+use crate::views::home::Dashboard;
 use axum::extract::State;
 use axum::response::Response;
-
-/// What the dashboard shows.
-pub struct Dashboard {
-    pub enabled: i64,
-    pub disabled: i64,
-    pub recent: Vec<changelog::Entry>,
-    /// Admins see the fleet too.
-    pub agents: Vec<super::AgentView>,
-}
 
 pub async fn index(
     State(state): State<AppState>,

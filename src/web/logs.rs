@@ -11,58 +11,21 @@ use crate::domain::vhost::{Attribution, SiteAddress};
 use crate::error::Result;
 use crate::fleet::logs::{LogEntry, LogEvent};
 use crate::views;
+use crate::views::logs::{LogQuery, ROW_CAP};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-/// Rows kept on the page: older ones are removed as new ones arrive.
-pub const ROW_CAP: u64 = 300;
 /// An open stream re-reads who owns which site this often.
 const VISIBILITY_REFRESH: Duration = Duration::from_secs(10);
 /// Lines of history shown when the page opens.
 const HISTORY: usize = 200;
-
-#[derive(Deserialize, Default, Clone, Debug)]
-pub struct LogQuery {
-    /// A site's domain (its canonical form), or empty for all.
-    #[serde(default)]
-    pub vhost: String,
-    /// "", "2xx", "3xx", "4xx" or "5xx".
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub method: String,
-    /// Free text, matched in host, path and client address.
-    #[serde(default)]
-    pub q: String,
-    /// Show the table without the live stream.
-    #[serde(default)]
-    pub paused: String,
-}
-
-impl LogQuery {
-    pub fn paused(&self) -> bool {
-        !self.paused.is_empty()
-    }
-
-    /// The query string for links and the stream URL (without `paused`).
-    pub fn to_query(&self) -> String {
-        serde_urlencoded::to_string([
-            ("vhost", self.vhost.as_str()),
-            ("status", self.status.as_str()),
-            ("method", self.method.as_str()),
-            ("q", self.q.as_str()),
-        ])
-        .unwrap_or_default()
-    }
-}
 
 /// Which site served each logged request, with its domain and owner: exactly one site or
 /// none, as Caddy routed it (see [`Attribution`]).
@@ -187,12 +150,6 @@ async fn sites_for(state: &AppState, current: &CurrentUser) -> Result<Vec<String
     Ok(list.into_iter().map(|v| v.domain).collect())
 }
 
-#[derive(Deserialize)]
-struct History {
-    #[serde(default)]
-    entries: Vec<LogEntry>,
-}
-
 /// Recent lines from every agent, newest first, filtered.
 async fn history(state: &AppState, filter: &LogFilter) -> Result<Vec<(String, LogEntry)>> {
     let list: Vec<Agent> = state.db.run(|c| agents::list(c)).await?;
@@ -212,7 +169,7 @@ async fn history(state: &AppState, filter: &LogFilter) -> Result<Vec<(String, Lo
                 .await;
             let entries = match response {
                 Ok(r) if r.status().is_success() => r
-                    .json::<History>()
+                    .json::<crate::wire::LogsPage>()
                     .await
                     .map(|h| h.entries)
                     .unwrap_or_default(),

@@ -2,8 +2,9 @@
 //! live-log lines received, streamed and dropped. Who may read it: see [`crate::metrics`].
 
 use super::AppState;
-use super::agents::{AgentState, views_of};
+use super::agents::views_of;
 use crate::metrics::{exposition, peer, refused};
+use crate::views::agents::AgentState;
 use axum::extract::State;
 use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;

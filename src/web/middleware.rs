@@ -1,7 +1,8 @@
 //! Cross-cutting layers: request spans, security headers, and rendering errors as a toast
 //! (htmx) or an error page (everything else).
 
-use super::render::{Mode, Rendered, vary_on_htmx};
+use super::htmx::Mode;
+use super::render::{Rendered, vary_on_htmx};
 use crate::error::ErrorPage;
 use crate::views;
 use axum::extract::Request;

@@ -14,6 +14,7 @@ mod extract;
 mod grants;
 mod health;
 mod home;
+mod htmx;
 mod import;
 mod login;
 mod logs;
@@ -26,12 +27,8 @@ pub mod setup;
 mod users;
 mod vhosts;
 
-pub use agents::{AgentForm, AgentState, AgentView};
-pub use audit::AuditQuery;
 pub use auth::{Access, CurrentUser};
 pub use extract::Form;
-pub use home::Dashboard;
-pub use logs::{LogQuery, ROW_CAP as LOG_ROW_CAP};
 pub use render::Render;
 
 use crate::auth::ratelimit::Limiter;
@@ -46,7 +43,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
@@ -418,188 +414,6 @@ pub fn client_ip(
         }
     }
     peer
-}
-
-/// A bound, ready-to-run hub.
-pub struct Server {
-    listener: TcpListener,
-    pub state: AppState,
-}
-
-impl Server {
-    /// Opens and migrates the database, prepares first-run setup and binds the listener.
-    pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let config = Arc::new(config);
-        let for_db = config.clone();
-        let db = crate::blocking::run(move || crate::secrets::open_database(&for_db)).await??;
-        let sessions = open_session_store(&config).await?;
-        let setup = Arc::new(setup::SetupGate::prepare(&config, &db).await?);
-        sync_declared_agents(&config, &db).await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        // The address really bound (port 0 picks one): users' sites are kept off it.
-        let mut config = Arc::unwrap_or_clone(config);
-        config.listen = listener.local_addr()?;
-        let config = Arc::new(config);
-        let attempts = config.security.login_attempts_per_minute;
-        let state = AppState {
-            fleet: Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
-                config.fleet.push_timeout_secs,
-            ))),
-            log_hub: Arc::new(crate::fleet::logs::LogHub::new(Duration::from_secs(
-                config.fleet.log_idle_grace_secs,
-            ))),
-            http_metrics: crate::metrics::HttpMetrics::new(),
-            login_limiter: Arc::new(Limiter::per_minute(attempts)),
-            totp_limiter: Arc::new(Limiter::per_minute(attempts)),
-            config,
-            db,
-            setup,
-            sessions,
-        };
-        Ok(Self { listener, state })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        use tower_sessions::ExpiredDeletion;
-        let addr = self.local_addr();
-        self.state.setup.announce(&self.state.config, addr);
-        tracing::info!(%addr, "gatehouse is listening");
-        let sweeper = tokio::spawn(
-            self.state
-                .sessions
-                .clone()
-                .continuously_delete_expired(tokio::time::Duration::from_secs(600)),
-        );
-        let reconciler = crate::fleet::reconcile::spawn(
-            self.state.db.clone(),
-            self.state.fleet.clone(),
-            self.state.config.clone(),
-        );
-        let security = &self.state.config.security;
-        let limits = crate::http_server::Limits {
-            header_read_timeout: Duration::from_secs(security.header_read_timeout_secs),
-            max_connections: usize::try_from(security.max_connections).unwrap_or(usize::MAX),
-        };
-        let app = router(self.state);
-        let result = crate::http_server::serve(self.listener, None, app, limits, shutdown).await;
-        sweeper.abort();
-        reconciler.abort();
-        result
-    }
-}
-
-/// Agents declared in the config file are added, updated or removed to match it.
-async fn sync_declared_agents(config: &Config, db: &Db) -> anyhow::Result<()> {
-    let declared = config
-        .fleet
-        .agents
-        .iter()
-        .map(|a| {
-            Ok((
-                a.name.clone(),
-                a.url.clone(),
-                a.resolve_token().map_err(anyhow::Error::msg)?,
-                a.resolve_tls().map_err(anyhow::Error::msg)?,
-            ))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    db.run(move |c| crate::db::agents::sync_declared(c, &declared))
-        .await?;
-    Ok(())
-}
-
-/// The cookie-session store lives in the same SQLite file, in its own table.
-async fn open_session_store(config: &Config) -> anyhow::Result<RusqliteStore> {
-    use tower_sessions_rusqlite_store::tokio_rusqlite;
-    let conn = tokio_rusqlite::Connection::open(config.db_path()).await?;
-    conn.call(|c| {
-        c.busy_timeout(std::time::Duration::from_secs(5))?;
-        // The store creates a session in a transaction that reads, then writes. Begun
-        // DEFERRED, a write committed by another connection in between makes SQLite refuse
-        // the upgrade at once (no busy wait), and a sign-in answered 500. IMMEDIATE takes
-        // the write lock up front, waiting its turn like every other writer.
-        c.set_transaction_behavior(tokio_rusqlite::TransactionBehavior::Immediate);
-        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("session store: {e}"))?;
-    let store = RusqliteStore::new(conn);
-    store
-        .migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("session store migration: {e}"))?;
-    Ok(store)
-}
-
-#[cfg(test)]
-mod session_store_tests {
-    use tower_sessions::session::{Id, Record};
-    use tower_sessions::session_store::SessionStore;
-
-    /// Sessions are created while another connection keeps writing to the same file: every
-    /// creation must wait its turn, never fail (a sign-in would answer 500).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sessions_are_created_while_others_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::config::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        std::fs::create_dir_all(&config.data_dir).unwrap();
-        let store = super::open_session_store(&config).await.unwrap();
-        let path = config.db_path();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let c = rusqlite::Connection::open(path).unwrap();
-                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-                c.execute_batch("CREATE TABLE IF NOT EXISTS churn (n INTEGER)")
-                    .unwrap();
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200_000 {
-                    c.execute("INSERT INTO churn (n) VALUES (?1)", [n]).unwrap();
-                    n += 1;
-                    // A breath between writes, as any real writer takes: SQLite's busy wait
-                    // polls, so a loop that retakes the lock at once can starve a waiter past
-                    // any timeout on a loaded machine, which is not what this test is about.
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
-            })
-        };
-        let mut failures = Vec::new();
-        for _ in 0..300 {
-            let mut record = Record {
-                id: Id::default(),
-                data: Default::default(),
-                expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-            };
-            if let Err(e) = store.create(&mut record).await {
-                failures.push(e.to_string());
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        writer.join().unwrap();
-        assert!(
-            failures.is_empty(),
-            "{} failed: {:?}",
-            failures.len(),
-            failures.first()
-        );
-    }
 }
 
 #[cfg(test)]

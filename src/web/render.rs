@@ -5,39 +5,15 @@
 //! the two apart.
 
 use super::auth::CurrentUser;
+use super::htmx::{Mode, is_htmx};
 use super::session::TypedSession;
 use crate::error::AppError;
 use crate::views::{self, Ctx, NavUser};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::Markup;
-
-/// Is this request for a fragment or a page?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Page,
-    Fragment,
-}
-
-impl Mode {
-    pub fn of(headers: &HeaderMap) -> Self {
-        let on = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"true");
-        if on("hx-request") && !on("hx-boosted") && !on("hx-history-restore-request") {
-            Mode::Fragment
-        } else {
-            Mode::Page
-        }
-    }
-}
-
-/// Whether htmx sent the request (boosted or not): it cannot see a 303, only `HX-Redirect`.
-pub fn is_htmx(headers: &HeaderMap) -> bool {
-    headers
-        .get("hx-request")
-        .is_some_and(|v| v.as_bytes() == b"true")
-}
 
 /// Extracted by every HTML handler; turns content into the right response. It also
 /// carries what every view needs: the CSRF token and who is signed in.
@@ -128,33 +104,6 @@ pub fn vary_on_htmx(response: &mut Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
-            .collect()
-    }
-
-    #[test]
-    fn only_plain_htmx_requests_get_fragments() {
-        assert_eq!(Mode::of(&headers(&[])), Mode::Page);
-        assert_eq!(
-            Mode::of(&headers(&[("hx-request", "true")])),
-            Mode::Fragment
-        );
-        assert_eq!(
-            Mode::of(&headers(&[("hx-request", "true"), ("hx-boosted", "true")])),
-            Mode::Page
-        );
-        assert_eq!(
-            Mode::of(&headers(&[
-                ("hx-request", "true"),
-                ("hx-history-restore-request", "true")
-            ])),
-            Mode::Page
-        );
-    }
 
     #[test]
     fn htmx_gets_hx_redirect_and_others_get_303() {

@@ -9,10 +9,11 @@ pub mod caddy;
 pub mod fleet;
 pub mod loadgen;
 
+use gatehouse::app::Server;
 use gatehouse::config::{Config, Secret};
 use gatehouse::db::{audit, users};
 use gatehouse::domain::{DisplayName, Email, Role};
-use gatehouse::web::{AppState, Server};
+use gatehouse::web::AppState;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, StatusCode};
 use scraper::{ElementRef, Html, Selector};

@@ -811,7 +811,7 @@ async fn sessions_survive_a_restart() {
     let (app, _) = app_with_admin().await;
     let data_dir = app.state.config.data_dir.clone();
     let token = app.setup_token.clone();
-    let second = gatehouse::web::Server::bind(gatehouse::config::Config {
+    let second = gatehouse::app::Server::bind(gatehouse::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir,
         ..Default::default()

@@ -238,7 +238,7 @@ async fn a_hub_killed_mid_stream_loses_no_acknowledged_change_and_the_agent_conv
     admin.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     add_agent_as(&admin, "edge-1", &agent.url()).await;
     // With the key the hub made on its first start: agent tokens are sealed with it.
-    let db = gatehouse::secrets::open_database(&gatehouse::config::Config {
+    let db = gatehouse::app::open_database(&gatehouse::config::Config {
         data_dir: hub.dir.join("data"),
         ..Default::default()
     })

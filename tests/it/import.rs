@@ -73,7 +73,7 @@ fn open(data: &Path) -> Db {
         data_dir: data.to_path_buf(),
         ..Default::default()
     };
-    gatehouse::secrets::open_database(&config).expect("open the database")
+    gatehouse::app::open_database(&config).expect("open the database")
 }
 
 /// Runs a future to completion on a small runtime of its own (for the sync tests).

@@ -2,17 +2,22 @@
 //! given by `--config`/`GATEHOUSE_CONFIG`, then `GATEHOUSE_*` environment variables.
 //! Any unknown key or bad value stops start-up with a message that names the key.
 
+pub(crate) mod layer;
+
+pub use crate::domain::Secret;
+pub use layer::ConfigError;
+use layer::{EnvScope, layered, origin};
+
 use crate::domain::Role;
 use crate::domain::tls::{CaCertificates, CertFingerprint, TlsSettings, is_https};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use toml::{Table, Value};
 
 /// Environment variables with this prefix configure the hub.
 pub const ENV_PREFIX: &str = "GATEHOUSE_";
+/// The name of the key file in the data directory unless `secret_key_file` says otherwise.
+pub const DEFAULT_KEY_FILE: &str = "secret.key";
 /// Read by clap for `--config`; not a config key itself.
 const ENV_CONFIG_PATH: &str = "GATEHOUSE_CONFIG";
 /// Reserved for the agent's own configuration, so the hub ignores it.
@@ -332,54 +337,6 @@ impl Default for SecurityConfig {
     }
 }
 
-/// A value that must never be printed: Debug shows only whether it is set.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself; call only where it is used, never to log or render it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "Secret(unset)"
-        } else {
-            "Secret(***)"
-        })
-    }
-}
-
-/// Why the configuration could not be loaded. The message always names the key or file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("unknown environment variable {var}: no config key is called that")]
-    UnknownEnv { var: String },
-    #[error("config key `{key}`{origin}: {message}")]
-    Invalid {
-        key: String,
-        origin: String,
-        message: String,
-    },
-}
-
 impl Config {
     /// Loads the configuration from the process environment and the optional file.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -415,7 +372,7 @@ impl Config {
             }
         }
         if !self.secret_key.is_empty() {
-            crate::secrets::SecretKey::parse(self.secret_key.expose())
+            crate::domain::secret::key_bytes(self.secret_key.expose())
                 .map_err(|e| ("secret_key", e))?;
         }
         for (key, path) in [
@@ -542,6 +499,15 @@ impl Config {
         Ok(())
     }
 
+    /// The key file's path: `secret_key_file`, or `secret.key` in the data directory.
+    pub fn key_file_path(&self) -> PathBuf {
+        if self.secret_key_file.is_empty() {
+            self.data_dir.join(DEFAULT_KEY_FILE)
+        } else {
+            PathBuf::from(&self.secret_key_file)
+        }
+    }
+
     /// Where the SQLite database lives.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("gatehouse.db")
@@ -562,107 +528,11 @@ impl Config {
     }
 }
 
-/// The environment variables one kind of configuration reads: those with `prefix`, except
-/// the ones in `ignore` (exact names, or prefixes when they end in `_`).
-pub(crate) struct EnvScope {
-    pub prefix: &'static str,
-    pub ignore: &'static [&'static str],
-}
-
-impl EnvScope {
-    fn wants(&self, var: &str) -> bool {
-        var.starts_with(self.prefix)
-            && !self.ignore.iter().any(|i| {
-                if i.ends_with('_') {
-                    var.starts_with(i)
-                } else {
-                    var == *i
-                }
-            })
-    }
-
-    /// The variable that sets a dotted key: `log.format` → `<prefix>LOG_FORMAT`.
-    pub fn var_for(&self, key: &str) -> String {
-        format!(
-            "{}{}",
-            self.prefix,
-            key.replace('.', "_").to_ascii_uppercase()
-        )
-    }
-}
-
 /// The hub's variables; `GATEHOUSE_AGENT_*` belong to the agent.
 pub(crate) const HUB_ENV: EnvScope = EnvScope {
     prefix: ENV_PREFIX,
     ignore: &[ENV_CONFIG_PATH, ENV_AGENT_PREFIX],
 };
-
-/// Defaults, then the file at `path`, then `scope`'s environment variables (typed after each
-/// key's default), deserialised into `T`. Also returns which variable set which key, so
-/// later checks can name it. Every error names the key.
-pub(crate) fn layered<T>(
-    path: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-    scope: &EnvScope,
-) -> Result<(T, BTreeMap<String, String>), ConfigError>
-where
-    T: Serialize + serde::de::DeserializeOwned + Default,
-{
-    let mut table = match path {
-        Some(path) => read_file(path)?,
-        None => Table::new(),
-    };
-    let from_env = apply_env::<T>(&mut table, env, scope)?;
-    let config: T = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Invalid {
-            origin: origin(&from_env, &key),
-            key,
-            message: e.into_inner().message().to_string(),
-        }
-    })?;
-    Ok((config, from_env))
-}
-
-fn read_file(path: &Path) -> Result<Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.into(),
-        source,
-    })?;
-    text.parse::<Table>().map_err(|e| ConfigError::Syntax {
-        path: path.into(),
-        message: e.to_string(),
-    })
-}
-
-/// " (from VAR)" when an environment variable set `key`.
-pub(crate) fn origin(from_env: &BTreeMap<String, String>, key: &str) -> String {
-    from_env
-        .get(key)
-        .map(|var| format!(" (from {var})"))
-        .unwrap_or_default()
-}
-
-/// Every leaf key of `T`'s defaults, dotted (`log.format`), with its default value.
-pub(crate) fn default_keys<T: Serialize + Default>() -> Vec<(String, Value)> {
-    fn walk(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
-        for (k, v) in table {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                Value::Table(t) => walk(&key, t, out),
-                other => out.push((key, other.clone())),
-            }
-        }
-    }
-    let defaults = Table::try_from(T::default()).expect("defaults serialize to TOML");
-    let mut out = Vec::new();
-    walk("", &defaults, &mut out);
-    out
-}
 
 /// The environment variable that sets a dotted key of the hub: `log.format` →
 /// `GATEHOUSE_LOG_FORMAT`.
@@ -670,88 +540,11 @@ pub fn env_var_for(key: &str) -> String {
     HUB_ENV.var_for(key)
 }
 
-/// Overlays `scope`'s variables onto `table`, typed after each key's default in `T`.
-/// Returns which key each variable set, so errors can name the variable.
-fn apply_env<T: Serialize + Default>(
-    table: &mut Table,
-    env: impl IntoIterator<Item = (String, String)>,
-    scope: &EnvScope,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    let keys: BTreeMap<String, (String, Value)> = default_keys::<T>()
-        .into_iter()
-        .map(|(key, default)| (scope.var_for(&key), (key, default)))
-        .collect();
-    let mut applied = BTreeMap::new();
-    for (var, raw) in env {
-        if !scope.wants(&var) {
-            continue;
-        }
-        let Some((key, default)) = keys.get(&var) else {
-            return Err(ConfigError::UnknownEnv { var });
-        };
-        let invalid = |message: String| ConfigError::Invalid {
-            key: key.clone(),
-            origin: format!(" (from {var})"),
-            message,
-        };
-        let value = match default {
-            Value::Integer(_) => Value::Integer(
-                raw.trim()
-                    .parse()
-                    .map_err(|_| invalid(format!("expected a whole number, got {raw:?}")))?,
-            ),
-            Value::Boolean(_) => Value::Boolean(
-                raw.trim()
-                    .parse()
-                    .map_err(|_| invalid(format!("expected true or false, got {raw:?}")))?,
-            ),
-            // A list of numbers (`vhosts.user_ports`) stays numbers.
-            Value::Array(items) if matches!(items.first(), Some(Value::Integer(_))) => {
-                Value::Array(
-                    raw.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| {
-                            s.parse()
-                                .map(Value::Integer)
-                                .map_err(|_| invalid(format!("expected whole numbers, got {s:?}")))
-                        })
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-            Value::Array(_) => Value::Array(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Value::String(s.to_string()))
-                    .collect(),
-            ),
-            _ => Value::String(raw),
-        };
-        set_path(table, key, value).map_err(invalid)?;
-        applied.insert(key.clone(), var);
-    }
-    Ok(applied)
-}
-
-fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().expect("keys are never empty");
-    let mut current = table;
-    for part in parts {
-        current = current
-            .entry(part)
-            .or_insert_with(|| Value::Table(Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("`{part}` in the config file is not a table"))?;
-    }
-    current.insert(last.to_string(), value);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::layer::{default_keys, read_file};
     use super::*;
+    use toml::Value;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
