@@ -7,11 +7,11 @@
 /// passwords and second factors, and keeping one admin.
 pub(crate) mod accounts;
 /// The agent beside each Caddy: its config, Caddy admin client and HTTP API.
-pub mod agent;
+pub(crate) mod agent;
 /// The composition root: the database opened with its key, the shared state, the server.
 pub mod app;
 /// Static files embedded in the binary, and their cache-busting URLs.
-pub mod assets;
+pub(crate) mod assets;
 /// Authentication that is not HTTP: password hashing, TOTP, backup codes.
 pub mod auth;
 /// Work that must not block the async runtime (SQLite, argon2) goes through one helper.
@@ -27,29 +27,29 @@ pub mod db;
 /// Pure types and rules: no axum, no rusqlite.
 pub mod domain;
 /// The one application error type and how it becomes an HTTP response.
-pub mod error;
+pub(crate) mod error;
 /// Stored vhosts, settings and agents written out: an agent's Caddyfile, or JSON without secrets.
 pub mod export;
 /// The hub's side of the agents: client, deploy pipeline, reconciler.
 pub mod fleet;
 /// The accept loop the hub and the agent share: header-read timeout, connection cap, TLS.
-pub mod http_server;
+pub(crate) mod http_server;
 /// The allocator policy: few malloc arenas, and freed memory handed back after large work.
 pub mod memory;
 /// Prometheus metrics for hub and agent, and who may read them.
-pub mod metrics;
+pub(crate) mod metrics;
 /// Secrets at rest: the key and its file, AES-256-GCM sealing of agent tokens and TOTP secrets.
 pub mod secrets;
 /// The site use cases (create, update, toggle, delete, revert, preview, import) for every
 /// front end, each checking ownership and policy and deploying; one flat error.
 pub mod sites;
 /// Logging set-up (tracing).
-pub mod telemetry;
+pub(crate) mod telemetry;
 /// The tenant policy in force and the judgement of a `user`'s site by a real Caddy.
-pub mod tenancy;
+pub(crate) mod tenancy;
 /// Maud views: the layout, components and one file per area.
-pub mod views;
+pub(crate) mod views;
 /// The HTTP side: `router(state)`, extractors and thin handlers.
 pub mod web;
 /// The JSON the agent answers the hub with, shared by both sides.
-pub mod wire;
+pub(crate) mod wire;

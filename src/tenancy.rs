@@ -19,21 +19,21 @@ use crate::fleet::client::{self, Adaptation};
 
 /// One of the admin's lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKey {
+pub(crate) enum ListKey {
     Networks,
     UpstreamHosts,
     UnixSockets,
 }
 
 impl ListKey {
-    pub const ALL: [ListKey; 3] = [
+    pub(crate) const ALL: [ListKey; 3] = [
         ListKey::Networks,
         ListKey::UpstreamHosts,
         ListKey::UnixSockets,
     ];
 
     /// The key in the config file.
-    pub fn config_key(self) -> &'static str {
+    pub(crate) fn config_key(self) -> &'static str {
         match self {
             ListKey::Networks => "vhosts.user_networks",
             ListKey::UpstreamHosts => "vhosts.user_upstream_hosts",
@@ -51,7 +51,7 @@ impl ListKey {
     }
 
     /// The form field on the Settings page.
-    pub fn field(self) -> &'static str {
+    pub(crate) fn field(self) -> &'static str {
         match self {
             ListKey::Networks => "networks",
             ListKey::UpstreamHosts => "upstream_hosts",
@@ -62,20 +62,20 @@ impl ListKey {
 
 /// The admin's lists as text, one entry per item.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lists {
-    pub networks: Vec<String>,
-    pub upstream_hosts: Vec<String>,
-    pub unix_sockets: Vec<String>,
+pub(crate) struct Lists {
+    pub(crate) networks: Vec<String>,
+    pub(crate) upstream_hosts: Vec<String>,
+    pub(crate) unix_sockets: Vec<String>,
     /// Whether these come from the Settings page (else from the config file).
-    pub from_settings: bool,
+    pub(crate) from_settings: bool,
 }
 
 /// The lists, parsed.
 #[derive(Debug, Clone, Default)]
-pub struct Parsed {
-    pub networks: Vec<IpNet>,
-    pub upstream_hosts: Vec<NamePattern>,
-    pub unix_sockets: Vec<String>,
+pub(crate) struct Parsed {
+    pub(crate) networks: Vec<IpNet>,
+    pub(crate) upstream_hosts: Vec<NamePattern>,
+    pub(crate) unix_sockets: Vec<String>,
 }
 
 /// The kernel limits a socket path to 108 bytes including the terminating NUL.
@@ -99,7 +99,7 @@ fn parse_socket(text: &str) -> Result<String, String> {
 }
 
 impl Lists {
-    pub fn from_config(v: &VhostsConfig) -> Lists {
+    pub(crate) fn from_config(v: &VhostsConfig) -> Lists {
         Lists {
             networks: v.user_networks.clone(),
             upstream_hosts: v.user_upstream_hosts.clone(),
@@ -108,7 +108,7 @@ impl Lists {
         }
     }
 
-    pub fn get(&self, key: ListKey) -> &[String] {
+    pub(crate) fn get(&self, key: ListKey) -> &[String] {
         match key {
             ListKey::Networks => &self.networks,
             ListKey::UpstreamHosts => &self.upstream_hosts,
@@ -117,7 +117,7 @@ impl Lists {
     }
 
     /// Every entry parsed; the first list with a bad entry and why.
-    pub fn parse(&self) -> Result<Parsed, (ListKey, String)> {
+    pub(crate) fn parse(&self) -> Result<Parsed, (ListKey, String)> {
         Ok(Parsed {
             networks: parse_all(ListKey::Networks, &self.networks, parse_network)?,
             upstream_hosts: parse_all(
@@ -130,7 +130,7 @@ impl Lists {
     }
 
     /// The first bad entry of each list, so a form can say all of them at once.
-    pub fn problems(&self) -> Vec<(ListKey, String)> {
+    pub(crate) fn problems(&self) -> Vec<(ListKey, String)> {
         [
             parse_all(ListKey::Networks, &self.networks, parse_network).err(),
             parse_all(
@@ -160,7 +160,7 @@ fn parse_all<T>(
 }
 
 /// The lists in force: the Settings page's once saved, the config file's before.
-pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
+pub(crate) fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
     let mut lists = Lists::from_config(config);
     let mut stmt = conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?;
     for key in ListKey::ALL {
@@ -181,7 +181,7 @@ pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError>
 }
 
 /// Stores the lists from the Settings page (already parsed, so known to be valid).
-pub fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
+pub(crate) fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO settings (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -235,7 +235,7 @@ fn reserve(out: &mut Vec<Reserved>, host: &str, port: u16, what: &str) {
 /// The addresses of Gatehouse's own parts and of every Caddy admin endpoint: never dialled
 /// by a user's site, whatever networks are open. An agent named by a host name is looked up,
 /// briefly, so that its addresses are closed too.
-pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
+pub(crate) async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
     let mut out = Vec::new();
     let hub = config.listen;
     reserve(
@@ -329,7 +329,10 @@ pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
 }
 
 /// The whole policy for users' sites, as it stands now.
-pub async fn policy(db: &Db, config: &Config) -> Result<(TenantPolicy, Vec<Agent>), DbError> {
+pub(crate) async fn policy(
+    db: &Db,
+    config: &Config,
+) -> Result<(TenantPolicy, Vec<Agent>), DbError> {
     let vhosts = config.vhosts.clone();
     let (lists, agents) = db
         .run(move |c| Ok((lists(c, &vhosts)?, crate::db::agents::list(c)?)))
@@ -356,7 +359,7 @@ pub async fn policy(db: &Db, config: &Config) -> Result<(TenantPolicy, Vec<Agent
 
 /// What a Caddy made of a `user`'s site.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allowed,
     Refused(Vec<Refusal>),
     /// Caddy's adapter itself refuses the site, in its own words.
@@ -374,7 +377,7 @@ const ADAPT_TRIES: usize = 3;
 /// Has an online agent's Caddy adapt `block` (one site, as [`crate::fleet::site_config::judged_block`]
 /// writes it), or when none answers the hub's own `caddy` (`vhosts.caddy_binary`), and judges
 /// the result for `site_host`.
-pub async fn judge(
+pub(crate) async fn judge(
     db: &Db,
     fleet: &Fleet,
     config: &Config,
@@ -433,16 +436,16 @@ pub async fn judge(
 
 /// An enabled site owned by a `user` that breaks the policy as it stands now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Breach {
-    pub id: i64,
-    pub domain: String,
-    pub owner: String,
-    pub why: String,
+pub(crate) struct Breach {
+    pub(crate) id: i64,
+    pub(crate) domain: String,
+    pub(crate) owner: String,
+    pub(crate) why: String,
 }
 
 /// What a review of users' sites found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Review {
+pub(crate) enum Review {
     /// Every enabled site of a `user` that breaks the policy (none: all keep to it).
     Breaches(Vec<Breach>),
     /// No Caddy could judge, and why.
@@ -452,7 +455,7 @@ pub enum Review {
 /// Judges every enabled site a `user` owns, as if it were saved now. The policy applies when
 /// a site is saved, so closing a network, or upgrading from a version without this policy,
 /// changes nothing already running by itself: this is how an admin finds what to fix.
-pub async fn review(db: &Db, fleet: &Fleet, config: &Config) -> Result<Review, DbError> {
+pub(crate) async fn review(db: &Db, fleet: &Fleet, config: &Config) -> Result<Review, DbError> {
     let (sites, owners) = db
         .run(|c| Ok((crate::db::vhosts::enabled(c)?, crate::db::users::list(c)?)))
         .await?;

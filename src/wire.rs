@@ -7,50 +7,50 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
+pub(crate) struct Health {
     /// Always `ok`: the agent answered. Caddy's state is in `caddy`.
     #[serde(default)]
-    pub status: String,
+    pub(crate) status: String,
     #[serde(default)]
-    pub agent_version: String,
-    pub caddy: CaddyHealth,
+    pub(crate) agent_version: String,
+    pub(crate) caddy: CaddyHealth,
     /// [`config_hash`](crate::domain::caddyfile::config_hash) of the last Caddyfile Caddy accepted from this agent process; `None`
     /// until the first successful reload (the agent does not know what Caddy ran before), and
     /// again once Caddy's process has restarted since (it then runs its startup config).
-    pub applied_hash: Option<String>,
+    pub(crate) applied_hash: Option<String>,
     /// Whether Caddy still runs what this agent loaded (compared through `GET /config/`).
     /// Absent from agents older than this field, read as `unknown`.
     #[serde(default)]
-    pub running: Running,
+    pub(crate) running: Running,
     #[serde(default)]
-    pub access_log: String,
+    pub(crate) access_log: String,
     /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
     #[serde(default)]
-    pub tls: bool,
+    pub(crate) tls: bool,
     #[serde(default)]
-    pub log: LogHealth,
+    pub(crate) log: LogHealth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaddyHealth {
+pub(crate) struct CaddyHealth {
     /// `GET /config/` answered 200 within two seconds.
     #[serde(default)]
-    pub reachable: bool,
+    pub(crate) reachable: bool,
     /// `caddy version` as read once at start, `None` if that failed.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Caddy's admin `host:port`; the hub's Caddyfile must carry it in `admin`.
     #[serde(default)]
-    pub admin: String,
+    pub(crate) admin: String,
     /// Where the same Caddy process's admin API answers instead, when a config loaded outside
     /// the agent moved it (`running` is then `admin_moved`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moved_to: Option<String>,
+    pub(crate) moved_to: Option<String>,
 }
 
 /// Whether Caddy runs the config this agent loaded last, in `/health`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Running {
+pub(crate) enum Running {
     /// Caddy's `/config/` is the one it had right after the agent's last load (key order and
     /// whitespace aside).
     Matches,
@@ -70,7 +70,7 @@ pub enum Running {
 /// `POST /caddy/reload`, tagged by `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum ReloadOutcome {
+pub(crate) enum ReloadOutcome {
     /// 200: Caddy runs this Caddyfile now; `warnings` are Caddy's (e.g. not `caddy fmt`-clean).
     Applied {
         hash: String,
@@ -85,7 +85,7 @@ pub enum ReloadOutcome {
 /// `POST /caddy/validate`, tagged by `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum ValidateOutcome {
+pub(crate) enum ValidateOutcome {
     /// 200: Caddy's adapter accepts it.
     Valid { warnings: Vec<Warning> },
     /// 422: Caddy's adapter refuses it, in its own words.
@@ -97,7 +97,7 @@ pub enum ValidateOutcome {
 /// `POST /caddy/adapt`, tagged by `status`: what Caddy would run for a Caddyfile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum AdaptOutcome {
+pub(crate) enum AdaptOutcome {
     /// 200: Caddy's JSON for it, nothing loaded.
     Adapted {
         result: serde_json::Value,
@@ -111,48 +111,48 @@ pub enum AdaptOutcome {
 
 /// Any refusal that is not Caddy's: bad token (401), body not UTF-8 (400), too large (413).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
+pub(crate) struct ErrorBody {
+    pub(crate) error: String,
 }
 
 /// One of Caddy's warnings about an accepted Caddyfile, e.g. that it is not `caddy fmt`-clean.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warning {
+pub(crate) struct Warning {
     #[serde(default)]
-    pub file: String,
+    pub(crate) file: String,
     #[serde(default)]
-    pub line: u64,
+    pub(crate) line: u64,
     #[serde(default)]
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// `GET /logs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogsPage {
+pub(crate) struct LogsPage {
     /// Oldest first.
     #[serde(default)]
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
     /// The newest id the agent accounts for (see
     /// [`LogStore::last_id`](crate::agent::logs::LogStore::last_id)); pass it as `since` to
     /// `/logs/stream` to follow on from here.
     #[serde(default)]
-    pub last_id: u64,
+    pub(crate) last_id: u64,
     /// Lines of the access log the agent could not read, since it started.
     #[serde(default)]
-    pub malformed: u64,
+    pub(crate) malformed: u64,
 }
 
 /// `/health`'s view of the log: `"log": {"malformed": M, "last_id": N, "file": "<path>"}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogHealth {
-    pub malformed: u64,
-    pub last_id: u64,
-    pub file: String,
+pub(crate) struct LogHealth {
+    pub(crate) malformed: u64,
+    pub(crate) last_id: u64,
+    pub(crate) file: String,
 }
 
 /// `event: gap` of `GET /logs/stream`: `missing` entries could not be delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gap {
+pub(crate) struct Gap {
     #[serde(default)]
-    pub missing: u64,
+    pub(crate) missing: u64,
 }

@@ -2,6 +2,6 @@
 //! codes, random tokens, and the login rate limiter.
 
 pub mod password;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod token;
 pub mod totp;

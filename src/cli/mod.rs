@@ -35,14 +35,14 @@ pub struct Cli {
         env = "GATEHOUSE_CONFIG",
         value_name = "PATH"
     )]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the portal (the hub).
     Serve,
     /// Run the agent beside a Caddy server.

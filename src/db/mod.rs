@@ -7,13 +7,13 @@
 pub mod agents;
 pub mod api_tokens;
 pub mod audit;
-pub mod backup_codes;
+pub(crate) mod backup_codes;
 pub mod changelog;
-pub mod files;
+pub(crate) mod files;
 pub mod grants;
-pub mod login_devices;
+pub(crate) mod login_devices;
 mod migrations;
-pub mod sealed;
+pub(crate) mod sealed;
 pub mod sessions;
 pub mod users;
 pub mod vhosts;

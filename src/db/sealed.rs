@@ -139,7 +139,7 @@ fn pending(conn: &Connection) -> rusqlite::Result<BTreeSet<(String, i64)>> {
 }
 
 /// The ids of the keys the database's sealed values name.
-pub fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+pub(crate) fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
     let tables: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('agents', 'users')",
         [],
@@ -168,7 +168,7 @@ pub fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
 
 /// Why the stored secrets and the key do not go together. Start-up stops on it.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     #[error(
         "the database holds secrets sealed under key {found}, but {source_desc} is key {configured}. \
          Refusing to start rather than lose the agent tokens and two-factor secrets. \
@@ -192,17 +192,17 @@ pub enum CheckError {
 
 /// What the start-up pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// Plaintext values from an older version, now sealed.
-    pub sealed_legacy: usize,
+    pub(crate) sealed_legacy: usize,
     /// Sealed values checked.
-    pub verified: usize,
+    pub(crate) verified: usize,
 }
 
 /// Seals the plaintext rows an upgrade left (in one transaction) and checks that every
 /// stored secret opens with `sealer`. Refuses, changing nothing, when values are sealed
 /// under another key or fail authentication.
-pub fn prepare(
+pub(crate) fn prepare(
     conn: &mut Connection,
     sealer: &Sealer,
     source: &KeySource,
@@ -262,18 +262,22 @@ pub fn prepare(
 }
 
 /// Copies the WAL into the database and truncates it, so replaced values leave no trace.
-pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .optional()
         .map(|_| ())
 }
 
 /// How many values of each field a rotation re-sealed.
-pub type Resealed = BTreeMap<&'static str, usize>;
+pub(crate) type Resealed = BTreeMap<&'static str, usize>;
 
 /// Re-seals every stored secret from `old` to `new` in one transaction, then checkpoints.
 /// Nothing changes unless every value opens with `old`.
-pub fn reseal_all(conn: &mut Connection, old: &Sealer, new: &Sealer) -> anyhow::Result<Resealed> {
+pub(crate) fn reseal_all(
+    conn: &mut Connection,
+    old: &Sealer,
+    new: &Sealer,
+) -> anyhow::Result<Resealed> {
     let tx = conn.transaction()?;
     let mut counts = Resealed::new();
     for s in stored_secrets(&tx)? {
@@ -294,7 +298,7 @@ pub fn reseal_all(conn: &mut Connection, old: &Sealer, new: &Sealer) -> anyhow::
 }
 
 /// The key ids sealed values in the database at `path` name (empty for no database).
-pub fn key_ids_at(path: &Path) -> anyhow::Result<BTreeSet<String>> {
+pub(crate) fn key_ids_at(path: &Path) -> anyhow::Result<BTreeSet<String>> {
     if !path.is_file() {
         return Ok(BTreeSet::new());
     }
@@ -329,7 +333,7 @@ fn check_key_ids(path: &Path, sealer: &Sealer, source: &KeySource) -> anyhow::Re
 /// The database at `path`, ready to serve with `key`: a key that does not fit is refused
 /// before the schema is touched; then the schema is migrated, plaintext left by an older
 /// version sealed, and every stored secret checked against the key. Blocks.
-pub fn open(path: &Path, sealer: Arc<Sealer>, source: &KeySource) -> anyhow::Result<Db> {
+pub(crate) fn open(path: &Path, sealer: Arc<Sealer>, source: &KeySource) -> anyhow::Result<Db> {
     use anyhow::Context;
     check_key_ids(path, &sealer, source)?;
     let db = Db::open_with(path, Some(sealer.clone()))
@@ -354,7 +358,7 @@ pub fn open(path: &Path, sealer: Arc<Sealer>, source: &KeySource) -> anyhow::Res
 /// one (`key_file` names where it would be, for the message when it is missing): the schema
 /// as it is (never migrated), nothing sealed. A database an older version left (schema
 /// behind, or plaintext secrets not yet sealed) is refused. Blocks.
-pub fn open_read_only(
+pub(crate) fn open_read_only(
     path: &Path,
     key: Option<(Sealer, KeySource)>,
     key_file: &Path,

@@ -3,13 +3,13 @@
 
 pub mod access_log;
 mod account;
-pub mod agent_url;
+pub(crate) mod agent_url;
 pub mod caddyfile;
 mod field;
 mod role;
 pub mod secret;
 pub mod tenant;
-pub mod tls;
+pub(crate) mod tls;
 pub mod vhost;
 
 pub use account::{DisplayName, Email, Password};

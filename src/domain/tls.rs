@@ -51,7 +51,7 @@ impl CertFingerprint {
     }
 
     /// Lowercase hex without separators: the stored form.
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

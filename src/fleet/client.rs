@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// How a push ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Push {
+pub(crate) enum Push {
     /// Caddy loaded it; its hash, and Caddy's warnings if any.
     Applied { hash: String, warnings: Vec<String> },
     /// Caddy refused it; its message, verbatim.
@@ -21,7 +21,7 @@ pub enum Push {
 
 /// How a validation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Validation {
+pub(crate) enum Validation {
     Valid { warnings: Vec<String> },
     Invalid { error: String },
     Unavailable { error: String },
@@ -29,7 +29,7 @@ pub enum Validation {
 
 /// How an adaptation ended: Caddy's JSON for a Caddyfile, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Adaptation {
+pub(crate) enum Adaptation {
     Adapted(serde_json::Value),
     Invalid { error: String },
     Unavailable { error: String },
@@ -90,7 +90,7 @@ fn describe(e: &reqwest::Error, agent: &Agent) -> String {
 
 /// Why a redirect answer is a failure: agent clients never follow one (see
 /// [`tls::base_client`]). Says where it pointed, without any credentials in that address.
-pub fn redirected(response: &reqwest::Response) -> Option<String> {
+pub(crate) fn redirected(response: &reqwest::Response) -> Option<String> {
     let status = response.status();
     if !status.is_redirection() {
         return None;
@@ -160,7 +160,7 @@ async fn post(
     Ok((status, answer))
 }
 
-pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
+pub(crate) async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
     let push = push_once(fleet, agent, caddyfile, timeout).await;
     let outcome = match push {
         Push::Applied { .. } => "applied",
@@ -199,7 +199,7 @@ async fn push_once(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Durat
     }
 }
 
-pub async fn validate(
+pub(crate) async fn validate(
     fleet: &Fleet,
     agent: &Agent,
     caddyfile: &str,
@@ -221,7 +221,12 @@ pub async fn validate(
 }
 
 /// Caddy's JSON for `caddyfile`, through the agent's `/caddy/adapt`; nothing is loaded.
-pub async fn adapt(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Adaptation {
+pub(crate) async fn adapt(
+    fleet: &Fleet,
+    agent: &Agent,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Adaptation {
     match post(fleet, agent, "/caddy/adapt", caddyfile, timeout).await {
         Ok((
             200,
@@ -244,7 +249,7 @@ pub async fn adapt(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Durat
     }
 }
 
-pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
+pub(crate) async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
     let offline = |error: String| Report {
         online: false,
         error: Some(error),

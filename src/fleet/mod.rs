@@ -2,12 +2,12 @@
 //! pipeline that keeps every Caddy equal to the database or changes nothing, and the
 //! reconciler that catches up agents that were away.
 
-pub mod client;
-pub mod deploy;
+pub(crate) mod client;
+pub(crate) mod deploy;
 pub mod logs;
 pub mod reconcile;
 pub mod site_config;
-pub mod tls;
+pub(crate) mod tls;
 
 use crate::db::agents::Agent;
 use std::collections::HashMap;
@@ -23,26 +23,26 @@ pub struct Fleet {
     /// an agent runs is always some committed state of the database, in order.
     /// Taken through [`Fleet::between_deploys`] outside this module.
     deploy_lock: tokio::sync::Mutex<()>,
-    pub push_timeout: Duration,
+    pub(crate) push_timeout: Duration,
     /// When each agent may next be retried after a failure, and the current backoff.
     backoff: Mutex<HashMap<i64, (Instant, Duration)>>,
     /// One client per agent with its own CA or pin, rebuilt when those change: health checks
     /// run every few seconds and should reuse their connections.
     tls_clients: Mutex<HashMap<i64, (tls::Trust, reqwest::Client)>>,
-    pub stats: FleetStats,
+    pub(crate) stats: FleetStats,
 }
 
 /// What `/metrics` reports about deploys and pushes.
 #[derive(Clone)]
-pub struct FleetStats {
+pub(crate) struct FleetStats {
     /// Deploys by outcome: `applied`, `refused` (the change itself), `rejected` (by a Caddy),
     /// `failed` (the database).
-    pub deploys: crate::metrics::Outcomes,
+    pub(crate) deploys: crate::metrics::Outcomes,
     /// How long a deploy took, lock wait included.
-    pub deploy_seconds: prometheus_client::metrics::histogram::Histogram,
+    pub(crate) deploy_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Pushes to agents (deploys, restores and the reconciler) by outcome: `applied`,
     /// `rejected`, `unreachable`.
-    pub pushes: crate::metrics::Outcomes,
+    pub(crate) pushes: crate::metrics::Outcomes,
 }
 
 impl FleetStats {
@@ -54,7 +54,7 @@ impl FleetStats {
         }
     }
 
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "gatehouse_deploys",
             "Changes run through the deploy pipeline, by outcome",
@@ -74,7 +74,7 @@ impl FleetStats {
 }
 
 /// Health checks are quick or the agent counts as away.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Fleet {
@@ -94,7 +94,7 @@ impl Fleet {
 
     /// The client that trusts `agent` the way its record says; an error says why there is
     /// none (a stored CA or pin that cannot be used), in words for the agents page.
-    pub fn client_for(&self, agent: &Agent) -> Result<reqwest::Client, String> {
+    pub(crate) fn client_for(&self, agent: &Agent) -> Result<reqwest::Client, String> {
         let trust = tls::Trust::of(agent)?;
         if trust == tls::Trust::PublicPki {
             return Ok(self.http.clone());
@@ -113,12 +113,12 @@ impl Fleet {
     /// Waits until no deploy or reconcile push is under way and keeps the next one waiting
     /// while the returned guard lives: for changes to the agents themselves, which must not
     /// land between a deploy's dry run and its commit.
-    pub async fn between_deploys(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn between_deploys(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.deploy_lock.lock().await
     }
 
     /// Whether the reconciler should try `agent` now.
-    pub fn due(&self, agent: i64) -> bool {
+    pub(crate) fn due(&self, agent: i64) -> bool {
         self.backoff
             .lock()
             .expect("backoff lock")
@@ -127,7 +127,7 @@ impl Fleet {
     }
 
     /// Doubles the wait before the next try (from `base`, at most five minutes).
-    pub fn failed(&self, agent: i64, base: Duration) {
+    pub(crate) fn failed(&self, agent: i64, base: Duration) {
         let mut map = self.backoff.lock().expect("backoff lock");
         let wait = map
             .get(&agent)
@@ -135,7 +135,7 @@ impl Fleet {
         map.insert(agent, (Instant::now() + wait, wait));
     }
 
-    pub fn succeeded(&self, agent: i64) {
+    pub(crate) fn succeeded(&self, agent: i64) {
         self.backoff.lock().expect("backoff lock").remove(&agent);
     }
 }

@@ -10,9 +10,11 @@ mod error;
 pub mod import;
 mod patch;
 
-pub use draft::{ALLOW_OVERLAP, Agents, CheckedSite, Known, Owner, SiteDraft, is_template_field};
-pub use error::{SiteError, rejection};
-pub use patch::{ShapeErrors, SitePatch};
+pub(crate) use draft::{
+    ALLOW_OVERLAP, Agents, CheckedSite, Known, Owner, SiteDraft, is_template_field,
+};
+pub(crate) use error::{SiteError, rejection};
+pub(crate) use patch::{ShapeErrors, SitePatch};
 
 use crate::config::Config;
 use crate::db::Db;
@@ -35,7 +37,7 @@ type Result<T, E = SiteError> = std::result::Result<T, E>;
 
 /// What the site use cases need: the database, the fleet to deploy to, and the settings.
 #[derive(Clone)]
-pub struct Sites {
+pub(crate) struct Sites {
     db: Db,
     fleet: Arc<Fleet>,
     config: Arc<Config>,
@@ -43,28 +45,28 @@ pub struct Sites {
 
 /// Which sites a list shows; a `user` sees only their own whatever it says.
 #[derive(Debug, Clone, Default)]
-pub struct Search {
-    pub text: String,
-    pub enabled: Option<bool>,
+pub(crate) struct Search {
+    pub(crate) text: String,
+    pub(crate) enabled: Option<bool>,
     /// Only this owner's (admins only).
-    pub owner: Option<i64>,
+    pub(crate) owner: Option<i64>,
 }
 
 /// The live preview of a draft that passed every check.
-pub struct Previewed {
+pub(crate) struct Previewed {
     /// Exactly the block the site would add to the Caddyfile.
-    pub block: String,
+    pub(crate) block: String,
     /// What a real Caddy said of it, and which agent's: None when none could be asked.
-    pub caddy: Option<(String, Validation)>,
+    pub(crate) caddy: Option<(String, Validation)>,
 }
 
 impl Sites {
-    pub fn new(db: Db, fleet: Arc<Fleet>, config: Arc<Config>) -> Self {
+    pub(crate) fn new(db: Db, fleet: Arc<Fleet>, config: Arc<Config>) -> Self {
         Self { db, fleet, config }
     }
 
     /// The site `id` if `user` may see and change it; another user's site is not found.
-    pub async fn owned(&self, user: &User, id: i64) -> Result<Vhost> {
+    pub(crate) async fn owned(&self, user: &User, id: i64) -> Result<Vhost> {
         let vhost = self
             .db
             .run(move |c| vhosts::find(c, id))
@@ -77,7 +79,7 @@ impl Sites {
     }
 
     /// The sites `user` may see that match `search`.
-    pub async fn list(&self, user: &User, search: &Search) -> Result<Vec<Vhost>> {
+    pub(crate) async fn list(&self, user: &User, search: &Search) -> Result<Vec<Vhost>> {
         let filter = vhosts::Filter {
             owner_id: if user.is_admin() {
                 search.owner
@@ -91,7 +93,7 @@ impl Sites {
     }
 
     /// Checks `draft` as `user` would save it, against the agents and users that exist.
-    pub async fn check(&self, user: &User, draft: &SiteDraft) -> Result<CheckedSite> {
+    pub(crate) async fn check(&self, user: &User, draft: &SiteDraft) -> Result<CheckedSite> {
         let admin = user.is_admin();
         let known = self
             .db
@@ -114,7 +116,7 @@ impl Sites {
     /// The live preview: the exact block `draft` would add and what a Caddy says of it, or
     /// every reason it would be refused (the claim on its name, the tenant policy). `editing`
     /// is the site the draft would replace; only one `user` may change counts.
-    pub async fn preview(
+    pub(crate) async fn preview(
         &self,
         user: &User,
         draft: &SiteDraft,
@@ -134,7 +136,7 @@ impl Sites {
     }
 
     /// Creates a site from `draft` for `user`, through the whole deploy pipeline.
-    pub async fn create(&self, user: &User, draft: &SiteDraft) -> Result<Vhost> {
+    pub(crate) async fn create(&self, user: &User, draft: &SiteDraft) -> Result<Vhost> {
         let checked = self.check(user, draft).await?;
         self.vet(user, &checked, None).await?;
         let CheckedSite {
@@ -148,7 +150,7 @@ impl Sites {
     }
 
     /// Replaces site `id` with `draft`, through the whole deploy pipeline.
-    pub async fn update(&self, user: &User, id: i64, draft: &SiteDraft) -> Result<Vhost> {
+    pub(crate) async fn update(&self, user: &User, id: i64, draft: &SiteDraft) -> Result<Vhost> {
         let id = self.owned(user, id).await?.id;
         let checked = self.check(user, draft).await?;
         self.vet(user, &checked, Some(id)).await?;
@@ -163,7 +165,7 @@ impl Sites {
     }
 
     /// Switches site `id` on or off, whichever it is not; the site as it now is.
-    pub async fn toggle(&self, user: &User, id: i64) -> Result<Vhost> {
+    pub(crate) async fn toggle(&self, user: &User, id: i64) -> Result<Vhost> {
         let id = self.owned(user, id).await?.id;
         self.deploy_owned(user, id, changes::toggle)
             .await
@@ -171,7 +173,7 @@ impl Sites {
     }
 
     /// Deletes site `id`; what it was.
-    pub async fn delete(&self, user: &User, id: i64) -> Result<Snapshot> {
+    pub(crate) async fn delete(&self, user: &User, id: i64) -> Result<Snapshot> {
         let id = self.owned(user, id).await?.id;
         self.deploy_owned(user, id, changes::delete)
             .await
@@ -180,7 +182,7 @@ impl Sites {
 
     /// Puts a site back the way it was before changelog entry `entry` (admins), as a new
     /// change; the site as it now is (None when undoing a create removed it).
-    pub async fn revert(&self, user: &User, entry: i64) -> Result<Option<Vhost>> {
+    pub(crate) async fn revert(&self, user: &User, entry: i64) -> Result<Option<Vhost>> {
         self.deploy(user, move |tx, author| changes::revert(tx, author, entry))
             .await
             .map_err(|e| {
@@ -198,7 +200,7 @@ impl Sites {
     }
 
     /// The site `id` as stored now, whoever owns it.
-    pub async fn find(&self, id: i64) -> Result<Option<Vhost>> {
+    pub(crate) async fn find(&self, id: i64) -> Result<Option<Vhost>> {
         Ok(self.db.run(move |c| vhosts::find(c, id)).await?)
     }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 /// How an agent stands against the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentState {
+pub(crate) enum AgentState {
     NeverSeen,
     Offline,
     CaddyDown,
@@ -24,7 +24,7 @@ pub enum AgentState {
 }
 
 impl AgentState {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             AgentState::NeverSeen => "not contacted yet",
             AgentState::Offline => "offline",
@@ -34,7 +34,7 @@ impl AgentState {
             AgentState::ChangedOutside => "changed outside Gatehouse",
         }
     }
-    pub fn class(self) -> &'static str {
+    pub(crate) fn class(self) -> &'static str {
         match self {
             AgentState::InSync => "ok",
             AgentState::Drifted | AgentState::NeverSeen => "warn",
@@ -44,26 +44,25 @@ impl AgentState {
 }
 
 /// An agent with its state, for the page and the dashboard.
-pub struct AgentView {
-    pub agent: Agent,
-    pub state: AgentState,
-    pub expected_hash: String,
+pub(crate) struct AgentView {
+    pub(crate) agent: Agent,
+    pub(crate) state: AgentState,
 }
 
 #[derive(Deserialize, Default, Clone)]
-pub struct AgentForm {
+pub(crate) struct AgentForm {
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub url: String,
+    pub(crate) url: String,
     #[serde(default)]
-    pub token: String,
+    pub(crate) token: String,
     /// CA certificate(s), PEM; empty for the public web PKI.
     #[serde(default)]
-    pub tls_ca: String,
+    pub(crate) tls_ca: String,
     /// SHA-256 of the agent's certificate; empty for none.
     #[serde(default)]
-    pub tls_pin: String,
+    pub(crate) tls_pin: String,
 }
 
 impl AgentForm {
@@ -79,7 +78,12 @@ impl AgentForm {
     }
 }
 
-pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldErrors) -> Markup {
+pub(crate) fn page(
+    ctx: &Ctx,
+    list: &[AgentView],
+    form: &AgentForm,
+    errors: &FieldErrors,
+) -> Markup {
     html! {
         div .stack #agents {
             section .card {
@@ -125,7 +129,7 @@ fn rows(ctx: &Ctx, list: &[AgentView]) -> Markup {
 }
 
 /// One agent, with the outcome of the last action on it (Ok: what happened; Err: why not).
-pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) -> Markup {
+pub(crate) fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) -> Markup {
     let a = &v.agent;
     let id = format!("agent-{}", a.id);
     html! {
@@ -179,7 +183,7 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
 }
 
 /// Rows that each sync themselves as soon as they appear: live progress, one per agent.
-pub fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
+pub(crate) fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
     html! {
         div #agent-rows .agent-list {
             @for v in list {
@@ -196,7 +200,7 @@ pub fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
     }
 }
 
-pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FieldErrors) -> Markup {
+pub(crate) fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FieldErrors) -> Markup {
     let action = format!("/agents/{id}");
     html! {
         section .card .narrow #edit-agent {

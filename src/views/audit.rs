@@ -6,14 +6,14 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     #[serde(default)]
-    pub action: String,
+    pub(crate) action: String,
     #[serde(default)]
-    pub email: String,
+    pub(crate) email: String,
 }
 
-pub fn page(q: &AuditQuery, entries: &[Entry]) -> Markup {
+pub(crate) fn page(q: &AuditQuery, entries: &[Entry]) -> Markup {
     html! {
         section .card #audit {
             h1 { "Audit log" }

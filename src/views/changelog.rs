@@ -10,22 +10,22 @@ use similar::{ChangeTag, TextDiff};
 
 /// The list's filters, as its query string has them.
 #[derive(Deserialize, Default, Clone)]
-pub struct ChangelogQuery {
+pub(crate) struct ChangelogQuery {
     #[serde(default)]
-    pub domain: String,
+    pub(crate) domain: String,
     #[serde(default)]
-    pub user: String,
+    pub(crate) user: String,
 }
 
 /// An entry with the site block before and after, for the diff.
-pub struct EntryView {
-    pub entry: Entry,
-    pub before: String,
-    pub after: String,
+pub(crate) struct EntryView {
+    pub(crate) entry: Entry,
+    pub(crate) before: String,
+    pub(crate) after: String,
 }
 
 impl EntryView {
-    pub fn of(entry: Entry) -> Self {
+    pub(crate) fn of(entry: Entry) -> Self {
         let before = block_of(entry.old.as_ref());
         let after = block_of(entry.new.as_ref());
         EntryView {
@@ -49,7 +49,7 @@ fn block_of(s: Option<&Snapshot>) -> String {
     }
 }
 
-pub fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -> Markup {
+pub(crate) fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -> Markup {
     html! {
         section .card #changelog {
             h1 { "Changelog" }
@@ -74,7 +74,7 @@ pub fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -
     }
 }
 
-pub fn detail(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
+pub(crate) fn detail(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
     html! {
         section .card #change {
             h1 { "Change #" (e.entry.id) }
@@ -108,7 +108,7 @@ fn entry(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
 }
 
 /// A line diff: removed lines, added lines, and the unchanged lines around them.
-pub fn diff(before: &str, after: &str) -> Markup {
+pub(crate) fn diff(before: &str, after: &str) -> Markup {
     let diff = TextDiff::from_lines(before, after);
     html! {
         pre .diff {

@@ -10,23 +10,28 @@ use serde::Deserialize;
 
 /// The import form as posted.
 #[derive(Deserialize, Default)]
-pub struct ImportFields {
+pub(crate) struct ImportFields {
     #[serde(default)]
-    pub caddyfile: String,
+    pub(crate) caddyfile: String,
     #[serde(default)]
-    pub agent: String,
+    pub(crate) agent: String,
     #[serde(default)]
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
 /// What the form holds: the text as pasted and the agent chosen ("" for every agent).
-pub struct ImportForm<'a> {
-    pub caddyfile: &'a str,
-    pub agent: &'a str,
-    pub agents: &'a [(i64, String)],
+pub(crate) struct ImportForm<'a> {
+    pub(crate) caddyfile: &'a str,
+    pub(crate) agent: &'a str,
+    pub(crate) agents: &'a [(i64, String)],
 }
 
-pub fn page(ctx: &Ctx, form: &ImportForm<'_>, plan: Option<&Plan>, errors: &FieldErrors) -> Markup {
+pub(crate) fn page(
+    ctx: &Ctx,
+    form: &ImportForm<'_>,
+    plan: Option<&Plan>,
+    errors: &FieldErrors,
+) -> Markup {
     html! {
         div .stack #import {
             section .card {
@@ -163,7 +168,7 @@ fn note_label(kind: NoteKind) -> &'static str {
 }
 
 /// After a confirmed import.
-pub fn done(applied: &Applied, plan: &Plan) -> Markup {
+pub(crate) fn done(applied: &Applied, plan: &Plan) -> Markup {
     html! {
         section .card #import-done {
             h1 { "Imported" }

@@ -8,16 +8,16 @@ use serde::Deserialize;
 
 /// The sign-in form as typed; the password is never shown back.
 #[derive(Deserialize, Default, Clone)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     #[serde(default)]
-    pub email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    pub password: String,
+    pub(crate) password: String,
     #[serde(default)]
-    pub next: String,
+    pub(crate) next: String,
 }
 
-pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
+pub(crate) fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
     html! {
         section .card .narrow #login {
             h1 { "Sign in" }
@@ -39,7 +39,7 @@ pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool)
     }
 }
 
-pub fn second_factor(ctx: &Ctx, code: &str, errors: &FieldErrors) -> Markup {
+pub(crate) fn second_factor(ctx: &Ctx, code: &str, errors: &FieldErrors) -> Markup {
     html! {
         section .card .narrow #second-factor {
             h1 { "Two-factor authentication" }

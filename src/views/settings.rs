@@ -9,26 +9,26 @@ use maud::{Markup, html};
 
 /// The tenant policy form as typed: one entry per line.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct PolicyForm {
+pub(crate) struct PolicyForm {
     #[serde(default)]
-    pub networks: String,
+    pub(crate) networks: String,
     #[serde(default)]
-    pub upstream_hosts: String,
+    pub(crate) upstream_hosts: String,
     #[serde(default)]
-    pub unix_sockets: String,
+    pub(crate) unix_sockets: String,
 }
 
 /// What the page shows.
-pub struct Page<'a> {
-    pub form: &'a PolicyForm,
-    pub errors: &'a FieldErrors,
+pub(crate) struct Page<'a> {
+    pub(crate) form: &'a PolicyForm,
+    pub(crate) errors: &'a FieldErrors,
     /// The lists come from this page (else from the config file).
-    pub from_settings: bool,
-    pub saved: bool,
+    pub(crate) from_settings: bool,
+    pub(crate) saved: bool,
     /// Closed whatever the lists say.
-    pub reserved: &'a [Reserved],
+    pub(crate) reserved: &'a [Reserved],
     /// Users' sites that break the policy now, once an admin asked.
-    pub review: Option<&'a Review>,
+    pub(crate) review: Option<&'a Review>,
 }
 
 struct ListField {
@@ -80,7 +80,7 @@ fn shown(r: &Reserved) -> String {
     }
 }
 
-pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+pub(crate) fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
     html! {
         div .stack #settings {
             @if p.saved { p .notice .ok #notice role="status" { "Saved. Users' sites are judged by these lists from now on." } }

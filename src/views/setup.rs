@@ -8,20 +8,20 @@ use serde::Deserialize;
 
 /// What the setup form sends back; kept as typed so a refusal can show it again.
 #[derive(Deserialize, Default, Clone)]
-pub struct SetupForm {
+pub(crate) struct SetupForm {
     #[serde(default)]
-    pub token: String,
+    pub(crate) token: String,
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    pub password: String,
+    pub(crate) password: String,
     #[serde(default)]
-    pub password_confirm: String,
+    pub(crate) password_confirm: String,
 }
 
-pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
+pub(crate) fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
     html! {
         section .card .narrow #setup {
             h1 { "Welcome to Gatehouse" }
@@ -41,7 +41,7 @@ pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
     }
 }
 
-pub fn done(email: &str) -> Markup {
+pub(crate) fn done(email: &str) -> Markup {
     html! {
         section .card .narrow #setup {
             h1 { "Gatehouse is ready" }

@@ -10,20 +10,20 @@ use serde::Deserialize;
 
 /// The new-account form as typed.
 #[derive(Deserialize, Default, Clone)]
-pub struct NewUserForm {
+pub(crate) struct NewUserForm {
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    pub role: String,
+    pub(crate) role: String,
     /// Empty: a one-time password is generated and shown once.
     #[serde(default)]
-    pub password: String,
+    pub(crate) password: String,
 }
 
 /// What a finished action tells the admin.
-pub enum Outcome {
+pub(crate) enum Outcome {
     None,
     Created {
         email: String,
@@ -33,17 +33,17 @@ pub enum Outcome {
 }
 
 /// What the users page shows.
-pub struct Page<'a> {
-    pub me: i64,
-    pub users: &'a [User],
+pub(crate) struct Page<'a> {
+    pub(crate) me: i64,
+    pub(crate) users: &'a [User],
     /// Every user's API tokens.
-    pub tokens: &'a [ApiToken],
-    pub form: &'a NewUserForm,
-    pub errors: &'a FieldErrors,
-    pub outcome: &'a Outcome,
+    pub(crate) tokens: &'a [ApiToken],
+    pub(crate) form: &'a NewUserForm,
+    pub(crate) errors: &'a FieldErrors,
+    pub(crate) outcome: &'a Outcome,
 }
 
-pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+pub(crate) fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
     let Page {
         me,
         users,

@@ -19,19 +19,19 @@ use std::sync::OnceLock;
 
 /// The list's filters, as its query string has them.
 #[derive(Deserialize, Default, Clone)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
-    pub q: String,
+    pub(crate) q: String,
     /// "", "on" or "off".
     #[serde(default)]
-    pub status: String,
+    pub(crate) status: String,
     /// Owner id as text; "" for everyone (admins only).
     #[serde(default)]
-    pub owner: String,
+    pub(crate) owner: String,
 }
 
 impl ListQuery {
-    pub fn search(&self) -> Search {
+    pub(crate) fn search(&self) -> Search {
         Search {
             text: self.q.clone(),
             enabled: match self.status.as_str() {
@@ -45,16 +45,16 @@ impl ListQuery {
 }
 
 /// What a row of the list shows.
-pub struct RowView {
-    pub vhost: Vhost,
-    pub display: String,
-    pub template: String,
-    pub owner: Option<String>,
+pub(crate) struct RowView {
+    pub(crate) vhost: Vhost,
+    pub(crate) display: String,
+    pub(crate) template: String,
+    pub(crate) owner: Option<String>,
 }
 
 impl RowView {
     /// The row of `v`; `owners` names its owner (empty for a `user`, who sees only theirs).
-    pub fn of(v: Vhost, owners: &[User]) -> Self {
+    pub(crate) fn of(v: Vhost, owners: &[User]) -> Self {
         // Stored domains are normalised; only punycode labels read differently when shown.
         let display = if v.domain.contains("xn--") {
             SiteAddress::parse(&v.domain)
@@ -79,37 +79,37 @@ impl RowView {
 }
 
 /// Everything the editor shows: the values as typed, the reasons, and the preview.
-pub struct Editor {
-    pub id: Option<i64>,
-    pub template: Template,
-    pub values: BTreeMap<String, String>,
-    pub errors: FieldErrors,
-    pub admin: bool,
-    pub owners: Vec<User>,
+pub(crate) struct Editor {
+    pub(crate) id: Option<i64>,
+    pub(crate) template: Template,
+    pub(crate) values: BTreeMap<String, String>,
+    pub(crate) errors: FieldErrors,
+    pub(crate) admin: bool,
+    pub(crate) owners: Vec<User>,
     /// Every agent, by id and name, to choose which serve this site.
-    pub agents: Vec<(i64, String)>,
-    pub preview: Preview,
+    pub(crate) agents: Vec<(i64, String)>,
+    pub(crate) preview: Preview,
 }
 
 /// What the live preview says about the form as it stands.
-pub enum Preview {
+pub(crate) enum Preview {
     /// The block, and what a real Caddy said of it (when an agent could be asked).
     Block(String, Option<CaddyCheck>),
     Invalid,
 }
 
 /// A real Caddy's opinion of the previewed site, through one agent's `/caddy/validate`.
-pub struct CaddyCheck {
-    pub agent: String,
-    pub outcome: Validation,
+pub(crate) struct CaddyCheck {
+    pub(crate) agent: String,
+    pub(crate) outcome: Validation,
 }
 
 /// The no-owner choice of an admin's owner field (the API's `"owner_id": null`).
-pub const NO_OWNER: &str = "none";
+pub(crate) const NO_OWNER: &str = "none";
 
 /// The site the form's values ask for, and what the form encoding itself cannot say (an
 /// admin's owner that is no user id). A `user`'s owner field counts for nothing.
-pub fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, FieldErrors) {
+pub(crate) fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, FieldErrors) {
     let mut errors = FieldErrors::default();
     let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
     let owner = match get("owner_id") {
@@ -150,7 +150,7 @@ pub fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, F
 }
 
 /// A draft in the form's encoding, to open the editor on it.
-pub fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
+pub(crate) fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
     let mut values = draft.fields.clone();
     values.insert("domain".into(), draft.address.clone());
     values.insert("template".into(), draft.template.clone());
@@ -175,7 +175,13 @@ pub fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
     values
 }
 
-pub fn list(ctx: &Ctx, admin: bool, rows: &[RowView], q: &ListQuery, owners: &[User]) -> Markup {
+pub(crate) fn list(
+    ctx: &Ctx,
+    admin: bool,
+    rows: &[RowView],
+    q: &ListQuery,
+    owners: &[User],
+) -> Markup {
     html! {
         section .card #vhosts {
             div .card-head {
@@ -222,7 +228,7 @@ pub fn list(ctx: &Ctx, admin: bool, rows: &[RowView], q: &ListQuery, owners: &[U
 
 /// One site in the list. The toggle swaps only this row; while it works the switch is
 /// disabled and a spinner shows.
-pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
+pub(crate) fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
     let v = &r.vhost;
     let id = format!("vhost-{}", v.id);
     let toggle = format!("/vhosts/{}/toggle", v.id);
@@ -256,7 +262,7 @@ fn value<'a>(values: &'a BTreeMap<String, String>, name: &str) -> &'a str {
     values.get(name).map(String::as_str).unwrap_or("")
 }
 
-pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
+pub(crate) fn editor(ctx: &Ctx, e: &Editor) -> Markup {
     let action = match e.id {
         Some(id) => format!("/vhosts/{id}"),
         None => "/vhosts".to_string(),
@@ -345,7 +351,7 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
 }
 
 /// The fields of one template, and its documentation as inline help.
-pub fn template_fields(
+pub(crate) fn template_fields(
     t: Template,
     values: &BTreeMap<String, String>,
     errors: &FieldErrors,
@@ -424,7 +430,7 @@ fn doc_html(t: Template) -> PreEscaped<&'static str> {
     PreEscaped(html)
 }
 
-pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
+pub(crate) fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
     html! {
         @match p {
             Preview::Block(block, caddy) => {
@@ -456,7 +462,7 @@ pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
     }
 }
 
-pub fn caddyfile(text: &str, hash: &str) -> Markup {
+pub(crate) fn caddyfile(text: &str, hash: &str) -> Markup {
     html! {
         section .card #caddyfile {
             h1 { "Generated Caddyfile" }

@@ -10,11 +10,11 @@ use crate::assets::find;
 use crate::error::AppError;
 
 #[derive(Deserialize)]
-pub struct VersionQuery {
+pub(crate) struct VersionQuery {
     v: Option<String>,
 }
 
-pub async fn serve(
+pub(crate) async fn serve(
     Path(path): Path<String>,
     Query(query): Query<VersionQuery>,
     headers: HeaderMap,

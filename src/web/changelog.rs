@@ -16,7 +16,7 @@ fn visible(current: &CurrentUser, e: &Entry) -> bool {
         || e.new.as_ref().is_some_and(|s| s.owner_id == me)
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -36,7 +36,7 @@ pub async fn list(
     ))
 }
 
-pub async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -58,7 +58,7 @@ pub async fn show(
 }
 
 /// Re-applies the state before an entry, as a new change (admin).
-pub async fn revert(
+pub(crate) async fn revert(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,

@@ -40,7 +40,7 @@ async fn show(
     Ok(render.page_with_status(status, "Names", views::grants::page(&render.ctx, &page)))
 }
 
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -67,7 +67,7 @@ fn not_found(e: AccountError) -> AppError {
     }
 }
 
-pub async fn add(
+pub(crate) async fn add(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -103,7 +103,7 @@ pub async fn add(
     .await
 }
 
-pub async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,

@@ -19,17 +19,17 @@ use axum::response::Response;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
-pub struct NextQuery {
+pub(crate) struct NextQuery {
     next: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-pub struct CodeForm {
+pub(crate) struct CodeForm {
     #[serde(default)]
-    pub code: String,
+    pub(crate) code: String,
 }
 
-pub async fn form(
+pub(crate) async fn form(
     State(state): State<AppState>,
     session: TypedSession,
     render: Render,
@@ -66,7 +66,7 @@ fn throttle_message(secs: u64) -> String {
     format!("Too many attempts. For your safety, wait {secs} seconds before trying again.")
 }
 
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,
@@ -163,7 +163,7 @@ fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
 }
 
 /// The `gatehouse_device` cookie a request carries, if any.
-pub struct DeviceCookie(Option<String>);
+pub(crate) struct DeviceCookie(Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     type Rejection = std::convert::Infallible;
@@ -182,7 +182,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     }
 }
 
-pub async fn second_factor_form(session: TypedSession, render: Render) -> Result<Response> {
+pub(crate) async fn second_factor_form(session: TypedSession, render: Render) -> Result<Response> {
     if session.pending_2fa().await?.is_none() {
         return Ok(render.redirect("/login"));
     }
@@ -192,7 +192,7 @@ pub async fn second_factor_form(session: TypedSession, render: Render) -> Result
     ))
 }
 
-pub async fn second_factor_submit(
+pub(crate) async fn second_factor_submit(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,
@@ -244,7 +244,7 @@ pub async fn second_factor_submit(
     ))
 }
 
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,

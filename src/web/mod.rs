@@ -3,11 +3,11 @@
 //! the authorization tests so a new route cannot slip through unchecked.
 
 mod account;
-pub(crate) mod agents;
-pub mod api;
-pub mod assets;
+mod agents;
+pub(crate) mod api;
+pub(crate) mod assets;
 mod audit;
-pub mod auth;
+pub(crate) mod auth;
 mod changelog;
 mod csrf;
 mod extract;
@@ -21,15 +21,16 @@ mod logs;
 mod metrics;
 mod middleware;
 mod render;
-pub mod session;
+pub(crate) mod session;
 mod settings;
-pub mod setup;
+pub(crate) mod setup;
 mod users;
 mod vhosts;
 
-pub use auth::{Access, CurrentUser};
-pub use extract::Form;
-pub use render::Render;
+pub use auth::Access;
+pub(crate) use auth::CurrentUser;
+pub(crate) use extract::Form;
+pub(crate) use render::Render;
 
 use crate::auth::ratelimit::Limiter;
 use crate::config::Config;
@@ -53,18 +54,18 @@ use tower_sessions_rusqlite_store::RusqliteStore;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
-    pub setup: Arc<setup::SetupGate>,
-    pub login_limiter: Arc<Limiter>,
-    pub totp_limiter: Arc<Limiter>,
-    pub sessions: RusqliteStore,
+    pub(crate) setup: Arc<setup::SetupGate>,
+    pub(crate) login_limiter: Arc<Limiter>,
+    pub(crate) totp_limiter: Arc<Limiter>,
+    pub(crate) sessions: RusqliteStore,
     pub fleet: Arc<crate::fleet::Fleet>,
     pub log_hub: Arc<crate::fleet::logs::LogHub>,
-    pub http_metrics: crate::metrics::HttpMetrics,
+    pub(crate) http_metrics: crate::metrics::HttpMetrics,
 }
 
 impl AppState {
     /// The site use cases, over this state's database, fleet and settings.
-    pub fn sites(&self) -> crate::sites::Sites {
+    pub(crate) fn sites(&self) -> crate::sites::Sites {
         crate::sites::Sites::new(self.db.clone(), self.fleet.clone(), self.config.clone())
     }
 }

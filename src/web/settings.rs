@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     #[serde(default)]
     saved: Option<String>,
 }
@@ -77,7 +77,7 @@ async fn stored_form(state: &AppState) -> Result<PolicyForm> {
     })
 }
 
-pub async fn page(
+pub(crate) async fn page(
     State(state): State<AppState>,
     render: Render,
     Query(q): Query<PageQuery>,
@@ -90,7 +90,7 @@ pub async fn page(
 
 /// Judges every enabled site of a `user` against the policy as it stands, and lists those
 /// that break it (after an upgrade, or after closing a network).
-pub async fn review(State(state): State<AppState>, render: Render) -> Result<Response> {
+pub(crate) async fn review(State(state): State<AppState>, render: Render) -> Result<Response> {
     let review = tenancy::review(&state.db, &state.fleet, &state.config).await?;
     let form = stored_form(&state).await?;
     let errors = FieldErrors::default();
@@ -106,7 +106,7 @@ pub async fn review(State(state): State<AppState>, render: Render) -> Result<Res
     .await
 }
 
-pub async fn save(
+pub(crate) async fn save(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,
