@@ -38,7 +38,7 @@ pub fn open_database(config: &Config) -> anyhow::Result<Db> {
 /// the configured key if there is one (never a new one), the schema as it is (never
 /// migrated), nothing sealed. A database an older version left (schema behind, or plaintext
 /// secrets not yet sealed) is refused: the hub upgrades it when it starts. Blocks.
-pub fn open_database_read_only(config: &Config) -> anyhow::Result<Db> {
+pub(crate) fn open_database_read_only(config: &Config) -> anyhow::Result<Db> {
     let path = config.db_path();
     if !path.is_file() {
         anyhow::bail!(
@@ -51,14 +51,14 @@ pub fn open_database_read_only(config: &Config) -> anyhow::Result<Db> {
 }
 
 /// The configured key, if there is one (without creating it).
-pub fn configured_key(config: &Config) -> anyhow::Result<Option<(SecretKey, KeySource)>> {
+pub(crate) fn configured_key(config: &Config) -> anyhow::Result<Option<(SecretKey, KeySource)>> {
     crate::secrets::configured_key(&config.secret_key, &config.key_file_path())
 }
 
 /// The configured key, or a new one written to the key file when there is none and the
 /// database holds nothing sealed. A database with sealed values and no key is refused: a
 /// new key could never open them.
-pub fn load_or_create_key(config: &Config) -> anyhow::Result<(SecretKey, KeySource)> {
+pub(crate) fn load_or_create_key(config: &Config) -> anyhow::Result<(SecretKey, KeySource)> {
     use anyhow::Context;
     if let Some(found) = configured_key(config)? {
         return Ok(found);

@@ -31,7 +31,7 @@ pub enum Claim {
 impl Claim {
     /// The rules for `user`. `allow_overlap` counts only for an admin: a user can never
     /// override the overlap rule.
-    pub fn of(user: &User, allow_overlap: bool, user_ports: &[u16]) -> Self {
+    pub(crate) fn of(user: &User, allow_overlap: bool, user_ports: &[u16]) -> Self {
         if user.is_admin() {
             Claim::Admin { allow_overlap }
         } else {
@@ -50,23 +50,23 @@ impl Claim {
 
 /// Another owner's site that a claim overlaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    pub id: i64,
-    pub domain: String,
-    pub owner_id: Option<i64>,
+pub(crate) struct Conflict {
+    pub(crate) id: i64,
+    pub(crate) domain: String,
+    pub(crate) owner_id: Option<i64>,
 }
 
 /// Why a claim was refused: the reason beside the domain field, and, for an admin who may
 /// override an overlap, the warning beside the "create it anyway" box.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: String,
-    pub warning: Option<String>,
+    pub(crate) reason: String,
+    pub(crate) warning: Option<String>,
 }
 
 /// Checks `new` (replacing `old`, the site `id`, when it is an update) against `claim`, and
 /// records an admin's override in the audit log. Run inside the change's transaction.
-pub fn check(
+pub(crate) fn check(
     conn: &Connection,
     claim: &Claim,
     author: &Author<'_>,
@@ -92,7 +92,7 @@ pub fn check(
 /// The same judgement ahead of the change, for the form and the live preview to show the
 /// reason beside the domain field early (before anything slower runs). Only [`check`],
 /// inside the change's transaction, is authoritative.
-pub fn precheck(
+pub(crate) fn precheck(
     conn: &Connection,
     claim: &Claim,
     id: Option<i64>,
@@ -174,7 +174,7 @@ fn judge(
 
 /// The sites of other owners (than `owner`) that a site at `site` would overlap, leaving out
 /// the site `except` itself.
-pub fn overlapping(
+pub(crate) fn overlapping(
     conn: &Connection,
     site: &SiteAddress,
     owner: Option<i64>,
@@ -206,7 +206,7 @@ pub fn overlapping(
 }
 
 /// `bob.example.com (owner bob@example.com)`, and how many more, for an admin.
-pub fn describe(conn: &Connection, conflicts: &[Conflict]) -> Result<String, DbError> {
+pub(crate) fn describe(conn: &Connection, conflicts: &[Conflict]) -> Result<String, DbError> {
     let Some(first) = conflicts.first() else {
         return Ok(String::new());
     };

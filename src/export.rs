@@ -12,38 +12,38 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 /// Version of the JSON layout; bumped when a field changes meaning.
-pub const JSON_VERSION: u32 = 1;
+pub(crate) const JSON_VERSION: u32 = 1;
 
 #[derive(Debug, Serialize)]
-pub struct Export {
-    pub gatehouse_export: u32,
-    pub exported_at: i64,
-    pub settings: Settings,
-    pub agents: Vec<AgentOut>,
-    pub vhosts: Vec<VhostOut>,
+pub(crate) struct Export {
+    pub(crate) gatehouse_export: u32,
+    pub(crate) exported_at: i64,
+    pub(crate) settings: Settings,
+    pub(crate) agents: Vec<AgentOut>,
+    pub(crate) vhosts: Vec<VhostOut>,
 }
 
 /// The config-file settings that shape the generated Caddyfiles.
 #[derive(Debug, Serialize)]
-pub struct Settings {
-    pub caddy: crate::config::CaddyConfig,
-    pub vhosts: crate::config::VhostsConfig,
+pub(crate) struct Settings {
+    pub(crate) caddy: crate::config::CaddyConfig,
+    pub(crate) vhosts: crate::config::VhostsConfig,
 }
 
 /// An agent without its token.
 #[derive(Debug, Serialize)]
-pub struct AgentOut {
-    pub id: i64,
-    pub name: String,
-    pub url: String,
-    pub from_config: bool,
-    pub tls_pin: Option<String>,
-    pub tls_ca: Option<String>,
-    pub caddy_version: Option<String>,
-    pub caddy_admin: Option<String>,
-    pub access_log: Option<String>,
-    pub applied_hash: Option<String>,
-    pub last_seen_at: Option<i64>,
+pub(crate) struct AgentOut {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) from_config: bool,
+    pub(crate) tls_pin: Option<String>,
+    pub(crate) tls_ca: Option<String>,
+    pub(crate) caddy_version: Option<String>,
+    pub(crate) caddy_admin: Option<String>,
+    pub(crate) access_log: Option<String>,
+    pub(crate) applied_hash: Option<String>,
+    pub(crate) last_seen_at: Option<i64>,
 }
 
 impl From<&Agent> for AgentOut {
@@ -66,25 +66,25 @@ impl From<&Agent> for AgentOut {
 }
 
 #[derive(Debug, Serialize)]
-pub struct VhostOut {
-    pub id: i64,
-    pub domain: String,
-    pub template: String,
+pub(crate) struct VhostOut {
+    pub(crate) id: i64,
+    pub(crate) domain: String,
+    pub(crate) template: String,
     /// The template's form values.
-    pub params: serde_json::Value,
+    pub(crate) params: serde_json::Value,
     /// The site block body.
-    pub config: String,
-    pub enabled: bool,
-    pub owner_email: Option<String>,
-    pub all_agents: bool,
+    pub(crate) config: String,
+    pub(crate) enabled: bool,
+    pub(crate) owner_email: Option<String>,
+    pub(crate) all_agents: bool,
     /// Names of the agents serving it when `all_agents` is false.
-    pub agents: Vec<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub(crate) agents: Vec<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
 }
 
 /// Everything, read in one transaction so the parts agree.
-pub fn json(conn: &mut Connection, config: &Config) -> Result<Export, DbError> {
+pub(crate) fn json(conn: &mut Connection, config: &Config) -> Result<Export, DbError> {
     let tx = conn.transaction()?;
     let fleet = agents::list(&tx)?;
     let owners = users::list(&tx)?;
@@ -139,7 +139,7 @@ pub fn agent_caddyfile(
 }
 
 /// The same, finding the agent by name.
-pub fn agent_caddyfile_by_name(
+pub(crate) fn agent_caddyfile_by_name(
     conn: &Connection,
     config: &Config,
     name: &str,
@@ -151,7 +151,7 @@ pub fn agent_caddyfile_by_name(
 }
 
 /// The whole Caddyfile with the configured defaults, as the Caddyfile page shows it.
-pub fn whole_caddyfile(conn: &Connection, config: &Config) -> Result<String, DbError> {
+pub(crate) fn whole_caddyfile(conn: &Connection, config: &Config) -> Result<String, DbError> {
     let all = vhosts::enabled(conn)?;
     Ok(site_config::whole(&config.caddy, &all).0)
 }

@@ -19,7 +19,7 @@ pub fn limit_arenas() {
 
 /// Returns freed heap memory to the system (glibc's `malloc_trim`). It blocks for a moment
 /// on a large heap: async code calls [`release_freed_later`] or [`release_freed_off_runtime`].
-pub fn release_freed() {
+pub(crate) fn release_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free pages of the allocator's own heap.
     unsafe {
@@ -29,13 +29,13 @@ pub fn release_freed() {
 
 /// After large work is done and freed: returns the memory on the blocking pool, without
 /// waiting for it (off the answer's path). Needs a tokio runtime.
-pub fn release_freed_later() {
+pub(crate) fn release_freed_later() {
     drop(tokio::task::spawn_blocking(release_freed));
 }
 
 /// Returns freed memory on the blocking pool and waits until it is done, for a loop that
 /// must not start its next round before.
-pub async fn release_freed_off_runtime() {
+pub(crate) async fn release_freed_off_runtime() {
     // A trim that panicked released nothing; there is nothing to recover.
     let _ = crate::blocking::run(release_freed).await;
 }

@@ -40,9 +40,9 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 3] = [Field::AgentToken, Field::TotpSecret, Field::TotpEnrolment];
+    pub(crate) const ALL: [Field; 3] = [Field::AgentToken, Field::TotpSecret, Field::TotpEnrolment];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Field::AgentToken => "agents.token",
             Field::TotpSecret => "users.totp_secret",
@@ -50,7 +50,7 @@ impl Field {
         }
     }
 
-    pub fn parse(name: &str) -> Option<Field> {
+    pub(crate) fn parse(name: &str) -> Option<Field> {
         Field::ALL.into_iter().find(|f| f.name() == name)
     }
 }
@@ -108,7 +108,7 @@ impl SecretKey {
 
 /// Why a stored value does not open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error("is not sealed (plaintext where a sealed value belongs)")]
     NotSealed,
     #[error("is sealed in an unknown format {0:?}")]
@@ -134,7 +134,7 @@ impl fmt::Debug for Sealer {
 }
 
 /// The key id of a value in sealed form, if it is one.
-pub fn sealed_key_id(stored: &str) -> Option<&str> {
+pub(crate) fn sealed_key_id(stored: &str) -> Option<&str> {
     let rest = stored.strip_prefix(VERSION)?.strip_prefix(':')?;
     let (id, _) = rest.split_once(':')?;
     Some(id)
@@ -148,7 +148,7 @@ impl Sealer {
         }
     }
 
-    pub fn key_id(&self) -> &str {
+    pub(crate) fn key_id(&self) -> &str {
         &self.key_id
     }
 
@@ -176,7 +176,7 @@ impl Sealer {
     }
 
     /// The plaintext of a value sealed for `field` of row `row`.
-    pub fn open(&self, field: Field, row: i64, stored: &str) -> Result<String, OpenError> {
+    pub(crate) fn open(&self, field: Field, row: i64, stored: &str) -> Result<String, OpenError> {
         let Some((version, rest)) = stored.split_once(':') else {
             return Err(OpenError::NotSealed);
         };
@@ -222,7 +222,7 @@ impl Sealer {
 
 /// Where the key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// The `secret_key` setting (usually `GATEHOUSE_SECRET_KEY`).
     Setting,
     File(PathBuf),
@@ -288,7 +288,7 @@ pub(crate) fn sync_dir(path: &Path) {
 
 /// The configured key, if there is one (without creating it): the `secret_key` setting when
 /// it is set, else the key file at `key_file` when it exists.
-pub fn configured_key(
+pub(crate) fn configured_key(
     setting: &Secret,
     key_file: &Path,
 ) -> anyhow::Result<Option<(SecretKey, KeySource)>> {
@@ -305,7 +305,7 @@ pub fn configured_key(
 }
 
 /// A file beside the key file (an old or interrupted-rotation key) that holds key `id`.
-pub fn find_key_file_beside(source: &KeySource, id: &str) -> Option<PathBuf> {
+pub(crate) fn find_key_file_beside(source: &KeySource, id: &str) -> Option<PathBuf> {
     let KeySource::File(path) = source else {
         return None;
     };

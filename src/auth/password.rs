@@ -13,7 +13,7 @@ pub fn hash(password: &str) -> String {
 }
 
 /// Whether `password` matches the stored PHC `hash`. A malformed hash never matches.
-pub fn verify(password: &str, hash: &str) -> bool {
+pub(crate) fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
             Argon2::default()
@@ -25,7 +25,7 @@ pub fn verify(password: &str, hash: &str) -> bool {
 
 /// Spends the same time as a real verification, so a login for an unknown account takes as
 /// long as one for a known account and the timing does not reveal which emails exist.
-pub fn verify_dummy(password: &str) {
+pub(crate) fn verify_dummy(password: &str) {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let hash = DUMMY.get_or_init(|| hash("gatehouse-timing-equaliser"));
     let _ = verify(password, hash);

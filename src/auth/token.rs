@@ -15,7 +15,7 @@ pub fn random_hex(bytes: usize) -> String {
 /// Compares two secrets without telling their contents or the expected one's length by
 /// timing: both sides are reduced to their SHA-256 digests (a fixed 32 bytes, whatever was
 /// sent) and the digests are compared with no early exit. Equal digests mean equal inputs.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     digests_equal(&digest(a), &digest(b))
 }
 

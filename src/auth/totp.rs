@@ -24,7 +24,7 @@ fn totp(secret_base32: &str, account: &str) -> Option<Totp> {
 }
 
 /// The time step a valid `code` belongs to, within ±1 step of `unix_time`.
-pub fn matching_step(secret_base32: &str, code: &str, unix_time: u64) -> Option<u64> {
+pub(crate) fn matching_step(secret_base32: &str, code: &str, unix_time: u64) -> Option<u64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
         return None;
@@ -42,22 +42,22 @@ pub fn code_at(secret_base32: &str, unix_time: u64) -> Option<String> {
 }
 
 /// A PNG QR code of the `otpauth://` URL, base64-encoded for an inline `data:` image.
-pub fn qr_png_base64(secret_base32: &str, account: &str) -> Option<String> {
+pub(crate) fn qr_png_base64(secret_base32: &str, account: &str) -> Option<String> {
     totp(secret_base32, account)?.to_qr_base64().ok()
 }
 
 /// The `otpauth://` URL, for apps that take a link instead of a picture.
-pub fn otpauth_url(secret_base32: &str, account: &str) -> Option<String> {
+pub(crate) fn otpauth_url(secret_base32: &str, account: &str) -> Option<String> {
     totp(secret_base32, account)?.to_url().ok()
 }
 
 /// How many backup codes a user gets at a time.
-pub const BACKUP_CODE_COUNT: usize = 10;
+pub(crate) const BACKUP_CODE_COUNT: usize = 10;
 /// Unambiguous characters: no 0/O, 1/I/L.
 const BACKUP_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 
 /// Ten new codes in the form XXXX-XXXX (about 39 bits each).
-pub fn new_backup_codes() -> Vec<String> {
+pub(crate) fn new_backup_codes() -> Vec<String> {
     (0..BACKUP_CODE_COUNT)
         .map(|_| {
             let bytes = rand::random::<[u8; 8]>();
@@ -72,7 +72,7 @@ pub fn new_backup_codes() -> Vec<String> {
 
 /// Canonical form of a typed backup code (upper case, dash restored), or None if it cannot
 /// be one.
-pub fn normalize_backup_code(input: &str) -> Option<String> {
+pub(crate) fn normalize_backup_code(input: &str) -> Option<String> {
     let chars: String = input
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')

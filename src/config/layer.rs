@@ -30,8 +30,8 @@ pub enum ConfigError {
 /// The environment variables one kind of configuration reads: those with `prefix`, except
 /// the ones in `ignore` (exact names, or prefixes when they end in `_`).
 pub(crate) struct EnvScope {
-    pub prefix: &'static str,
-    pub ignore: &'static [&'static str],
+    pub(crate) prefix: &'static str,
+    pub(crate) ignore: &'static [&'static str],
 }
 
 impl EnvScope {
@@ -47,7 +47,7 @@ impl EnvScope {
     }
 
     /// The variable that sets a dotted key: `log.format` → `<prefix>LOG_FORMAT`.
-    pub fn var_for(&self, key: &str) -> String {
+    pub(crate) fn var_for(&self, key: &str) -> String {
         format!(
             "{}{}",
             self.prefix,

@@ -5,7 +5,7 @@
 pub(crate) mod layer;
 
 pub use crate::domain::Secret;
-pub use layer::ConfigError;
+pub(crate) use layer::ConfigError;
 use layer::{EnvScope, layered, origin};
 
 use crate::domain::Role;
@@ -15,9 +15,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Environment variables with this prefix configure the hub.
-pub const ENV_PREFIX: &str = "GATEHOUSE_";
+pub(crate) const ENV_PREFIX: &str = "GATEHOUSE_";
 /// The name of the key file in the data directory unless `secret_key_file` says otherwise.
-pub const DEFAULT_KEY_FILE: &str = "secret.key";
+pub(crate) const DEFAULT_KEY_FILE: &str = "secret.key";
 /// Read by clap for `--config`; not a config key itself.
 const ENV_CONFIG_PATH: &str = "GATEHOUSE_CONFIG";
 /// Reserved for the agent's own configuration, so the hub ignores it.
@@ -106,7 +106,7 @@ impl Default for FleetConfig {
 
 impl AgentDecl {
     /// The token, read from `token_file` when `token` is empty.
-    pub fn resolve_token(&self) -> Result<Secret, String> {
+    pub(crate) fn resolve_token(&self) -> Result<Secret, String> {
         if !self.token.is_empty() {
             return Ok(self.token.clone());
         }
@@ -128,7 +128,7 @@ impl AgentDecl {
 
     /// How the hub trusts this agent, from `tls_ca_file` and `tls_pin`, checked as the
     /// agents form checks them.
-    pub fn resolve_tls(&self) -> Result<TlsSettings, String> {
+    pub(crate) fn resolve_tls(&self) -> Result<TlsSettings, String> {
         let (ca_file, pin) = (self.tls_ca_file.trim(), self.tls_pin.trim());
         if ca_file.is_empty() && pin.is_empty() {
             return Ok(Default::default());
@@ -188,9 +188,9 @@ pub struct CaddyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct VhostsConfig {
     /// Static-file and PHP roots of `user` sites must be this directory or below it.
-    pub user_root_base: String,
+    pub(crate) user_root_base: String,
     /// Directives a `user` may write in a raw site body. Admins may write anything.
-    pub user_directives: Vec<String>,
+    pub(crate) user_directives: Vec<String>,
     /// Networks (addresses or CIDRs) users' sites may make Caddy connect to. Empty: none.
     /// The Settings page overrides it once an admin saves there.
     pub user_networks: Vec<String>,
@@ -206,7 +206,7 @@ pub struct VhostsConfig {
 }
 
 /// Caddy's own default admin address; no `admin` line is needed for it.
-pub const CADDY_DEFAULT_ADMIN: &str = "localhost:2019";
+pub(crate) const CADDY_DEFAULT_ADMIN: &str = "localhost:2019";
 
 impl Default for CaddyConfig {
     fn default() -> Self {
@@ -243,14 +243,14 @@ impl Default for VhostsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` for people, `json` for log collectors.
-    pub format: LogFormat,
+    pub(crate) format: LogFormat,
     /// A tracing filter such as `info` or `gatehouse=debug,tower_http=info`.
-    pub level: String,
+    pub(crate) level: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -259,16 +259,16 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// A session unused for this long ends.
-    pub idle_timeout_minutes: u64,
+    pub(crate) idle_timeout_minutes: u64,
     /// A session ends this long after login, however active.
-    pub absolute_timeout_hours: u64,
+    pub(crate) absolute_timeout_hours: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// Roles that must enrol in TOTP two-factor authentication.
-    pub require_2fa_roles: Vec<Role>,
+    pub(crate) require_2fa_roles: Vec<Role>,
     /// Login and TOTP attempts allowed per minute, per IP and per account.
     pub login_attempts_per_minute: u32,
     /// Largest request body accepted, in KiB.
@@ -344,7 +344,7 @@ impl Config {
     }
 
     /// Loads the configuration from the optional file and the given environment.
-    pub fn load_from(
+    pub(crate) fn load_from(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
@@ -500,7 +500,7 @@ impl Config {
     }
 
     /// The key file's path: `secret_key_file`, or `secret.key` in the data directory.
-    pub fn key_file_path(&self) -> PathBuf {
+    pub(crate) fn key_file_path(&self) -> PathBuf {
         if self.secret_key_file.is_empty() {
             self.data_dir.join(DEFAULT_KEY_FILE)
         } else {
@@ -514,7 +514,7 @@ impl Config {
     }
 
     /// The portal's base URL without a trailing slash, for links printed to the log.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         if self.public_url.is_empty() {
             format!("http://{}", self.listen)
         } else {
@@ -523,7 +523,7 @@ impl Config {
     }
 
     /// Cookies carry `Secure` when people reach the portal over HTTPS.
-    pub fn cookies_secure(&self) -> bool {
+    pub(crate) fn cookies_secure(&self) -> bool {
         self.public_url.starts_with("https://")
     }
 }
@@ -533,12 +533,6 @@ pub(crate) const HUB_ENV: EnvScope = EnvScope {
     prefix: ENV_PREFIX,
     ignore: &[ENV_CONFIG_PATH, ENV_AGENT_PREFIX],
 };
-
-/// The environment variable that sets a dotted key of the hub: `log.format` →
-/// `GATEHOUSE_LOG_FORMAT`.
-pub fn env_var_for(key: &str) -> String {
-    HUB_ENV.var_for(key)
-}
 
 #[cfg(test)]
 mod tests {

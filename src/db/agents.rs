@@ -10,24 +10,24 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 pub struct Agent {
     pub id: i64,
     pub name: String,
-    pub url: String,
-    pub token: Secret,
-    pub from_config: bool,
+    pub(crate) url: String,
+    pub(crate) token: Secret,
+    pub(crate) from_config: bool,
     pub online: bool,
-    pub caddy_reachable: bool,
-    pub caddy_version: Option<String>,
+    pub(crate) caddy_reachable: bool,
+    pub(crate) caddy_version: Option<String>,
     pub caddy_admin: Option<String>,
-    pub access_log: Option<String>,
-    pub applied_hash: Option<String>,
-    pub last_seen_at: Option<i64>,
-    pub last_error: Option<String>,
+    pub(crate) access_log: Option<String>,
+    pub(crate) applied_hash: Option<String>,
+    pub(crate) last_seen_at: Option<i64>,
+    pub(crate) last_error: Option<String>,
     /// CA certificates (PEM) that alone may sign the agent's certificate over https.
     pub tls_ca: Option<String>,
     /// SHA-256 of the agent's certificate (lowercase hex); when set, the only one accepted.
     pub tls_pin: Option<String>,
     /// When the agent first reported that its Caddy runs a config loaded outside Gatehouse,
     /// in the episode still open; `None` once a push has put the database's config back.
-    pub changed_outside_at: Option<i64>,
+    pub(crate) changed_outside_at: Option<i64>,
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
@@ -125,7 +125,7 @@ const INSERT: &str = "WITH next(id) AS (SELECT coalesce(max(id), 0) + 1 FROM age
 /// empty one keeps the old).
 /// A new URL is a new machine: what the old one reported (above all its Caddy's admin address,
 /// which every push must carry) is forgotten until the new one has been asked.
-pub fn update(
+pub(crate) fn update(
     conn: &Connection,
     id: i64,
     name: &str,
@@ -158,26 +158,26 @@ pub fn update(
     Ok(n == 1)
 }
 
-pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM agents WHERE id = ?1", [id])? == 1)
 }
 
 /// What `/health` said, or that the agent could not be reached.
 #[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub online: bool,
-    pub caddy_reachable: bool,
-    pub caddy_version: Option<String>,
-    pub caddy_admin: Option<String>,
-    pub access_log: Option<String>,
-    pub applied_hash: Option<String>,
-    pub running: RunningState,
-    pub error: Option<String>,
+pub(crate) struct Report {
+    pub(crate) online: bool,
+    pub(crate) caddy_reachable: bool,
+    pub(crate) caddy_version: Option<String>,
+    pub(crate) caddy_admin: Option<String>,
+    pub(crate) access_log: Option<String>,
+    pub(crate) applied_hash: Option<String>,
+    pub(crate) running: RunningState,
+    pub(crate) error: Option<String>,
 }
 
 /// Whether the agent's Caddy runs what the agent loaded, as the agent compared it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum RunningState {
+pub(crate) enum RunningState {
     /// The agent cannot tell (nothing loaded since it or Caddy started, Caddy unreadable).
     #[default]
     Unknown,
@@ -191,7 +191,7 @@ pub enum RunningState {
 /// Stores what `/health` said. Returns true when this report opens an episode of a config
 /// changed outside Gatehouse (the first such report since the last push or "matches"), so
 /// the caller audits each episode once, however many reports repeat it.
-pub fn record_report(conn: &Connection, id: i64, r: &Report) -> Result<bool, DbError> {
+pub(crate) fn record_report(conn: &Connection, id: i64, r: &Report) -> Result<bool, DbError> {
     if !r.online {
         conn.execute(
             "UPDATE agents SET online = 0, caddy_reachable = 0, last_error = ?2 WHERE id = ?1",
@@ -227,7 +227,7 @@ pub fn record_report(conn: &Connection, id: i64, r: &Report) -> Result<bool, DbE
 }
 
 /// After a push: what the agent now runs, or why it does not.
-pub fn record_push(
+pub(crate) fn record_push(
     conn: &Connection,
     id: i64,
     applied_hash: Option<&str>,
@@ -247,7 +247,7 @@ pub fn record_push(
 
 /// Makes the config-declared agents match `declared` (name, url, token, trust): adds,
 /// updates, and removes those no longer declared. Agents added on the page are left alone.
-pub fn sync_declared(
+pub(crate) fn sync_declared(
     conn: &Connection,
     declared: &[(String, String, Secret, TlsSettings)],
 ) -> Result<(), DbError> {

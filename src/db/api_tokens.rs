@@ -21,14 +21,14 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
@@ -38,32 +38,32 @@ impl Scope {
 }
 
 /// What every token starts with, so it is recognisable in a config file or a secret scanner.
-pub const PREFIX: &str = "gh_";
+pub(crate) const PREFIX: &str = "gh_";
 const LOOKUP_BYTES: usize = 8;
 const SECRET_BYTES: usize = 24;
 
 /// A stored token, without anything secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
-    pub id: i64,
-    pub user_id: i64,
-    pub name: String,
-    pub scope: Scope,
-    pub expires_at: Option<i64>,
+    pub(crate) id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) name: String,
+    pub(crate) scope: Scope,
+    pub(crate) expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub last_used_ip: Option<String>,
-    pub created_at: i64,
+    pub(crate) created_at: i64,
 }
 
 impl ApiToken {
-    pub fn is_expired(&self, at: i64) -> bool {
+    pub(crate) fn is_expired(&self, at: i64) -> bool {
         self.expires_at.is_some_and(|e| e <= at)
     }
 }
 
 /// A token just made: the only moment its plain text exists.
 pub struct Created {
-    pub token: ApiToken,
+    pub(crate) token: ApiToken,
     pub plain: String,
 }
 
@@ -133,7 +133,7 @@ pub fn create(
     Ok(Created { token, plain })
 }
 
-pub fn find(conn: &Connection, id: i64) -> Result<Option<ApiToken>, DbError> {
+pub(crate) fn find(conn: &Connection, id: i64) -> Result<Option<ApiToken>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], from_row).optional()?)
 }
@@ -158,7 +158,11 @@ pub fn list_all(conn: &Connection) -> Result<Vec<ApiToken>, DbError> {
 
 /// Revokes (deletes) a token; `owner` scopes it to one user's tokens. Returns the token
 /// that was revoked, None when there was no such token (of that user).
-pub fn revoke(conn: &Connection, id: i64, owner: Option<i64>) -> Result<Option<ApiToken>, DbError> {
+pub(crate) fn revoke(
+    conn: &Connection,
+    id: i64,
+    owner: Option<i64>,
+) -> Result<Option<ApiToken>, DbError> {
     let Some(token) = find(conn, id)?.filter(|t| owner.is_none_or(|o| o == t.user_id)) else {
         return Ok(None);
     };
@@ -170,7 +174,7 @@ pub fn revoke(conn: &Connection, id: i64, owner: Option<i64>) -> Result<Option<A
 /// e.g. "password changed"): a token made from a stolen session must not outlive the
 /// recovery. When there were any, one `api_token_revoked` entry says how many and why.
 /// Returns how many were revoked.
-pub fn revoke_all_for_user(
+pub(crate) fn revoke_all_for_user(
     conn: &Connection,
     user: &User,
     why: &str,
@@ -193,7 +197,7 @@ pub fn revoke_all_for_user(
 /// Why a presented token does not authenticate anyone. All of them are a 401; the reason is
 /// for the log, never told to the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     Malformed,
     Unknown,
     /// A real token, past its expiry.
@@ -204,7 +208,7 @@ pub enum Refusal {
 
 /// Finds who a presented token belongs to: one indexed lookup, then a constant-time
 /// comparison of hashes. The user is read afresh, so a ban or a deletion counts at once.
-pub fn verify(
+pub(crate) fn verify(
     conn: &Connection,
     plain: &str,
 ) -> Result<Result<(ApiToken, User), Refusal>, DbError> {
@@ -234,7 +238,7 @@ pub fn verify(
 }
 
 /// Records that a token was just used, and from where.
-pub fn touch(conn: &Connection, id: i64, ip: &str) -> Result<(), DbError> {
+pub(crate) fn touch(conn: &Connection, id: i64, ip: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE api_tokens SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1",
         params![id, now(), ip],

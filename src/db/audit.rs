@@ -43,7 +43,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: &[Action] = &[
+    pub(crate) const ALL: &[Action] = &[
         Action::Login,
         Action::LoginFailed,
         Action::LoginThrottled,
@@ -109,13 +109,13 @@ impl fmt::Display for Action {
 /// Where a request came from, as recorded with each event.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 impl Origin {
     /// An event caused from the command line on the server itself.
-    pub fn cli() -> Self {
+    pub(crate) fn cli() -> Self {
         Self {
             ip: None,
             user_agent: Some("gatehouse-cli".into()),
@@ -124,16 +124,16 @@ impl Origin {
 }
 
 /// One event to record.
-pub struct Event<'a> {
-    pub action: Action,
-    pub user_id: Option<i64>,
-    pub email: Option<&'a str>,
-    pub detail: &'a str,
+pub(crate) struct Event<'a> {
+    pub(crate) action: Action,
+    pub(crate) user_id: Option<i64>,
+    pub(crate) email: Option<&'a str>,
+    pub(crate) detail: &'a str,
 }
 
 impl<'a> Event<'a> {
     /// An event about `user`, by id and email.
-    pub fn about(user: &'a User, action: Action, detail: &'a str) -> Self {
+    pub(crate) fn about(user: &'a User, action: Action, detail: &'a str) -> Self {
         Self {
             action,
             user_id: Some(user.id),
@@ -144,7 +144,7 @@ impl<'a> Event<'a> {
 }
 
 /// Writes one event inside the caller's transaction (or on its own connection).
-pub fn record(conn: &Connection, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
+pub(crate) fn record(conn: &Connection, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO audit_log (user_id, email, action, detail, ip, user_agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -161,7 +161,7 @@ pub fn record(conn: &Connection, event: &Event<'_>, origin: &Origin) -> Result<(
 }
 
 /// Writes one event on its own, for an event with no other change to go with it.
-pub async fn write(db: &Db, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
+pub(crate) async fn write(db: &Db, event: &Event<'_>, origin: &Origin) -> Result<(), DbError> {
     let (action, user_id) = (event.action, event.user_id);
     let (email, detail) = (event.email.map(str::to_string), event.detail.to_string());
     let origin = origin.clone();
@@ -186,8 +186,8 @@ pub struct Entry {
     pub action: String,
     pub detail: String,
     pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub created_at: i64,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) created_at: i64,
 }
 
 /// Newest first, optionally only one action and/or events matching an email substring.

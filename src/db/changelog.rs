@@ -6,7 +6,7 @@ use super::vhosts::Snapshot;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     Update,
     Delete,
@@ -15,15 +15,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
-        Action::Create,
-        Action::Update,
-        Action::Delete,
-        Action::Toggle,
-        Action::Revert,
-    ];
-
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
@@ -40,12 +32,12 @@ pub struct Entry {
     pub id: i64,
     pub user_id: Option<i64>,
     pub user_email: String,
-    pub vhost_id: Option<i64>,
+    pub(crate) vhost_id: Option<i64>,
     pub action: String,
     pub domain: String,
     pub old: Option<Snapshot>,
     pub new: Option<Snapshot>,
-    pub created_at: i64,
+    pub(crate) created_at: i64,
 }
 
 /// Who made a change.
@@ -54,7 +46,7 @@ pub struct Author<'a> {
     pub email: &'a str,
 }
 
-pub fn record(
+pub(crate) fn record(
     conn: &Connection,
     author: &Author<'_>,
     action: Action,
@@ -140,7 +132,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, DbError> {
     Ok(rows)
 }
 
-pub fn find(conn: &Connection, id: i64) -> Result<Option<Entry>, DbError> {
+pub(crate) fn find(conn: &Connection, id: i64) -> Result<Option<Entry>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM changelog WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], from_row).optional()?)
 }

@@ -6,16 +6,16 @@ use rusqlite::{Connection, params};
 
 /// One stored grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredGrant {
-    pub id: i64,
-    pub user_id: i64,
+pub(crate) struct StoredGrant {
+    pub(crate) id: i64,
+    pub(crate) user_id: i64,
     /// Canonical pattern: `app.example.com` or `*.team.example.com`.
-    pub pattern: String,
-    pub created_at: i64,
+    pub(crate) pattern: String,
+    pub(crate) created_at: i64,
 }
 
 /// A user's grants, by pattern.
-pub fn list(conn: &Connection, user_id: i64) -> Result<Vec<StoredGrant>, DbError> {
+pub(crate) fn list(conn: &Connection, user_id: i64) -> Result<Vec<StoredGrant>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, user_id, pattern, created_at FROM name_grants
          WHERE user_id = ?1 ORDER BY pattern",
@@ -48,7 +48,7 @@ pub fn insert(
 }
 
 /// Takes grant `id` away from `user_id`; the pattern it held, or None when there was none.
-pub fn delete(conn: &Connection, user_id: i64, id: i64) -> Result<Option<String>, DbError> {
+pub(crate) fn delete(conn: &Connection, user_id: i64, id: i64) -> Result<Option<String>, DbError> {
     let pattern: Option<String> = conn
         .query_row(
             "DELETE FROM name_grants WHERE id = ?1 AND user_id = ?2 RETURNING pattern",

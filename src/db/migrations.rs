@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 pub struct Migration {
     pub version: i64,
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     pub sql: &'static str,
 }
 

@@ -71,7 +71,7 @@ impl Db {
 
     /// Opens the database with the key that seals and opens stored secrets (see
     /// [`sealed`]); every connection gets `gh_seal`/`gh_open`. Does not migrate.
-    pub fn open_with(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, DbError> {
+    pub(crate) fn open_with(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, DbError> {
         // Private from the start (see `files`): the directory 0700 if it is new, the file
         // 0600 before SQLite makes it.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -110,7 +110,7 @@ impl Db {
     }
 
     /// The key that seals stored secrets; `NoKey` for a handle opened without one.
-    pub fn sealer(&self) -> Result<&Arc<Sealer>, DbError> {
+    pub(crate) fn sealer(&self) -> Result<&Arc<Sealer>, DbError> {
         self.sealer.as_ref().ok_or(DbError::NoKey)
     }
 
@@ -122,14 +122,14 @@ impl Db {
     }
 
     /// Applies every embedded migration the database has not seen yet; returns how many ran.
-    pub fn migrate(&self) -> Result<usize, DbError> {
+    pub(crate) fn migrate(&self) -> Result<usize, DbError> {
         let mut conn = self.pool.get()?;
         migrations::apply(&mut conn)
     }
 
     /// Runs `f` with a pooled connection on this thread (start-up and CLI code only: it
     /// blocks).
-    pub fn with_conn<T>(
+    pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {

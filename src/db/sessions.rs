@@ -7,14 +7,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSession {
     pub id: String,
-    pub user_id: i64,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub(crate) user_id: i64,
+    pub(crate) created_at: i64,
+    pub(crate) last_seen_at: i64,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
-pub fn create(
+pub(crate) fn create(
     conn: &Connection,
     id: &str,
     user_id: i64,
@@ -31,7 +31,7 @@ pub fn create(
 }
 
 /// The session and its user, or None when the session was revoked or never existed.
-pub fn lookup(conn: &Connection, id: &str) -> Result<Option<(AuthSession, User)>, DbError> {
+pub(crate) fn lookup(conn: &Connection, id: &str) -> Result<Option<(AuthSession, User)>, DbError> {
     let session = conn
         .query_row(
             "SELECT id, user_id, created_at, last_seen_at, ip, user_agent FROM auth_sessions WHERE id = ?1",
@@ -56,7 +56,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthSession> {
     })
 }
 
-pub fn touch(conn: &Connection, id: &str) -> Result<(), DbError> {
+pub(crate) fn touch(conn: &Connection, id: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE auth_sessions SET last_seen_at = ?2 WHERE id = ?1",
         params![id, now()],
@@ -76,7 +76,7 @@ pub fn list_for_user(conn: &Connection, user_id: i64) -> Result<Vec<AuthSession>
 }
 
 /// Deletes one session of `user_id`; returns whether it existed.
-pub fn delete(conn: &Connection, user_id: i64, id: &str) -> Result<bool, DbError> {
+pub(crate) fn delete(conn: &Connection, user_id: i64, id: &str) -> Result<bool, DbError> {
     Ok(conn.execute(
         "DELETE FROM auth_sessions WHERE id = ?1 AND user_id = ?2",
         params![id, user_id],
@@ -84,7 +84,7 @@ pub fn delete(conn: &Connection, user_id: i64, id: &str) -> Result<bool, DbError
 }
 
 /// Signs a user out everywhere, except `keep` (their current browser) when given.
-pub fn delete_all_for_user(
+pub(crate) fn delete_all_for_user(
     conn: &Connection,
     user_id: i64,
     keep: Option<&str>,

@@ -8,13 +8,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
-    pub name: String,
+    pub(crate) name: String,
     pub email: String,
-    pub role: Role,
-    pub banned_at: Option<i64>,
-    pub ban_reason: Option<String>,
+    pub(crate) role: Role,
+    pub(crate) banned_at: Option<i64>,
+    pub(crate) ban_reason: Option<String>,
     pub totp_enabled: bool,
-    pub created_at: i64,
+    pub(crate) created_at: i64,
 }
 
 impl User {
@@ -95,7 +95,7 @@ pub fn count_admins(conn: &Connection) -> Result<i64, DbError> {
 }
 
 /// The active (unbanned) admins other than `id`: whether removing `id` leaves one.
-pub fn count_other_active_admins(conn: &Connection, id: i64) -> Result<i64, DbError> {
+pub(crate) fn count_other_active_admins(conn: &Connection, id: i64) -> Result<i64, DbError> {
     Ok(conn.query_row(
         "SELECT count(*) FROM users WHERE role = 'admin' AND banned_at IS NULL AND id != ?1",
         [id],
@@ -114,7 +114,7 @@ pub fn find_by_email(conn: &Connection, email: &str) -> Result<Option<User>, DbE
 }
 
 /// The stored argon2 hash, for verifying a login.
-pub fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>, DbError> {
+pub(crate) fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>, DbError> {
     Ok(conn
         .query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
             r.get(0)
@@ -130,7 +130,7 @@ pub fn list(conn: &Connection) -> Result<Vec<User>, DbError> {
 }
 
 /// Returns whether a row changed (false: no such user).
-pub fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<bool, DbError> {
+pub(crate) fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<bool, DbError> {
     let n = conn.execute(
         "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, hash, now()],
@@ -163,7 +163,7 @@ pub fn reset_totp(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(n == 1)
 }
 
-pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<bool, DbError> {
+pub(crate) fn set_role(conn: &Connection, id: i64, role: Role) -> Result<bool, DbError> {
     let n = conn.execute(
         "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, role.as_str(), now()],
@@ -174,7 +174,7 @@ pub fn set_role(conn: &Connection, id: i64, role: Role) -> Result<bool, DbError>
 /// Deletes the account. Its id may be handed out again (SQLite reuses the highest rowid), so
 /// the changelog forgets it as an owner: a later account with the same id must not inherit
 /// the history of sites it never owned.
-pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     conn.execute_batch(&format!(
         "UPDATE changelog SET owner_id = NULL WHERE owner_id = {id};
          UPDATE changelog SET prev_owner_id = NULL WHERE prev_owner_id = {id};
@@ -188,7 +188,7 @@ pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
 
 /// The TOTP secret, enrolled or not. It is stored sealed (see [`crate::secrets`]) and
 /// opened here; a value that does not open is an error, never "no secret".
-pub fn totp_secret(conn: &Connection, id: i64) -> Result<Option<String>, DbError> {
+pub(crate) fn totp_secret(conn: &Connection, id: i64) -> Result<Option<String>, DbError> {
     Ok(conn
         .query_row(
             "SELECT gh_open('users.totp_secret', id, totp_secret) FROM users WHERE id = ?1",
@@ -201,7 +201,12 @@ pub fn totp_secret(conn: &Connection, id: i64) -> Result<Option<String>, DbError
 
 /// Turns on TOTP with a confirmed secret; `step` is the step of the confirming code, which
 /// is thereby spent.
-pub fn enable_totp(conn: &Connection, id: i64, secret: &str, step: i64) -> Result<bool, DbError> {
+pub(crate) fn enable_totp(
+    conn: &Connection,
+    id: i64,
+    secret: &str,
+    step: i64,
+) -> Result<bool, DbError> {
     let n = conn.execute(
         "UPDATE users SET totp_secret = gh_seal('users.totp_secret', id, ?2), totp_enabled = 1,
                 totp_last_step = ?3, updated_at = ?4
@@ -212,7 +217,7 @@ pub fn enable_totp(conn: &Connection, id: i64, secret: &str, step: i64) -> Resul
 }
 
 /// Spends a TOTP step. False when that step (or a later one) was already used: a replay.
-pub fn spend_totp_step(conn: &Connection, id: i64, step: i64) -> Result<bool, DbError> {
+pub(crate) fn spend_totp_step(conn: &Connection, id: i64, step: i64) -> Result<bool, DbError> {
     let n = conn.execute(
         "UPDATE users SET totp_last_step = ?2
          WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",

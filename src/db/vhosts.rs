@@ -43,12 +43,7 @@ fn every_agent() -> bool {
 }
 
 impl Vhost {
-    /// Whether the agent `agent_id` serves this vhost (enabled or not).
-    pub fn served_by(&self, agent_id: i64) -> bool {
-        self.all_agents || self.agent_ids.contains(&agent_id)
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             domain: self.domain.clone(),
             template: self.template.clone(),
@@ -148,7 +143,7 @@ pub fn insert(conn: &Connection, s: &Snapshot) -> Result<i64, WriteError> {
 }
 
 /// Overwrites a vhost with `s`; false when it no longer exists.
-pub fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, WriteError> {
+pub(crate) fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, WriteError> {
     let n = conn
         .execute(
             "UPDATE vhosts SET domain = ?2, template = ?3, params = ?4, config = ?5, enabled = ?6,
@@ -173,7 +168,7 @@ pub fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, WriteErr
     Ok(n == 1)
 }
 
-pub fn set_enabled(conn: &Connection, id: i64, enabled: bool) -> Result<bool, DbError> {
+pub(crate) fn set_enabled(conn: &Connection, id: i64, enabled: bool) -> Result<bool, DbError> {
     let n = conn.execute(
         "UPDATE vhosts SET enabled = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, enabled, now()],
@@ -181,7 +176,7 @@ pub fn set_enabled(conn: &Connection, id: i64, enabled: bool) -> Result<bool, Db
     Ok(n == 1)
 }
 
-pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM vhosts WHERE id = ?1", [id])? == 1)
 }
 
@@ -225,7 +220,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Vhost>, DbError> {
 }
 
 /// Every enabled vhost, sorted by domain: the input of the Caddyfile renderer.
-pub fn enabled(conn: &Connection) -> Result<Vec<Vhost>, DbError> {
+pub(crate) fn enabled(conn: &Connection) -> Result<Vec<Vhost>, DbError> {
     list(
         conn,
         &Filter {
@@ -235,7 +230,7 @@ pub fn enabled(conn: &Connection) -> Result<Vec<Vhost>, DbError> {
     )
 }
 
-pub fn counts(conn: &Connection) -> Result<(i64, i64), DbError> {
+pub(crate) fn counts(conn: &Connection) -> Result<(i64, i64), DbError> {
     Ok(conn.query_row(
         "SELECT coalesce(sum(enabled), 0), coalesce(sum(1 - enabled), 0) FROM vhosts",
         [],

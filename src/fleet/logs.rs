@@ -14,11 +14,11 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// One access-log line, as the agent parses and sends it.
-pub use crate::domain::access_log::Entry as LogEntry;
+pub(crate) use crate::domain::access_log::Entry as LogEntry;
 
 /// What a watcher receives.
 #[derive(Debug, Clone)]
-pub enum LogEvent {
+pub(crate) enum LogEvent {
     Line {
         agent: Arc<str>,
         entry: Arc<LogEntry>,
@@ -40,22 +40,22 @@ pub struct LogHub {
     upstreams: Mutex<HashMap<i64, Upstream>>,
     /// An upstream nobody watches is closed after this long.
     grace: Duration,
-    pub stats: LogStats,
+    pub(crate) stats: LogStats,
 }
 
 /// What `/metrics` reports about live logs.
 #[derive(Clone, Default)]
-pub struct LogStats {
+pub(crate) struct LogStats {
     /// Lines received from agents.
-    pub received: prometheus_client::metrics::counter::Counter,
+    pub(crate) received: prometheus_client::metrics::counter::Counter,
     /// Lines sent to viewers (after visibility filtering), counted once per viewer.
-    pub streamed: prometheus_client::metrics::counter::Counter,
+    pub(crate) streamed: prometheus_client::metrics::counter::Counter,
     /// Lines a viewer missed because it read too slowly, or an agent could not deliver.
-    pub dropped: prometheus_client::metrics::counter::Counter,
+    pub(crate) dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl LogStats {
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "gatehouse_log_lines_received",
             "Access-log lines received from agents",
@@ -75,7 +75,7 @@ impl LogStats {
 }
 
 impl LogHub {
-    pub fn new(grace: Duration) -> Self {
+    pub(crate) fn new(grace: Duration) -> Self {
         Self {
             upstreams: Mutex::new(HashMap::new()),
             grace,
@@ -84,7 +84,7 @@ impl LogHub {
     }
 
     /// A receiver of agent `agent`'s live lines, opening the upstream if needed.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         self: &Arc<Self>,
         db: &Db,
         fleet: &Arc<Fleet>,
@@ -247,8 +247,8 @@ fn idle(
 /// One Server-Sent Event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
-    pub id: Option<String>,
-    pub kind: String,
+    pub(crate) id: Option<String>,
+    pub(crate) kind: String,
     pub data: String,
 }
 

@@ -78,7 +78,7 @@ pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Fleet {
-    pub fn new(push_timeout: Duration) -> Self {
+    pub(crate) fn new(push_timeout: Duration) -> Self {
         let http = tls::base_client()
             .build()
             .expect("a reqwest client with rustls builds");

@@ -30,7 +30,7 @@ pub enum Sync {
 }
 
 impl Sync {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         matches!(self, Sync::InSync | Sync::Pushed | Sync::Restored)
     }
 }
@@ -96,7 +96,7 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
 /// Stores what an agent's `/health` said and, when it opens an episode of a config changed
 /// outside Gatehouse, writes the one audit entry for it, in the same transaction: two
 /// checks at once (the reconciler and "Sync now") cannot both open it.
-pub async fn record_health(db: &Db, agent: &Agent, report: &Report) -> Result<(), DbError> {
+pub(crate) async fn record_health(db: &Db, agent: &Agent, report: &Report) -> Result<(), DbError> {
     let (id, name, report) = (agent.id, agent.name.clone(), report.clone());
     let opened = db
         .run(move |c| {
@@ -129,7 +129,7 @@ pub async fn record_health(db: &Db, agent: &Agent, report: &Report) -> Result<()
 }
 
 /// Runs for the life of the hub: every interval, every agent that is due.
-pub fn spawn(db: Db, fleet: Arc<Fleet>, config: Arc<Config>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(db: Db, fleet: Arc<Fleet>, config: Arc<Config>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let interval = Duration::from_secs(config.fleet.reconcile_interval_secs);
         let mut tick = tokio::time::interval(interval);

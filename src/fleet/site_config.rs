@@ -30,7 +30,7 @@ pub fn global_options(c: &CaddyConfig) -> GlobalOptions {
     }
 }
 
-pub fn access_log(c: &CaddyConfig) -> AccessLog {
+pub(crate) fn access_log(c: &CaddyConfig) -> AccessLog {
     AccessLog {
         path: c.access_log.clone(),
         roll_size_mb: c.access_log_roll_size_mb,
@@ -39,7 +39,7 @@ pub fn access_log(c: &CaddyConfig) -> AccessLog {
 }
 
 /// Exactly the block one site contributes to the Caddyfile, access log switch included.
-pub fn site_block(address: &str, body: &CaddyfileBody) -> String {
+pub(crate) fn site_block(address: &str, body: &CaddyfileBody) -> String {
     render_site(&SiteBlock { address, body }, true)
 }
 
@@ -50,7 +50,7 @@ pub fn judged_block(address: &str, body: &CaddyfileBody) -> String {
 }
 
 /// A stored body, parsed again (it was validated and normalised when it was saved).
-pub fn stored_body(config: &str) -> Option<CaddyfileBody> {
+pub(crate) fn stored_body(config: &str) -> Option<CaddyfileBody> {
     CaddyfileBody::parse_stored(config, &BodyPolicy::admin()).ok()
 }
 
@@ -58,15 +58,15 @@ pub fn stored_body(config: &str) -> Option<CaddyfileBody> {
 /// and by which agents (None: by every agent).
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
-    pub domain: &'a str,
-    pub config: &'a str,
-    pub enabled: bool,
-    pub agents: Option<&'a [i64]>,
+    pub(crate) domain: &'a str,
+    pub(crate) config: &'a str,
+    pub(crate) enabled: bool,
+    pub(crate) agents: Option<&'a [i64]>,
 }
 
 impl<'a> Site<'a> {
     /// A site served by every agent, as a preview asks a Caddy about it.
-    pub fn everywhere(domain: &'a str, config: &'a str) -> Self {
+    pub(crate) fn everywhere(domain: &'a str, config: &'a str) -> Self {
         Self {
             domain,
             config,
@@ -99,9 +99,9 @@ impl<'a> From<&'a Site<'a>> for Site<'a> {
 
 /// Where one agent's Caddy listens for its admin API and writes its access log, as the
 /// agent reported them; the configured defaults until it has.
-pub struct Target<'a> {
-    pub admin: &'a str,
-    pub access_log: &'a str,
+pub(crate) struct Target<'a> {
+    pub(crate) admin: &'a str,
+    pub(crate) access_log: &'a str,
 }
 
 /// The Caddyfile agent `agent` must run: the enabled sites it serves, with its own admin

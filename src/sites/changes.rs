@@ -46,7 +46,11 @@ impl From<rusqlite::Error> for ChangeError {
 /// request's own ownership check ran before it: an admin may have reassigned the site in
 /// between, and a user's change must then not take it back or delete someone else's site.
 /// Someone else's site is not found, as everywhere else.
-pub fn ensure_owned(conn: &Connection, id: i64, only: Option<i64>) -> Result<(), ChangeError> {
+pub(crate) fn ensure_owned(
+    conn: &Connection,
+    id: i64,
+    only: Option<i64>,
+) -> Result<(), ChangeError> {
     let site = reload(conn, id)?;
     match only {
         Some(user) if site.owner_id != Some(user) => Err(ChangeError::NotFound),
@@ -70,7 +74,7 @@ pub fn create(
     reload(conn, id)
 }
 
-pub fn update(
+pub(crate) fn update(
     conn: &Connection,
     author: &Author<'_>,
     id: i64,
@@ -87,7 +91,11 @@ pub fn update(
 }
 
 /// Flips enabled/disabled; returns the vhost as it now is.
-pub fn toggle(conn: &Connection, author: &Author<'_>, id: i64) -> Result<Vhost, ChangeError> {
+pub(crate) fn toggle(
+    conn: &Connection,
+    author: &Author<'_>,
+    id: i64,
+) -> Result<Vhost, ChangeError> {
     let old = reload(conn, id)?.snapshot();
     vhosts::set_enabled(conn, id, !old.enabled)?;
     let new = Snapshot {
@@ -98,7 +106,11 @@ pub fn toggle(conn: &Connection, author: &Author<'_>, id: i64) -> Result<Vhost, 
     reload(conn, id)
 }
 
-pub fn delete(conn: &Connection, author: &Author<'_>, id: i64) -> Result<Snapshot, ChangeError> {
+pub(crate) fn delete(
+    conn: &Connection,
+    author: &Author<'_>,
+    id: i64,
+) -> Result<Snapshot, ChangeError> {
     let old = reload(conn, id)?.snapshot();
     vhosts::delete(conn, id)?;
     changelog::record(conn, author, Action::Delete, id, Some(&old), None)?;
@@ -107,7 +119,7 @@ pub fn delete(conn: &Connection, author: &Author<'_>, id: i64) -> Result<Snapsho
 
 /// Puts a vhost back the way it was before changelog entry `entry_id`, as a new change.
 /// Returns the vhost as it now is (None when reverting a create removed it).
-pub fn revert(
+pub(crate) fn revert(
     conn: &Connection,
     author: &Author<'_>,
     entry_id: i64,

@@ -37,9 +37,9 @@ const CHANGED: &str =
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Target {
     /// Owner of created vhosts (updates keep theirs).
-    pub owner_id: Option<i64>,
+    pub(crate) owner_id: Option<i64>,
     /// Served by this agent only; None: by every agent.
-    pub agent_id: Option<i64>,
+    pub(crate) agent_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,7 +54,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
@@ -67,37 +67,37 @@ impl Action {
 /// What happens to one address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
-    pub line: usize,
+    pub(crate) line: usize,
     /// As written in the file.
-    pub address: String,
+    pub(crate) address: String,
     /// Canonical domain, when the address is acceptable.
-    pub domain: Option<String>,
+    pub(crate) domain: Option<String>,
     pub action: Action,
     /// Why it is skipped or left unchanged, or what to know about the update.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The other addresses of the same block, which become vhosts of their own.
-    pub same_block_as: Vec<String>,
+    pub(crate) same_block_as: Vec<String>,
     /// The stored vhost an update or no-change refers to.
-    pub vhost_id: Option<i64>,
+    pub(crate) vhost_id: Option<i64>,
     #[serde(skip)]
-    pub snapshot: Option<Snapshot>,
+    pub(crate) snapshot: Option<Snapshot>,
 }
 
 /// Everything an import would do; `fingerprint` changes whenever what it would write does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub items: Vec<Item>,
-    pub notes: Vec<Note>,
-    pub fingerprint: String,
+    pub(crate) notes: Vec<Note>,
+    pub(crate) fingerprint: String,
 }
 
 impl Plan {
-    pub fn count(&self, action: Action) -> usize {
+    pub(crate) fn count(&self, action: Action) -> usize {
         self.items.iter().filter(|i| i.action == action).count()
     }
 
     /// Whether applying would write anything.
-    pub fn writes(&self) -> bool {
+    pub(crate) fn writes(&self) -> bool {
         self.count(Action::Create) + self.count(Action::Update) > 0
     }
 }
@@ -105,8 +105,8 @@ impl Plan {
 /// What an applied import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Applied {
-    pub created: usize,
-    pub updated: usize,
+    pub(crate) created: usize,
+    pub(crate) updated: usize,
 }
 
 fn raw_snapshot(body: &str, base: Snapshot) -> Snapshot {
@@ -279,7 +279,11 @@ pub fn apply(conn: &Connection, author: &Author<'_>, plan: &Plan) -> Result<Appl
 
 impl Sites {
     /// What importing `parsed` would do, written nowhere.
-    pub async fn import_plan(&self, parsed: &Parsed, target: Target) -> Result<Plan, SiteError> {
+    pub(crate) async fn import_plan(
+        &self,
+        parsed: &Parsed,
+        target: Target,
+    ) -> Result<Plan, SiteError> {
         let parsed = parsed.clone();
         Ok(self.db.run(move |c| plan(c, &parsed, &target)).await?)
     }
@@ -288,7 +292,7 @@ impl Sites {
     /// the deploy pipeline: all or nothing. The plan is made again inside the change's
     /// transaction; if it differs from the one previewed (someone changed a site meanwhile),
     /// nothing is written.
-    pub async fn import(
+    pub(crate) async fn import(
         &self,
         user: &User,
         parsed: &Parsed,
