@@ -4,10 +4,10 @@
 
 use std::sync::OnceLock;
 
-pub(crate) struct Asset {
-    pub(crate) path: &'static str,
-    pub(crate) bytes: &'static [u8],
-    pub(crate) content_type: &'static str,
+pub struct Asset {
+    pub path: &'static str,
+    pub bytes: &'static [u8],
+    pub content_type: &'static str,
 }
 
 macro_rules! asset {
@@ -20,10 +20,10 @@ macro_rules! asset {
     };
 }
 
-pub(crate) const HTMX: &str = "vendor/htmx-2.0.11.min.js";
-pub(crate) const HTMX_SSE: &str = "vendor/htmx-ext-sse-2.2.4.min.js";
+pub const HTMX: &str = "vendor/htmx-2.0.11.min.js";
+pub const HTMX_SSE: &str = "vendor/htmx-ext-sse-2.2.4.min.js";
 
-pub(crate) static ASSETS: &[Asset] = &[
+pub static ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!(
@@ -65,7 +65,7 @@ pub(crate) fn find(path: &str) -> Option<(&'static Asset, &'static str)> {
 ///
 /// # Panics
 /// On a path that is not embedded: a programming error caught by any test rendering the page.
-pub(crate) fn url(path: &str) -> String {
+pub fn url(path: &str) -> String {
     let (_, version) = find(path).unwrap_or_else(|| panic!("unknown static asset {path}"));
     format!("/static/{path}?v={version}")
 }

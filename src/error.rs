@@ -8,10 +8,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-pub(crate) type Result<T, E = AppError> = std::result::Result<T, E>;
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AppError {
+pub enum AppError {
     /// 400: the request itself is malformed (not a form the user can fix).
     #[error("{0}")]
     BadRequest(String),
@@ -42,7 +42,7 @@ pub(crate) enum AppError {
 }
 
 impl AppError {
-    pub(crate) fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -55,7 +55,7 @@ impl AppError {
         }
     }
 
-    pub(crate) fn internal(err: impl Into<anyhow::Error>) -> Self {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(err.into())
     }
 }
@@ -114,9 +114,9 @@ impl From<crate::accounts::AccountError> for AppError {
 
 /// What the error middleware needs to render the error for a person.
 #[derive(Debug, Clone)]
-pub(crate) struct ErrorPage {
-    pub(crate) status: StatusCode,
-    pub(crate) message: String,
+pub struct ErrorPage {
+    pub status: StatusCode,
+    pub message: String,
 }
 
 impl IntoResponse for AppError {

@@ -27,14 +27,14 @@ use tower::ServiceExt;
 
 /// What a slow or greedy client may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// From the first byte of a request (or from connecting, or from the end of the previous
     /// answer on a kept-alive connection) to the end of its head; the TLS handshake gets the
     /// same time. A connection that misses it is closed.
-    pub(crate) header_read_timeout: Duration,
+    pub header_read_timeout: Duration,
     /// Connections served at once. The next one is accepted when one closes; until then it
     /// waits in the kernel's listen queue.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
 }
 
 /// A connection's byte stream, plain or TLS.
@@ -43,7 +43,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets every
 /// connection finish its current request, and returns once all are closed.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,

@@ -2,6 +2,11 @@
 //!
 //! The binary in `main.rs` only parses the command line and dispatches to `cli`; everything
 //! else lives here so tests can drive the real thing.
+//!
+//! Visibility: a module the binary, the tests and the benchmarks never reach is `pub(crate)`
+//! here, and the items inside it are plain `pub` (the module bounds them). Inside an exported
+//! module, whatever only the crate uses is `pub(crate)`. Nothing is public by accident, so
+//! the dead-code lint sees every item.
 
 /// The account use cases, for the portal and the command line alike: sign-in, bans, roles,
 /// passwords and second factors, and keeping one admin.

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// The content type of the text exposition format `prometheus-client` writes.
-pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Latency buckets from half a millisecond to about 16 s.
 fn latency_histogram() -> Histogram {
@@ -30,44 +30,44 @@ fn latency_histogram() -> Histogram {
 }
 
 /// A family of latency histograms keyed by `L`.
-pub(crate) type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
+pub type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// A new, empty [`Latencies`].
-pub(crate) fn latencies<L: Clone + std::hash::Hash + Eq>() -> Latencies<L> {
+pub fn latencies<L: Clone + std::hash::Hash + Eq>() -> Latencies<L> {
     Family::new_with_constructor(latency_histogram)
 }
 
 /// A single latency histogram with the standard buckets.
-pub(crate) fn histogram() -> Histogram {
+pub fn histogram() -> Histogram {
     latency_histogram()
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RequestLabels {
-    pub(crate) method: String,
+pub struct RequestLabels {
+    pub method: String,
     /// The route pattern, e.g. `/vhosts/{id}/toggle`.
-    pub(crate) route: String,
-    pub(crate) status: u16,
+    pub route: String,
+    pub status: u16,
 }
 
 /// The outcome of an operation (a deploy, a reload, a push).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OutcomeLabels {
-    pub(crate) outcome: &'static str,
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 impl OutcomeLabels {
-    pub(crate) fn of(outcome: &'static str) -> Self {
+    pub fn of(outcome: &'static str) -> Self {
         Self { outcome }
     }
 }
 
 /// A counter per outcome.
-pub(crate) type Outcomes = Family<OutcomeLabels, Counter>;
+pub type Outcomes = Family<OutcomeLabels, Counter>;
 
 /// Request latencies of one HTTP server.
 #[derive(Clone)]
-pub(crate) struct HttpMetrics {
+pub struct HttpMetrics {
     requests: Latencies<RequestLabels>,
 }
 
@@ -84,13 +84,13 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             requests: latencies(),
         }
     }
 
-    pub(crate) fn register(&self, registry: &mut Registry) {
+    pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request (until the response headers), by route",
@@ -101,11 +101,7 @@ impl HttpMetrics {
 
 /// Middleware (added with `route_layer`, so the route pattern is known): records how long
 /// each request took to answer.
-pub(crate) async fn track(
-    State(metrics): State<HttpMetrics>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let route = request
@@ -126,7 +122,7 @@ pub(crate) async fn track(
 
 /// Whether a scrape may read the metrics: with `token` set, the request must carry it as a
 /// Bearer token; without, it must come straight from this machine.
-pub(crate) fn allowed(token: &str, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+pub fn allowed(token: &str, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
     if !token.is_empty() {
         return headers
             .get(header::AUTHORIZATION)
@@ -141,7 +137,7 @@ pub(crate) fn allowed(token: &str, peer: Option<SocketAddr>, headers: &HeaderMap
 }
 
 /// The answer to a refused scrape: 403 (a 404 would hide a misconfiguration).
-pub(crate) fn refused() -> Response {
+pub fn refused() -> Response {
     (
         StatusCode::FORBIDDEN,
         "metrics need the configured token, or a request from this machine\n",
@@ -150,12 +146,12 @@ pub(crate) fn refused() -> Response {
 }
 
 /// The peer address axum recorded for the connection, if it did.
-pub(crate) fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+pub fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 
 /// The registry in the text exposition format.
-pub(crate) fn exposition(registry: &Registry) -> Response {
+pub fn exposition(registry: &Registry) -> Response {
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
         tracing::error!(error = %e, "encoding metrics");

@@ -4,7 +4,7 @@
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-pub(crate) fn init(config: &LogConfig) {
+pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));

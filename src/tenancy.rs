@@ -19,21 +19,21 @@ use crate::fleet::client::{self, Adaptation};
 
 /// One of the admin's lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ListKey {
+pub enum ListKey {
     Networks,
     UpstreamHosts,
     UnixSockets,
 }
 
 impl ListKey {
-    pub(crate) const ALL: [ListKey; 3] = [
+    pub const ALL: [ListKey; 3] = [
         ListKey::Networks,
         ListKey::UpstreamHosts,
         ListKey::UnixSockets,
     ];
 
     /// The key in the config file.
-    pub(crate) fn config_key(self) -> &'static str {
+    pub fn config_key(self) -> &'static str {
         match self {
             ListKey::Networks => "vhosts.user_networks",
             ListKey::UpstreamHosts => "vhosts.user_upstream_hosts",
@@ -51,7 +51,7 @@ impl ListKey {
     }
 
     /// The form field on the Settings page.
-    pub(crate) fn field(self) -> &'static str {
+    pub fn field(self) -> &'static str {
         match self {
             ListKey::Networks => "networks",
             ListKey::UpstreamHosts => "upstream_hosts",
@@ -62,20 +62,20 @@ impl ListKey {
 
 /// The admin's lists as text, one entry per item.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Lists {
-    pub(crate) networks: Vec<String>,
-    pub(crate) upstream_hosts: Vec<String>,
-    pub(crate) unix_sockets: Vec<String>,
+pub struct Lists {
+    pub networks: Vec<String>,
+    pub upstream_hosts: Vec<String>,
+    pub unix_sockets: Vec<String>,
     /// Whether these come from the Settings page (else from the config file).
-    pub(crate) from_settings: bool,
+    pub from_settings: bool,
 }
 
 /// The lists, parsed.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Parsed {
-    pub(crate) networks: Vec<IpNet>,
-    pub(crate) upstream_hosts: Vec<NamePattern>,
-    pub(crate) unix_sockets: Vec<String>,
+pub struct Parsed {
+    pub networks: Vec<IpNet>,
+    pub upstream_hosts: Vec<NamePattern>,
+    pub unix_sockets: Vec<String>,
 }
 
 /// The kernel limits a socket path to 108 bytes including the terminating NUL.
@@ -99,7 +99,7 @@ fn parse_socket(text: &str) -> Result<String, String> {
 }
 
 impl Lists {
-    pub(crate) fn from_config(v: &VhostsConfig) -> Lists {
+    pub fn from_config(v: &VhostsConfig) -> Lists {
         Lists {
             networks: v.user_networks.clone(),
             upstream_hosts: v.user_upstream_hosts.clone(),
@@ -108,7 +108,7 @@ impl Lists {
         }
     }
 
-    pub(crate) fn get(&self, key: ListKey) -> &[String] {
+    pub fn get(&self, key: ListKey) -> &[String] {
         match key {
             ListKey::Networks => &self.networks,
             ListKey::UpstreamHosts => &self.upstream_hosts,
@@ -117,7 +117,7 @@ impl Lists {
     }
 
     /// Every entry parsed; the first list with a bad entry and why.
-    pub(crate) fn parse(&self) -> Result<Parsed, (ListKey, String)> {
+    pub fn parse(&self) -> Result<Parsed, (ListKey, String)> {
         Ok(Parsed {
             networks: parse_all(ListKey::Networks, &self.networks, parse_network)?,
             upstream_hosts: parse_all(
@@ -130,7 +130,7 @@ impl Lists {
     }
 
     /// The first bad entry of each list, so a form can say all of them at once.
-    pub(crate) fn problems(&self) -> Vec<(ListKey, String)> {
+    pub fn problems(&self) -> Vec<(ListKey, String)> {
         [
             parse_all(ListKey::Networks, &self.networks, parse_network).err(),
             parse_all(
@@ -160,7 +160,7 @@ fn parse_all<T>(
 }
 
 /// The lists in force: the Settings page's once saved, the config file's before.
-pub(crate) fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
+pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
     let mut lists = Lists::from_config(config);
     let mut stmt = conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?;
     for key in ListKey::ALL {
@@ -181,7 +181,7 @@ pub(crate) fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, D
 }
 
 /// Stores the lists from the Settings page (already parsed, so known to be valid).
-pub(crate) fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
+pub fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO settings (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -235,7 +235,7 @@ fn reserve(out: &mut Vec<Reserved>, host: &str, port: u16, what: &str) {
 /// The addresses of Gatehouse's own parts and of every Caddy admin endpoint: never dialled
 /// by a user's site, whatever networks are open. An agent named by a host name is looked up,
 /// briefly, so that its addresses are closed too.
-pub(crate) async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
+pub async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved> {
     let mut out = Vec::new();
     let hub = config.listen;
     reserve(
@@ -329,10 +329,7 @@ pub(crate) async fn reserved(config: &Config, agents: &[Agent]) -> Vec<Reserved>
 }
 
 /// The whole policy for users' sites, as it stands now.
-pub(crate) async fn policy(
-    db: &Db,
-    config: &Config,
-) -> Result<(TenantPolicy, Vec<Agent>), DbError> {
+pub async fn policy(db: &Db, config: &Config) -> Result<(TenantPolicy, Vec<Agent>), DbError> {
     let vhosts = config.vhosts.clone();
     let (lists, agents) = db
         .run(move |c| Ok((lists(c, &vhosts)?, crate::db::agents::list(c)?)))
@@ -359,7 +356,7 @@ pub(crate) async fn policy(
 
 /// What a Caddy made of a `user`'s site.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     Allowed,
     Refused(Vec<Refusal>),
     /// Caddy's adapter itself refuses the site, in its own words.
@@ -377,7 +374,7 @@ const ADAPT_TRIES: usize = 3;
 /// Has an online agent's Caddy adapt `block` (one site, as [`crate::fleet::site_config::judged_block`]
 /// writes it), or when none answers the hub's own `caddy` (`vhosts.caddy_binary`), and judges
 /// the result for `site_host`.
-pub(crate) async fn judge(
+pub async fn judge(
     db: &Db,
     fleet: &Fleet,
     config: &Config,
@@ -436,16 +433,16 @@ pub(crate) async fn judge(
 
 /// An enabled site owned by a `user` that breaks the policy as it stands now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Breach {
-    pub(crate) id: i64,
-    pub(crate) domain: String,
-    pub(crate) owner: String,
-    pub(crate) why: String,
+pub struct Breach {
+    pub id: i64,
+    pub domain: String,
+    pub owner: String,
+    pub why: String,
 }
 
 /// What a review of users' sites found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Review {
+pub enum Review {
     /// Every enabled site of a `user` that breaks the policy (none: all keep to it).
     Breaches(Vec<Breach>),
     /// No Caddy could judge, and why.
@@ -455,7 +452,7 @@ pub(crate) enum Review {
 /// Judges every enabled site a `user` owns, as if it were saved now. The policy applies when
 /// a site is saved, so closing a network, or upgrading from a version without this policy,
 /// changes nothing already running by itself: this is how an admin finds what to fix.
-pub(crate) async fn review(db: &Db, fleet: &Fleet, config: &Config) -> Result<Review, DbError> {
+pub async fn review(db: &Db, fleet: &Fleet, config: &Config) -> Result<Review, DbError> {
     let (sites, owners) = db
         .run(|c| Ok((crate::db::vhosts::enabled(c)?, crate::db::users::list(c)?)))
         .await?;

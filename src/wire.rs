@@ -7,50 +7,50 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Health {
+pub struct Health {
     /// Always `ok`: the agent answered. Caddy's state is in `caddy`.
     #[serde(default)]
-    pub(crate) status: String,
+    pub status: String,
     #[serde(default)]
-    pub(crate) agent_version: String,
-    pub(crate) caddy: CaddyHealth,
+    pub agent_version: String,
+    pub caddy: CaddyHealth,
     /// [`config_hash`](crate::domain::caddyfile::config_hash) of the last Caddyfile Caddy accepted from this agent process; `None`
     /// until the first successful reload (the agent does not know what Caddy ran before), and
     /// again once Caddy's process has restarted since (it then runs its startup config).
-    pub(crate) applied_hash: Option<String>,
+    pub applied_hash: Option<String>,
     /// Whether Caddy still runs what this agent loaded (compared through `GET /config/`).
     /// Absent from agents older than this field, read as `unknown`.
     #[serde(default)]
-    pub(crate) running: Running,
+    pub running: Running,
     #[serde(default)]
-    pub(crate) access_log: String,
+    pub access_log: String,
     /// The API is served over HTTPS (`tls_cert` and `tls_key` are set).
     #[serde(default)]
-    pub(crate) tls: bool,
+    pub tls: bool,
     #[serde(default)]
-    pub(crate) log: LogHealth,
+    pub log: LogHealth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CaddyHealth {
+pub struct CaddyHealth {
     /// `GET /config/` answered 200 within two seconds.
     #[serde(default)]
-    pub(crate) reachable: bool,
+    pub reachable: bool,
     /// `caddy version` as read once at start, `None` if that failed.
-    pub(crate) version: Option<String>,
+    pub version: Option<String>,
     /// Caddy's admin `host:port`; the hub's Caddyfile must carry it in `admin`.
     #[serde(default)]
-    pub(crate) admin: String,
+    pub admin: String,
     /// Where the same Caddy process's admin API answers instead, when a config loaded outside
     /// the agent moved it (`running` is then `admin_moved`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) moved_to: Option<String>,
+    pub moved_to: Option<String>,
 }
 
 /// Whether Caddy runs the config this agent loaded last, in `/health`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Running {
+pub enum Running {
     /// Caddy's `/config/` is the one it had right after the agent's last load (key order and
     /// whitespace aside).
     Matches,
@@ -70,7 +70,7 @@ pub(crate) enum Running {
 /// `POST /caddy/reload`, tagged by `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub(crate) enum ReloadOutcome {
+pub enum ReloadOutcome {
     /// 200: Caddy runs this Caddyfile now; `warnings` are Caddy's (e.g. not `caddy fmt`-clean).
     Applied {
         hash: String,
@@ -85,7 +85,7 @@ pub(crate) enum ReloadOutcome {
 /// `POST /caddy/validate`, tagged by `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub(crate) enum ValidateOutcome {
+pub enum ValidateOutcome {
     /// 200: Caddy's adapter accepts it.
     Valid { warnings: Vec<Warning> },
     /// 422: Caddy's adapter refuses it, in its own words.
@@ -97,7 +97,7 @@ pub(crate) enum ValidateOutcome {
 /// `POST /caddy/adapt`, tagged by `status`: what Caddy would run for a Caddyfile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub(crate) enum AdaptOutcome {
+pub enum AdaptOutcome {
     /// 200: Caddy's JSON for it, nothing loaded.
     Adapted {
         result: serde_json::Value,
@@ -111,48 +111,48 @@ pub(crate) enum AdaptOutcome {
 
 /// Any refusal that is not Caddy's: bad token (401), body not UTF-8 (400), too large (413).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ErrorBody {
-    pub(crate) error: String,
+pub struct ErrorBody {
+    pub error: String,
 }
 
 /// One of Caddy's warnings about an accepted Caddyfile, e.g. that it is not `caddy fmt`-clean.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Warning {
+pub struct Warning {
     #[serde(default)]
-    pub(crate) file: String,
+    pub file: String,
     #[serde(default)]
-    pub(crate) line: u64,
+    pub line: u64,
     #[serde(default)]
-    pub(crate) message: String,
+    pub message: String,
 }
 
 /// `GET /logs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct LogsPage {
+pub struct LogsPage {
     /// Oldest first.
     #[serde(default)]
-    pub(crate) entries: Vec<Entry>,
+    pub entries: Vec<Entry>,
     /// The newest id the agent accounts for (see
     /// [`LogStore::last_id`](crate::agent::logs::LogStore::last_id)); pass it as `since` to
     /// `/logs/stream` to follow on from here.
     #[serde(default)]
-    pub(crate) last_id: u64,
+    pub last_id: u64,
     /// Lines of the access log the agent could not read, since it started.
     #[serde(default)]
-    pub(crate) malformed: u64,
+    pub malformed: u64,
 }
 
 /// `/health`'s view of the log: `"log": {"malformed": M, "last_id": N, "file": "<path>"}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct LogHealth {
-    pub(crate) malformed: u64,
-    pub(crate) last_id: u64,
-    pub(crate) file: String,
+pub struct LogHealth {
+    pub malformed: u64,
+    pub last_id: u64,
+    pub file: String,
 }
 
 /// `event: gap` of `GET /logs/stream`: `missing` entries could not be delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Gap {
-    #[serde(default)]
-    pub(crate) missing: u64,
+#[serde(default)]
+pub struct Gap {
+    pub missing: u64,
 }

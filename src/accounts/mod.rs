@@ -12,7 +12,7 @@
 //! themselves) or the command line on the server. Each front end words a [`Refusal`] its own
 //! way; the rule behind it is this one.
 
-pub(crate) mod signin;
+pub mod signin;
 
 use crate::auth::password;
 use crate::db::audit::{self, Action, Event, Origin};
@@ -23,7 +23,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// Who asks for a change to an account.
 #[derive(Debug, Clone)]
-pub(crate) enum Actor {
+pub enum Actor {
     /// An admin signed in to the portal, from this client.
     Admin { id: i64, origin: Origin },
     /// `gatehouse user …` on the server itself.
@@ -61,7 +61,7 @@ impl Actor {
 
 /// Why a change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// The acting admin is no longer an active admin.
     NoLongerAdmin,
     /// An admin may not do this to their own account; names the act ("ban", "delete", …).
@@ -72,7 +72,7 @@ pub(crate) enum Refusal {
 
 /// Why an account operation did not happen.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AccountError {
+pub enum AccountError {
     #[error("no such account")]
     NotFound,
     #[error("an account with this email already exists")]
@@ -197,7 +197,7 @@ where
 }
 
 /// The account with this email, for the command line, which names accounts that way.
-pub(crate) async fn find_by_email(db: &Db, email: &Email) -> Result<User, AccountError> {
+pub async fn find_by_email(db: &Db, email: &Email) -> Result<User, AccountError> {
     let email = email.as_str().to_string();
     db.run(move |c| users::find_by_email(c, &email))
         .await?
@@ -205,15 +205,15 @@ pub(crate) async fn find_by_email(db: &Db, email: &Email) -> Result<User, Accoun
 }
 
 /// What a new account is made of.
-pub(crate) struct NewAccount {
-    pub(crate) name: DisplayName,
-    pub(crate) email: Email,
-    pub(crate) role: Role,
-    pub(crate) password: Password,
+pub struct NewAccount {
+    pub name: DisplayName,
+    pub email: Email,
+    pub role: Role,
+    pub password: Password,
 }
 
 /// Creates an account; returns its id.
-pub(crate) async fn create(db: &Db, by: &Actor, new: NewAccount) -> Result<i64, AccountError> {
+pub async fn create(db: &Db, by: &Actor, new: NewAccount) -> Result<i64, AccountError> {
     let NewAccount {
         name,
         email,
@@ -259,7 +259,7 @@ pub(crate) async fn create(db: &Db, by: &Actor, new: NewAccount) -> Result<i64, 
 
 /// Creates the first admin through `/setup`: false when an account exists already (two
 /// racing setups create one admin, as the check and the insert share one transaction).
-pub(crate) async fn create_first_admin(
+pub async fn create_first_admin(
     db: &Db,
     name: DisplayName,
     email: Email,
@@ -296,12 +296,7 @@ pub(crate) async fn create_first_admin(
 }
 
 /// Bans an account: it cannot sign in, and its sessions and API tokens end now.
-pub(crate) async fn ban(
-    db: &Db,
-    by: &Actor,
-    target: i64,
-    reason: String,
-) -> Result<User, AccountError> {
+pub async fn ban(db: &Db, by: &Actor, target: i64, reason: String) -> Result<User, AccountError> {
     apply(db, by, target, Action::Ban, move |c, user, by| {
         not_yourself(by, user, "ban")?;
         keeps_an_admin(c, user)?;
@@ -320,7 +315,7 @@ pub(crate) async fn ban(
 }
 
 /// Lifts a ban. Nothing the ban ended comes back.
-pub(crate) async fn unban(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
+pub async fn unban(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
     apply(db, by, target, Action::Unban, |c, user, by| {
         users::set_banned(c, user.id, None)?;
         Ok(match by {
@@ -355,7 +350,7 @@ fn after_reset(
 /// Removes the second factor and its backup codes; the account signs in again with its
 /// password and enrols afresh. No session or token made by whoever had the second factor
 /// outlives the reset.
-pub(crate) async fn reset_2fa(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
+pub async fn reset_2fa(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
     apply(db, by, target, Action::TotpReset, |c, user, by| {
         users::reset_totp(c, user.id)?;
         let what = "two-factor authentication reset";
@@ -372,7 +367,7 @@ pub(crate) async fn reset_2fa(db: &Db, by: &Actor, target: i64) -> Result<User, 
 
 /// Sets someone's password (recovery): whoever holds a session with the old one is signed
 /// out, and no token made with it outlives the change.
-pub(crate) async fn set_password(
+pub async fn set_password(
     db: &Db,
     by: &Actor,
     target: i64,
@@ -400,16 +395,16 @@ pub(crate) async fn set_password(
 
 /// What changing one's own password ended elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ended {
+pub struct Ended {
     /// Other sessions signed out (the browser asking stays signed in).
-    pub(crate) sessions: usize,
-    pub(crate) tokens: usize,
+    pub sessions: usize,
+    pub tokens: usize,
 }
 
 /// Changes the signed-in user's own password (the current one already checked): every other
 /// session is signed out and every API token revoked, since one made from a stolen session
 /// must not outlive the change.
-pub(crate) async fn change_own_password(
+pub async fn change_own_password(
     db: &Db,
     user: &User,
     keep_session: &str,
@@ -434,7 +429,7 @@ pub(crate) async fn change_own_password(
 }
 
 /// Changes an account's role. Demoting the last active admin is refused.
-pub(crate) async fn change_role(
+pub async fn change_role(
     db: &Db,
     by: &Actor,
     target: i64,
@@ -453,7 +448,7 @@ pub(crate) async fn change_role(
 
 /// Deletes an account; the audit log keeps its email. Deleting the last active admin is
 /// refused.
-pub(crate) async fn delete(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
+pub async fn delete(db: &Db, by: &Actor, target: i64) -> Result<User, AccountError> {
     apply(db, by, target, Action::UserDeleted, |c, user, by| {
         not_yourself(by, user, "delete")?;
         keeps_an_admin(c, user)?;
@@ -465,7 +460,7 @@ pub(crate) async fn delete(db: &Db, by: &Actor, target: i64) -> Result<User, Acc
 
 /// Delegates a name pattern (already checked) to account `target`; false when it was
 /// granted already.
-pub(crate) async fn grant(
+pub async fn grant(
     db: &Db,
     by: &Actor,
     target: i64,
@@ -484,7 +479,7 @@ pub(crate) async fn grant(
 
 /// Takes back grant `grant` of account `target`; returns its pattern, or None when the
 /// account has no such grant.
-pub(crate) async fn take_back(
+pub async fn take_back(
     db: &Db,
     by: &Actor,
     target: i64,

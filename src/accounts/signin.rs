@@ -14,17 +14,17 @@ use crate::domain::Email;
 
 /// Where an attempt comes from.
 #[derive(Debug, Clone)]
-pub(crate) struct Client {
-    pub(crate) origin: Origin,
+pub struct Client {
+    pub origin: Origin,
     /// The client address the limits count against.
-    pub(crate) ip: String,
+    pub ip: String,
     /// The device cookie the browser presented, if any (see `db::login_devices`).
-    pub(crate) device: Option<String>,
+    pub device: Option<String>,
 }
 
 /// How the password step ended.
 #[derive(Debug)]
-pub(crate) enum PasswordStep {
+pub enum PasswordStep {
     /// Too many attempts: retry after this many seconds.
     Throttled(u64),
     /// No such account, or the wrong password; the two look the same from outside.
@@ -37,7 +37,7 @@ pub(crate) enum PasswordStep {
 }
 
 /// Checks an email and password. `email` is as typed.
-pub(crate) async fn password_step(
+pub async fn password_step(
     db: &Db,
     limiter: &Limiter,
     from: &Client,
@@ -100,7 +100,7 @@ pub(crate) async fn password_step(
 
 /// How the second-factor step ended.
 #[derive(Debug)]
-pub(crate) enum CodeStep {
+pub enum CodeStep {
     /// The account is gone, banned or no longer enrolled: start over.
     Gone,
     /// Too many attempts: retry after this many seconds.
@@ -116,7 +116,7 @@ pub(crate) enum CodeStep {
 }
 
 /// Checks the second factor of account `uid`, whose password was right.
-pub(crate) async fn second_factor_step(
+pub async fn second_factor_step(
     db: &Db,
     limiter: &Limiter,
     from: &Client,
@@ -228,16 +228,16 @@ async fn check_code(db: &Db, uid: i64, code: &str) -> Result<Factor, DbError> {
 
 /// A signed-in session, made.
 #[derive(Debug)]
-pub(crate) struct Started {
+pub struct Started {
     /// The `auth_sessions` id, for the cookie session.
-    pub(crate) session_id: String,
+    pub session_id: String,
     /// The device cookie's value: the one presented when it was this user's, else a new one.
-    pub(crate) device: String,
+    pub device: String,
 }
 
 /// Creates the signed-in session row others can revoke, and remembers the browser as one of
 /// the user's (see [`limit_keys`]).
-pub(crate) async fn start_session(
+pub async fn start_session(
     db: &Db,
     user: &User,
     how: &str,
@@ -289,7 +289,7 @@ pub(crate) async fn start_session(
 }
 
 /// Ends one signed-in session of `user`, audited as a sign-out.
-pub(crate) async fn sign_out(
+pub async fn sign_out(
     db: &Db,
     user: &User,
     session_id: &str,
@@ -306,7 +306,7 @@ pub(crate) async fn sign_out(
 /// Checks a signed-in user's current password, counting the try against the same
 /// per-account limit as sign-in, so a stolen session cannot be used to guess the password at
 /// full speed.
-pub(crate) async fn current_password_ok(
+pub async fn current_password_ok(
     db: &Db,
     limiter: &Limiter,
     uid: i64,

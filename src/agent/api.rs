@@ -4,7 +4,7 @@
 use super::AgentState;
 use super::caddy::CaddyError;
 use crate::auth::token::constant_time_eq;
-pub(crate) use crate::wire::{
+pub use crate::wire::{
     AdaptOutcome, CaddyHealth, ErrorBody, Health, ReloadOutcome, Running, ValidateOutcome,
 };
 use axum::Json;
@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
-pub(crate) async fn health(State(state): State<AgentState>) -> Json<Health> {
+pub async fn health(State(state): State<AgentState>) -> Json<Health> {
     let config = state.config();
     let reachable = state.caddy().reachable().await;
     if reachable {
@@ -40,7 +40,7 @@ pub(crate) async fn health(State(state): State<AgentState>) -> Json<Health> {
     })
 }
 
-pub(crate) async fn reload(
+pub async fn reload(
     State(state): State<AgentState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ReloadOutcome>), Refusal> {
@@ -53,7 +53,7 @@ pub(crate) async fn reload(
     Ok((status, Json(outcome)))
 }
 
-pub(crate) async fn validate(
+pub async fn validate(
     State(state): State<AgentState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ValidateOutcome>), Refusal> {
@@ -71,7 +71,7 @@ pub(crate) async fn validate(
     Ok((status, Json(outcome)))
 }
 
-pub(crate) async fn adapt(
+pub async fn adapt(
     State(state): State<AgentState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AdaptOutcome>), Refusal> {
@@ -103,7 +103,7 @@ fn caddyfile(body: Result<Bytes, BytesRejection>) -> Result<String, Refusal> {
 
 /// Lets a request through only with `Authorization: Bearer <token>`, compared in constant
 /// time. Runs before the body is read, so a stranger cannot make the agent buffer 64 MiB.
-pub(crate) async fn require_token(
+pub async fn require_token(
     State(state): State<AgentState>,
     request: Request,
     next: Next,
@@ -138,7 +138,7 @@ pub(crate) async fn require_token(
 
 /// A request the agent turns down itself, answered as [`ErrorBody`].
 #[derive(Debug)]
-pub(crate) struct Refusal(StatusCode, String);
+pub struct Refusal(StatusCode, String);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 /// How long `/health` waits for Caddy before calling it unreachable.
-pub(crate) const REACHABLE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REACHABLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest `GET /config/` read. 5,000 sites adapt to a few MiB of JSON; far more than that
 /// is not a config this agent loaded, and is not buffered.
 pub(crate) const MAX_CONFIG_BYTES: usize = 256 * 1024 * 1024;
@@ -29,7 +29,7 @@ pub(crate) const MAX_CONFIG_BYTES: usize = 256 * 1024 * 1024;
 /// the agent's token is what guards it, and only while the API stays local.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub(crate) struct CaddyAdmin {
+pub struct CaddyAdmin {
     raw: String,
     /// `host:port`, IPv6 in brackets: what Caddy's `admin` option and `Host` header take.
     authority: String,
@@ -37,7 +37,7 @@ pub(crate) struct CaddyAdmin {
 
 impl CaddyAdmin {
     /// Parses `http://host:port` where host is `localhost` or a loopback IP.
-    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         let expected =
             "must be an http://host:port URL on this machine, e.g. http://localhost:2019";
         let url = reqwest::Url::parse(raw).map_err(|e| format!("{expected} ({e}), got {raw:?}"))?;
@@ -75,7 +75,7 @@ impl CaddyAdmin {
 
     /// `host:port` exactly as the Caddyfile's `admin` global option must name it, so that a
     /// loaded Caddyfile keeps the admin endpoint where the agent looks for it.
-    pub(crate) fn authority(&self) -> &str {
+    pub fn authority(&self) -> &str {
         &self.authority
     }
 
@@ -109,11 +109,11 @@ impl fmt::Display for CaddyAdmin {
     }
 }
 
-pub(crate) use crate::wire::Warning;
+pub use crate::wire::Warning;
 
 /// Why Caddy did not take a Caddyfile.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CaddyError {
+pub enum CaddyError {
     /// Caddy answered with an error status; `message` is its own text.
     #[error("Caddy refused it ({status}): {message}")]
     Rejected { status: u16, message: String },
@@ -124,14 +124,14 @@ pub(crate) enum CaddyError {
 
 /// Talks to one Caddy's admin API.
 #[derive(Debug, Clone)]
-pub(crate) struct CaddyClient {
+pub struct CaddyClient {
     admin: CaddyAdmin,
     http: reqwest::Client,
     load_timeout: Duration,
 }
 
 impl CaddyClient {
-    pub(crate) fn new(admin: CaddyAdmin, load_timeout: Duration) -> reqwest::Result<Self> {
+    pub fn new(admin: CaddyAdmin, load_timeout: Duration) -> reqwest::Result<Self> {
         let http = reqwest::Client::builder()
             // A proxy from the environment must never sit between the agent and loopback.
             .no_proxy()
@@ -149,20 +149,20 @@ impl CaddyClient {
         })
     }
 
-    pub(crate) fn admin(&self) -> &CaddyAdmin {
+    pub fn admin(&self) -> &CaddyAdmin {
         &self.admin
     }
 
     /// `POST /load`: Caddy replaces its running configuration with this Caddyfile, or keeps
     /// the old one and says why not.
-    pub(crate) async fn load(&self, caddyfile: Bytes) -> Result<Vec<Warning>, CaddyError> {
+    pub async fn load(&self, caddyfile: Bytes) -> Result<Vec<Warning>, CaddyError> {
         let body = self.post_caddyfile("/load", caddyfile).await?;
         Ok(parse_load_warnings(&body))
     }
 
     /// `POST /adapt`: Caddy parses the Caddyfile into its JSON without loading it. Errors that
     /// only show when modules are provisioned (a bad regexp, say) are not caught here.
-    pub(crate) async fn adapt(&self, caddyfile: Bytes) -> Result<Vec<Warning>, CaddyError> {
+    pub async fn adapt(&self, caddyfile: Bytes) -> Result<Vec<Warning>, CaddyError> {
         self.adapt_json(caddyfile)
             .await
             .map(|(_, warnings)| warnings)
@@ -170,7 +170,7 @@ impl CaddyClient {
 
     /// [`CaddyClient::adapt`], keeping the JSON Caddy would run: what the hub judges a
     /// `user`'s site on.
-    pub(crate) async fn adapt_json(
+    pub async fn adapt_json(
         &self,
         caddyfile: Bytes,
     ) -> Result<(serde_json::Value, Vec<Warning>), CaddyError> {
@@ -191,7 +191,7 @@ impl CaddyClient {
 
     /// Whether `GET /config/` answers 200 within [`REACHABLE_TIMEOUT`]. The body is never
     /// read: only the status matters and the configuration can be megabytes.
-    pub(crate) async fn reachable(&self) -> bool {
+    pub async fn reachable(&self) -> bool {
         let request = self
             .request(reqwest::Method::GET, "/config/")
             .timeout(REACHABLE_TIMEOUT);
@@ -247,7 +247,7 @@ impl CaddyClient {
     /// (`process_start_time_seconds`, kept as text: it is only compared). A different value
     /// than at the last load means Caddy was restarted and runs its startup config. `None`
     /// when Caddy does not answer or does not say.
-    pub(crate) async fn started_at(&self) -> Option<String> {
+    pub async fn started_at(&self) -> Option<String> {
         let response = self
             .request(reqwest::Method::GET, "/metrics")
             .timeout(REACHABLE_TIMEOUT)

@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// Environment variables with this prefix configure the agent.
-pub(crate) const ENV_PREFIX: &str = "GATEHOUSE_AGENT_";
+pub const ENV_PREFIX: &str = "GATEHOUSE_AGENT_";
 /// Read by clap for `--config`; not a config key itself.
-pub(crate) const ENV_CONFIG_PATH: &str = "GATEHOUSE_AGENT_CONFIG";
+pub const ENV_CONFIG_PATH: &str = "GATEHOUSE_AGENT_CONFIG";
 
 /// The agent's variables (the config path variable is clap's, not a key).
 const AGENT_ENV: EnvScope = EnvScope {
@@ -22,43 +22,43 @@ const AGENT_ENV: EnvScope = EnvScope {
     ignore: &[ENV_CONFIG_PATH],
 };
 /// Shorter tokens are refused: the token is all that stands between the network and Caddy.
-pub(crate) const MIN_TOKEN_CHARS: usize = 16;
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// Every setting of the agent. `config/agent.toml` documents each key with its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AgentConfig {
+pub struct AgentConfig {
     /// Address and port the agent's API listens on.
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// The Bearer token the hub must send. After [`AgentConfig::load`] this is the effective
     /// token, whether it came from here or from `token_file`.
-    pub(crate) token: Secret,
+    pub token: Secret,
     /// A file whose trimmed contents are the token; empty means unused.
-    pub(crate) token_file: String,
+    pub token_file: String,
     /// Caddy's admin API; loopback only.
-    pub(crate) caddy_admin: CaddyAdmin,
+    pub caddy_admin: CaddyAdmin,
     /// The JSON access log the hub's Caddyfile makes every site write.
-    pub(crate) access_log: String,
+    pub access_log: String,
     /// Where the log tailer keeps what makes entry ids survive a restart.
-    pub(crate) state_file: String,
+    pub state_file: String,
     /// How many recent access-log entries the agent keeps for `/logs` and for resuming.
-    pub(crate) log_buffer_lines: u64,
+    pub log_buffer_lines: u64,
     /// Asked once at start for `caddy version`; empty skips the question.
-    pub(crate) caddy_binary: String,
+    pub caddy_binary: String,
     /// How long a `/load` or `/adapt` may take; large configurations take seconds.
-    pub(crate) load_timeout_secs: u64,
+    pub load_timeout_secs: u64,
     /// PEM certificate (chain) for serving the API over HTTPS; empty serves plain HTTP.
-    pub(crate) tls_cert: String,
+    pub tls_cert: String,
     /// PEM private key for `tls_cert`; set both or neither.
-    pub(crate) tls_key: String,
+    pub tls_key: String,
     /// Bearer token for `GET /metrics`; empty: only direct requests from this machine.
-    pub(crate) metrics_token: Secret,
+    pub metrics_token: Secret,
     /// A client must send a request's whole head within this many seconds (see the hub's
     /// `security.header_read_timeout_secs`); the TLS handshake gets as long.
-    pub(crate) header_read_timeout_secs: u64,
+    pub header_read_timeout_secs: u64,
     /// Connections served at once; further ones wait until one closes.
-    pub(crate) max_connections: u64,
-    pub(crate) log: LogConfig,
+    pub max_connections: u64,
+    pub log: LogConfig,
 }
 
 impl Default for AgentConfig {
@@ -85,13 +85,13 @@ impl Default for AgentConfig {
 
 impl AgentConfig {
     /// Loads the configuration from the process environment and the optional file.
-    pub(crate) fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(path, std::env::vars())
     }
 
     /// Loads the configuration from the optional file and the given environment, then reads
     /// `token_file` when it is set.
-    pub(crate) fn load_from(
+    pub fn load_from(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
@@ -190,12 +190,12 @@ impl AgentConfig {
     }
 
     /// Whether the API is served over HTTPS.
-    pub(crate) fn tls(&self) -> bool {
+    pub fn tls(&self) -> bool {
         !self.tls_cert.is_empty()
     }
 
     /// Where the token came from, for the start-up log line (never the token itself).
-    pub(crate) fn token_source(&self) -> &'static str {
+    pub fn token_source(&self) -> &'static str {
         if self.token_file.is_empty() {
             "token"
         } else {

@@ -30,15 +30,15 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 /// for one read of the tailer (a MiB of log, about 2,500 lines) several times over, so a
 /// reader that keeps up never sees a gap; small enough that a stalled one costs little, since
 /// the entries themselves are shared with the ring.
-pub(crate) const LIVE_CAPACITY: usize = 8_192;
+pub const LIVE_CAPACITY: usize = 8_192;
 /// `GET /logs` answers at most this many entries, whatever `limit` asks.
-pub(crate) const MAX_LIMIT: usize = 10_000;
+pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_LIMIT: usize = 200;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The shared store: cheap to clone.
 #[derive(Clone)]
-pub(crate) struct LogStore {
+pub struct LogStore {
     inner: Arc<Store>,
 }
 
@@ -64,14 +64,14 @@ struct Ring {
 }
 
 /// What the ring holds after a given id.
-pub(crate) struct Replay {
-    pub(crate) entries: Vec<Arc<Entry>>,
+pub struct Replay {
+    pub entries: Vec<Arc<Entry>>,
     /// Ids after the requested one that the ring can no longer give.
-    pub(crate) missing: u64,
+    pub missing: u64,
 }
 
 impl LogStore {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         Self {
             inner: Arc::new(Store {
@@ -101,7 +101,7 @@ impl LogStore {
 
     /// Says that this process starts numbering at `first_id`: lower ids, if any, were given
     /// out by an earlier process (or lost while none ran) and cannot be replayed.
-    pub(crate) fn starts_at(&self, first_id: u64) {
+    pub fn starts_at(&self, first_id: u64) {
         let mut ring = self.ring();
         if ring.entries.is_empty() {
             ring.covered_from = first_id;
@@ -111,7 +111,7 @@ impl LogStore {
     /// Adds entries (ids increasing), evicting the oldest, then sends them to live readers.
     /// Ring first, broadcast second: a reader subscribes before it reads the ring, so every
     /// entry reaches it one way or the other (see [`LogStore::subscribe`]).
-    pub(crate) fn publish(&self, entries: Vec<Entry>) {
+    pub fn publish(&self, entries: Vec<Entry>) {
         if entries.is_empty() {
             return;
         }
@@ -135,16 +135,16 @@ impl LogStore {
     }
 
     /// Ends every event stream, so a graceful shutdown is not held up by them.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.inner.closing.send_replace(true);
     }
 
-    pub(crate) fn count_malformed(&self, lines: u64) {
+    pub fn count_malformed(&self, lines: u64) {
         self.inner.malformed.fetch_add(lines, Ordering::Relaxed);
     }
 
     /// The log counters, for `/metrics`.
-    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         let malformed = prometheus_client::metrics::counter::Counter::<u64>::default();
         malformed.inc_by(self.malformed());
         registry.register(
@@ -170,13 +170,13 @@ impl LogStore {
     }
 
     /// Lines of the access log that could not be read, since the agent started.
-    pub(crate) fn malformed(&self) -> u64 {
+    pub fn malformed(&self) -> u64 {
         self.inner.malformed.load(Ordering::Relaxed)
     }
 
     /// The newest id accounted for: the last entry's, or the one before the first this
     /// process will give out. Resuming from it replays nothing and reports no gap.
-    pub(crate) fn last_id(&self) -> u64 {
+    pub fn last_id(&self) -> u64 {
         let ring = self.ring();
         ring.entries
             .back()
@@ -185,12 +185,12 @@ impl LogStore {
 
     /// Live entries from now on. Subscribe before [`LogStore::replay_after`], then drop live
     /// entries up to the last one replayed: nothing falls between the two, nothing comes twice.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
         self.inner.live.subscribe()
     }
 
     /// Every entry in the ring with an id above `since`, oldest first.
-    pub(crate) fn replay_after(&self, since: u64) -> Replay {
+    pub fn replay_after(&self, since: u64) -> Replay {
         let ring = self.ring();
         let start = ring.entries.partition_point(|e| e.id <= since);
         Replay {
@@ -201,7 +201,7 @@ impl LogStore {
 
     /// At most `limit` entries for `host` (port ignored, any case), oldest first: the first
     /// ones after `since`, or without it the most recent ones.
-    pub(crate) fn query(&self, since: Option<u64>, limit: usize, host: Option<&str>) -> Vec<Entry> {
+    pub fn query(&self, since: Option<u64>, limit: usize, host: Option<&str>) -> Vec<Entry> {
         let wanted = host.map(host_without_port);
         let matches = |e: &&Arc<Entry>| {
             wanted.is_none_or(|h| host_without_port(&e.host).eq_ignore_ascii_case(h))
@@ -233,10 +233,10 @@ impl LogStore {
     }
 }
 
-pub(crate) use crate::wire::{LogHealth, LogsPage};
+pub use crate::wire::{LogHealth, LogsPage};
 
 impl LogHealth {
-    pub(crate) fn of(state: &AgentState) -> Self {
+    pub fn of(state: &AgentState) -> Self {
         Self {
             malformed: state.logs().malformed(),
             last_id: state.logs().last_id(),
@@ -246,16 +246,16 @@ impl LogHealth {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct LogsQuery {
+pub struct LogsQuery {
     /// How many entries, at most [`MAX_LIMIT`]; 200 when absent.
-    pub(crate) limit: Option<usize>,
+    pub limit: Option<usize>,
     /// Only entries with a greater id.
-    pub(crate) since: Option<u64>,
+    pub since: Option<u64>,
     /// Only entries for this host; the port and the case are ignored.
-    pub(crate) host: Option<String>,
+    pub host: Option<String>,
 }
 
-pub(crate) async fn recent(
+pub async fn recent(
     State(state): State<AgentState>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Response {
@@ -276,16 +276,16 @@ pub(crate) async fn recent(
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct StreamQuery {
+pub struct StreamQuery {
     /// Resume after this id; the `Last-Event-ID` header, when sent, wins.
-    pub(crate) since: Option<u64>,
+    pub since: Option<u64>,
 }
 
 /// `GET /logs/stream`: `event: log` per entry (`id:` is the entry's id, `data:` its JSON), and
 /// `event: gap` with `{"missing": n}` when `n` ids cannot be delivered — older than the ring
 /// on resume, or skipped because this reader fell behind. Without `Last-Event-ID` or `since`
 /// only new entries are sent.
-pub(crate) async fn stream(
+pub async fn stream(
     State(state): State<AgentState>,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
@@ -311,7 +311,7 @@ pub(crate) async fn stream(
 }
 
 /// The replay after `since` (if any), then live entries, as SSE events.
-pub(crate) fn events(
+pub fn events(
     logs: &LogStore,
     since: Option<u64>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {

@@ -4,16 +4,16 @@
 //!
 //! It knows nothing of the hub beyond the token the hub presents.
 
-pub(crate) mod api;
-pub(crate) mod caddy;
-pub(crate) mod config;
-pub(crate) mod logs;
-pub(crate) mod running;
-pub(crate) mod tailer;
-pub(crate) mod tls;
+pub mod api;
+pub mod caddy;
+pub mod config;
+pub mod logs;
+pub mod running;
+pub mod tailer;
+pub mod tls;
 
-pub(crate) use caddy::{CaddyAdmin, CaddyClient, CaddyError};
-pub(crate) use config::AgentConfig;
+pub use caddy::{CaddyAdmin, CaddyClient, CaddyError};
+pub use config::AgentConfig;
 
 use crate::domain::caddyfile::config_hash;
 use api::{ReloadOutcome, Running};
@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 /// Largest Caddyfile accepted by `/caddy/reload`, `/caddy/validate` and `/caddy/adapt`.
-pub(crate) const MAX_CADDYFILE_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_CADDYFILE_BYTES: usize = 64 * 1024 * 1024;
 /// `caddy version` should answer at once; a hung binary must not hold up start-up.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one look at Caddy's running config answers every `/health`.
@@ -67,7 +67,7 @@ struct Look {
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
-pub(crate) struct AgentState {
+pub struct AgentState {
     inner: Arc<Inner>,
 }
 
@@ -89,7 +89,7 @@ struct Inner {
 }
 
 impl AgentState {
-    pub(crate) fn new(config: AgentConfig, caddy_version: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(config: AgentConfig, caddy_version: Option<String>) -> anyhow::Result<Self> {
         let caddy = CaddyClient::new(
             config.caddy_admin.clone(),
             Duration::from_secs(config.load_timeout_secs),
@@ -110,24 +110,24 @@ impl AgentState {
         })
     }
 
-    pub(crate) fn config(&self) -> &AgentConfig {
+    pub fn config(&self) -> &AgentConfig {
         &self.inner.config
     }
 
-    pub(crate) fn caddy(&self) -> &CaddyClient {
+    pub fn caddy(&self) -> &CaddyClient {
         &self.inner.caddy
     }
 
-    pub(crate) fn logs(&self) -> &logs::LogStore {
+    pub fn logs(&self) -> &logs::LogStore {
         &self.inner.logs
     }
 
-    pub(crate) fn caddy_version(&self) -> Option<&str> {
+    pub fn caddy_version(&self) -> Option<&str> {
         self.inner.caddy_version.as_deref()
     }
 
     /// The hash of the last Caddyfile Caddy accepted from this process.
-    pub(crate) fn applied_hash(&self) -> Option<String> {
+    pub fn applied_hash(&self) -> Option<String> {
         self.applied().map(|a| a.hash)
     }
 
@@ -151,7 +151,7 @@ impl AgentState {
     /// Forgets the applied hash when the Caddy process is not the one that took it: a Caddy
     /// restarted by its service manager runs its own startup config, not the hub's, and the
     /// hub must see that to push again.
-    pub(crate) async fn notice_caddy_restart(&self) {
+    pub async fn notice_caddy_restart(&self) {
         let Some(Applied {
             caddy_started: Some(then),
             ..
@@ -185,7 +185,7 @@ impl AgentState {
 
     /// Whether Caddy runs what this agent loaded last, and where Caddy's admin API answers
     /// when it moved away from the configured address (then `reachable` is false).
-    pub(crate) async fn running(&self, reachable: bool) -> (Running, Option<String>) {
+    pub async fn running(&self, reachable: bool) -> (Running, Option<String>) {
         if reachable {
             return (self.compare().await, None);
         }
@@ -283,7 +283,7 @@ impl AgentState {
 
     /// Loads a Caddyfile into Caddy, one push at a time, and records its hash only when Caddy
     /// took it.
-    pub(crate) async fn reload(&self, caddyfile: String) -> ReloadOutcome {
+    pub async fn reload(&self, caddyfile: String) -> ReloadOutcome {
         // Shared, not copied: the same buffer is hashed and sent to Caddy.
         let caddyfile = Bytes::from(caddyfile);
         let text = caddyfile.clone();
@@ -412,7 +412,7 @@ async fn metrics(
 }
 
 /// The agent's route table: `/health` is open, everything else needs the Bearer token.
-pub(crate) fn router(state: AgentState) -> Router {
+pub fn router(state: AgentState) -> Router {
     let guarded = Router::new()
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
@@ -438,17 +438,17 @@ pub(crate) fn router(state: AgentState) -> Router {
 }
 
 /// A bound, ready-to-run agent.
-pub(crate) struct Agent {
+pub struct Agent {
     listener: TcpListener,
     /// Set when `tls_cert` and `tls_key` are: the API is served over HTTPS only.
     tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) state: AgentState,
+    pub state: AgentState,
 }
 
 impl Agent {
     /// Reads the TLS certificate and key if any, asks Caddy's binary for its version and
     /// binds the listener.
-    pub(crate) async fn bind(config: AgentConfig) -> anyhow::Result<Self> {
+    pub async fn bind(config: AgentConfig) -> anyhow::Result<Self> {
         use anyhow::Context;
         let tls = if config.tls() {
             Some(tls::server_config(&config.tls_cert, &config.tls_key)?)
@@ -467,14 +467,14 @@ impl Agent {
         })
     }
 
-    pub(crate) fn local_addr(&self) -> SocketAddr {
+    pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub(crate) async fn run(
+    pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
@@ -509,7 +509,7 @@ impl Agent {
 }
 
 /// Runs the agent until `shutdown` completes (for `gatehouse agent`: SIGINT or SIGTERM).
-pub(crate) async fn run(
+pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -519,7 +519,7 @@ pub(crate) async fn run(
 }
 
 /// The first line of `<binary> version`, or `None` (logged) if it cannot be had.
-pub(crate) async fn caddy_version(binary: &str) -> Option<String> {
+pub async fn caddy_version(binary: &str) -> Option<String> {
     if binary.is_empty() {
         return None;
     }

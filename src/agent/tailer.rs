@@ -62,36 +62,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Pause between looks once the file is open and fully read.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause between looks for a file that does not exist yet. As short as [`POLL_INTERVAL`]:
 /// Caddy creates the log with its first line, and a busy site can fill and roll a first file
 /// as fast as any other (1 MiB in 140 ms was seen in the tests), which a slower look misses.
-pub(crate) const WAIT_INTERVAL: Duration = Duration::from_millis(50);
+pub const WAIT_INTERVAL: Duration = Duration::from_millis(50);
 /// One read: large, so 50,000 lines a second cost a few dozen system calls.
 const CHUNK_BYTES: usize = 1 << 20;
 /// A longer line is counted as malformed and dropped as it streams past, so a file without
 /// newlines cannot make the agent buffer it whole.
-pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// How much of the first line identifies a file across restarts (with its inode).
 const HEAD_BYTES: usize = 4096;
 
 /// What survives a restart; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SavedState {
-    pub(crate) dev: u64,
-    pub(crate) inode: u64,
+pub struct SavedState {
+    pub dev: u64,
+    pub inode: u64,
     /// The id of the file's first line.
-    pub(crate) base_id: u64,
+    pub base_id: u64,
     /// FNV-1a of the file's first line (at most its first 4 KiB); `None` while it had none.
-    pub(crate) head: Option<u64>,
+    pub head: Option<u64>,
     /// Bytes of complete lines read; a file found shorter on start-up was truncated.
-    pub(crate) offset: u64,
+    pub offset: u64,
     /// The first id not given out yet.
-    pub(crate) next_id: u64,
+    pub next_id: u64,
 }
 
 impl SavedState {
-    pub(crate) fn load(path: &Path) -> Option<Self> {
+    pub fn load(path: &Path) -> Option<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return None,
@@ -123,7 +123,7 @@ impl SavedState {
 }
 
 /// The running tailer thread; dropping it asks the thread to stop.
-pub(crate) struct Tailer {
+pub struct Tailer {
     stop: Arc<AtomicBool>,
 }
 
@@ -134,7 +134,7 @@ impl Drop for Tailer {
 }
 
 /// Starts following `path` on its own thread, publishing into `store`.
-pub(crate) fn spawn(path: PathBuf, state_file: PathBuf, store: LogStore) -> io::Result<Tailer> {
+pub fn spawn(path: PathBuf, state_file: PathBuf, store: LogStore) -> io::Result<Tailer> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     std::thread::Builder::new()
@@ -192,7 +192,7 @@ impl Current {
 
 /// The tailer's logic, one [`Follower::poll`] at a time, so tests can drive it without
 /// threads or sleeps.
-pub(crate) struct Follower {
+pub struct Follower {
     path: PathBuf,
     state_file: PathBuf,
     store: LogStore,
@@ -212,7 +212,7 @@ pub(crate) struct Follower {
 }
 
 impl Follower {
-    pub(crate) fn new(path: PathBuf, state_file: PathBuf, store: LogStore) -> Self {
+    pub fn new(path: PathBuf, state_file: PathBuf, store: LogStore) -> Self {
         let saved = SavedState::load(&state_file);
         Self {
             floor: saved.as_ref().map_or(1, |s| s.next_id),
@@ -231,7 +231,7 @@ impl Follower {
 
     /// Reads whatever is new, follows a roll or a truncation, and says how long to wait
     /// before the next look. Errors are logged, never fatal: the next poll tries again.
-    pub(crate) fn poll(&mut self) -> Duration {
+    pub fn poll(&mut self) -> Duration {
         match self.step() {
             Ok(pause) => {
                 self.last_error = None;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// The rustls server configuration for `cert` (PEM, leaf first, then any intermediates) and
 /// `key` (PEM: PKCS#8, PKCS#1 or SEC1).
-pub(crate) fn server_config(cert: &str, key: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(cert: &str, key: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("`tls_cert`: cannot read a PEM certificate from {cert}"))?;

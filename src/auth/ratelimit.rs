@@ -10,13 +10,13 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Stale keys are swept when the map grows past this, so memory stays bounded.
 const SWEEP_AT: usize = 10_000;
 
-pub(crate) struct Limiter {
+pub struct Limiter {
     per_window: usize,
     hits: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl Limiter {
-    pub(crate) fn per_minute(limit: u32) -> Self {
+    pub fn per_minute(limit: u32) -> Self {
         Self {
             per_window: limit.max(1) as usize,
             hits: Mutex::new(HashMap::new()),
@@ -25,7 +25,7 @@ impl Limiter {
 
     /// Records an attempt under every key, or refuses it with the seconds to wait when any
     /// key is already at its limit (a refused attempt is not recorded).
-    pub(crate) fn attempt(&self, keys: &[String]) -> Result<(), u64> {
+    pub fn attempt(&self, keys: &[String]) -> Result<(), u64> {
         self.attempt_at(keys, Instant::now())
     }
 

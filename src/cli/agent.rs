@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// The agent's TOML configuration file (see config/agent.toml for every key and its
     /// default). Settings can also come from GATEHOUSE_AGENT_* environment variables, which win.
     #[arg(long, short = 'c', env = ENV_CONFIG_PATH, value_name = "PATH")]
-    pub(crate) config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> ExitCode {
     let config = match AgentConfig::load(args.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct BackupArgs {
+pub struct BackupArgs {
     /// Where to write the backup (must not exist yet).
     file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct RestoreArgs {
+pub struct RestoreArgs {
     /// A file made by `gatehouse backup`.
     file: PathBuf,
     /// Restore even if a portal answers on the configured address (it must not use this
@@ -57,7 +57,7 @@ fn check(path: &Path) -> anyhow::Result<i64> {
     Ok(version)
 }
 
-pub(crate) async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
+pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
     let source = config.db_path();
     if !source.is_file() {
         bail!("there is no database at {}", source.display());
@@ -97,7 +97,7 @@ pub(crate) async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
+pub async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
     let version = check(&args.file)?;
     if !args.force && portal_answers(&config).await {
         bail!(

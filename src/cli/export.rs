@@ -6,13 +6,13 @@ use anyhow::{Context, anyhow, bail};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
+pub enum Format {
     Json,
     Caddyfile,
 }
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// `json`: vhosts, settings and agents (no tokens). `caddyfile`: the generated Caddyfile.
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
@@ -25,7 +25,7 @@ pub(crate) struct Args {
     output: Option<PathBuf>,
 }
 
-pub(crate) async fn run(config: Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     if args.agent.is_some() && args.format != Format::Caddyfile {
         bail!("--agent goes with --format caddyfile");
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// Full URL to check instead of the configured listen address.
     #[arg(long)]
     url: Option<String>,
@@ -15,7 +15,7 @@ pub(crate) struct Args {
     timeout: u64,
 }
 
-pub(crate) async fn run(config: Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let url = args
         .url
         .unwrap_or_else(|| format!("http://{}/healthz", reachable(config.listen)));

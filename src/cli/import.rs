@@ -14,7 +14,7 @@ use anyhow::{Context, anyhow, bail};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// The Caddyfile to import (`-` reads standard input).
     file: PathBuf,
     /// Serve the imported sites on this agent only (by default: on every agent).
@@ -32,7 +32,7 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) async fn run(config: Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let text = if args.file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {

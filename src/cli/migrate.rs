@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::db::Db;
 use anyhow::Context;
 
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> anyhow::Result<()> {
     let path = config.db_path();
     let applied = crate::blocking::run(move || {
         let db = Db::open(&path)?;

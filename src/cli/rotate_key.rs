@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// Rotate even if a portal answers on the configured address (it must not use this
     /// data directory).
     #[arg(long)]
     force: bool,
 }
 
-pub(crate) async fn run(config: Config, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     if !config.secret_key.is_empty() {
         bail!(
             "the key comes from the secret_key setting (GATEHOUSE_SECRET_KEY), which this command \

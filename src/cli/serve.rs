@@ -3,7 +3,7 @@
 use crate::app::Server;
 use crate::config::Config;
 
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     server.run(super::shutdown_signal()).await?;
     tracing::info!("stopped");

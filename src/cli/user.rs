@@ -12,7 +12,7 @@ use clap::Subcommand;
 use std::io::Read;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum UserCommand {
+pub enum UserCommand {
     /// Create an account. Prints a generated password unless --password-stdin is given.
     Add {
         /// Email address, used to sign in.
@@ -57,7 +57,7 @@ pub(crate) enum UserCommand {
     List,
 }
 
-pub(crate) async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
+pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
     let path = config.db_path();
     let db = crate::blocking::run(move || Db::open_and_migrate(&path))
         .await?

@@ -4,7 +4,7 @@ use super::{DbError, now};
 use rusqlite::{Connection, params};
 
 /// Replaces all of a user's codes with new hashes.
-pub(crate) fn replace(conn: &Connection, user_id: i64, hashes: &[String]) -> Result<(), DbError> {
+pub fn replace(conn: &Connection, user_id: i64, hashes: &[String]) -> Result<(), DbError> {
     conn.execute("DELETE FROM backup_codes WHERE user_id = ?1", [user_id])?;
     let mut stmt = conn.prepare("INSERT INTO backup_codes (user_id, code_hash) VALUES (?1, ?2)")?;
     for hash in hashes {
@@ -14,7 +14,7 @@ pub(crate) fn replace(conn: &Connection, user_id: i64, hashes: &[String]) -> Res
 }
 
 /// The unused codes: (row id, hash).
-pub(crate) fn unused(conn: &Connection, user_id: i64) -> Result<Vec<(i64, String)>, DbError> {
+pub fn unused(conn: &Connection, user_id: i64) -> Result<Vec<(i64, String)>, DbError> {
     let mut stmt = conn
         .prepare("SELECT id, code_hash FROM backup_codes WHERE user_id = ?1 AND used_at IS NULL")?;
     let rows = stmt
@@ -24,14 +24,14 @@ pub(crate) fn unused(conn: &Connection, user_id: i64) -> Result<Vec<(i64, String
 }
 
 /// Marks a code used; false if it was already used (a concurrent login won the race).
-pub(crate) fn mark_used(conn: &Connection, id: i64) -> Result<bool, DbError> {
+pub fn mark_used(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute(
         "UPDATE backup_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
         params![id, now()],
     )? == 1)
 }
 
-pub(crate) fn count_unused(conn: &Connection, user_id: i64) -> Result<i64, DbError> {
+pub fn count_unused(conn: &Connection, user_id: i64) -> Result<i64, DbError> {
     Ok(conn.query_row(
         "SELECT count(*) FROM backup_codes WHERE user_id = ?1 AND used_at IS NULL",
         [user_id],

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const COMPANIONS: &[&str] = &["-wal", "-shm", "-journal"];
 
 /// Makes `dir` (and any missing parents) readable by the owner alone.
-pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -26,7 +26,7 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// Creates an empty database file readable by the owner alone, unless it exists. SQLite
 /// gives the `-wal` and `-shm` files it makes later the database file's own permissions, so
 /// they are private too. (Left to SQLite, the file would be 0644 under the usual umask.)
-pub(crate) fn create_private_file(path: &Path) -> io::Result<()> {
+pub fn create_private_file(path: &Path) -> io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -43,16 +43,16 @@ pub(crate) fn create_private_file(path: &Path) -> io::Result<()> {
 
 /// One permission change made by [`tighten`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tightened {
-    pub(crate) path: PathBuf,
-    pub(crate) from: u32,
-    pub(crate) to: u32,
+pub struct Tightened {
+    pub path: PathBuf,
+    pub from: u32,
+    pub to: u32,
 }
 
 /// Takes group and other permissions off `data_dir` and off `db` and its companions, where
 /// they exist; logs and returns each change. A change that fails (a directory owned by
 /// someone else, say) is logged as a warning and does not stop start-up.
-pub(crate) fn tighten(data_dir: &Path, db: &Path) -> Vec<Tightened> {
+pub fn tighten(data_dir: &Path, db: &Path) -> Vec<Tightened> {
     let mut paths = vec![(data_dir.to_path_buf(), 0o700)];
     paths.push((db.to_path_buf(), 0o600));
     for suffix in COMPANIONS {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 /// 256 random bits: the cookie value is a secret that cannot be guessed.
 const TOKEN_BYTES: usize = 32;
 /// A browser not used to sign in for this long is forgotten.
-pub(crate) const LIFETIME_SECS: i64 = 180 * 24 * 3600;
+pub const LIFETIME_SECS: i64 = 180 * 24 * 3600;
 /// The browsers remembered per account; the least recently used go first.
 const PER_USER: i64 = 20;
 
@@ -28,7 +28,7 @@ fn well_formed(plain: &str) -> bool {
 }
 
 /// Remembers a new browser of `user_id`; returns the value for its cookie (never stored).
-pub(crate) fn remember(conn: &Connection, user_id: i64) -> Result<String, DbError> {
+pub fn remember(conn: &Connection, user_id: i64) -> Result<String, DbError> {
     let plain = random_hex(TOKEN_BYTES);
     conn.execute(
         "INSERT INTO login_devices (user_id, token_hash, created_at, last_used_at)
@@ -46,11 +46,7 @@ pub(crate) fn remember(conn: &Connection, user_id: i64) -> Result<String, DbErro
 
 /// The device id, when `plain` is the cookie of a browser `user_id` signed in from within
 /// [`LIFETIME_SECS`].
-pub(crate) fn recognise(
-    conn: &Connection,
-    user_id: i64,
-    plain: &str,
-) -> Result<Option<i64>, DbError> {
+pub fn recognise(conn: &Connection, user_id: i64, plain: &str) -> Result<Option<i64>, DbError> {
     if !well_formed(plain) {
         return Ok(None);
     }
@@ -65,7 +61,7 @@ pub(crate) fn recognise(
 }
 
 /// Records a completed sign-in from a remembered browser.
-pub(crate) fn touch(conn: &Connection, id: i64) -> Result<(), DbError> {
+pub fn touch(conn: &Connection, id: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE login_devices SET last_used_at = ?2 WHERE id = ?1",
         params![id, now()],
@@ -75,7 +71,7 @@ pub(crate) fn touch(conn: &Connection, id: i64) -> Result<(), DbError> {
 
 /// Whether `user_id` completed a sign-in from `ip` within [`LIFETIME_SECS`] (from the audit
 /// log's `login` events; a new browser there is then spared too).
-pub(crate) fn known_address(conn: &Connection, user_id: i64, ip: &str) -> Result<bool, DbError> {
+pub fn known_address(conn: &Connection, user_id: i64, ip: &str) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM audit_log

@@ -139,7 +139,7 @@ fn pending(conn: &Connection) -> rusqlite::Result<BTreeSet<(String, i64)>> {
 }
 
 /// The ids of the keys the database's sealed values name.
-pub(crate) fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+pub fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
     let tables: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('agents', 'users')",
         [],
@@ -168,7 +168,7 @@ pub(crate) fn key_ids_in(conn: &Connection) -> rusqlite::Result<BTreeSet<String>
 
 /// Why the stored secrets and the key do not go together. Start-up stops on it.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CheckError {
+pub enum CheckError {
     #[error(
         "the database holds secrets sealed under key {found}, but {source_desc} is key {configured}. \
          Refusing to start rather than lose the agent tokens and two-factor secrets. \
@@ -192,17 +192,17 @@ pub(crate) enum CheckError {
 
 /// What the start-up pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Prepared {
+pub struct Prepared {
     /// Plaintext values from an older version, now sealed.
-    pub(crate) sealed_legacy: usize,
+    pub sealed_legacy: usize,
     /// Sealed values checked.
-    pub(crate) verified: usize,
+    pub verified: usize,
 }
 
 /// Seals the plaintext rows an upgrade left (in one transaction) and checks that every
 /// stored secret opens with `sealer`. Refuses, changing nothing, when values are sealed
 /// under another key or fail authentication.
-pub(crate) fn prepare(
+pub fn prepare(
     conn: &mut Connection,
     sealer: &Sealer,
     source: &KeySource,
@@ -262,22 +262,18 @@ pub(crate) fn prepare(
 }
 
 /// Copies the WAL into the database and truncates it, so replaced values leave no trace.
-pub(crate) fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .optional()
         .map(|_| ())
 }
 
 /// How many values of each field a rotation re-sealed.
-pub(crate) type Resealed = BTreeMap<&'static str, usize>;
+pub type Resealed = BTreeMap<&'static str, usize>;
 
 /// Re-seals every stored secret from `old` to `new` in one transaction, then checkpoints.
 /// Nothing changes unless every value opens with `old`.
-pub(crate) fn reseal_all(
-    conn: &mut Connection,
-    old: &Sealer,
-    new: &Sealer,
-) -> anyhow::Result<Resealed> {
+pub fn reseal_all(conn: &mut Connection, old: &Sealer, new: &Sealer) -> anyhow::Result<Resealed> {
     let tx = conn.transaction()?;
     let mut counts = Resealed::new();
     for s in stored_secrets(&tx)? {
@@ -298,7 +294,7 @@ pub(crate) fn reseal_all(
 }
 
 /// The key ids sealed values in the database at `path` name (empty for no database).
-pub(crate) fn key_ids_at(path: &Path) -> anyhow::Result<BTreeSet<String>> {
+pub fn key_ids_at(path: &Path) -> anyhow::Result<BTreeSet<String>> {
     if !path.is_file() {
         return Ok(BTreeSet::new());
     }
@@ -333,7 +329,7 @@ fn check_key_ids(path: &Path, sealer: &Sealer, source: &KeySource) -> anyhow::Re
 /// The database at `path`, ready to serve with `key`: a key that does not fit is refused
 /// before the schema is touched; then the schema is migrated, plaintext left by an older
 /// version sealed, and every stored secret checked against the key. Blocks.
-pub(crate) fn open(path: &Path, sealer: Arc<Sealer>, source: &KeySource) -> anyhow::Result<Db> {
+pub fn open(path: &Path, sealer: Arc<Sealer>, source: &KeySource) -> anyhow::Result<Db> {
     use anyhow::Context;
     check_key_ids(path, &sealer, source)?;
     let db = Db::open_with(path, Some(sealer.clone()))
@@ -358,7 +354,7 @@ pub(crate) fn open(path: &Path, sealer: Arc<Sealer>, source: &KeySource) -> anyh
 /// one (`key_file` names where it would be, for the message when it is missing): the schema
 /// as it is (never migrated), nothing sealed. A database an older version left (schema
 /// behind, or plaintext secrets not yet sealed) is refused. Blocks.
-pub(crate) fn open_read_only(
+pub fn open_read_only(
     path: &Path,
     key: Option<(Sealer, KeySource)>,
     key_file: &Path,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// How a push ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Push {
+pub enum Push {
     /// Caddy loaded it; its hash, and Caddy's warnings if any.
     Applied { hash: String, warnings: Vec<String> },
     /// Caddy refused it; its message, verbatim.
@@ -21,7 +21,7 @@ pub(crate) enum Push {
 
 /// How a validation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Validation {
+pub enum Validation {
     Valid { warnings: Vec<String> },
     Invalid { error: String },
     Unavailable { error: String },
@@ -29,7 +29,7 @@ pub(crate) enum Validation {
 
 /// How an adaptation ended: Caddy's JSON for a Caddyfile, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Adaptation {
+pub enum Adaptation {
     Adapted(serde_json::Value),
     Invalid { error: String },
     Unavailable { error: String },
@@ -41,15 +41,12 @@ pub(crate) enum Adaptation {
 ///
 /// [`ErrorBody`]: crate::wire::ErrorBody
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct Answer {
-    #[serde(default)]
     hash: String,
-    #[serde(default)]
     warnings: Vec<Warning>,
-    #[serde(default)]
     error: String,
     /// `/caddy/adapt` only: Caddy's JSON.
-    #[serde(default)]
     result: Option<serde_json::Value>,
 }
 
@@ -90,7 +87,7 @@ fn describe(e: &reqwest::Error, agent: &Agent) -> String {
 
 /// Why a redirect answer is a failure: agent clients never follow one (see
 /// [`tls::base_client`]). Says where it pointed, without any credentials in that address.
-pub(crate) fn redirected(response: &reqwest::Response) -> Option<String> {
+pub fn redirected(response: &reqwest::Response) -> Option<String> {
     let status = response.status();
     if !status.is_redirection() {
         return None;
@@ -160,7 +157,7 @@ async fn post(
     Ok((status, answer))
 }
 
-pub(crate) async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
+pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
     let push = push_once(fleet, agent, caddyfile, timeout).await;
     let outcome = match push {
         Push::Applied { .. } => "applied",
@@ -199,7 +196,7 @@ async fn push_once(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Durat
     }
 }
 
-pub(crate) async fn validate(
+pub async fn validate(
     fleet: &Fleet,
     agent: &Agent,
     caddyfile: &str,
@@ -221,12 +218,7 @@ pub(crate) async fn validate(
 }
 
 /// Caddy's JSON for `caddyfile`, through the agent's `/caddy/adapt`; nothing is loaded.
-pub(crate) async fn adapt(
-    fleet: &Fleet,
-    agent: &Agent,
-    caddyfile: &str,
-    timeout: Duration,
-) -> Adaptation {
+pub async fn adapt(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Adaptation {
     match post(fleet, agent, "/caddy/adapt", caddyfile, timeout).await {
         Ok((
             200,
@@ -249,7 +241,7 @@ pub(crate) async fn adapt(
     }
 }
 
-pub(crate) async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
+pub async fn health(fleet: &Fleet, agent: &Agent, timeout: Duration) -> Report {
     let offline = |error: String| Report {
         online: false,
         error: Some(error),

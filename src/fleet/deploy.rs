@@ -21,7 +21,7 @@ use rusqlite::Connection;
 
 /// Why a change did not go through. `E` is the change's own refusal.
 #[derive(Debug)]
-pub(crate) enum DeployError<E> {
+pub enum DeployError<E> {
     /// The change itself was refused (taken domain, gone, …).
     Refused(E),
     /// A Caddy rejected the new config: nothing changed anywhere.
@@ -38,7 +38,7 @@ impl<E> From<DbError> for DeployError<E> {
 
 /// A change as the pipeline runs it: twice (a dry run, then for real), each time inside a
 /// transaction it does not open itself.
-pub(crate) trait Change<T, E>:
+pub trait Change<T, E>:
     Fn(&Connection, &Author<'_>) -> Result<T, E> + Clone + Send + Sync + 'static
 {
 }
@@ -244,7 +244,7 @@ where
 /// Runs `change` through the pipeline (see the module doc) in a task of its own: if the
 /// request that asked for it times out or its browser goes away, the deploy still finishes
 /// (pushes and commit, or restore) instead of stopping between the two.
-pub(crate) async fn deploy_detached<T, E, F>(
+pub async fn deploy_detached<T, E, F>(
     db: Db,
     fleet: std::sync::Arc<Fleet>,
     caddy: CaddyConfig,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// How the hub decides whether an agent's certificate is the agent's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Trust {
+pub enum Trust {
     /// Plain http, or https checked against the system's CA roots.
     PublicPki,
     /// https checked against this CA (PEM) alone, host name included.
@@ -27,7 +27,7 @@ impl Trust {
     /// What the agent's record asks for. A stored value that no longer parses is kept as
     /// it is, so the client build fails and says so rather than silently trusting the
     /// public PKI instead.
-    pub(crate) fn of(agent: &Agent) -> Result<Self, String> {
+    pub fn of(agent: &Agent) -> Result<Self, String> {
         if !is_https(&agent.url) {
             return Ok(Trust::PublicPki);
         }
@@ -43,7 +43,7 @@ impl Trust {
     }
 
     /// A short name for the agents page.
-    pub(crate) fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Trust::PublicPki => "public CA",
             Trust::CustomCa(_) => "custom CA",
@@ -52,7 +52,7 @@ impl Trust {
     }
 
     /// A client that trusts what this says and nothing else.
-    pub(crate) fn client(&self) -> Result<reqwest::Client, String> {
+    pub fn client(&self) -> Result<reqwest::Client, String> {
         let builder = base_client();
         let builder = match self {
             Trust::PublicPki => builder,
@@ -77,7 +77,7 @@ impl Trust {
 }
 
 /// What every agent client shares, whatever it trusts.
-pub(crate) fn base_client() -> reqwest::ClientBuilder {
+pub fn base_client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         // Below the agent's default `header_read_timeout_secs` (10), which also closes idle
@@ -121,8 +121,8 @@ struct PinVerifier {
 
 /// The certificate an agent presented when it was not the pinned one.
 #[derive(Debug)]
-pub(crate) struct PinMismatch {
-    pub(crate) presented: CertFingerprint,
+pub struct PinMismatch {
+    pub presented: CertFingerprint,
 }
 
 impl std::fmt::Display for PinMismatch {
@@ -192,7 +192,7 @@ impl ServerCertVerifier for PinVerifier {
 }
 
 /// Why TLS with the agent failed, if that is what `error` is, in words for the agents page.
-pub(crate) fn explain(error: &reqwest::Error, trust: &Trust) -> Option<String> {
+pub fn explain(error: &reqwest::Error, trust: &Trust) -> Option<String> {
     let tls = find_rustls_error(error)?;
     let unknown_issuer = match trust {
         Trust::CustomCa(_) => {

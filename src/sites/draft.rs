@@ -15,10 +15,10 @@ use crate::fleet::site_config;
 use std::collections::BTreeMap;
 
 /// The field key of an admin's knowing override of the overlap rule.
-pub(crate) const ALLOW_OVERLAP: &str = "allow_overlap";
+pub const ALLOW_OVERLAP: &str = "allow_overlap";
 
 /// Whether `name` is a field of some template (a form keeps every value it saw).
-pub(crate) fn is_template_field(name: &str) -> bool {
+pub fn is_template_field(name: &str) -> bool {
     Template::ALL
         .iter()
         .any(|t| t.fields().iter().any(|f| f.name == name))
@@ -26,7 +26,7 @@ pub(crate) fn is_template_field(name: &str) -> bool {
 
 /// Who a site is for, as asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Owner {
+pub enum Owner {
     /// The person saving it (always so for a `user`).
     Me,
     /// Nobody: only admins see it (an admin's choice).
@@ -37,25 +37,25 @@ pub(crate) enum Owner {
 
 /// Which agents serve a site.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Agents {
+pub enum Agents {
     All,
     Only(Vec<i64>),
 }
 
 /// A site as asked for: nothing in it has been checked yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SiteDraft {
+pub struct SiteDraft {
     /// The address as typed.
-    pub(crate) address: String,
+    pub address: String,
     /// The template's slug as given ("" when none was).
-    pub(crate) template: String,
+    pub template: String,
     /// Template field values by field name; a field of another template is kept but unused.
-    pub(crate) fields: BTreeMap<String, String>,
-    pub(crate) enabled: bool,
-    pub(crate) owner: Owner,
-    pub(crate) agents: Agents,
+    pub fields: BTreeMap<String, String>,
+    pub enabled: bool,
+    pub owner: Owner,
+    pub agents: Agents,
     /// An admin's knowing override of the overlap rule, for this save only.
-    pub(crate) allow_overlap: bool,
+    pub allow_overlap: bool,
 }
 
 impl Default for SiteDraft {
@@ -75,7 +75,7 @@ impl Default for SiteDraft {
 
 impl SiteDraft {
     /// A stored site as a draft, to change some of it.
-    pub(crate) fn of(v: &Vhost) -> Self {
+    pub fn of(v: &Vhost) -> Self {
         let mut fields: BTreeMap<String, String> =
             serde_json::from_str(&v.params).unwrap_or_default();
         fields.retain(|_, value| !value.is_empty());
@@ -97,7 +97,7 @@ impl SiteDraft {
     }
 
     /// Sets the defaults a new form shows for `template`'s fields, where nothing is set.
-    pub(crate) fn add_defaults(&mut self, template: &str) {
+    pub fn add_defaults(&mut self, template: &str) {
         if let Some(t) = Template::from_slug(template) {
             for f in t.fields() {
                 if !f.default.is_empty() && !self.fields.contains_key(f.name) {
@@ -111,7 +111,7 @@ impl SiteDraft {
     /// Validates the whole draft for `author`: address, template fields, the generated body
     /// under the author's policy, the owner and the agents. Every reason is keyed by the
     /// field it belongs to.
-    pub(crate) fn check(
+    pub fn check(
         &self,
         author: &User,
         known: &Known,
@@ -228,30 +228,30 @@ impl SiteDraft {
 
 /// What only the database knows when checking a draft: which agents and users exist.
 #[derive(Debug, Default)]
-pub(crate) struct Known {
-    pub(crate) agents: Vec<i64>,
+pub struct Known {
+    pub agents: Vec<i64>,
     /// Read for admins only: a `user` cannot choose an owner.
-    pub(crate) users: Vec<i64>,
+    pub users: Vec<i64>,
 }
 
 /// A draft that passed [`SiteDraft::check`]: what would be stored, and what is left to judge.
 #[derive(Debug)]
-pub(crate) struct CheckedSite {
-    pub(crate) snapshot: Snapshot,
+pub struct CheckedSite {
+    pub snapshot: Snapshot,
     /// Exactly the block the site adds to the Caddyfile: the preview.
-    pub(crate) block: String,
-    pub(crate) template: Template,
+    pub block: String,
+    pub template: Template,
     /// The site alone, without Gatehouse's access-log switch, and its host as Caddy's host
     /// matcher holds it: what a `user`'s site is judged on.
-    pub(crate) judged: String,
-    pub(crate) host: String,
+    pub judged: String,
+    pub host: String,
     /// Whose rules the name follows (see [`crate::claims`]).
-    pub(crate) claim: Claim,
+    pub claim: Claim,
 }
 
 /// Puts a refused claim's reason beside the domain and, for an admin over another owner's
 /// site, its warning beside the override.
-pub(crate) fn claim_errors(refusal: &Refusal, errors: &mut FieldErrors) {
+pub fn claim_errors(refusal: &Refusal, errors: &mut FieldErrors) {
     errors.add("domain", refusal.reason.clone());
     if let Some(warning) = &refusal.warning {
         errors.add(ALLOW_OVERLAP, warning.clone());

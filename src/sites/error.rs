@@ -8,7 +8,7 @@ use crate::error::AppError;
 use crate::fleet::deploy::DeployError;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SiteError {
+pub enum SiteError {
     /// The values break the rules, or the change was refused for a reason that belongs
     /// beside a field (a taken domain, a name that is not the author's): the reasons by
     /// field. The portal shows the form again (422); so does the API.
@@ -29,7 +29,7 @@ pub(crate) enum SiteError {
 }
 
 /// What a Caddy rejection says to the person: which server, and Caddy's own words.
-pub(crate) fn rejection(agent: &str, error: &str) -> String {
+pub fn rejection(agent: &str, error: &str) -> String {
     format!("Caddy on {agent} refused this configuration, so nothing was changed: {error}")
 }
 

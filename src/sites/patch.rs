@@ -10,19 +10,19 @@ use std::collections::BTreeMap;
 
 /// Reasons members of a body cannot be taken at all, by their key in the body (a member
 /// inside `fields` as `fields.<name>`).
-pub(crate) type ShapeErrors = BTreeMap<String, String>;
+pub type ShapeErrors = BTreeMap<String, String>;
 
 /// The members a body gives; None: not given, left as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct SitePatch {
-    pub(crate) address: Option<String>,
-    pub(crate) template: Option<String>,
+pub struct SitePatch {
+    pub address: Option<String>,
+    pub template: Option<String>,
     /// Template field values by name; a value of None clears the field (false or null).
-    pub(crate) fields: BTreeMap<String, Option<String>>,
-    pub(crate) enabled: Option<bool>,
-    pub(crate) owner: Option<Owner>,
-    pub(crate) agents: Option<Agents>,
-    pub(crate) allow_overlap: Option<bool>,
+    pub fields: BTreeMap<String, Option<String>>,
+    pub enabled: Option<bool>,
+    pub owner: Option<Owner>,
+    pub agents: Option<Agents>,
+    pub allow_overlap: Option<bool>,
 }
 
 /// Top-level members besides the templates' own fields.
@@ -43,7 +43,7 @@ impl SitePatch {
     /// Reads a JSON body from `user` meant for `current`. Members that cannot be taken at
     /// all (unknown, wrong shape, a field of another template than the site will have, an
     /// owner a `user` may not choose) are refused, all of them at once.
-    pub(crate) fn from_json(
+    pub fn from_json(
         body: &Map<String, Value>,
         user: &User,
         current: &SiteDraft,
@@ -189,7 +189,7 @@ impl SitePatch {
 
     /// `draft` with the members given replaced. A template switched to starts with the
     /// defaults its new form shows, under the fields given.
-    pub(crate) fn apply(self, mut draft: SiteDraft) -> SiteDraft {
+    pub fn apply(self, mut draft: SiteDraft) -> SiteDraft {
         if let Some(t) = &self.template
             && *t != draft.template
         {

@@ -10,53 +10,51 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 /// Everything the account page shows.
-pub(crate) struct AccountView {
-    pub(crate) user: users::User,
-    pub(crate) backup_codes_left: i64,
-    pub(crate) sessions: Vec<sessions::AuthSession>,
-    pub(crate) current_session: String,
-    pub(crate) tokens: Vec<ApiToken>,
+pub struct AccountView {
+    pub user: users::User,
+    pub backup_codes_left: i64,
+    pub sessions: Vec<sessions::AuthSession>,
+    pub current_session: String,
+    pub tokens: Vec<ApiToken>,
 }
 
 /// The password change as typed; the passwords are never shown back.
 #[derive(Deserialize, Default)]
-pub(crate) struct PasswordForm {
-    #[serde(default)]
-    pub(crate) current: String,
-    #[serde(default)]
-    pub(crate) new: String,
-    #[serde(default)]
-    pub(crate) confirm: String,
+#[serde(default)]
+pub struct PasswordForm {
+    pub current: String,
+    pub new: String,
+    pub confirm: String,
 }
 
 /// A new API token as typed.
 #[derive(Deserialize, Default)]
-pub(crate) struct TokenForm {
+pub struct TokenForm {
     #[serde(default, rename = "token_name")]
-    pub(crate) name: String,
+    pub name: String,
     #[serde(default)]
-    pub(crate) scope: String,
+    pub scope: String,
     /// `YYYY-MM-DD` (what a date input sends); empty for a token that never expires.
     #[serde(default)]
-    pub(crate) expires: String,
+    pub expires: String,
     /// The current password: a token is a lasting credential, so a session alone (perhaps
     /// a stolen one) cannot make one. Never shown back.
     #[serde(default, rename = "token_current")]
-    pub(crate) current: String,
+    pub current: String,
 }
 
 /// Forms on the account page that may come back with errors, or a notice after success.
 #[derive(Default)]
-pub(crate) struct Forms<'a> {
-    pub(crate) password: Option<(&'a PasswordForm, &'a FieldErrors)>,
-    pub(crate) backup: Option<&'a FieldErrors>,
-    pub(crate) notice: Option<&'a str>,
-    pub(crate) token: Option<(&'a TokenForm, &'a FieldErrors)>,
+pub struct Forms<'a> {
+    pub password: Option<(&'a PasswordForm, &'a FieldErrors)>,
+    pub backup: Option<&'a FieldErrors>,
+    pub notice: Option<&'a str>,
+    pub token: Option<(&'a TokenForm, &'a FieldErrors)>,
     /// A token just made, with its plain text: shown this once.
-    pub(crate) new_token: Option<(&'a ApiToken, &'a str)>,
+    pub new_token: Option<(&'a ApiToken, &'a str)>,
 }
 
-pub(crate) fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
+pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
     let none = FieldErrors::default();
     let pw_errors = forms.password.map_or(&none, |(_, e)| e);
     let backup_errors = forms.backup.unwrap_or(&none);
@@ -128,7 +126,7 @@ pub(crate) fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
     }
 }
 
-pub(crate) fn enrol(
+pub fn enrol(
     ctx: &Ctx,
     forced: bool,
     qr_png_base64: &str,
@@ -158,7 +156,7 @@ pub(crate) fn enrol(
     }
 }
 
-pub(crate) fn already_enrolled() -> Markup {
+pub fn already_enrolled() -> Markup {
     html! {
         section .card .narrow #enrol {
             h1 { "Two-factor authentication is on" }
@@ -168,7 +166,7 @@ pub(crate) fn already_enrolled() -> Markup {
 }
 
 /// The only time backup codes are ever shown.
-pub(crate) fn backup_codes(codes: &[String]) -> Markup {
+pub fn backup_codes(codes: &[String]) -> Markup {
     html! {
         section .card .narrow #backup-codes {
             h1 { "Save your backup codes" }

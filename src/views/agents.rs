@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 /// How an agent stands against the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AgentState {
+pub enum AgentState {
     NeverSeen,
     Offline,
     CaddyDown,
@@ -24,7 +24,7 @@ pub(crate) enum AgentState {
 }
 
 impl AgentState {
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             AgentState::NeverSeen => "not contacted yet",
             AgentState::Offline => "offline",
@@ -34,7 +34,7 @@ impl AgentState {
             AgentState::ChangedOutside => "changed outside Gatehouse",
         }
     }
-    pub(crate) fn class(self) -> &'static str {
+    pub fn class(self) -> &'static str {
         match self {
             AgentState::InSync => "ok",
             AgentState::Drifted | AgentState::NeverSeen => "warn",
@@ -44,25 +44,21 @@ impl AgentState {
 }
 
 /// An agent with its state, for the page and the dashboard.
-pub(crate) struct AgentView {
-    pub(crate) agent: Agent,
-    pub(crate) state: AgentState,
+pub struct AgentView {
+    pub agent: Agent,
+    pub state: AgentState,
 }
 
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct AgentForm {
-    #[serde(default)]
-    pub(crate) name: String,
-    #[serde(default)]
-    pub(crate) url: String,
-    #[serde(default)]
-    pub(crate) token: String,
+#[serde(default)]
+pub struct AgentForm {
+    pub name: String,
+    pub url: String,
+    pub token: String,
     /// CA certificate(s), PEM; empty for the public web PKI.
-    #[serde(default)]
-    pub(crate) tls_ca: String,
+    pub tls_ca: String,
     /// SHA-256 of the agent's certificate; empty for none.
-    #[serde(default)]
-    pub(crate) tls_pin: String,
+    pub tls_pin: String,
 }
 
 impl AgentForm {
@@ -78,12 +74,7 @@ impl AgentForm {
     }
 }
 
-pub(crate) fn page(
-    ctx: &Ctx,
-    list: &[AgentView],
-    form: &AgentForm,
-    errors: &FieldErrors,
-) -> Markup {
+pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldErrors) -> Markup {
     html! {
         div .stack #agents {
             section .card {
@@ -129,7 +120,7 @@ fn rows(ctx: &Ctx, list: &[AgentView]) -> Markup {
 }
 
 /// One agent, with the outcome of the last action on it (Ok: what happened; Err: why not).
-pub(crate) fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) -> Markup {
+pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) -> Markup {
     let a = &v.agent;
     let id = format!("agent-{}", a.id);
     html! {
@@ -183,7 +174,7 @@ pub(crate) fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, Strin
 }
 
 /// Rows that each sync themselves as soon as they appear: live progress, one per agent.
-pub(crate) fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
+pub fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
     html! {
         div #agent-rows .agent-list {
             @for v in list {
@@ -200,7 +191,7 @@ pub(crate) fn syncing(ctx: &Ctx, list: &[AgentView]) -> Markup {
     }
 }
 
-pub(crate) fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FieldErrors) -> Markup {
+pub fn edit(ctx: &Ctx, id: i64, form: &AgentForm, errors: &FieldErrors) -> Markup {
     let action = format!("/agents/{id}");
     html! {
         section .card .narrow #edit-agent {

@@ -6,14 +6,13 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
-pub(crate) struct AuditQuery {
-    #[serde(default)]
-    pub(crate) action: String,
-    #[serde(default)]
-    pub(crate) email: String,
+#[serde(default)]
+pub struct AuditQuery {
+    pub action: String,
+    pub email: String,
 }
 
-pub(crate) fn page(q: &AuditQuery, entries: &[Entry]) -> Markup {
+pub fn page(q: &AuditQuery, entries: &[Entry]) -> Markup {
     html! {
         section .card #audit {
             h1 { "Audit log" }

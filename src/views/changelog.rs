@@ -10,22 +10,21 @@ use similar::{ChangeTag, TextDiff};
 
 /// The list's filters, as its query string has them.
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct ChangelogQuery {
-    #[serde(default)]
-    pub(crate) domain: String,
-    #[serde(default)]
-    pub(crate) user: String,
+#[serde(default)]
+pub struct ChangelogQuery {
+    pub domain: String,
+    pub user: String,
 }
 
 /// An entry with the site block before and after, for the diff.
-pub(crate) struct EntryView {
-    pub(crate) entry: Entry,
-    pub(crate) before: String,
-    pub(crate) after: String,
+pub struct EntryView {
+    pub entry: Entry,
+    pub before: String,
+    pub after: String,
 }
 
 impl EntryView {
-    pub(crate) fn of(entry: Entry) -> Self {
+    pub fn of(entry: Entry) -> Self {
         let before = block_of(entry.old.as_ref());
         let after = block_of(entry.new.as_ref());
         EntryView {
@@ -49,7 +48,7 @@ fn block_of(s: Option<&Snapshot>) -> String {
     }
 }
 
-pub(crate) fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -> Markup {
+pub fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -> Markup {
     html! {
         section .card #changelog {
             h1 { "Changelog" }
@@ -74,7 +73,7 @@ pub(crate) fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQ
     }
 }
 
-pub(crate) fn detail(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
+pub fn detail(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
     html! {
         section .card #change {
             h1 { "Change #" (e.entry.id) }
@@ -108,7 +107,7 @@ fn entry(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
 }
 
 /// A line diff: removed lines, added lines, and the unchanged lines around them.
-pub(crate) fn diff(before: &str, after: &str) -> Markup {
+pub fn diff(before: &str, after: &str) -> Markup {
     let diff = TextDiff::from_lines(before, after);
     html! {
         pre .diff {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// The override box, for an admin, once an overlap was found (or the box was ticked, so a
 /// refusal for another reason keeps it as typed). Never shown to a `user`.
-pub(crate) fn overlap_override(
+pub fn overlap_override(
     admin: bool,
     values: &BTreeMap<String, String>,
     errors: &FieldErrors,

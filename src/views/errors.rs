@@ -4,13 +4,13 @@ use super::layout;
 use axum::http::StatusCode;
 use maud::{Markup, html};
 
-pub(crate) fn toast(message: &str) -> Markup {
+pub fn toast(message: &str) -> Markup {
     html! {
         div .toast .toast-error role="alert" { (message) }
     }
 }
 
-pub(crate) fn page(status: StatusCode, message: &str) -> Markup {
+pub fn page(status: StatusCode, message: &str) -> Markup {
     let title = status.canonical_reason().unwrap_or("Error");
     layout::page(
         &super::Ctx::default(),

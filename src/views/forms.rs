@@ -4,7 +4,7 @@ use crate::domain::FieldErrors;
 use maud::{Markup, html};
 
 /// The whole-form error, if any, as an alert box.
-pub(crate) fn form_alert(errors: &FieldErrors) -> Markup {
+pub fn form_alert(errors: &FieldErrors) -> Markup {
     html! {
         @if let Some(message) = errors.form_error() {
             p .notice .error #form-error role="alert" { (message) }
@@ -13,19 +13,19 @@ pub(crate) fn form_alert(errors: &FieldErrors) -> Markup {
 }
 
 /// One labelled input. The value is shown again as typed; the reason sits under it.
-pub(crate) struct Field<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) label: &'a str,
-    pub(crate) kind: &'a str,
-    pub(crate) value: &'a str,
-    pub(crate) autocomplete: &'a str,
-    pub(crate) hint: Option<&'a str>,
-    pub(crate) extra: Option<(&'a str, &'a str)>,
-    pub(crate) required: bool,
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub label: &'a str,
+    pub kind: &'a str,
+    pub value: &'a str,
+    pub autocomplete: &'a str,
+    pub hint: Option<&'a str>,
+    pub extra: Option<(&'a str, &'a str)>,
+    pub required: bool,
 }
 
 impl<'a> Field<'a> {
-    pub(crate) fn new(name: &'a str, label: &'a str) -> Self {
+    pub fn new(name: &'a str, label: &'a str) -> Self {
         Self {
             name,
             label,
@@ -38,33 +38,33 @@ impl<'a> Field<'a> {
         }
     }
     /// May be left empty (fields are required unless they say so).
-    pub(crate) fn optional(mut self) -> Self {
+    pub fn optional(mut self) -> Self {
         self.required = false;
         self
     }
-    pub(crate) fn kind(mut self, kind: &'a str) -> Self {
+    pub fn kind(mut self, kind: &'a str) -> Self {
         self.kind = kind;
         self
     }
-    pub(crate) fn value(mut self, value: &'a str) -> Self {
+    pub fn value(mut self, value: &'a str) -> Self {
         self.value = value;
         self
     }
-    pub(crate) fn autocomplete(mut self, autocomplete: &'a str) -> Self {
+    pub fn autocomplete(mut self, autocomplete: &'a str) -> Self {
         self.autocomplete = autocomplete;
         self
     }
     /// `inputmode` and `pattern`-like helpers for phones: e.g. ("inputmode", "numeric").
-    pub(crate) fn inputmode(mut self, mode: &'a str) -> Self {
+    pub fn inputmode(mut self, mode: &'a str) -> Self {
         self.extra = Some(("inputmode", mode));
         self
     }
-    pub(crate) fn hint(mut self, hint: &'a str) -> Self {
+    pub fn hint(mut self, hint: &'a str) -> Self {
         self.hint = Some(hint);
         self
     }
 
-    pub(crate) fn render(&self, errors: &FieldErrors) -> Markup {
+    pub fn render(&self, errors: &FieldErrors) -> Markup {
         let error = errors.get(self.name);
         let error_id = format!("{}-error", self.name);
         let hint_id = format!("{}-hint", self.name);

@@ -11,21 +11,21 @@ use serde::Deserialize;
 
 /// The grant form as typed.
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct GrantForm {
-    #[serde(default)]
-    pub(crate) pattern: String,
+#[serde(default)]
+pub struct GrantForm {
+    pub pattern: String,
 }
 
 /// What the page shows.
-pub(crate) struct Page<'a> {
-    pub(crate) user: &'a User,
-    pub(crate) grants: &'a [StoredGrant],
-    pub(crate) form: &'a GrantForm,
-    pub(crate) errors: &'a FieldErrors,
-    pub(crate) notice: Option<&'a str>,
+pub struct Page<'a> {
+    pub user: &'a User,
+    pub grants: &'a [StoredGrant],
+    pub form: &'a GrantForm,
+    pub errors: &'a FieldErrors,
+    pub notice: Option<&'a str>,
 }
 
-pub(crate) fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
     let base = format!("/users/{}/grants", p.user.id);
     html! {
         div .stack #grants {

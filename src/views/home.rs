@@ -7,15 +7,15 @@ use crate::db::users::User;
 use maud::{Markup, html};
 
 /// What the dashboard shows.
-pub(crate) struct Dashboard {
-    pub(crate) enabled: i64,
-    pub(crate) disabled: i64,
-    pub(crate) recent: Vec<changelog::Entry>,
+pub struct Dashboard {
+    pub enabled: i64,
+    pub disabled: i64,
+    pub recent: Vec<changelog::Entry>,
     /// Admins see the fleet too.
-    pub(crate) agents: Vec<AgentView>,
+    pub agents: Vec<AgentView>,
 }
 
-pub(crate) fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
+pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
     html! {
         div .stack #home {
             section .card {

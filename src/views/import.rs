@@ -10,28 +10,21 @@ use serde::Deserialize;
 
 /// The import form as posted.
 #[derive(Deserialize, Default)]
-pub(crate) struct ImportFields {
-    #[serde(default)]
-    pub(crate) caddyfile: String,
-    #[serde(default)]
-    pub(crate) agent: String,
-    #[serde(default)]
-    pub(crate) fingerprint: String,
+#[serde(default)]
+pub struct ImportFields {
+    pub caddyfile: String,
+    pub agent: String,
+    pub fingerprint: String,
 }
 
 /// What the form holds: the text as pasted and the agent chosen ("" for every agent).
-pub(crate) struct ImportForm<'a> {
-    pub(crate) caddyfile: &'a str,
-    pub(crate) agent: &'a str,
-    pub(crate) agents: &'a [(i64, String)],
+pub struct ImportForm<'a> {
+    pub caddyfile: &'a str,
+    pub agent: &'a str,
+    pub agents: &'a [(i64, String)],
 }
 
-pub(crate) fn page(
-    ctx: &Ctx,
-    form: &ImportForm<'_>,
-    plan: Option<&Plan>,
-    errors: &FieldErrors,
-) -> Markup {
+pub fn page(ctx: &Ctx, form: &ImportForm<'_>, plan: Option<&Plan>, errors: &FieldErrors) -> Markup {
     html! {
         div .stack #import {
             section .card {
@@ -168,7 +161,7 @@ fn note_label(kind: NoteKind) -> &'static str {
 }
 
 /// After a confirmed import.
-pub(crate) fn done(applied: &Applied, plan: &Plan) -> Markup {
+pub fn done(applied: &Applied, plan: &Plan) -> Markup {
     html! {
         section .card #import-done {
             h1 { "Imported" }

@@ -9,7 +9,7 @@ use maud::{DOCTYPE, Markup, html};
 /// 429 re-renders the form in place with the reasons next to each field.
 const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"selfRequestsOnly":true,"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true},{"code":"429","swap":true},{"code":"[45]..","swap":true,"error":true}]}"#;
 
-pub(crate) fn page(ctx: &Ctx, title: &str, content: Markup) -> Markup {
+pub fn page(ctx: &Ctx, title: &str, content: Markup) -> Markup {
     let hx_headers = format!(r#"{{"X-CSRF-Token":"{}"}}"#, ctx.csrf);
     html! {
         (DOCTYPE)

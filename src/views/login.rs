@@ -8,16 +8,14 @@ use serde::Deserialize;
 
 /// The sign-in form as typed; the password is never shown back.
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct LoginForm {
-    #[serde(default)]
-    pub(crate) email: String,
-    #[serde(default)]
-    pub(crate) password: String,
-    #[serde(default)]
-    pub(crate) next: String,
+#[serde(default)]
+pub struct LoginForm {
+    pub email: String,
+    pub password: String,
+    pub next: String,
 }
 
-pub(crate) fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
+pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
     html! {
         section .card .narrow #login {
             h1 { "Sign in" }
@@ -39,7 +37,7 @@ pub(crate) fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up
     }
 }
 
-pub(crate) fn second_factor(ctx: &Ctx, code: &str, errors: &FieldErrors) -> Markup {
+pub fn second_factor(ctx: &Ctx, code: &str, errors: &FieldErrors) -> Markup {
     html! {
         section .card .narrow #second-factor {
             h1 { "Two-factor authentication" }

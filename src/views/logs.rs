@@ -7,32 +7,28 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 /// Rows kept on the page: older ones are removed as new ones arrive.
-pub(crate) const ROW_CAP: u64 = 300;
+pub const ROW_CAP: u64 = 300;
 #[derive(Deserialize, Default, Clone, Debug)]
-pub(crate) struct LogQuery {
+#[serde(default)]
+pub struct LogQuery {
     /// A site's domain (its canonical form), or empty for all.
-    #[serde(default)]
-    pub(crate) vhost: String,
+    pub vhost: String,
     /// "", "2xx", "3xx", "4xx" or "5xx".
-    #[serde(default)]
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) method: String,
+    pub status: String,
+    pub method: String,
     /// Free text, matched in host, path and client address.
-    #[serde(default)]
-    pub(crate) q: String,
+    pub q: String,
     /// Show the table without the live stream.
-    #[serde(default)]
-    pub(crate) paused: String,
+    pub paused: String,
 }
 
 impl LogQuery {
-    pub(crate) fn paused(&self) -> bool {
+    pub fn paused(&self) -> bool {
         !self.paused.is_empty()
     }
 
     /// The query string for links and the stream URL (without `paused`).
-    pub(crate) fn to_query(&self) -> String {
+    pub fn to_query(&self) -> String {
         serde_urlencoded::to_string([
             ("vhost", self.vhost.as_str()),
             ("status", self.status.as_str()),
@@ -73,7 +69,7 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
-pub(crate) fn page(q: &LogQuery, sites: &[String], rows: &[(String, LogEntry)]) -> Markup {
+pub fn page(q: &LogQuery, sites: &[String], rows: &[(String, LogEntry)]) -> Markup {
     html! {
         section .card #logs {
             h1 { "Live logs" }
@@ -114,7 +110,7 @@ pub(crate) fn page(q: &LogQuery, sites: &[String], rows: &[(String, LogEntry)]) 
 }
 
 /// The table with its controls; live (connected to the stream) unless paused.
-pub(crate) fn table(q: &LogQuery, rows: &[(String, LogEntry)]) -> Markup {
+pub fn table(q: &LogQuery, rows: &[(String, LogEntry)]) -> Markup {
     let live = !q.paused();
     let stream = format!("/logs/stream?{}", q.to_query());
     html! {
@@ -168,12 +164,12 @@ fn drop_old(seq: u64, cap: u64) -> Markup {
 }
 
 /// One live line, as sent over SSE.
-pub(crate) fn live_row(seq: u64, agent: &str, e: &LogEntry, cap: u64) -> Markup {
+pub fn live_row(seq: u64, agent: &str, e: &LogEntry, cap: u64) -> Markup {
     html! { (row_cells(Some(format!("live-{seq}")), agent, e)) (drop_old(seq, cap)) }
 }
 
 /// "N lines skipped" in place of lines this browser could not be sent.
-pub(crate) fn skipped_row(seq: u64, message: &str, cap: u64) -> Markup {
+pub fn skipped_row(seq: u64, message: &str, cap: u64) -> Markup {
     html! {
         tr .log-skipped id=(format!("live-{seq}")) { td colspan="8" { (message) } }
         (drop_old(seq, cap))

@@ -1,50 +1,50 @@
 //! Maud views. Views are plain functions returning `Markup`; a full page is the layout
 //! around the very fragment that htmx swaps in.
 
-pub(crate) mod account;
-pub(crate) mod agents;
-pub(crate) mod audit;
-pub(crate) mod changelog;
-pub(crate) mod claims;
-pub(crate) mod errors;
-pub(crate) mod forms;
-pub(crate) mod grants;
-pub(crate) mod home;
-pub(crate) mod import;
-pub(crate) mod layout;
-pub(crate) mod login;
-pub(crate) mod logs;
-pub(crate) mod settings;
-pub(crate) mod setup;
-pub(crate) mod users;
-pub(crate) mod vhosts;
+pub mod account;
+pub mod agents;
+pub mod audit;
+pub mod changelog;
+pub mod claims;
+pub mod errors;
+pub mod forms;
+pub mod grants;
+pub mod home;
+pub mod import;
+pub mod layout;
+pub mod login;
+pub mod logs;
+pub mod settings;
+pub mod setup;
+pub mod users;
+pub mod vhosts;
 
 use maud::{Markup, html};
 
 /// What every page needs: the CSRF token and who is signed in.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Ctx {
-    pub(crate) csrf: String,
-    pub(crate) user: Option<NavUser>,
-    pub(crate) path: String,
+pub struct Ctx {
+    pub csrf: String,
+    pub user: Option<NavUser>,
+    pub path: String,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct NavUser {
-    pub(crate) name: String,
-    pub(crate) is_admin: bool,
-    pub(crate) must_enrol: bool,
+pub struct NavUser {
+    pub name: String,
+    pub is_admin: bool,
+    pub must_enrol: bool,
 }
 
 /// The hidden CSRF field every plain form carries (htmx also sends it as a header).
-pub(crate) fn csrf_field(ctx: &Ctx) -> Markup {
+pub fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="csrf_token" value=(ctx.csrf); }
 }
 
 /// Seconds since the epoch as `2026-11-22 03:29 UTC`.
 /// The last day (UTC) on which something that stops at `end` still works: a token that
 /// expires at midnight starting 2100-01-01 works through 2099-12-31, and says so.
-pub(crate) fn last_day(end: i64) -> String {
+pub fn last_day(end: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(end - 1)
         .ok()
         .and_then(|t| {
@@ -54,7 +54,7 @@ pub(crate) fn last_day(end: i64) -> String {
         .map_or_else(|| end.to_string(), |day| format!("through {day} (UTC)"))
 }
 
-pub(crate) fn timestamp(unix: i64) -> String {
+pub fn timestamp(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {

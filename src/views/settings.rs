@@ -9,26 +9,24 @@ use maud::{Markup, html};
 
 /// The tenant policy form as typed: one entry per line.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-pub(crate) struct PolicyForm {
-    #[serde(default)]
-    pub(crate) networks: String,
-    #[serde(default)]
-    pub(crate) upstream_hosts: String,
-    #[serde(default)]
-    pub(crate) unix_sockets: String,
+#[serde(default)]
+pub struct PolicyForm {
+    pub networks: String,
+    pub upstream_hosts: String,
+    pub unix_sockets: String,
 }
 
 /// What the page shows.
-pub(crate) struct Page<'a> {
-    pub(crate) form: &'a PolicyForm,
-    pub(crate) errors: &'a FieldErrors,
+pub struct Page<'a> {
+    pub form: &'a PolicyForm,
+    pub errors: &'a FieldErrors,
     /// The lists come from this page (else from the config file).
-    pub(crate) from_settings: bool,
-    pub(crate) saved: bool,
+    pub from_settings: bool,
+    pub saved: bool,
     /// Closed whatever the lists say.
-    pub(crate) reserved: &'a [Reserved],
+    pub reserved: &'a [Reserved],
     /// Users' sites that break the policy now, once an admin asked.
-    pub(crate) review: Option<&'a Review>,
+    pub review: Option<&'a Review>,
 }
 
 struct ListField {
@@ -80,7 +78,7 @@ fn shown(r: &Reserved) -> String {
     }
 }
 
-pub(crate) fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
     html! {
         div .stack #settings {
             @if p.saved { p .notice .ok #notice role="status" { "Saved. Users' sites are judged by these lists from now on." } }

@@ -8,20 +8,16 @@ use serde::Deserialize;
 
 /// What the setup form sends back; kept as typed so a refusal can show it again.
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct SetupForm {
-    #[serde(default)]
-    pub(crate) token: String,
-    #[serde(default)]
-    pub(crate) name: String,
-    #[serde(default)]
-    pub(crate) email: String,
-    #[serde(default)]
-    pub(crate) password: String,
-    #[serde(default)]
-    pub(crate) password_confirm: String,
+#[serde(default)]
+pub struct SetupForm {
+    pub token: String,
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    pub password_confirm: String,
 }
 
-pub(crate) fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
+pub fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup {
     html! {
         section .card .narrow #setup {
             h1 { "Welcome to Gatehouse" }
@@ -41,7 +37,7 @@ pub(crate) fn form(ctx: &Ctx, form: &SetupForm, errors: &FieldErrors) -> Markup 
     }
 }
 
-pub(crate) fn done(email: &str) -> Markup {
+pub fn done(email: &str) -> Markup {
     html! {
         section .card .narrow #setup {
             h1 { "Gatehouse is ready" }

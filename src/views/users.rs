@@ -10,20 +10,17 @@ use serde::Deserialize;
 
 /// The new-account form as typed.
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct NewUserForm {
-    #[serde(default)]
-    pub(crate) name: String,
-    #[serde(default)]
-    pub(crate) email: String,
-    #[serde(default)]
-    pub(crate) role: String,
+#[serde(default)]
+pub struct NewUserForm {
+    pub name: String,
+    pub email: String,
+    pub role: String,
     /// Empty: a one-time password is generated and shown once.
-    #[serde(default)]
-    pub(crate) password: String,
+    pub password: String,
 }
 
 /// What a finished action tells the admin.
-pub(crate) enum Outcome {
+pub enum Outcome {
     None,
     Created {
         email: String,
@@ -33,17 +30,17 @@ pub(crate) enum Outcome {
 }
 
 /// What the users page shows.
-pub(crate) struct Page<'a> {
-    pub(crate) me: i64,
-    pub(crate) users: &'a [User],
+pub struct Page<'a> {
+    pub me: i64,
+    pub users: &'a [User],
     /// Every user's API tokens.
-    pub(crate) tokens: &'a [ApiToken],
-    pub(crate) form: &'a NewUserForm,
-    pub(crate) errors: &'a FieldErrors,
-    pub(crate) outcome: &'a Outcome,
+    pub tokens: &'a [ApiToken],
+    pub form: &'a NewUserForm,
+    pub errors: &'a FieldErrors,
+    pub outcome: &'a Outcome,
 }
 
-pub(crate) fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
+pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
     let Page {
         me,
         users,

@@ -19,19 +19,17 @@ use std::sync::OnceLock;
 
 /// The list's filters, as its query string has them.
 #[derive(Deserialize, Default, Clone)]
-pub(crate) struct ListQuery {
-    #[serde(default)]
-    pub(crate) q: String,
+#[serde(default)]
+pub struct ListQuery {
+    pub q: String,
     /// "", "on" or "off".
-    #[serde(default)]
-    pub(crate) status: String,
+    pub status: String,
     /// Owner id as text; "" for everyone (admins only).
-    #[serde(default)]
-    pub(crate) owner: String,
+    pub owner: String,
 }
 
 impl ListQuery {
-    pub(crate) fn search(&self) -> Search {
+    pub fn search(&self) -> Search {
         Search {
             text: self.q.clone(),
             enabled: match self.status.as_str() {
@@ -45,16 +43,16 @@ impl ListQuery {
 }
 
 /// What a row of the list shows.
-pub(crate) struct RowView {
-    pub(crate) vhost: Vhost,
-    pub(crate) display: String,
-    pub(crate) template: String,
-    pub(crate) owner: Option<String>,
+pub struct RowView {
+    pub vhost: Vhost,
+    pub display: String,
+    pub template: String,
+    pub owner: Option<String>,
 }
 
 impl RowView {
     /// The row of `v`; `owners` names its owner (empty for a `user`, who sees only theirs).
-    pub(crate) fn of(v: Vhost, owners: &[User]) -> Self {
+    pub fn of(v: Vhost, owners: &[User]) -> Self {
         // Stored domains are normalised; only punycode labels read differently when shown.
         let display = if v.domain.contains("xn--") {
             SiteAddress::parse(&v.domain)
@@ -79,37 +77,37 @@ impl RowView {
 }
 
 /// Everything the editor shows: the values as typed, the reasons, and the preview.
-pub(crate) struct Editor {
-    pub(crate) id: Option<i64>,
-    pub(crate) template: Template,
-    pub(crate) values: BTreeMap<String, String>,
-    pub(crate) errors: FieldErrors,
-    pub(crate) admin: bool,
-    pub(crate) owners: Vec<User>,
+pub struct Editor {
+    pub id: Option<i64>,
+    pub template: Template,
+    pub values: BTreeMap<String, String>,
+    pub errors: FieldErrors,
+    pub admin: bool,
+    pub owners: Vec<User>,
     /// Every agent, by id and name, to choose which serve this site.
-    pub(crate) agents: Vec<(i64, String)>,
-    pub(crate) preview: Preview,
+    pub agents: Vec<(i64, String)>,
+    pub preview: Preview,
 }
 
 /// What the live preview says about the form as it stands.
-pub(crate) enum Preview {
+pub enum Preview {
     /// The block, and what a real Caddy said of it (when an agent could be asked).
     Block(String, Option<CaddyCheck>),
     Invalid,
 }
 
 /// A real Caddy's opinion of the previewed site, through one agent's `/caddy/validate`.
-pub(crate) struct CaddyCheck {
-    pub(crate) agent: String,
-    pub(crate) outcome: Validation,
+pub struct CaddyCheck {
+    pub agent: String,
+    pub outcome: Validation,
 }
 
 /// The no-owner choice of an admin's owner field (the API's `"owner_id": null`).
-pub(crate) const NO_OWNER: &str = "none";
+pub const NO_OWNER: &str = "none";
 
 /// The site the form's values ask for, and what the form encoding itself cannot say (an
 /// admin's owner that is no user id). A `user`'s owner field counts for nothing.
-pub(crate) fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, FieldErrors) {
+pub fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, FieldErrors) {
     let mut errors = FieldErrors::default();
     let get = |k: &str| values.get(k).map(String::as_str).unwrap_or("");
     let owner = match get("owner_id") {
@@ -150,7 +148,7 @@ pub(crate) fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteD
 }
 
 /// A draft in the form's encoding, to open the editor on it.
-pub(crate) fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
+pub fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
     let mut values = draft.fields.clone();
     values.insert("domain".into(), draft.address.clone());
     values.insert("template".into(), draft.template.clone());
@@ -175,13 +173,7 @@ pub(crate) fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
     values
 }
 
-pub(crate) fn list(
-    ctx: &Ctx,
-    admin: bool,
-    rows: &[RowView],
-    q: &ListQuery,
-    owners: &[User],
-) -> Markup {
+pub fn list(ctx: &Ctx, admin: bool, rows: &[RowView], q: &ListQuery, owners: &[User]) -> Markup {
     html! {
         section .card #vhosts {
             div .card-head {
@@ -228,7 +220,7 @@ pub(crate) fn list(
 
 /// One site in the list. The toggle swaps only this row; while it works the switch is
 /// disabled and a spinner shows.
-pub(crate) fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
+pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
     let v = &r.vhost;
     let id = format!("vhost-{}", v.id);
     let toggle = format!("/vhosts/{}/toggle", v.id);
@@ -262,7 +254,7 @@ fn value<'a>(values: &'a BTreeMap<String, String>, name: &str) -> &'a str {
     values.get(name).map(String::as_str).unwrap_or("")
 }
 
-pub(crate) fn editor(ctx: &Ctx, e: &Editor) -> Markup {
+pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
     let action = match e.id {
         Some(id) => format!("/vhosts/{id}"),
         None => "/vhosts".to_string(),
@@ -351,7 +343,7 @@ pub(crate) fn editor(ctx: &Ctx, e: &Editor) -> Markup {
 }
 
 /// The fields of one template, and its documentation as inline help.
-pub(crate) fn template_fields(
+pub fn template_fields(
     t: Template,
     values: &BTreeMap<String, String>,
     errors: &FieldErrors,
@@ -430,7 +422,7 @@ fn doc_html(t: Template) -> PreEscaped<&'static str> {
     PreEscaped(html)
 }
 
-pub(crate) fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
+pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
     html! {
         @match p {
             Preview::Block(block, caddy) => {
@@ -462,7 +454,7 @@ pub(crate) fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
     }
 }
 
-pub(crate) fn caddyfile(text: &str, hash: &str) -> Markup {
+pub fn caddyfile(text: &str, hash: &str) -> Markup {
     html! {
         section .card #caddyfile {
             h1 { "Generated Caddyfile" }

@@ -40,7 +40,7 @@ async fn load(state: &AppState, current: &CurrentUser) -> Result<AccountView> {
     })
 }
 
-pub(crate) async fn page(
+pub async fn page(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -59,7 +59,7 @@ async fn current_password_ok(state: &AppState, uid: i64, typed: String) -> Resul
         .map_err(AppError::from)
 }
 
-pub(crate) async fn change_password(
+pub async fn change_password(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,
@@ -107,13 +107,13 @@ pub(crate) async fn change_password(
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct ConfirmPasswordForm {
-    #[serde(default)]
-    pub(crate) current: String,
+#[serde(default)]
+pub struct ConfirmPasswordForm {
+    pub current: String,
 }
 
 /// Makes ten new codes (the old ones stop working) and shows them once.
-pub(crate) async fn regenerate_backup_codes(
+pub async fn regenerate_backup_codes(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,
@@ -158,7 +158,7 @@ async fn store_new_backup_codes(state: &AppState, uid: i64) -> Result<Vec<String
     Ok(codes)
 }
 
-pub(crate) async fn enrol_form(
+pub async fn enrol_form(
     State(state): State<AppState>,
     session: TypedSession,
     current: CurrentUser,
@@ -207,12 +207,12 @@ fn enrol_view(
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct CodeForm {
-    #[serde(default)]
-    pub(crate) code: String,
+#[serde(default)]
+pub struct CodeForm {
+    pub code: String,
 }
 
-pub(crate) async fn enrol_submit(
+pub async fn enrol_submit(
     State(state): State<AppState>,
     session: TypedSession,
     current: CurrentUser,
@@ -256,7 +256,7 @@ pub(crate) async fn enrol_submit(
     Ok(render.page("Backup codes", views::account::backup_codes(&codes)))
 }
 
-pub(crate) async fn revoke_session(
+pub async fn revoke_session(
     State(state): State<AppState>,
     session: TypedSession,
     current: CurrentUser,
@@ -283,7 +283,7 @@ pub(crate) async fn revoke_session(
     Ok(render.redirect("/account"))
 }
 
-pub(crate) async fn revoke_other_sessions(
+pub async fn revoke_other_sessions(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,
@@ -324,7 +324,7 @@ fn parse_expiry(input: &str, now: i64) -> std::result::Result<Option<i64>, &'sta
 }
 
 /// Makes a named token and shows it, once.
-pub(crate) async fn create_token(
+pub async fn create_token(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,
@@ -389,7 +389,7 @@ pub(crate) async fn create_token(
 }
 
 /// Revokes one of the user's own tokens; someone else's is not found.
-pub(crate) async fn revoke_token(
+pub async fn revoke_token(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,

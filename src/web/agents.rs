@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-pub(crate) fn state_of(agent: &Agent, expected_hash: &str) -> AgentState {
+pub fn state_of(agent: &Agent, expected_hash: &str) -> AgentState {
     match (agent.last_seen_at, agent.online, agent.caddy_reachable) {
         (None, false, _) => AgentState::NeverSeen,
         (_, false, _) => AgentState::Offline,
@@ -34,7 +34,7 @@ pub(crate) fn state_of(agent: &Agent, expected_hash: &str) -> AgentState {
 }
 
 /// Every agent with the state it is in now.
-pub(crate) async fn views_of(state: &AppState) -> Result<Vec<AgentView>> {
+pub async fn views_of(state: &AppState) -> Result<Vec<AgentView>> {
     let caddy = state.config.caddy.clone();
     Ok(state
         .db
@@ -134,7 +134,7 @@ async fn page_with(
     ))
 }
 
-pub(crate) async fn page(State(state): State<AppState>, render: Render) -> Result<Response> {
+pub async fn page(State(state): State<AppState>, render: Render) -> Result<Response> {
     page_with(
         &state,
         &render,
@@ -145,7 +145,7 @@ pub(crate) async fn page(State(state): State<AppState>, render: Render) -> Resul
     .await
 }
 
-pub(crate) async fn create(
+pub async fn create(
     State(state): State<AppState>,
     render: Render,
     Form(form): Form<AgentForm>,
@@ -205,7 +205,7 @@ async fn editable(state: &AppState, id: i64) -> Result<Agent> {
     Ok(agent)
 }
 
-pub(crate) async fn edit_form(
+pub async fn edit_form(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -232,7 +232,7 @@ pub(crate) async fn edit_form(
     ))
 }
 
-pub(crate) async fn update(
+pub async fn update(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -279,7 +279,7 @@ pub(crate) async fn update(
     }
 }
 
-pub(crate) async fn delete(
+pub async fn delete(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -294,7 +294,7 @@ pub(crate) async fn delete(
 
 /// "Test connection": is the agent up, does it accept our token, and does its Caddy accept
 /// the config it should run?
-pub(crate) async fn test(
+pub async fn test(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -346,7 +346,7 @@ pub(crate) async fn test(
 }
 
 /// "Sync now": check the agent and push the database's config if it runs anything else.
-pub(crate) async fn sync(
+pub async fn sync(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -379,7 +379,7 @@ pub(crate) async fn sync(
 
 /// "Sync all": every agent's row comes back syncing itself, so progress shows per agent as
 /// each one finishes.
-pub(crate) async fn sync_all(State(state): State<AppState>, render: Render) -> Result<Response> {
+pub async fn sync_all(State(state): State<AppState>, render: Render) -> Result<Response> {
     let list = views_of(&state).await?;
     if !render.htmx {
         for v in &list {

@@ -10,11 +10,11 @@ use crate::assets::find;
 use crate::error::AppError;
 
 #[derive(Deserialize)]
-pub(crate) struct VersionQuery {
+pub struct VersionQuery {
     v: Option<String>,
 }
 
-pub(crate) async fn serve(
+pub async fn serve(
     Path(path): Path<String>,
     Query(query): Query<VersionQuery>,
     headers: HeaderMap,

@@ -10,7 +10,7 @@ use axum::response::Response;
 
 const PAGE: u32 = 200;
 
-pub(crate) async fn page(
+pub async fn page(
     State(state): State<AppState>,
     render: Render,
     Query(q): Query<AuditQuery>,

@@ -35,7 +35,7 @@ pub enum Access {
 
 /// The signed-in user of this request.
 #[derive(Debug, Clone)]
-pub(crate) struct CurrentUser {
+pub struct CurrentUser {
     pub user: User,
     /// This browser's `auth_sessions` id.
     pub session_id: String,

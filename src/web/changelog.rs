@@ -16,7 +16,7 @@ fn visible(current: &CurrentUser, e: &Entry) -> bool {
         || e.new.as_ref().is_some_and(|s| s.owner_id == me)
 }
 
-pub(crate) async fn list(
+pub async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -36,7 +36,7 @@ pub(crate) async fn list(
     ))
 }
 
-pub(crate) async fn show(
+pub async fn show(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -58,7 +58,7 @@ pub(crate) async fn show(
 }
 
 /// Re-applies the state before an entry, as a new change (admin).
-pub(crate) async fn revert(
+pub async fn revert(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,

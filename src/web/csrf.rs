@@ -11,10 +11,10 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-pub(crate) const HEADER: &str = "x-csrf-token";
-pub(crate) const FIELD: &str = "csrf_token";
+pub const HEADER: &str = "x-csrf-token";
+pub const FIELD: &str = "csrf_token";
 
-pub(crate) async fn protect(request: Request, next: Next) -> Response {
+pub async fn protect(request: Request, next: Next) -> Response {
     let api = super::api::is_api_path(request.uri().path());
     match check(request).await {
         Ok(request) => next.run(request).await,

@@ -6,4 +6,4 @@ use axum::extract::FromRequest;
 /// `axum::Form`, rejecting with `AppError` (413 over the body limit, 400 otherwise).
 #[derive(FromRequest)]
 #[from_request(via(axum::Form), rejection(AppError))]
-pub(crate) struct Form<T>(pub T);
+pub struct Form<T>(pub T);

@@ -40,7 +40,7 @@ async fn show(
     Ok(render.page_with_status(status, "Names", views::grants::page(&render.ctx, &page)))
 }
 
-pub(crate) async fn page(
+pub async fn page(
     State(state): State<AppState>,
     render: Render,
     Path(id): Path<i64>,
@@ -67,7 +67,7 @@ fn not_found(e: AccountError) -> AppError {
     }
 }
 
-pub(crate) async fn add(
+pub async fn add(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -103,7 +103,7 @@ pub(crate) async fn add(
     .await
 }
 
-pub(crate) async fn remove(
+pub async fn remove(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,

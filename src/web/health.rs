@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state
         .db
         .run(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))

@@ -8,7 +8,7 @@ use crate::views::home::Dashboard;
 use axum::extract::State;
 use axum::response::Response;
 
-pub(crate) async fn index(
+pub async fn index(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -58,6 +58,6 @@ pub(crate) async fn index(
     ))
 }
 
-pub(crate) async fn not_found() -> AppError {
+pub async fn not_found() -> AppError {
     AppError::NotFound
 }

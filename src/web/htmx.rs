@@ -6,13 +6,13 @@ use axum::http::HeaderMap;
 
 /// Is this request for a fragment or a page?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     Page,
     Fragment,
 }
 
 impl Mode {
-    pub(crate) fn of(headers: &HeaderMap) -> Self {
+    pub fn of(headers: &HeaderMap) -> Self {
         let on = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"true");
         if on("hx-request") && !on("hx-boosted") && !on("hx-history-restore-request") {
             Mode::Fragment
@@ -23,7 +23,7 @@ impl Mode {
 }
 
 /// Whether htmx sent the request (boosted or not): it cannot see a 303, only `HX-Redirect`.
-pub(crate) fn is_htmx(headers: &HeaderMap) -> bool {
+pub fn is_htmx(headers: &HeaderMap) -> bool {
     headers
         .get("hx-request")
         .is_some_and(|v| v.as_bytes() == b"true")

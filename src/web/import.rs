@@ -51,7 +51,7 @@ async fn show(
     ))
 }
 
-pub(crate) async fn form(State(state): State<AppState>, render: Render) -> Result<Response> {
+pub async fn form(State(state): State<AppState>, render: Render) -> Result<Response> {
     show(
         &state,
         &render,
@@ -113,7 +113,7 @@ async fn read(
 }
 
 /// What the import would do, written nowhere.
-pub(crate) async fn preview(
+pub async fn preview(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -144,7 +144,7 @@ pub(crate) async fn preview(
 }
 
 /// Confirms a previewed import: through the deploy pipeline, all or nothing.
-pub(crate) async fn apply(
+pub async fn apply(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -203,7 +203,7 @@ fn download(text: String, content_type: &'static str, filename: &str) -> Respons
 }
 
 /// The Caddyfile agent `id` runs, as a download.
-pub(crate) async fn agent_caddyfile(
+pub async fn agent_caddyfile(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response> {
@@ -221,7 +221,7 @@ pub(crate) async fn agent_caddyfile(
 }
 
 /// Vhosts, settings and agents as JSON, without agent tokens.
-pub(crate) async fn export_json(State(state): State<AppState>) -> Result<Response> {
+pub async fn export_json(State(state): State<AppState>) -> Result<Response> {
     let config = state.config.clone();
     let export = state
         .db

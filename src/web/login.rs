@@ -19,17 +19,17 @@ use axum::response::Response;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
-pub(crate) struct NextQuery {
+pub struct NextQuery {
     next: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct CodeForm {
-    #[serde(default)]
-    pub(crate) code: String,
+#[serde(default)]
+pub struct CodeForm {
+    pub code: String,
 }
 
-pub(crate) async fn form(
+pub async fn form(
     State(state): State<AppState>,
     session: TypedSession,
     render: Render,
@@ -66,7 +66,7 @@ fn throttle_message(secs: u64) -> String {
     format!("Too many attempts. For your safety, wait {secs} seconds before trying again.")
 }
 
-pub(crate) async fn submit(
+pub async fn submit(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,
@@ -163,7 +163,7 @@ fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
 }
 
 /// The `gatehouse_device` cookie a request carries, if any.
-pub(crate) struct DeviceCookie(Option<String>);
+pub struct DeviceCookie(Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     type Rejection = std::convert::Infallible;
@@ -182,7 +182,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     }
 }
 
-pub(crate) async fn second_factor_form(session: TypedSession, render: Render) -> Result<Response> {
+pub async fn second_factor_form(session: TypedSession, render: Render) -> Result<Response> {
     if session.pending_2fa().await?.is_none() {
         return Ok(render.redirect("/login"));
     }
@@ -192,7 +192,7 @@ pub(crate) async fn second_factor_form(session: TypedSession, render: Render) ->
     ))
 }
 
-pub(crate) async fn second_factor_submit(
+pub async fn second_factor_submit(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,
@@ -244,7 +244,7 @@ pub(crate) async fn second_factor_submit(
     ))
 }
 
-pub(crate) async fn logout(
+pub async fn logout(
     State(state): State<AppState>,
     session: TypedSession,
     client: ClientInfo,

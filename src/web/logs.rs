@@ -29,10 +29,10 @@ const HISTORY: usize = 200;
 
 /// Which site served each logged request, with its domain and owner: exactly one site or
 /// none, as Caddy routed it (see [`Attribution`]).
-pub(crate) struct Sites(Attribution<(String, Option<i64>)>);
+pub struct Sites(Attribution<(String, Option<i64>)>);
 
 impl Sites {
-    pub(crate) fn new(all: &[vhosts::Vhost]) -> Self {
+    pub fn new(all: &[vhosts::Vhost]) -> Self {
         Self(Attribution::new(all.iter().filter_map(|v| {
             Some((
                 SiteAddress::parse(&v.domain).ok()?,
@@ -43,7 +43,7 @@ impl Sites {
 
     /// The domain and owner of the site that served `host` (a Host header, port included)
     /// over TLS or not; None when no site did.
-    pub(crate) fn site_for(&self, host: &str, tls: bool) -> Option<(&str, Option<i64>)> {
+    pub fn site_for(&self, host: &str, tls: bool) -> Option<(&str, Option<i64>)> {
         self.0
             .site_for(host, tls)
             .map(|(domain, owner)| (domain.as_str(), *owner))
@@ -51,7 +51,7 @@ impl Sites {
 }
 
 /// Which lines someone may see and has asked to see.
-pub(crate) struct LogFilter {
+pub struct LogFilter {
     /// Every site, to attribute each line to one; empty when nothing depends on it.
     sites: Sites,
     /// None: every line (admin). Some: only lines of sites this user owns.
@@ -64,7 +64,7 @@ pub(crate) struct LogFilter {
 }
 
 impl LogFilter {
-    pub(crate) fn matches(&self, e: &LogEntry) -> bool {
+    pub fn matches(&self, e: &LogEntry) -> bool {
         if self.viewer.is_some() || self.site.is_some() {
             let served_by = self.sites.site_for(&e.host, e.tls);
             if let Some(me) = self.viewer
@@ -191,7 +191,7 @@ async fn history(state: &AppState, filter: &LogFilter) -> Result<Vec<(String, Lo
     Ok(all)
 }
 
-pub(crate) async fn page(
+pub async fn page(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -204,7 +204,7 @@ pub(crate) async fn page(
 }
 
 /// The table alone: swapped in when a filter changes or on pause/resume.
-pub(crate) async fn table(
+pub async fn table(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -216,7 +216,7 @@ pub(crate) async fn table(
 }
 
 /// New lines as SSE, rendered as table rows, for every agent this user may watch.
-pub(crate) async fn stream(
+pub async fn stream(
     State(state): State<AppState>,
     current: CurrentUser,
     Query(q): Query<LogQuery>,

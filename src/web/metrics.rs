@@ -32,7 +32,7 @@ const STATES: [(AgentState, &str); 6] = [
     (AgentState::ChangedOutside, "changed_outside"),
 ];
 
-pub(crate) async fn metrics(
+pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
     extensions: Extensions,

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
-pub(crate) fn request_span(request: &Request) -> tracing::Span {
+pub fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -19,11 +19,11 @@ pub(crate) fn request_span(request: &Request) -> tracing::Span {
 }
 
 /// No inline script anywhere (htmx reads its config from a meta tag), no framing.
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
+pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(
@@ -53,7 +53,7 @@ pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
 /// Turns an error response into something a person can read. Errors raised as `AppError`
 /// carry an [`ErrorPage`]; other 4xx/5xx (a 405 from the router, a 408 from the timeout
 /// layer) get a message by status.
-pub(crate) async fn render_errors(request: Request, next: Next) -> Response {
+pub async fn render_errors(request: Request, next: Next) -> Response {
     let mode = Mode::of(request.headers());
     let api = super::api::is_api_path(request.uri().path());
     let response = next.run(request).await;

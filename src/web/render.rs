@@ -17,10 +17,10 @@ use maud::Markup;
 
 /// Extracted by every HTML handler; turns content into the right response. It also
 /// carries what every view needs: the CSRF token and who is signed in.
-pub(crate) struct Render {
-    pub(crate) mode: Mode,
-    pub(crate) htmx: bool,
-    pub(crate) ctx: Ctx,
+pub struct Render {
+    pub mode: Mode,
+    pub htmx: bool,
+    pub ctx: Ctx,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Render {
@@ -50,20 +50,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Render {
 /// Marks a response a handler rendered itself (a form shown again with 422 or 429), so the
 /// error middleware leaves it alone whatever its status.
 #[derive(Clone, Copy)]
-pub(crate) struct Rendered;
+pub struct Rendered;
 
 impl Render {
     /// `content` alone for htmx, or wrapped in the layout with `title`.
-    pub(crate) fn page(&self, title: &str, content: Markup) -> Response {
+    pub fn page(&self, title: &str, content: Markup) -> Response {
         self.page_with_status(StatusCode::OK, title, content)
     }
 
-    pub(crate) fn page_with_status(
-        &self,
-        status: StatusCode,
-        title: &str,
-        content: Markup,
-    ) -> Response {
+    pub fn page_with_status(&self, status: StatusCode, title: &str, content: Markup) -> Response {
         let body = match self.mode {
             Mode::Fragment => content,
             Mode::Page => views::layout::page(&self.ctx, title, content),
@@ -79,14 +74,14 @@ impl Render {
         response
     }
 
-    pub(crate) fn redirect(&self, to: &str) -> Response {
+    pub fn redirect(&self, to: &str) -> Response {
         redirect(self.htmx, to)
     }
 }
 
 /// Sends the browser elsewhere: 200 with `HX-Redirect` for htmx (a full navigation), a 303
 /// for everything else.
-pub(crate) fn redirect(htmx: bool, to: &str) -> Response {
+pub fn redirect(htmx: bool, to: &str) -> Response {
     let mut response = if htmx {
         let mut r = StatusCode::OK.into_response();
         if let Ok(v) = HeaderValue::from_str(to) {
@@ -100,7 +95,7 @@ pub(crate) fn redirect(htmx: bool, to: &str) -> Response {
     response
 }
 
-pub(crate) fn vary_on_htmx(response: &mut Response) {
+pub fn vary_on_htmx(response: &mut Response) {
     response
         .headers_mut()
         .append(header::VARY, HeaderValue::from_static("HX-Request"));

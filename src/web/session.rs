@@ -14,16 +14,16 @@ const ENROL_SECRET: &str = "enrol_secret";
 
 /// A password was right and a second factor is still owed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Pending2fa {
-    pub(crate) user_id: i64,
-    pub(crate) next: String,
-    pub(crate) since: i64,
+pub struct Pending2fa {
+    pub user_id: i64,
+    pub next: String,
+    pub since: i64,
 }
 
 /// How long the password step stays valid while waiting for the code.
-pub(crate) const PENDING_2FA_SECS: i64 = 300;
+pub const PENDING_2FA_SECS: i64 = 300;
 
-pub(crate) struct TypedSession(pub Session);
+pub struct TypedSession(pub Session);
 
 fn internal(e: tower_sessions::session::Error) -> AppError {
     AppError::internal(e)
@@ -31,7 +31,7 @@ fn internal(e: tower_sessions::session::Error) -> AppError {
 
 impl TypedSession {
     /// This session's CSRF token, made on first use.
-    pub(crate) async fn csrf_token(&self) -> Result<String, AppError> {
+    pub async fn csrf_token(&self) -> Result<String, AppError> {
         if let Some(t) = self.0.get::<String>(CSRF).await.map_err(internal)? {
             return Ok(t);
         }
@@ -40,17 +40,17 @@ impl TypedSession {
         Ok(t)
     }
 
-    pub(crate) async fn existing_csrf_token(&self) -> Result<Option<String>, AppError> {
+    pub async fn existing_csrf_token(&self) -> Result<Option<String>, AppError> {
         self.0.get::<String>(CSRF).await.map_err(internal)
     }
 
     /// The `auth_sessions` id this browser is signed in with.
-    pub(crate) async fn auth_id(&self) -> Result<Option<String>, AppError> {
+    pub async fn auth_id(&self) -> Result<Option<String>, AppError> {
         self.0.get::<String>(AUTH).await.map_err(internal)
     }
 
     /// Signs this browser in: a new session id (against fixation), a new CSRF token.
-    pub(crate) async fn sign_in(&self, auth_id: &str) -> Result<(), AppError> {
+    pub async fn sign_in(&self, auth_id: &str) -> Result<(), AppError> {
         // Nothing from before sign-in carries over (a half-done enrolment, an old sign-in).
         self.0.clear().await;
         self.0.cycle_id().await.map_err(internal)?;
@@ -65,7 +65,7 @@ impl TypedSession {
     /// Forgets everything but the CSRF token and moves to a new session id: signed out,
     /// and the old id is deleted from the store. The token stays because the page being
     /// rendered in this same request may already carry it.
-    pub(crate) async fn clear(&self) -> Result<(), AppError> {
+    pub async fn clear(&self) -> Result<(), AppError> {
         let csrf = self.existing_csrf_token().await?;
         self.0.clear().await;
         self.0.cycle_id().await.map_err(internal)?;
@@ -75,12 +75,12 @@ impl TypedSession {
         Ok(())
     }
 
-    pub(crate) async fn set_pending_2fa(&self, pending: &Pending2fa) -> Result<(), AppError> {
+    pub async fn set_pending_2fa(&self, pending: &Pending2fa) -> Result<(), AppError> {
         self.0.cycle_id().await.map_err(internal)?;
         self.0.insert(PENDING_2FA, pending).await.map_err(internal)
     }
 
-    pub(crate) async fn pending_2fa(&self) -> Result<Option<Pending2fa>, AppError> {
+    pub async fn pending_2fa(&self) -> Result<Option<Pending2fa>, AppError> {
         let pending = self
             .0
             .get::<Pending2fa>(PENDING_2FA)
@@ -92,7 +92,7 @@ impl TypedSession {
     /// The secret shown on the enrolment page to user `uid`, kept until a code confirms it.
     /// The session lives in the database, so the secret is kept sealed like a stored one; one
     /// that no longer opens (the key was rotated) is as good as none: enrolment starts over.
-    pub(crate) async fn enrol_secret(
+    pub async fn enrol_secret(
         &self,
         sealer: &Sealer,
         uid: i64,
@@ -112,7 +112,7 @@ impl TypedSession {
         )
     }
 
-    pub(crate) async fn set_enrol_secret(
+    pub async fn set_enrol_secret(
         &self,
         sealer: &Sealer,
         uid: i64,
@@ -122,7 +122,7 @@ impl TypedSession {
         self.0.insert(ENROL_SECRET, sealed).await.map_err(internal)
     }
 
-    pub(crate) async fn clear_enrol_secret(&self) -> Result<(), AppError> {
+    pub async fn clear_enrol_secret(&self) -> Result<(), AppError> {
         self.0
             .remove::<String>(ENROL_SECRET)
             .await

@@ -12,8 +12,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
-pub(crate) struct PageQuery {
-    #[serde(default)]
+#[serde(default)]
+pub struct PageQuery {
     saved: Option<String>,
 }
 
@@ -77,7 +77,7 @@ async fn stored_form(state: &AppState) -> Result<PolicyForm> {
     })
 }
 
-pub(crate) async fn page(
+pub async fn page(
     State(state): State<AppState>,
     render: Render,
     Query(q): Query<PageQuery>,
@@ -90,7 +90,7 @@ pub(crate) async fn page(
 
 /// Judges every enabled site of a `user` against the policy as it stands, and lists those
 /// that break it (after an upgrade, or after closing a network).
-pub(crate) async fn review(State(state): State<AppState>, render: Render) -> Result<Response> {
+pub async fn review(State(state): State<AppState>, render: Render) -> Result<Response> {
     let review = tenancy::review(&state.db, &state.fleet, &state.config).await?;
     let form = stored_form(&state).await?;
     let errors = FieldErrors::default();
@@ -106,7 +106,7 @@ pub(crate) async fn review(State(state): State<AppState>, render: Render) -> Res
     .await
 }
 
-pub(crate) async fn save(
+pub async fn save(
     State(state): State<AppState>,
     current: CurrentUser,
     client: ClientInfo,

@@ -20,14 +20,14 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 /// Holds the setup token while setup is possible; empty once it is not.
-pub(crate) struct SetupGate {
+pub struct SetupGate {
     token: Mutex<Option<String>>,
     preset: bool,
 }
 
 impl SetupGate {
     /// Opens the gate when the database has no account yet.
-    pub(crate) async fn prepare(config: &Config, db: &Db) -> Result<Self, db::DbError> {
+    pub async fn prepare(config: &Config, db: &Db) -> Result<Self, db::DbError> {
         let empty = db.run(|c| Ok(users::count(c)? == 0)).await?;
         let preset = !config.setup_token.is_empty();
         let token = empty.then(|| {
@@ -44,7 +44,7 @@ impl SetupGate {
     }
 
     /// Logs the one-time setup URL, if setup is still open.
-    pub(crate) fn announce(&self, config: &Config, addr: SocketAddr) {
+    pub fn announce(&self, config: &Config, addr: SocketAddr) {
         let guard = self.token.lock().expect("setup lock");
         let Some(token) = guard.as_ref() else { return };
         let base = if config.public_url.is_empty() {
@@ -75,13 +75,13 @@ impl SetupGate {
         *self.token.lock().expect("setup lock") = None;
     }
 
-    pub(crate) fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         self.token.lock().expect("setup lock").is_some()
     }
 }
 
 #[derive(Deserialize)]
-pub(crate) struct TokenQuery {
+pub struct TokenQuery {
     #[serde(default)]
     token: String,
 }
@@ -98,7 +98,7 @@ async fn ensure_open(state: &AppState, presented: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn form(
+pub async fn form(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
     render: Render,
@@ -114,7 +114,7 @@ pub(crate) async fn form(
     ))
 }
 
-pub(crate) async fn submit(
+pub async fn submit(
     State(state): State<AppState>,
     render: Render,
     Form(form): Form<SetupForm>,

@@ -41,7 +41,7 @@ async fn render_page(
     Ok(render.page_with_status(status, "Users", views::users::page(&render.ctx, &page)))
 }
 
-pub(crate) async fn page(
+pub async fn page(
     State(state): State<AppState>,
     me: CurrentUser,
     render: Render,
@@ -62,7 +62,7 @@ pub(crate) async fn page(
     .await
 }
 
-pub(crate) async fn create(
+pub async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -175,11 +175,11 @@ async fn after(
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RoleForm {
+pub struct RoleForm {
     role: String,
 }
 
-pub(crate) async fn change_role(
+pub async fn change_role(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -194,12 +194,12 @@ pub(crate) async fn change_role(
 }
 
 #[derive(Deserialize)]
-pub(crate) struct BanForm {
+pub struct BanForm {
     #[serde(default)]
     reason: String,
 }
 
-pub(crate) async fn ban(
+pub async fn ban(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -218,7 +218,7 @@ pub(crate) async fn ban(
     after(&state, &render, &me, message).await
 }
 
-pub(crate) async fn unban(
+pub async fn unban(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -230,7 +230,7 @@ pub(crate) async fn unban(
     after(&state, &render, &me, message).await
 }
 
-pub(crate) async fn reset_2fa(
+pub async fn reset_2fa(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -242,7 +242,7 @@ pub(crate) async fn reset_2fa(
     after(&state, &render, &me, message).await
 }
 
-pub(crate) async fn delete(
+pub async fn delete(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,
@@ -255,7 +255,7 @@ pub(crate) async fn delete(
 }
 
 /// Revokes anyone's API token.
-pub(crate) async fn revoke_token(
+pub async fn revoke_token(
     State(state): State<AppState>,
     me: CurrentUser,
     client: ClientInfo,

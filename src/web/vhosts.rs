@@ -24,7 +24,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// A vhost the current user may see and change (an admin: any; a user: their own).
-pub(crate) struct OwnedVhost(pub Vhost);
+pub struct OwnedVhost(pub Vhost);
 
 impl FromRequestParts<AppState> for OwnedVhost {
     type Rejection = AppError;
@@ -38,7 +38,7 @@ impl FromRequestParts<AppState> for OwnedVhost {
     }
 }
 
-pub(crate) async fn list(
+pub async fn list(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -141,11 +141,11 @@ async fn show_editor(
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct NewQuery {
+pub struct NewQuery {
     template: Option<String>,
 }
 
-pub(crate) async fn new_form(
+pub async fn new_form(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -178,7 +178,7 @@ pub(crate) async fn new_form(
 
 /// The template's fields, swapped in when the template select changes. Values already
 /// typed for fields of the same name are kept.
-pub(crate) async fn fields(
+pub async fn fields(
     current: CurrentUser,
     render: Render,
     Query(values): Query<Vec<(String, String)>>,
@@ -203,7 +203,7 @@ pub(crate) async fn fields(
 }
 
 /// The live preview: the exact block this form would generate, or why it cannot.
-pub(crate) async fn preview(
+pub async fn preview(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -234,7 +234,7 @@ pub(crate) async fn preview(
     Ok(render.page("Preview", views::vhosts::preview(&preview, &errors)))
 }
 
-pub(crate) async fn create(
+pub async fn create(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -274,7 +274,7 @@ async fn save(
     show_editor(state, render, user, id, values, refused, errors).await
 }
 
-pub(crate) async fn edit_form(
+pub async fn edit_form(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -292,7 +292,7 @@ pub(crate) async fn edit_form(
     .await
 }
 
-pub(crate) async fn update(
+pub async fn update(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -303,7 +303,7 @@ pub(crate) async fn update(
 }
 
 /// One tap: flips the site and answers with its row as it now truly is.
-pub(crate) async fn toggle(
+pub async fn toggle(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -346,7 +346,7 @@ pub(crate) async fn toggle(
     ))
 }
 
-pub(crate) async fn delete(
+pub async fn delete(
     State(state): State<AppState>,
     current: CurrentUser,
     render: Render,
@@ -357,7 +357,7 @@ pub(crate) async fn delete(
 }
 
 /// The whole generated Caddyfile (admin), as the agents will receive it.
-pub(crate) async fn caddyfile(State(state): State<AppState>, render: Render) -> Result<Response> {
+pub async fn caddyfile(State(state): State<AppState>, render: Render) -> Result<Response> {
     let all = state.db.run(|c| vhosts::enabled(c)).await?;
     let (text, hash) = site_config::whole(&state.config.caddy, &all);
     Ok(render.page("Caddyfile", views::vhosts::caddyfile(&text, &hash)))

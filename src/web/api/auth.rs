@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 
 /// Who is calling, with which token. Exists only when the guard let the request through.
 #[derive(Debug, Clone)]
-pub(crate) struct ApiCaller {
-    pub(crate) user: User,
-    pub(crate) token: ApiToken,
+pub struct ApiCaller {
+    pub user: User,
+    pub token: ApiToken,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiCaller {
@@ -35,9 +35,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiCaller {
 
 /// State for one API route's guard.
 #[derive(Clone)]
-pub(crate) struct Guard {
-    pub(crate) app: AppState,
-    pub(crate) scope: Scope,
+pub struct Guard {
+    pub app: AppState,
+    pub scope: Scope,
 }
 
 /// The bearer token of a request; None without one. Only the `Authorization` header counts:
@@ -51,7 +51,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-pub(crate) async fn guard(State(g): State<Guard>, request: Request, next: Next) -> Response {
+pub async fn guard(State(g): State<Guard>, request: Request, next: Next) -> Response {
     match authenticate(&g, request).await {
         Ok((request, caller, client)) => {
             let method = request.method().clone();

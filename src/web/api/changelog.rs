@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Deserialize, Default)]
-pub(crate) struct ChangelogQuery {
+pub struct ChangelogQuery {
     #[serde(default)]
     domain: String,
     #[serde(default)]
@@ -21,7 +21,7 @@ pub(crate) struct ChangelogQuery {
 }
 
 /// The changelog, newest first; a `user` sees the entries of sites they own or owned.
-pub(crate) async fn changelog(
+pub async fn changelog(
     State(state): State<AppState>,
     caller: ApiCaller,
     Query(q): Query<ChangelogQuery>,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 /// An API error, answered as JSON.
 #[derive(Debug)]
-pub(crate) struct ApiError {
+pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -21,7 +21,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -131,13 +131,13 @@ impl IntoResponse for ApiError {
 
 /// An error the hub's error middleware met on an API path (no route, wrong method, a body
 /// over the limit, a timeout, a CSRF refusal): JSON, not a page.
-pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+pub fn error_response(status: StatusCode, message: &str) -> Response {
     ApiError::new(status, code_of(status), message).into_response()
 }
 
 /// The CSRF layer's answer on the API: a request with cookies is a browser's, and a
 /// browser's request without the page's CSRF token is refused.
-pub(crate) fn cookies_refused() -> Response {
+pub fn cookies_refused() -> Response {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",

@@ -29,16 +29,14 @@ mod changelog;
 mod errors;
 mod vhosts;
 
-pub(crate) use auth::{Guard, guard};
-pub(crate) use changelog::changelog;
-pub(crate) use errors::{cookies_refused, error_response};
-pub(crate) use vhosts::{
-    create_vhost, delete_vhost, get_vhost, list_vhosts, toggle_vhost, update_vhost,
-};
+pub use auth::{Guard, guard};
+pub use changelog::changelog;
+pub use errors::{cookies_refused, error_response};
+pub use vhosts::{create_vhost, delete_vhost, get_vhost, list_vhosts, toggle_vhost, update_vhost};
 
 /// Where the API lives; the CSRF layer and the error renderer recognise it by this.
-pub(crate) const PREFIX: &str = "/api/v1";
+pub const PREFIX: &str = "/api/v1";
 
-pub(crate) fn is_api_path(path: &str) -> bool {
+pub fn is_api_path(path: &str) -> bool {
     path == PREFIX || path.starts_with("/api/v1/")
 }

@@ -95,7 +95,7 @@ fn patched(body: &Bytes, caller: &ApiCaller, draft: SiteDraft) -> Result<SiteDra
     Ok(patch.apply(draft))
 }
 
-pub(crate) async fn list_vhosts(
+pub async fn list_vhosts(
     State(state): State<AppState>,
     caller: ApiCaller,
     Query(q): Query<ListQuery>,
@@ -105,7 +105,7 @@ pub(crate) async fn list_vhosts(
     Ok(json_response(StatusCode::OK, &json!({ "vhosts": sites })))
 }
 
-pub(crate) async fn get_vhost(
+pub async fn get_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
@@ -116,7 +116,7 @@ pub(crate) async fn get_vhost(
 
 /// Creates a site. Fields not given take the defaults a new form shows; `enabled` is true
 /// unless sent as false; every agent serves it unless `agent_ids` chooses.
-pub(crate) async fn create_vhost(
+pub async fn create_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     body: Bytes,
@@ -132,7 +132,7 @@ pub(crate) async fn create_vhost(
 }
 
 /// Changes a site: members given replace the stored values, the others stay as they are.
-pub(crate) async fn update_vhost(
+pub async fn update_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
@@ -146,7 +146,7 @@ pub(crate) async fn update_vhost(
 }
 
 /// Switches a site on or off (whichever it is not), as the portal's one-tap toggle.
-pub(crate) async fn toggle_vhost(
+pub async fn toggle_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
@@ -155,7 +155,7 @@ pub(crate) async fn toggle_vhost(
     Ok(json_response(StatusCode::OK, &site_json(now)))
 }
 
-pub(crate) async fn delete_vhost(
+pub async fn delete_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
