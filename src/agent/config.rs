@@ -208,21 +208,9 @@ impl AgentConfig {
 mod tests {
     use super::*;
     use crate::config::LogFormat;
+    use crate::config::layer::testing::{env, file};
 
     const TOKEN: &str = "0123456789abcdef-token";
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn file(text: &str) -> tempfile::NamedTempFile {
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), text).unwrap();
-        f
-    }
 
     fn error(path: Option<&Path>, pairs: &[(&str, &str)]) -> String {
         AgentConfig::load_from(path, env(pairs))

@@ -201,3 +201,21 @@ fn set_path(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
     current.insert(last.to_string(), value);
     Ok(())
 }
+
+/// What the hub's and the agent's configuration tests both need: an environment as pairs,
+/// and a config file with the given text.
+#[cfg(test)]
+pub(crate) mod testing {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub(crate) fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+}

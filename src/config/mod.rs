@@ -536,22 +536,10 @@ pub(crate) const HUB_ENV: EnvScope = EnvScope {
 
 #[cfg(test)]
 mod tests {
+    use super::layer::testing::{env, file};
     use super::layer::{default_keys, read_file};
     use super::*;
     use toml::Value;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn file(text: &str) -> tempfile::NamedTempFile {
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), text).unwrap();
-        f
-    }
 
     #[test]
     fn no_file_and_no_env_gives_the_embedded_defaults() {

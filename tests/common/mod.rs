@@ -477,3 +477,28 @@ pub fn new_client() -> Client {
         .build()
         .expect("client")
 }
+
+/// A raw site (`respond ok`) at `domain`, owned by `owner` (`email`), written straight to
+/// storage with its changelog entry: a site of someone else's that no request made.
+pub fn stored_site(
+    c: &rusqlite::Connection,
+    domain: &str,
+    owner: i64,
+    email: &str,
+) -> gatehouse::db::vhosts::Vhost {
+    let site = gatehouse::db::vhosts::Snapshot {
+        domain: domain.into(),
+        template: "raw".into(),
+        params: "{}".into(),
+        config: "respond ok\n".into(),
+        enabled: true,
+        owner_id: Some(owner),
+        all_agents: true,
+        agent_ids: Vec::new(),
+    };
+    let author = gatehouse::db::changelog::Author {
+        user_id: owner,
+        email,
+    };
+    gatehouse::sites::changes::create(c, &author, &site, &gatehouse::claims::Claim::ADMIN).unwrap()
+}

@@ -426,27 +426,8 @@ async fn every_route_enforces_its_access_level() {
         .state
         .db
         .run(move |c| {
-            let site = gatehouse::db::vhosts::Snapshot {
-                domain: "victim.example.com".into(),
-                template: "raw".into(),
-                params: "{}".into(),
-                config: "respond ok\n".into(),
-                enabled: true,
-                owner_id: Some(victim),
-                all_agents: true,
-                agent_ids: Vec::new(),
-            };
-            let author = gatehouse::db::changelog::Author {
-                user_id: victim,
-                email: "victim@example.com",
-            };
-            let v = gatehouse::sites::changes::create(
-                c,
-                &author,
-                &site,
-                &gatehouse::claims::Claim::ADMIN,
-            )
-            .unwrap();
+            let v =
+                crate::common::stored_site(c, "victim.example.com", victim, "victim@example.com");
             let entry = gatehouse::db::changelog::list(c, &Default::default())?[0].id;
             Ok((v.id, entry))
         })

@@ -358,27 +358,8 @@ async fn every_api_route_enforces_its_token_scope_and_ownership() {
                 token(bob, Scope::Read)?.plain,
                 token(bob, Scope::Write)?.plain,
             );
-            let site = gatehouse::db::vhosts::Snapshot {
-                domain: "victim.example.com".into(),
-                template: "raw".into(),
-                params: "{}".into(),
-                config: "respond ok\n".into(),
-                enabled: true,
-                owner_id: Some(victim),
-                all_agents: true,
-                agent_ids: Vec::new(),
-            };
-            let author = gatehouse::db::changelog::Author {
-                user_id: victim,
-                email: "victim@example.com",
-            };
-            let v = gatehouse::sites::changes::create(
-                c,
-                &author,
-                &site,
-                &gatehouse::claims::Claim::ADMIN,
-            )
-            .unwrap();
+            let v =
+                crate::common::stored_site(c, "victim.example.com", victim, "victim@example.com");
             Ok((tokens.0, tokens.1, tokens.2, v.id))
         })
         .await
