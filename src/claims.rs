@@ -180,26 +180,15 @@ pub(crate) fn overlapping(
     owner: Option<i64>,
     except: Option<i64>,
 ) -> Result<Vec<Conflict>, DbError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, domain, owner_id FROM vhosts
-         WHERE instr(domain, ?1) > 0 AND owner_id IS NOT ?2 AND id IS NOT ?3
-         ORDER BY domain",
-    )?;
-    let rows = stmt.query_map(
-        rusqlite::params![overlap_needle(site), owner, except],
-        |r| {
-            Ok(Conflict {
-                id: r.get(0)?,
-                domain: r.get(1)?,
-                owner_id: r.get(2)?,
-            })
-        },
-    )?;
+    let rows = crate::db::vhosts::containing(conn, overlap_needle(site), owner, except)?;
     let mut found = Vec::new();
-    for row in rows {
-        let row = row?;
-        if SiteAddress::parse(&row.domain).is_ok_and(|other| overlaps(site, &other)) {
-            found.push(row);
+    for (id, domain, owner_id) in rows {
+        if SiteAddress::parse(&domain).is_ok_and(|other| overlaps(site, &other)) {
+            found.push(Conflict {
+                id,
+                domain,
+                owner_id,
+            });
         }
     }
     Ok(found)

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use crate::config::{Config, VhostsConfig};
 use crate::db::agents::Agent;
@@ -162,13 +162,8 @@ fn parse_all<T>(
 /// The lists in force: the Settings page's once saved, the config file's before.
 pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
     let mut lists = Lists::from_config(config);
-    let mut stmt = conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?;
     for key in ListKey::ALL {
-        let stored: Option<String> = stmt
-            .query_row(params![key.setting()], |r| r.get(0))
-            .optional()?;
-        if let Some(stored) = stored {
-            let items: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+        if let Some(items) = crate::db::settings::list(conn, key.setting())? {
             lists.from_settings = true;
             match key {
                 ListKey::Networks => lists.networks = items,
@@ -182,10 +177,6 @@ pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError>
 
 /// Stores the lists from the Settings page (already parsed, so known to be valid).
 pub fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?;
     for key in ListKey::ALL {
         let items: Vec<&str> = lists
             .get(key)
@@ -193,10 +184,7 @@ pub fn save_lists(conn: &Connection, lists: &Lists) -> Result<(), DbError> {
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .collect();
-        stmt.execute(params![
-            key.setting(),
-            serde_json::to_string(&items).unwrap_or_default()
-        ])?;
+        crate::db::settings::put_list(conn, key.setting(), &items)?;
     }
     Ok(())
 }

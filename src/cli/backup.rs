@@ -3,9 +3,8 @@
 //! instance, keeping the database it replaces beside it.
 
 use crate::config::Config;
-use crate::db::{Db, MIGRATIONS};
+use crate::db::Db;
 use anyhow::{Context, bail};
-use rusqlite::{Connection, MAIN_DB, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,38 +24,6 @@ pub struct RestoreArgs {
     force: bool,
 }
 
-/// Opens `path` read-only and checks it is a sound Gatehouse database; returns its version.
-fn check(path: &Path) -> anyhow::Result<i64> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .with_context(|| format!("{} is not an SQLite database", path.display()))?;
-    if integrity != "ok" {
-        bail!(
-            "{} fails SQLite's integrity check: {integrity}",
-            path.display()
-        );
-    }
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
-    let has_users: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'users'",
-        [],
-        |r| r.get(0),
-    )?;
-    if version < 1 || !has_users {
-        bail!("{} is not a Gatehouse database", path.display());
-    }
-    if version > known {
-        bail!(
-            "{} comes from a newer Gatehouse (schema {version}, this one knows {known})",
-            path.display()
-        );
-    }
-    Ok(version)
-}
-
 pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
     let source = config.db_path();
     if !source.is_file() {
@@ -67,20 +34,7 @@ pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
     }
     let target = args.file.clone();
     let version = crate::blocking::run(move || -> anyhow::Result<i64> {
-        let partial = target.with_extension("partial");
-        // The copy holds live session ids: readable by this user alone, like the database.
-        crate::db::files::create_private_file(&partial)
-            .with_context(|| format!("creating {}", partial.display()))?;
-        let conn = Connection::open(&source)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // The online backup API copies page by page, retrying while the portal writes.
-        conn.backup(MAIN_DB, &partial, None)
-            .with_context(|| format!("backing up to {}", partial.display()))?;
-        // A self-contained file: no -wal beside it to forget.
-        Connection::open(&partial)?.pragma_update(None, "journal_mode", "DELETE")?;
-        let version = check(&partial)?;
-        std::fs::rename(&partial, &target)?;
-        Ok(version)
+        crate::db::backup::copy_online(&source, &target)
     })
     .await??;
     let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
@@ -98,7 +52,7 @@ pub async fn backup(config: Config, args: BackupArgs) -> anyhow::Result<()> {
 }
 
 pub async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
-    let version = check(&args.file)?;
+    let version = crate::db::backup::check(&args.file)?;
     if !args.force && portal_answers(&config).await {
         bail!(
             "a portal answers on {}: stop it before restoring (or use --force if it is another instance)",
@@ -140,10 +94,7 @@ pub async fn restore(config: Config, args: RestoreArgs) -> anyhow::Result<()> {
 
 /// Says whether the configured key opens the restored secrets; without it, `serve` refuses.
 fn key_note(config: &Config, db: &Path) {
-    let sealed_with = Connection::open(db)
-        .ok()
-        .and_then(|c| crate::db::sealed::key_ids_in(&c).ok())
-        .unwrap_or_default();
+    let sealed_with = crate::db::sealed::key_ids_at(db).unwrap_or_default();
     let Some(needed) = sealed_with.iter().next() else {
         return;
     };

@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod api_tokens;
 pub mod audit;
+pub(crate) mod backup;
 pub(crate) mod backup_codes;
 pub mod changelog;
 pub(crate) mod files;
@@ -15,6 +16,7 @@ pub(crate) mod login_devices;
 mod migrations;
 pub(crate) mod sealed;
 pub mod sessions;
+pub(crate) mod settings;
 pub mod users;
 pub mod vhosts;
 
@@ -153,6 +155,12 @@ impl Db {
 }
 
 /// Seconds since the Unix epoch, the unit of every timestamp column.
+/// One trivial query: the database answers.
+pub(crate) fn ping(conn: &Connection) -> Result<(), DbError> {
+    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

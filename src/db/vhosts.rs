@@ -237,3 +237,22 @@ pub(crate) fn counts(conn: &Connection) -> Result<(i64, i64), DbError> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
 }
+
+/// The sites whose domain contains `needle`, as (id, domain, owner), leaving out those of
+/// `owner` and the site `except`: the candidates an overlap check then judges.
+pub(crate) fn containing(
+    conn: &Connection,
+    needle: &str,
+    owner: Option<i64>,
+    except: Option<i64>,
+) -> Result<Vec<(i64, String, Option<i64>)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, domain, owner_id FROM vhosts
+         WHERE instr(domain, ?1) > 0 AND owner_id IS NOT ?2 AND id IS NOT ?3
+         ORDER BY domain",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![needle, owner, except], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

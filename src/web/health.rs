@@ -7,10 +7,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let db = state
-        .db
-        .run(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await;
+    let db = state.db.run(|c| crate::db::ping(c)).await;
     match db {
         Ok(_) => (
             StatusCode::OK,
