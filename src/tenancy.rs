@@ -5,163 +5,19 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use rusqlite::Connection;
 
 use crate::config::{Config, VhostsConfig};
 use crate::db::agents::Agent;
 use crate::db::{Db, DbError};
-use crate::domain::tenant::{
-    self, NamePattern, Refusal, Reserved, ReservedHost, TenantPolicy, parse_network,
-};
+use crate::domain::tenant::{self, Refusal, Reserved, ReservedHost, TenantPolicy};
+pub use crate::domain::tenant_lists::{ListKey, Lists, Parsed};
 use crate::fleet::Fleet;
 use crate::fleet::client::{self, Adaptation};
 
-/// One of the admin's lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKey {
-    Networks,
-    UpstreamHosts,
-    UnixSockets,
-}
-
-impl ListKey {
-    pub const ALL: [ListKey; 3] = [
-        ListKey::Networks,
-        ListKey::UpstreamHosts,
-        ListKey::UnixSockets,
-    ];
-
-    /// The key in the config file.
-    pub fn config_key(self) -> &'static str {
-        match self {
-            ListKey::Networks => "vhosts.user_networks",
-            ListKey::UpstreamHosts => "vhosts.user_upstream_hosts",
-            ListKey::UnixSockets => "vhosts.user_unix_sockets",
-        }
-    }
-
-    /// The row of the `settings` table once the Settings page has saved it.
-    fn setting(self) -> &'static str {
-        match self {
-            ListKey::Networks => "tenant.networks",
-            ListKey::UpstreamHosts => "tenant.upstream_hosts",
-            ListKey::UnixSockets => "tenant.unix_sockets",
-        }
-    }
-
-    /// The form field on the Settings page.
-    pub fn field(self) -> &'static str {
-        match self {
-            ListKey::Networks => "networks",
-            ListKey::UpstreamHosts => "upstream_hosts",
-            ListKey::UnixSockets => "unix_sockets",
-        }
-    }
-}
-
-/// The admin's lists as text, one entry per item.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lists {
-    pub networks: Vec<String>,
-    pub upstream_hosts: Vec<String>,
-    pub unix_sockets: Vec<String>,
-    /// Whether these come from the Settings page (else from the config file).
-    pub from_settings: bool,
-}
-
-/// The lists, parsed.
-#[derive(Debug, Clone, Default)]
-pub struct Parsed {
-    pub networks: Vec<IpNet>,
-    pub upstream_hosts: Vec<NamePattern>,
-    pub unix_sockets: Vec<String>,
-}
-
-/// The kernel limits a socket path to 108 bytes including the terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
-
-fn parse_socket(text: &str) -> Result<String, String> {
-    let path = text.trim();
-    let path = path.strip_prefix("unix/").unwrap_or(path);
-    if !path.starts_with('/')
-        || path.len() > MAX_SOCKET_PATH
-        || path.split('/').any(|s| s == "..")
-        || !path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-@+".contains(c))
-    {
-        return Err(format!(
-            "{text:?} is not a socket path; write an absolute path such as /run/php/php8.2-fpm.sock"
-        ));
-    }
-    Ok(path.to_string())
-}
-
-impl Lists {
-    pub fn from_config(v: &VhostsConfig) -> Lists {
-        Lists {
-            networks: v.user_networks.clone(),
-            upstream_hosts: v.user_upstream_hosts.clone(),
-            unix_sockets: v.user_unix_sockets.clone(),
-            from_settings: false,
-        }
-    }
-
-    pub fn get(&self, key: ListKey) -> &[String] {
-        match key {
-            ListKey::Networks => &self.networks,
-            ListKey::UpstreamHosts => &self.upstream_hosts,
-            ListKey::UnixSockets => &self.unix_sockets,
-        }
-    }
-
-    /// Every entry parsed; the first list with a bad entry and why.
-    pub fn parse(&self) -> Result<Parsed, (ListKey, String)> {
-        Ok(Parsed {
-            networks: parse_all(ListKey::Networks, &self.networks, parse_network)?,
-            upstream_hosts: parse_all(
-                ListKey::UpstreamHosts,
-                &self.upstream_hosts,
-                NamePattern::parse,
-            )?,
-            unix_sockets: parse_all(ListKey::UnixSockets, &self.unix_sockets, parse_socket)?,
-        })
-    }
-
-    /// The first bad entry of each list, so a form can say all of them at once.
-    pub fn problems(&self) -> Vec<(ListKey, String)> {
-        [
-            parse_all(ListKey::Networks, &self.networks, parse_network).err(),
-            parse_all(
-                ListKey::UpstreamHosts,
-                &self.upstream_hosts,
-                NamePattern::parse,
-            )
-            .err(),
-            parse_all(ListKey::UnixSockets, &self.unix_sockets, parse_socket).err(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-}
-
-fn parse_all<T>(
-    key: ListKey,
-    items: &[String],
-    f: impl Fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>, (ListKey, String)> {
-    items
-        .iter()
-        .filter(|i| !i.trim().is_empty())
-        .map(|i| f(i).map_err(|why| (key, why)))
-        .collect()
-}
-
 /// The lists in force: the Settings page's once saved, the config file's before.
 pub fn lists(conn: &Connection, config: &VhostsConfig) -> Result<Lists, DbError> {
-    let mut lists = Lists::from_config(config);
+    let mut lists = config.tenant_lists();
     for key in ListKey::ALL {
         if let Some(items) = crate::db::settings::list(conn, key.setting())? {
             lists.from_settings = true;

@@ -205,6 +205,18 @@ pub struct VhostsConfig {
     pub user_ports: Vec<u16>,
 }
 
+impl VhostsConfig {
+    /// The tenant policy's lists as this file gives them (the Settings page may override).
+    pub(crate) fn tenant_lists(&self) -> crate::domain::tenant_lists::Lists {
+        crate::domain::tenant_lists::Lists {
+            networks: self.user_networks.clone(),
+            upstream_hosts: self.user_upstream_hosts.clone(),
+            unix_sockets: self.user_unix_sockets.clone(),
+            from_settings: false,
+        }
+    }
+}
+
 /// Caddy's own default admin address; no `admin` line is needed for it.
 pub(crate) const CADDY_DEFAULT_ADMIN: &str = "localhost:2019";
 
@@ -383,7 +395,8 @@ impl Config {
                 return Err((key, "must be an absolute path without `..`".into()));
             }
         }
-        crate::tenancy::Lists::from_config(&self.vhosts)
+        self.vhosts
+            .tenant_lists()
             .parse()
             .map_err(|(key, why)| (key.config_key(), why))?;
         if let Some(bad) = self

@@ -9,6 +9,7 @@ mod field;
 mod role;
 pub mod secret;
 pub mod tenant;
+pub mod tenant_lists;
 pub(crate) mod tls;
 pub mod vhost;
 
