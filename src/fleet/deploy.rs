@@ -7,6 +7,9 @@
 //! applied again and committed (nothing else can write vhosts meanwhile: same lock). An
 //! agent that cannot be reached does not block the change; it is left out of sync for the
 //! reconciler.
+//!
+//! [`plan`] is the dry run alone: what each agent's Caddyfile would become, with nothing
+//! pushed or stored, for a person to see before they apply.
 
 use super::Fleet;
 use super::client::{self, Push};
@@ -94,28 +97,26 @@ where
     result
 }
 
-async fn run_deploy<T, E, F>(
+/// The change applied in a transaction that is rolled back: what each agent would run after
+/// it, and every site as stored before it.
+async fn dry_run<T, E, F>(
     db: &Db,
-    fleet: &Fleet,
     caddy: &CaddyConfig,
     user: &User,
     change: F,
-) -> Result<T, DeployError<E>>
+) -> Result<(Vec<Step>, Vec<Vhost>), DeployError<E>>
 where
     F: Change<T, E>,
     T: Send + 'static,
     E: Send + 'static,
 {
-    let _turn = fleet.deploy_lock.lock().await;
-
-    // 1. Dry run: render every agent's config before and after, then roll back.
-    let (uid, email, caddy_c, dry) = (user.id, user.email.clone(), caddy.clone(), change.clone());
+    let (uid, email, caddy_c) = (user.id, user.email.clone(), caddy.clone());
     let plan = db
         .run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let fleet_agents = agents::list(&tx)?;
             let before = all_vhosts(&tx)?;
-            if let Err(e) = dry(
+            if let Err(e) = change(
                 &tx,
                 &Author {
                     user_id: uid,
@@ -141,7 +142,87 @@ where
             Ok(Ok((steps, before)))
         })
         .await?;
-    let (steps, before_vhosts) = plan.map_err(DeployError::Refused)?;
+    plan.map_err(DeployError::Refused)
+}
+
+/// What a change would do to one agent's Caddyfile, as rendered from the database.
+#[derive(Debug, Clone)]
+pub struct AgentPlan {
+    pub agent_id: i64,
+    pub agent: String,
+    /// The agent's Caddyfile as the sites stand now.
+    pub before: String,
+    /// Its Caddyfile once the change is made: exactly what the deploy would push.
+    pub after: String,
+    /// [`config_hash`](crate::domain::caddyfile::config_hash) of `after`: what the agent
+    /// reports running once it has the change.
+    pub after_hash: String,
+}
+
+impl AgentPlan {
+    pub fn changed(&self) -> bool {
+        self.before != self.after
+    }
+
+    /// A unified line diff from `before` to `after` (empty when nothing changes).
+    pub fn diff(&self) -> String {
+        if !self.changed() {
+            return String::new();
+        }
+        similar::TextDiff::from_lines(&self.before, &self.after)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{} (now)", self.agent),
+                &format!("{} (after)", self.agent),
+            )
+            .to_string()
+    }
+}
+
+/// What `change` would do on every agent, without doing it: the change runs in a
+/// transaction that is rolled back, as the deploy's own dry run, and nothing is pushed. The
+/// change's own refusal is reported as a deploy would report it.
+pub async fn plan<T, E, F>(
+    db: &Db,
+    caddy: &CaddyConfig,
+    user: &User,
+    change: F,
+) -> Result<Vec<AgentPlan>, DeployError<E>>
+where
+    F: Change<T, E>,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let (steps, before) = dry_run(db, caddy, user, change).await?;
+    Ok(steps
+        .into_iter()
+        .map(|s| AgentPlan {
+            agent_id: s.agent.id,
+            before: site_config::for_agent(caddy, &s.agent, &before).0,
+            agent: s.agent.name,
+            after: s.after,
+            after_hash: s.after_hash,
+        })
+        .collect())
+}
+
+async fn run_deploy<T, E, F>(
+    db: &Db,
+    fleet: &Fleet,
+    caddy: &CaddyConfig,
+    user: &User,
+    change: F,
+) -> Result<T, DeployError<E>>
+where
+    F: Change<T, E>,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let _turn = fleet.deploy_lock.lock().await;
+
+    // 1. Dry run: render every agent's config before and after, then roll back.
+    let (steps, before_vhosts) = dry_run(db, caddy, user, change.clone()).await?;
     let before = &before_vhosts;
 
     // 2. Push where the agent does not already run the new config. An agent never heard

@@ -26,6 +26,7 @@ use crate::domain::tenant::About;
 use crate::domain::vhost::Template;
 use crate::fleet::Fleet;
 use crate::fleet::client::Validation;
+pub(crate) use crate::fleet::deploy::AgentPlan;
 use crate::fleet::deploy::{Change, DeployError, deploy_detached};
 use crate::fleet::site_config::{self, Site};
 use crate::tenancy::{self, Verdict};
@@ -137,47 +138,103 @@ impl Sites {
 
     /// Creates a site from `draft` for `user`, through the whole deploy pipeline.
     pub(crate) async fn create(&self, user: &User, draft: &SiteDraft) -> Result<Vhost> {
-        let checked = self.check(user, draft).await?;
-        self.vet(user, &checked, None).await?;
-        let CheckedSite {
-            snapshot, claim, ..
-        } = checked;
-        self.deploy(user, move |tx, author| {
-            changes::create(tx, author, &snapshot, &claim)
-        })
-        .await
-        .map_err(|e| SiteError::of_deploy(e, SiteError::of_change))
+        let change = self.creation(user, draft).await?;
+        self.deploy(user, change)
+            .await
+            .map_err(|e| SiteError::of_deploy(e, SiteError::of_change))
     }
 
     /// Replaces site `id` with `draft`, through the whole deploy pipeline.
     pub(crate) async fn update(&self, user: &User, id: i64, draft: &SiteDraft) -> Result<Vhost> {
-        let id = self.owned(user, id).await?.id;
-        let checked = self.check(user, draft).await?;
-        self.vet(user, &checked, Some(id)).await?;
-        let CheckedSite {
-            snapshot, claim, ..
-        } = checked;
-        self.deploy_owned(user, id, move |tx, author, id| {
-            changes::update(tx, author, id, &snapshot, &claim)
-        })
-        .await
-        .map_err(|e| SiteError::of_deploy(e, SiteError::of_change))
+        let change = self.replacement(user, id, draft).await?;
+        self.deploy(user, change)
+            .await
+            .map_err(|e| SiteError::of_deploy(e, SiteError::of_change))
     }
 
     /// Switches site `id` on or off, whichever it is not; the site as it now is.
     pub(crate) async fn toggle(&self, user: &User, id: i64) -> Result<Vhost> {
-        let id = self.owned(user, id).await?.id;
-        self.deploy_owned(user, id, changes::toggle)
+        let change = self.owned_change(user, id, changes::toggle).await?;
+        self.deploy(user, change)
             .await
             .map_err(|e| SiteError::of_deploy(e, SiteError::of_refusal))
     }
 
     /// Deletes site `id`; what it was.
     pub(crate) async fn delete(&self, user: &User, id: i64) -> Result<Snapshot> {
-        let id = self.owned(user, id).await?.id;
-        self.deploy_owned(user, id, changes::delete)
+        let change = self.owned_change(user, id, changes::delete).await?;
+        self.deploy(user, change)
             .await
             .map_err(|e| SiteError::of_deploy(e, SiteError::of_refusal))
+    }
+
+    /// What [`Sites::create`] would do on each agent, with every check it makes; nothing is
+    /// stored or pushed.
+    pub(crate) async fn plan_create(
+        &self,
+        user: &User,
+        draft: &SiteDraft,
+    ) -> Result<Vec<AgentPlan>> {
+        let change = self.creation(user, draft).await?;
+        self.plan(user, change, SiteError::of_change).await
+    }
+
+    /// What [`Sites::update`] would do on each agent; nothing is stored or pushed.
+    pub(crate) async fn plan_update(
+        &self,
+        user: &User,
+        id: i64,
+        draft: &SiteDraft,
+    ) -> Result<Vec<AgentPlan>> {
+        let change = self.replacement(user, id, draft).await?;
+        self.plan(user, change, SiteError::of_change).await
+    }
+
+    /// What [`Sites::toggle`] would do on each agent; nothing is stored or pushed.
+    pub(crate) async fn plan_toggle(&self, user: &User, id: i64) -> Result<Vec<AgentPlan>> {
+        let change = self.owned_change(user, id, changes::toggle).await?;
+        self.plan(user, change, SiteError::of_refusal).await
+    }
+
+    /// What [`Sites::delete`] would do on each agent; nothing is stored or pushed.
+    pub(crate) async fn plan_delete(&self, user: &User, id: i64) -> Result<Vec<AgentPlan>> {
+        let change = self.owned_change(user, id, changes::delete).await?;
+        self.plan(user, change, SiteError::of_refusal).await
+    }
+
+    /// The checked change that creates a site from `draft`.
+    async fn creation(
+        &self,
+        user: &User,
+        draft: &SiteDraft,
+    ) -> Result<impl Change<Vhost, ChangeError> + use<>> {
+        let checked = self.check(user, draft).await?;
+        self.vet(user, &checked, None).await?;
+        let CheckedSite {
+            snapshot, claim, ..
+        } = checked;
+        Ok(move |tx: &rusqlite::Connection, author: &Author<'_>| {
+            changes::create(tx, author, &snapshot, &claim)
+        })
+    }
+
+    /// The checked change that replaces site `id` with `draft`.
+    async fn replacement(
+        &self,
+        user: &User,
+        id: i64,
+        draft: &SiteDraft,
+    ) -> Result<impl Change<Vhost, ChangeError> + use<>> {
+        let id = self.owned(user, id).await?.id;
+        let checked = self.check(user, draft).await?;
+        self.vet(user, &checked, Some(id)).await?;
+        let CheckedSite {
+            snapshot, claim, ..
+        } = checked;
+        self.owned_change(user, id, move |tx, author, id| {
+            changes::update(tx, author, id, &snapshot, &claim)
+        })
+        .await
     }
 
     /// Puts a site back the way it was before changelog entry `entry` (admins), as a new
@@ -301,15 +358,31 @@ impl Sites {
         .await
     }
 
-    /// Runs `change` on site `id` through the deploy pipeline, checking again inside the
-    /// change's transaction that `user` may still change that site (an admin may have given
-    /// it to someone else since the request was checked).
-    async fn deploy_owned<T, F>(
+    /// What `change` would do on every agent (see [`crate::fleet::deploy::plan`]).
+    async fn plan<T, F>(
+        &self,
+        user: &User,
+        change: F,
+        refused: fn(ChangeError) -> SiteError,
+    ) -> Result<Vec<AgentPlan>>
+    where
+        F: Change<T, ChangeError>,
+        T: Send + 'static,
+    {
+        crate::fleet::deploy::plan(&self.db, &self.config.caddy, user, change)
+            .await
+            .map_err(|e| SiteError::of_deploy(e, refused))
+    }
+
+    /// `change` to site `id`, for a site `user` may see now, checking again inside the
+    /// change's transaction that `user` may still change it (an admin may have given it to
+    /// someone else since the request was checked).
+    async fn owned_change<T, F>(
         &self,
         user: &User,
         id: i64,
         change: F,
-    ) -> Result<T, DeployError<ChangeError>>
+    ) -> Result<impl Change<T, ChangeError> + use<T, F>>
     where
         F: Fn(&rusqlite::Connection, &Author<'_>, i64) -> Result<T, ChangeError>
             + Clone
@@ -318,13 +391,13 @@ impl Sites {
             + 'static,
         T: Send + 'static,
     {
+        let id = self.owned(user, id).await?.id;
         // Whose sites `user` may change: only their own, or (an admin) any.
         let only = (!user.is_admin()).then_some(user.id);
-        self.deploy(user, move |tx, author| {
+        Ok(move |tx: &rusqlite::Connection, author: &Author<'_>| {
             changes::ensure_owned(tx, id, only)?;
             change(tx, author, id)
         })
-        .await
     }
 }
 

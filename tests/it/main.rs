@@ -23,6 +23,7 @@ mod load;
 mod logs;
 mod logs_agent;
 mod metrics;
+mod plan;
 mod secrets;
 mod tenancy;
 mod tenancy_property;

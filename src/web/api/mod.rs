@@ -9,6 +9,10 @@
 //! draft, so every rule (domain, template fields, the `user` directive allowlist) is checked
 //! by the same code.
 //!
+//! `?dry_run=1` on a create, update, toggle or delete plans the change instead: every check,
+//! then each agent's Caddyfile diff (see [`crate::fleet::deploy::plan`]); nothing is stored
+//! or pushed.
+//!
 //! The handlers are in `vhosts` and `changelog`, the token guard in `auth`, the error
 //! shape in `errors`.
 //!

@@ -6,13 +6,13 @@ use super::PREFIX;
 use super::auth::ApiCaller;
 use super::errors::{ApiError, ApiResult, json_response};
 use crate::db::vhosts::{Snapshot, Vhost};
-use crate::sites::{ShapeErrors, SiteDraft, SitePatch};
+use crate::sites::{AgentPlan, ShapeErrors, SiteDraft, SitePatch};
 use crate::views::vhosts::ListQuery;
 use crate::web::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -114,14 +114,60 @@ pub async fn get_vhost(
     Ok(json_response(StatusCode::OK, &site_json(v)))
 }
 
+/// `?dry_run=1` on a change: plan it (every check, and what each agent's Caddyfile would
+/// become), store and push nothing.
+#[derive(Deserialize, Default)]
+pub struct DryRun {
+    dry_run: Option<String>,
+}
+
+impl DryRun {
+    fn wanted(&self) -> Result<bool, ApiError> {
+        match self.dry_run.as_deref() {
+            None | Some("0" | "false") => Ok(false),
+            Some("" | "1" | "true") => Ok(true),
+            Some(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("dry_run is 1 or 0, not {other:?}."),
+            )),
+        }
+    }
+}
+
+/// A plan as the API shows it: per agent, whether its Caddyfile changes, the line diff, and
+/// the hash the agent will report running once the change is made.
+fn plan_json(plan: &[AgentPlan]) -> ApiResult {
+    let agents: Vec<Value> = plan
+        .iter()
+        .map(|p| {
+            json!({
+                "agent_id": p.agent_id,
+                "agent": p.agent,
+                "changed": p.changed(),
+                "diff": p.diff(),
+                "after_hash": p.after_hash,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "dry_run": true, "plan": agents }),
+    ))
+}
+
 /// Creates a site. Fields not given take the defaults a new form shows; `enabled` is true
 /// unless sent as false; every agent serves it unless `agent_ids` chooses.
 pub async fn create_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
+    Query(dry): Query<DryRun>,
     body: Bytes,
 ) -> ApiResult {
     let draft = patched(&body, &caller, SiteDraft::default())?;
+    if dry.wanted()? {
+        return plan_json(&state.sites().plan_create(&caller.user, &draft).await?);
+    }
     let v = state.sites().create(&caller.user, &draft).await?;
     let id = v.id;
     let mut response = json_response(StatusCode::CREATED, &site_json(v));
@@ -136,11 +182,15 @@ pub async fn update_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
+    Query(dry): Query<DryRun>,
     body: Bytes,
 ) -> ApiResult {
     let sites = state.sites();
     let v = sites.owned(&caller.user, id).await?;
     let draft = patched(&body, &caller, SiteDraft::of(&v))?;
+    if dry.wanted()? {
+        return plan_json(&sites.plan_update(&caller.user, v.id, &draft).await?);
+    }
     let v = sites.update(&caller.user, v.id, &draft).await?;
     Ok(json_response(StatusCode::OK, &site_json(v)))
 }
@@ -150,7 +200,11 @@ pub async fn toggle_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
+    Query(dry): Query<DryRun>,
 ) -> ApiResult {
+    if dry.wanted()? {
+        return plan_json(&state.sites().plan_toggle(&caller.user, id).await?);
+    }
     let now = state.sites().toggle(&caller.user, id).await?;
     Ok(json_response(StatusCode::OK, &site_json(now)))
 }
@@ -159,7 +213,11 @@ pub async fn delete_vhost(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<i64>,
+    Query(dry): Query<DryRun>,
 ) -> ApiResult {
+    if dry.wanted()? {
+        return plan_json(&state.sites().plan_delete(&caller.user, id).await?);
+    }
     state.sites().delete(&caller.user, id).await?;
     Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
 }

@@ -1,0 +1,173 @@
+//! Plan before apply: `?dry_run=1` on a change answers what each agent's Caddyfile would
+//! become, stores and pushes nothing, and the plan is exactly what each agent then runs.
+
+use crate::common::api::{Api, make_token};
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::{ADMIN_PASSWORD, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The plan's entry for agent `name`.
+fn entry<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["plan"]
+        .as_array()
+        .expect("a plan lists the agents")
+        .iter()
+        .find(|p| p["agent"] == name)
+        .unwrap_or_else(|| panic!("{name} is in the plan: {plan}"))
+}
+
+/// What the agent reports running.
+async fn running(agent: &AgentProc) -> String {
+    agent.health().await["applied_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until each agent reports running the hash the plan gave it.
+async fn runs_the_plan(plan: &Value, agents: [(&str, &AgentProc); 2]) {
+    for (name, agent) in agents {
+        let want = entry(plan, name)["after_hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eventually(20, &format!("{name} runs its plan"), || {
+            let want = want.clone();
+            async move { running(agent).await == want }
+        })
+        .await;
+    }
+}
+
+async fn site_count(app: &TestApp) -> usize {
+    app.state
+        .db
+        .run(|c| gatehouse::db::vhosts::list(c, &Default::default()))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_per_agent_changes_nothing_and_is_what_each_agent_then_runs() {
+    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
+    let (edge_1, edge_2) = (
+        AgentProc::start(&caddy_1).await,
+        AgentProc::start(&caddy_2).await,
+    );
+    let app = hub(|_| {}).await;
+    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
+    add_agent(&app, "edge-2", &edge_2).await;
+    let (old, new) = (upstream("old backend").await, upstream("new backend").await);
+    let token = make_token(&app, ADMIN_PASSWORD, "ci", "write").await;
+    let api = Api::new(app.addr, Some(&token));
+    let host = format!("plan.localhost:{}", caddy_1.http_port);
+    let site = json!({
+        "domain": format!("http://{host}"),
+        "template": "raw",
+        "config": format!("bind 127.0.0.1\nreverse_proxy {old}"),
+        "agent_ids": [id_1],
+    });
+    let (before_1, before_2) = (running(&edge_1).await, running(&edge_2).await);
+
+    // A new site, planned: only edge-1 serves it, so only edge-1's Caddyfile changes.
+    let planned = api.post("/api/v1/vhosts?dry_run=1", site.clone()).await;
+    assert_eq!(planned.status, StatusCode::OK, "{}", planned.body);
+    assert_eq!(planned.json["dry_run"], true);
+    let diff = entry(&planned.json, "edge-1")["diff"].as_str().unwrap();
+    assert_eq!(entry(&planned.json, "edge-1")["changed"], true);
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.contains(&host)),
+        "the new site block is added on edge-1:\n{diff}"
+    );
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.contains(&format!("reverse_proxy {old}"))),
+        "{diff}"
+    );
+    assert_eq!(entry(&planned.json, "edge-2")["changed"], false);
+    assert_eq!(entry(&planned.json, "edge-2")["diff"], "");
+    assert_eq!(site_count(&app).await, 0, "a plan stores nothing");
+    assert_eq!(running(&edge_1).await, before_1, "and pushes nothing");
+    assert_eq!(running(&edge_2).await, before_2);
+
+    let created = api.post("/api/v1/vhosts", site).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    runs_the_plan(&planned.json, [("edge-1", &edge_1), ("edge-2", &edge_2)]).await;
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "old backend".into()));
+    let id = created.json["id"].as_i64().unwrap();
+
+    // An edit, planned: the old upstream line goes, the new one comes, on edge-1 only.
+    let edit = json!({ "config": format!("bind 127.0.0.1\nreverse_proxy {new}") });
+    let path = format!("/api/v1/vhosts/{id}");
+    let planned = api.patch(&format!("{path}?dry_run=1"), edit.clone()).await;
+    assert_eq!(planned.status, StatusCode::OK, "{}", planned.body);
+    let diff = entry(&planned.json, "edge-1")["diff"].as_str().unwrap();
+    let removed: Vec<&str> = diff
+        .lines()
+        .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+        .collect();
+    let added: Vec<&str> = diff
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .collect();
+    assert_eq!(removed.len(), 1, "{diff}");
+    assert!(
+        removed[0].contains(&format!("reverse_proxy {old}")),
+        "{diff}"
+    );
+    assert_eq!(added.len(), 1, "{diff}");
+    assert!(added[0].contains(&format!("reverse_proxy {new}")), "{diff}");
+    assert_eq!(entry(&planned.json, "edge-2")["changed"], false);
+    let stored = api.get(&path).await;
+    assert!(
+        stored.json["config"]
+            .as_str()
+            .unwrap()
+            .contains(&old.to_string()),
+        "the plan changed nothing: {}",
+        stored.body
+    );
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "old backend".into()));
+
+    let changed = api.patch(&path, edit).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    runs_the_plan(&planned.json, [("edge-1", &edge_1), ("edge-2", &edge_2)]).await;
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "new backend".into()));
+
+    // Toggle and delete plan too; a plan of a refused change is refused as the change is.
+    let off = api
+        .post(&format!("{path}/toggle?dry_run=1"), json!({}))
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    assert_eq!(entry(&off.json, "edge-1")["changed"], true);
+    let gone = api.delete(&format!("{path}?dry_run=1")).await;
+    assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
+    assert_eq!(site_count(&app).await, 1, "still there");
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "new backend".into()));
+    let taken = api
+        .post(
+            "/api/v1/vhosts?dry_run=1",
+            json!({"domain": format!("http://{host}"), "template": "raw", "config": "respond ok"}),
+        )
+        .await;
+    assert_eq!(
+        taken.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        taken.body
+    );
+    assert!(
+        taken.json["error"]["fields"]["domain"].is_string(),
+        "{}",
+        taken.body
+    );
+    let bogus = api
+        .post(&format!("{path}/toggle?dry_run=maybe"), json!({}))
+        .await;
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST, "{}", bogus.body);
+    assert_eq!(site_count(&app).await, 1);
+}
