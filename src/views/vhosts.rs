@@ -11,7 +11,7 @@ use crate::db::vhosts::Vhost;
 use crate::domain::FieldErrors;
 use crate::domain::vhost::{FieldKind, SiteAddress, Template};
 use crate::fleet::client::Validation;
-use crate::sites::{ALLOW_OVERLAP, Agents, Owner, Search, SiteDraft};
+use crate::sites::{ALLOW_OVERLAP, AgentPlan, Agents, Owner, Search, SiteDraft};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -330,6 +330,13 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                     }
                 }
             }
+            section .card .editor-plan {
+                h2 { "What changes on each agent" }
+                p .hint { "Every check a save makes, then each agent's Caddyfile before and after. Nothing is saved or sent." }
+                button .button #plan-button type="button" hx-post="/vhosts/plan" hx-include="#vhost-form"
+                    hx-target="#plan" hx-swap="innerHTML" { "Show the changes" }
+                div #plan aria-live="polite" {}
+            }
             section .card .editor-preview {
                 h2 { "Preview" }
                 p .hint { "The exact block this site adds to the Caddyfile. It updates as you type." }
@@ -447,6 +454,64 @@ pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
                 ul #preview-errors {
                     @for (field, why) in errors.iter() {
                         li data-field=(field) { @if !field.is_empty() { strong { (field) } ": " } (why) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a save would change on each agent (see [`crate::fleet::deploy::plan`]), or why it
+/// would be refused.
+pub fn plan(planned: &Result<Vec<AgentPlan>, FieldErrors>) -> Markup {
+    html! {
+        @match planned {
+            Ok(agents) if agents.is_empty() => {
+                p .notice .warn #plan-status { "There are no agents yet: saving changes no Caddy." }
+            }
+            Ok(agents) => {
+                p .notice .ok #plan-status {
+                    (agents.iter().filter(|a| a.changed()).count()) " of " (agents.len()) " agent(s) change."
+                }
+                @for a in agents {
+                    div .agent-plan data-agent=(a.agent) data-after-hash=(a.after_hash) {
+                        h3 { (a.agent) }
+                        @if a.changed() {
+                            (plan_diff(&a.before, &a.after))
+                        } @else {
+                            p .muted .no-change { "No change on this agent." }
+                        }
+                    }
+                }
+            }
+            Err(errors) => {
+                p .notice .warn #plan-status { "Saving would be refused:" }
+                ul #plan-errors {
+                    @for (field, why) in errors.iter() {
+                        li data-field=(field) { @if !field.is_empty() { strong { (field) } ": " } (why) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The changed lines of a Caddyfile with three lines around each change, as `diff -u` does.
+fn plan_diff(before: &str, after: &str) -> Markup {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(before, after);
+    html! {
+        pre .diff {
+            @for (i, group) in diff.grouped_ops(3).iter().enumerate() {
+                @if i > 0 { span .gap { "…\n" } }
+                @for op in group {
+                    @for change in diff.iter_changes(op) {
+                        @let (class, sign) = match change.tag() {
+                            ChangeTag::Delete => ("del", "-"),
+                            ChangeTag::Insert => ("add", "+"),
+                            ChangeTag::Equal => ("same", " "),
+                        };
+                        span class=(class) { (sign) " " (change.value().trim_end_matches('\n')) "\n" }
                     }
                 }
             }

@@ -202,6 +202,33 @@ pub async fn fields(
     ))
 }
 
+/// What saving the form would change on each agent: every check a save makes, then each
+/// agent's Caddyfile diff. Nothing is stored or pushed.
+pub async fn plan(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response> {
+    let values = values_of(fields);
+    let (draft, unreadable) = draft_of(&values, current.user.is_admin());
+    let planned = if unreadable.is_empty() {
+        let sites = state.sites();
+        let result = match values.get("vhost_id").and_then(|v| v.parse().ok()) {
+            Some(id) => sites.plan_update(&current.user, id, &draft).await,
+            None => sites.plan_create(&current.user, &draft).await,
+        };
+        result.map_err(field_errors)
+    } else {
+        Err(Ok(unreadable))
+    };
+    let planned = match planned {
+        Ok(plan) => Ok(plan),
+        Err(errors) => Err(errors?),
+    };
+    Ok(render.page("Plan", views::vhosts::plan(&planned)))
+}
+
 /// The live preview: the exact block this form would generate, or why it cannot.
 pub async fn preview(
     State(state): State<AppState>,

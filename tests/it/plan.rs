@@ -3,7 +3,9 @@
 
 use crate::common::api::{Api, make_token};
 use crate::common::caddy::Caddy;
-use crate::common::fleet::{AgentProc, add_agent, eventually, hub, upstream};
+use crate::common::fleet::{
+    AgentProc, add_agent, eventually, hub, post_owned, proxy_site, proxy_site_form, upstream,
+};
 use crate::common::{ADMIN_PASSWORD, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -170,4 +172,116 @@ async fn a_dry_run_plans_per_agent_changes_nothing_and_is_what_each_agent_then_r
         .await;
     assert_eq!(bogus.status, StatusCode::BAD_REQUEST, "{}", bogus.body);
     assert_eq!(site_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn the_site_form_shows_each_agents_changes_before_saving_and_they_are_what_the_agents_run() {
+    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
+    let (edge_1, edge_2) = (
+        AgentProc::start(&caddy_1).await,
+        AgentProc::start(&caddy_2).await,
+    );
+    let app = hub(|_| {}).await;
+    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
+    add_agent(&app, "edge-2", &edge_2).await;
+    let (old, new) = (upstream("old backend").await, upstream("new backend").await);
+    let created = proxy_site(&app, "form", &caddy_1, old, &[id_1]).await;
+    assert!(
+        created.status.is_success() || created.status.is_redirection(),
+        "{}",
+        created.body
+    );
+    let id = site_id(&app).await;
+    let before_1 = running(&edge_1).await;
+
+    let editor = app.get(&format!("/vhosts/{id}/edit")).await;
+    assert_eq!(
+        editor.count("#plan-button[hx-post='/vhosts/plan'][hx-include='#vhost-form']"),
+        1,
+        "the editor offers the plan"
+    );
+
+    // The edit form as it would be saved, with the new upstream.
+    let mut form = proxy_site_form("form", caddy_1.http_port, new, &[id_1]);
+    form.push(("vhost_id".into(), id.to_string()));
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let plan = app.post_htmx("/vhosts/plan", &fields).await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let edge_1_plan = ".agent-plan[data-agent='edge-1']";
+    let removed = plan.texts(&format!("{edge_1_plan} .diff .del"));
+    let added = plan.texts(&format!("{edge_1_plan} .diff .add"));
+    assert_eq!(removed.len(), 1, "{}", plan.body);
+    assert!(
+        removed[0].contains(&format!("reverse_proxy {old}")),
+        "{removed:?}"
+    );
+    assert_eq!(added.len(), 1, "{}", plan.body);
+    assert!(
+        added[0].contains(&format!("reverse_proxy {new}")),
+        "{added:?}"
+    );
+    assert_eq!(plan.count(".agent-plan[data-agent='edge-2'] .no-change"), 1);
+    assert_eq!(plan.count(".agent-plan[data-agent='edge-2'] .diff"), 0);
+    assert_eq!(
+        running(&edge_1).await,
+        before_1,
+        "showing the plan pushes nothing"
+    );
+    assert_eq!(
+        caddy_1
+            .get(&format!("form.localhost:{}", caddy_1.http_port), "/")
+            .await
+            .1,
+        "old backend"
+    );
+
+    // Saved as planned: each agent runs exactly what its plan said.
+    let saved = post_owned(&app, &format!("/vhosts/{id}"), &form).await;
+    assert!(
+        saved.status.is_success() || saved.status.is_redirection(),
+        "{}",
+        saved.body
+    );
+    for (name, agent) in [("edge-1", &edge_1), ("edge-2", &edge_2)] {
+        let want = plan
+            .attr(
+                &format!(".agent-plan[data-agent='{name}']"),
+                "data-after-hash",
+            )
+            .expect("each agent's plan carries its hash");
+        eventually(20, &format!("{name} runs its plan"), || {
+            let want = want.clone();
+            async move { running(agent).await == want }
+        })
+        .await;
+    }
+
+    // A plan the save would refuse says why, beside nothing else.
+    let taken = app
+        .post_htmx(
+            "/vhosts/plan",
+            &[
+                ("domain", "bad domain"),
+                ("template", "raw"),
+                ("config", "respond ok"),
+            ],
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::OK, "{}", taken.body);
+    assert_eq!(
+        taken.count("#plan-errors li[data-field='domain']"),
+        1,
+        "{}",
+        taken.body
+    );
+    assert_eq!(taken.count(".agent-plan"), 0);
+}
+
+async fn site_id(app: &TestApp) -> i64 {
+    app.state
+        .db
+        .run(|c| gatehouse::db::vhosts::list(c, &Default::default()))
+        .await
+        .unwrap()[0]
+        .id
 }
