@@ -100,6 +100,13 @@ pub async fn every_template_with_the_live_preview(b: &Browser) -> anyhow::Result
         if *slug == "load_balancer" || *slug == "reverse_proxy" {
             b.screenshot(&format!("vhosts-preview-{slug}")).await?;
         }
+        if *slug == "raw" {
+            // What a save would change on each agent, asked for before saving.
+            b.click("#plan-button").await?;
+            b.wait_for("#plan #plan-status").await?;
+            let said = b.text("#plan-status").await?;
+            ensure!(said.contains("no agents"), "the plan says: {said}");
+        }
         b.click("#vhost-form button[type=submit]").await?;
         b.wait_for(&format!(".vhost-row[data-domain='{domain}']"))
             .await?;
