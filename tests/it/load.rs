@@ -42,6 +42,10 @@ struct Tally {
     log_events: usize,
 }
 
+/// How long any one request may take before it counts as failed: a generous bound, so a
+/// request the hub never answers fails the test with what was asked instead of hanging it.
+const ANSWER: Duration = Duration::from_secs(30);
+
 async fn session(visitor: Visitor, vhost: i64, seed: u64, stop: Arc<AtomicBool>) -> Tally {
     let mut tally = Tally::default();
     let csrf = visitor.csrf().await;
@@ -56,7 +60,15 @@ async fn session(visitor: Visitor, vhost: i64, seed: u64, stop: Arc<AtomicBool>)
         let (what, result) = match pick {
             0..=4 => {
                 let path = ["/", "/vhosts", "/changelog", "/logs", "/account"][(pick % 5) as usize];
-                ("page", visitor.http.get(visitor.url(path)).send().await)
+                (
+                    "page",
+                    visitor
+                        .http
+                        .get(visitor.url(path))
+                        .timeout(ANSWER)
+                        .send()
+                        .await,
+                )
             }
             5..=7 => (
                 "toggle",
@@ -64,6 +76,7 @@ async fn session(visitor: Visitor, vhost: i64, seed: u64, stop: Arc<AtomicBool>)
                     .http
                     .post(visitor.url(&format!("/vhosts/{vhost}/toggle")))
                     .form(&[("csrf_token", csrf.as_str())])
+                    .timeout(ANSWER)
                     .send()
                     .await,
             ),
@@ -73,6 +86,7 @@ async fn session(visitor: Visitor, vhost: i64, seed: u64, stop: Arc<AtomicBool>)
                     .http
                     .get(visitor.url("/logs/stream"))
                     .header("Accept", "text/event-stream")
+                    .timeout(ANSWER)
                     .send()
                     .await,
             ),
@@ -196,6 +210,7 @@ async fn concurrent_sessions_get_no_5xx_and_leave_every_agent_equal_to_the_datab
                 let _ = http
                     .get(format!("http://127.0.0.1:{port}/t/{n}"))
                     .header("Host", format!("load{}.localhost:{port}", n % sessions))
+                    .timeout(ANSWER)
                     .send()
                     .await;
                 n += 1;
