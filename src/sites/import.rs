@@ -17,7 +17,7 @@
 pub use crate::domain::caddyfile::import::{Note, NoteKind, Parsed, parse};
 
 use super::changes::{self, ChangeError};
-use super::{SiteError, Sites};
+use super::{AgentPlan, SiteError, Sites};
 use crate::claims::{self, Claim};
 use crate::db::DbError;
 use crate::db::changelog::Author;
@@ -286,6 +286,26 @@ impl Sites {
     ) -> Result<Plan, SiteError> {
         let parsed = parsed.clone();
         Ok(self.db.run(move |c| plan(c, &parsed, &target)).await?)
+    }
+
+    /// What importing `parsed` would change on each agent's Caddyfile, written and pushed
+    /// nowhere: the import applied in a transaction that is rolled back.
+    pub(crate) async fn import_agent_plans(
+        &self,
+        user: &User,
+        parsed: &Parsed,
+        target: Target,
+    ) -> Result<Vec<AgentPlan>, SiteError> {
+        let planned = parsed.clone();
+        let change = move |tx: &Connection, author: &Author<'_>| {
+            let plan = plan(tx, &planned, &target)?;
+            apply(tx, author, &plan)
+        };
+        self.plan(user, change, |e| match e {
+            ChangeError::Db(e) => SiteError::Internal(e),
+            e => SiteError::Conflict(format!("Nothing would be imported: {e}.")),
+        })
+        .await
     }
 
     /// Imports `parsed` as planned in the preview whose fingerprint is `expected`, through

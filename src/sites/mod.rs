@@ -359,7 +359,7 @@ impl Sites {
     }
 
     /// What `change` would do on every agent (see [`crate::fleet::deploy::plan`]).
-    async fn plan<T, F>(
+    pub(super) async fn plan<T, F>(
         &self,
         user: &User,
         change: F,

@@ -4,6 +4,7 @@
 use super::forms::form_alert;
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
+use crate::sites::AgentPlan;
 use crate::sites::import::{Action, Applied, NoteKind, Plan};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -24,7 +25,13 @@ pub struct ImportForm<'a> {
     pub agents: &'a [(i64, String)],
 }
 
-pub fn page(ctx: &Ctx, form: &ImportForm<'_>, plan: Option<&Plan>, errors: &FieldErrors) -> Markup {
+pub fn page(
+    ctx: &Ctx,
+    form: &ImportForm<'_>,
+    plan: Option<&Plan>,
+    agents: &[AgentPlan],
+    errors: &FieldErrors,
+) -> Markup {
     html! {
         div .stack #import {
             section .card {
@@ -51,7 +58,7 @@ pub fn page(ctx: &Ctx, form: &ImportForm<'_>, plan: Option<&Plan>, errors: &Fiel
                     button .button .primary #preview-import type="submit" { "Preview import" }
                 }
             }
-            @if let Some(plan) = plan { (preview(ctx, form, plan)) }
+            @if let Some(plan) = plan { (preview(ctx, form, plan, agents)) }
         }
     }
 }
@@ -71,7 +78,7 @@ fn agent_select(form: &ImportForm<'_>) -> Markup {
     }
 }
 
-fn preview(ctx: &Ctx, form: &ImportForm<'_>, plan: &Plan) -> Markup {
+fn preview(ctx: &Ctx, form: &ImportForm<'_>, plan: &Plan, agents: &[AgentPlan]) -> Markup {
     html! {
         section .card #import-preview {
             h2 { "Preview" }
@@ -116,6 +123,12 @@ fn preview(ctx: &Ctx, form: &ImportForm<'_>, plan: &Plan) -> Markup {
                             " " span .note-message { (note.message) }
                         }
                     }
+                }
+            }
+            @if plan.writes() && !agents.is_empty() {
+                section #import-agents {
+                    h3 { "What changes on each agent" }
+                    (super::vhosts::agent_plans(agents))
                 }
             }
             @if plan.writes() {

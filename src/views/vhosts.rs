@@ -469,27 +469,32 @@ pub fn plan(planned: &Result<Vec<AgentPlan>, FieldErrors>) -> Markup {
             Ok(agents) if agents.is_empty() => {
                 p .notice .warn #plan-status { "There are no agents yet: saving changes no Caddy." }
             }
-            Ok(agents) => {
-                p .notice .ok #plan-status {
-                    (agents.iter().filter(|a| a.changed()).count()) " of " (agents.len()) " agent(s) change."
-                }
-                @for a in agents {
-                    div .agent-plan data-agent=(a.agent) data-after-hash=(a.after_hash) {
-                        h3 { (a.agent) }
-                        @if a.changed() {
-                            (plan_diff(&a.before, &a.after))
-                        } @else {
-                            p .muted .no-change { "No change on this agent." }
-                        }
-                    }
-                }
-            }
+            Ok(agents) => { (agent_plans(agents)) }
             Err(errors) => {
                 p .notice .warn #plan-status { "Saving would be refused:" }
                 ul #plan-errors {
                     @for (field, why) in errors.iter() {
                         li data-field=(field) { @if !field.is_empty() { strong { (field) } ": " } (why) }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Each agent's Caddyfile diff (or that it does not change), with the hash it will run.
+pub fn agent_plans(agents: &[AgentPlan]) -> Markup {
+    html! {
+        p .notice .ok #plan-status {
+            (agents.iter().filter(|a| a.changed()).count()) " of " (agents.len()) " agent(s) change."
+        }
+        @for a in agents {
+            div .agent-plan data-agent=(a.agent) data-after-hash=(a.after_hash) {
+                h3 { (a.agent) }
+                @if a.changed() {
+                    (plan_diff(&a.before, &a.after))
+                } @else {
+                    p .muted .no-change { "No change on this agent." }
                 }
             }
         }

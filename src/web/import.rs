@@ -10,8 +10,8 @@
 use super::{AppState, CurrentUser, Form, Render};
 use crate::domain::FieldErrors;
 use crate::error::{AppError, Result};
-use crate::sites::SiteError;
 use crate::sites::import::{self, Parsed, Plan, Target};
+use crate::sites::{AgentPlan, SiteError};
 use crate::views::{
     self,
     import::{ImportFields, ImportForm},
@@ -35,6 +35,7 @@ async fn show(
     render: &Render,
     fields: &ImportFields,
     plan: Option<&Plan>,
+    plans: &[AgentPlan],
     errors: &FieldErrors,
     status: StatusCode,
 ) -> Result<Response> {
@@ -47,7 +48,7 @@ async fn show(
     Ok(render.page_with_status(
         status,
         "Import",
-        views::import::page(&render.ctx, &form, plan, errors),
+        views::import::page(&render.ctx, &form, plan, plans, errors),
     ))
 }
 
@@ -57,6 +58,7 @@ pub async fn form(State(state): State<AppState>, render: Render) -> Result<Respo
         &render,
         &ImportFields::default(),
         None,
+        &[],
         &FieldErrors::default(),
         StatusCode::OK,
     )
@@ -126,17 +128,28 @@ pub async fn preview(
             &render,
             &fields,
             None,
+            &[],
             &errors,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
     };
-    let plan = state.sites().import_plan(&parsed, target).await?;
+    let sites = state.sites();
+    let plan = sites.import_plan(&parsed, target).await?;
+    // Each agent's Caddyfile before and after, when there is something to import.
+    let agents = if plan.writes() {
+        sites
+            .import_agent_plans(&current.user, &parsed, target)
+            .await?
+    } else {
+        Vec::new()
+    };
     show(
         &state,
         &render,
         &fields,
         Some(&plan),
+        &agents,
         &errors,
         StatusCode::OK,
     )
@@ -153,7 +166,7 @@ pub async fn apply(
     let mut errors = FieldErrors::default();
     let refused = StatusCode::UNPROCESSABLE_ENTITY;
     let Some((parsed, target)) = read(&state, &current.user, &fields, &mut errors).await? else {
-        return show(&state, &render, &fields, None, &errors, refused).await;
+        return show(&state, &render, &fields, None, &[], &errors, refused).await;
     };
     let sites = state.sites();
     let message = match sites
@@ -174,6 +187,7 @@ pub async fn apply(
         &render,
         &fields,
         Some(&plan),
+        &[],
         &errors,
         StatusCode::CONFLICT,
     )

@@ -285,3 +285,78 @@ async fn site_id(app: &TestApp) -> i64 {
         .unwrap()[0]
         .id
 }
+
+#[tokio::test]
+async fn an_import_preview_shows_each_agents_changes_and_they_are_what_the_agents_then_run() {
+    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
+    let (edge_1, edge_2) = (
+        AgentProc::start(&caddy_1).await,
+        AgentProc::start(&caddy_2).await,
+    );
+    let app = hub(|_| {}).await;
+    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
+    add_agent(&app, "edge-2", &edge_2).await;
+    let host = format!("imported.localhost:{}", caddy_1.http_port);
+    let caddyfile = format!("http://{host} {{\n\tbind 127.0.0.1\n\trespond \"imported\"\n}}\n");
+    let agent = id_1.to_string();
+    let before_1 = running(&edge_1).await;
+
+    // Imported onto edge-1 only: its Caddyfile gains the block, edge-2's does not change.
+    let preview = app
+        .post_form(
+            "/import/preview",
+            &[("caddyfile", caddyfile.as_str()), ("agent", agent.as_str())],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    let added = preview.texts("#import-agents .agent-plan[data-agent='edge-1'] .diff .add");
+    assert!(
+        added.iter().any(|l| l.contains(&host))
+            && added.iter().any(|l| l.contains("respond \"imported\"")),
+        "{added:?}"
+    );
+    assert_eq!(
+        preview.count("#import-agents .agent-plan[data-agent='edge-1'] .diff .del"),
+        0,
+        "an import here only adds"
+    );
+    assert_eq!(
+        preview.count("#import-agents .agent-plan[data-agent='edge-2'] .no-change"),
+        1
+    );
+    assert_eq!(site_count(&app).await, 0, "a preview stores nothing");
+    assert_eq!(running(&edge_1).await, before_1, "and pushes nothing");
+
+    let fingerprint = preview
+        .attr("#import-apply input[name=fingerprint]", "value")
+        .expect("the confirm form carries the plan's fingerprint");
+    let done = app
+        .post_form(
+            "/import",
+            &[
+                ("caddyfile", caddyfile.as_str()),
+                ("agent", agent.as_str()),
+                ("fingerprint", fingerprint.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(
+        done.attr("#import-result", "data-created").as_deref(),
+        Some("1")
+    );
+    for (name, agent) in [("edge-1", &edge_1), ("edge-2", &edge_2)] {
+        let want = preview
+            .attr(
+                &format!("#import-agents .agent-plan[data-agent='{name}']"),
+                "data-after-hash",
+            )
+            .expect("each agent's plan carries its hash");
+        eventually(20, &format!("{name} runs the import's plan"), || {
+            let want = want.clone();
+            async move { running(agent).await == want }
+        })
+        .await;
+    }
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "imported".into()));
+}
