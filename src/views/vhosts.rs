@@ -330,12 +330,15 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                     }
                 }
             }
+            // Admins only: a plan shows every site's lines around the change on each agent.
+            @if e.admin {
             section .card .editor-plan {
                 h2 { "What changes on each agent" }
                 p .hint { "Every check a save makes, then each agent's Caddyfile before and after. Nothing is saved or sent." }
                 button .button #plan-button type="button" hx-post="/vhosts/plan" hx-include="#vhost-form"
                     hx-target="#plan" hx-swap="innerHTML" { "Show the changes" }
                 div #plan aria-live="polite" {}
+            }
             }
             section .card .editor-preview {
                 h2 { "Preview" }

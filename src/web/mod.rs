@@ -234,7 +234,7 @@ fn table(state: &AppState) -> Table {
     .add(User, "/vhosts/new", GET, get(vhosts::new_form))
     .add(User, "/vhosts/fields", GET, get(vhosts::fields))
     .add(User, "/vhosts/preview", POST, post(vhosts::preview))
-    .add(User, "/vhosts/plan", POST, post(vhosts::plan))
+    .add(Admin, "/vhosts/plan", POST, post(vhosts::plan))
     .add(User, "/vhosts/{id}", POST, post(vhosts::update))
     .add(User, "/vhosts/{id}/edit", GET, get(vhosts::edit_form))
     .add(User, "/vhosts/{id}/toggle", POST, post(vhosts::toggle))

@@ -6,7 +6,7 @@ use crate::common::caddy::Caddy;
 use crate::common::fleet::{
     AgentProc, add_agent, eventually, hub, post_owned, proxy_site, proxy_site_form, upstream,
 };
-use crate::common::{ADMIN_PASSWORD, TestApp};
+use crate::common::{ADMIN_PASSWORD, Page, TestApp, USER_PASSWORD, signed_in_user};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -43,6 +43,53 @@ async fn runs_the_plan(plan: &Value, agents: [(&str, &AgentProc); 2]) {
     }
 }
 
+/// A hub with two agents, edge-1 and edge-2, each in front of its own Caddy.
+struct Fleet {
+    app: TestApp,
+    caddy_1: Caddy,
+    /// Kept running for edge-2.
+    _caddy_2: Caddy,
+    edge_1: AgentProc,
+    edge_2: AgentProc,
+    id_1: i64,
+}
+
+async fn fleet() -> Fleet {
+    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
+    let (edge_1, edge_2) = (
+        AgentProc::start(&caddy_1).await,
+        AgentProc::start(&caddy_2).await,
+    );
+    let app = hub(|_| {}).await;
+    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
+    add_agent(&app, "edge-2", &edge_2).await;
+    Fleet {
+        app,
+        caddy_1,
+        _caddy_2: caddy_2,
+        edge_1,
+        edge_2,
+        id_1,
+    }
+}
+
+/// Waits until each agent reports running the hash its `.agent-plan` in `page` carries.
+async fn runs_the_shown_plan(page: &Page, scope: &str, agents: [(&str, &AgentProc); 2]) {
+    for (name, agent) in agents {
+        let want = page
+            .attr(
+                &format!("{scope}.agent-plan[data-agent='{name}']"),
+                "data-after-hash",
+            )
+            .expect("each agent's plan carries its hash");
+        eventually(20, &format!("{name} runs its plan"), || {
+            let want = want.clone();
+            async move { running(agent).await == want }
+        })
+        .await;
+    }
+}
+
 async fn site_count(app: &TestApp) -> usize {
     app.state
         .db
@@ -54,14 +101,14 @@ async fn site_count(app: &TestApp) -> usize {
 
 #[tokio::test]
 async fn a_dry_run_plans_per_agent_changes_nothing_and_is_what_each_agent_then_runs() {
-    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
-    let (edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
-    );
-    let app = hub(|_| {}).await;
-    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
-    add_agent(&app, "edge-2", &edge_2).await;
+    let Fleet {
+        app,
+        caddy_1,
+        edge_1,
+        edge_2,
+        id_1,
+        ..
+    } = fleet().await;
     let (old, new) = (upstream("old backend").await, upstream("new backend").await);
     let token = make_token(&app, ADMIN_PASSWORD, "ci", "write").await;
     let api = Api::new(app.addr, Some(&token));
@@ -176,14 +223,14 @@ async fn a_dry_run_plans_per_agent_changes_nothing_and_is_what_each_agent_then_r
 
 #[tokio::test]
 async fn the_site_form_shows_each_agents_changes_before_saving_and_they_are_what_the_agents_run() {
-    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
-    let (edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
-    );
-    let app = hub(|_| {}).await;
-    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
-    add_agent(&app, "edge-2", &edge_2).await;
+    let Fleet {
+        app,
+        caddy_1,
+        edge_1,
+        edge_2,
+        id_1,
+        ..
+    } = fleet().await;
     let (old, new) = (upstream("old backend").await, upstream("new backend").await);
     let created = proxy_site(&app, "form", &caddy_1, old, &[id_1]).await;
     assert!(
@@ -242,19 +289,7 @@ async fn the_site_form_shows_each_agents_changes_before_saving_and_they_are_what
         "{}",
         saved.body
     );
-    for (name, agent) in [("edge-1", &edge_1), ("edge-2", &edge_2)] {
-        let want = plan
-            .attr(
-                &format!(".agent-plan[data-agent='{name}']"),
-                "data-after-hash",
-            )
-            .expect("each agent's plan carries its hash");
-        eventually(20, &format!("{name} runs its plan"), || {
-            let want = want.clone();
-            async move { running(agent).await == want }
-        })
-        .await;
-    }
+    runs_the_shown_plan(&plan, "", [("edge-1", &edge_1), ("edge-2", &edge_2)]).await;
 
     // A plan the save would refuse says why, beside nothing else.
     let taken = app
@@ -288,14 +323,14 @@ async fn site_id(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn an_import_preview_shows_each_agents_changes_and_they_are_what_the_agents_then_run() {
-    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
-    let (edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
-    );
-    let app = hub(|_| {}).await;
-    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
-    add_agent(&app, "edge-2", &edge_2).await;
+    let Fleet {
+        app,
+        caddy_1,
+        edge_1,
+        edge_2,
+        id_1,
+        ..
+    } = fleet().await;
     let host = format!("imported.localhost:{}", caddy_1.http_port);
     let caddyfile = format!("http://{host} {{\n\tbind 127.0.0.1\n\trespond \"imported\"\n}}\n");
     let agent = id_1.to_string();
@@ -345,18 +380,38 @@ async fn an_import_preview_shows_each_agents_changes_and_they_are_what_the_agent
         done.attr("#import-result", "data-created").as_deref(),
         Some("1")
     );
-    for (name, agent) in [("edge-1", &edge_1), ("edge-2", &edge_2)] {
-        let want = preview
-            .attr(
-                &format!("#import-agents .agent-plan[data-agent='{name}']"),
-                "data-after-hash",
-            )
-            .expect("each agent's plan carries its hash");
-        eventually(20, &format!("{name} runs the import's plan"), || {
-            let want = want.clone();
-            async move { running(agent).await == want }
-        })
-        .await;
-    }
+    runs_the_shown_plan(
+        &preview,
+        "#import-agents ",
+        [("edge-1", &edge_1), ("edge-2", &edge_2)],
+    )
+    .await;
     assert_eq!(caddy_1.get(&host, "/").await, (200, "imported".into()));
+}
+
+#[tokio::test]
+async fn only_an_admin_sees_a_plan_because_it_shows_other_owners_sites() {
+    let Fleet { app, caddy_1, .. } = fleet().await;
+    let backend = upstream("theirs").await;
+    let (user, _) = signed_in_user(&app, "tenant@example.com").await;
+    let editor = user.get("/vhosts/new").await;
+    assert_eq!(editor.status, StatusCode::OK);
+    assert_eq!(editor.count("#vhost-form"), 1);
+    assert_eq!(editor.count("#plan-button"), 0, "no plan for a user");
+    let form = proxy_site_form("tenant", caddy_1.http_port, backend, &[]);
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let asked = user.post_htmx("/vhosts/plan", &fields).await;
+    assert_eq!(asked.status, StatusCode::FORBIDDEN, "{}", asked.body);
+    let token = make_token(&user, USER_PASSWORD, "ci", "write").await;
+    let api = Api::new(app.addr, Some(&token));
+    let planned = api
+        .post(
+            "/api/v1/vhosts?dry_run=1",
+            json!({"domain": "tenant.example.com", "template": "raw", "config": "respond ok"}),
+        )
+        .await;
+    assert_eq!(planned.status, StatusCode::FORBIDDEN, "{}", planned.body);
+    assert_eq!(planned.json["error"]["code"], "forbidden");
+    assert!(planned.json.get("plan").is_none());
+    assert_eq!(site_count(&app).await, 0);
 }

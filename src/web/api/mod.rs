@@ -9,7 +9,8 @@
 //! draft, so every rule (domain, template fields, the `user` directive allowlist) is checked
 //! by the same code.
 //!
-//! `?dry_run=1` on a create, update, toggle or delete plans the change instead: every check,
+//! `?dry_run=1` on a create, update, toggle or delete plans the change instead (admins only: a
+//! plan shows the lines of other owners' sites around the change): every check,
 //! then each agent's Caddyfile diff (see [`crate::fleet::deploy::plan`]); nothing is stored
 //! or pushed.
 //!

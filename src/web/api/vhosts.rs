@@ -122,9 +122,16 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    fn wanted(&self) -> Result<bool, ApiError> {
+    /// Whether a plan is asked for. Only an admin may have one: its diff shows the lines of
+    /// every site around the change on each agent, other owners' included.
+    fn wanted(&self, caller: &ApiCaller) -> Result<bool, ApiError> {
         match self.dry_run.as_deref() {
             None | Some("0" | "false") => Ok(false),
+            Some("" | "1" | "true") if !caller.user.is_admin() => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "A plan shows other owners' sites on each agent; only an admin can ask for one.",
+            )),
             Some("" | "1" | "true") => Ok(true),
             Some(other) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -165,7 +172,7 @@ pub async fn create_vhost(
     body: Bytes,
 ) -> ApiResult {
     let draft = patched(&body, &caller, SiteDraft::default())?;
-    if dry.wanted()? {
+    if dry.wanted(&caller)? {
         return plan_json(&state.sites().plan_create(&caller.user, &draft).await?);
     }
     let v = state.sites().create(&caller.user, &draft).await?;
@@ -188,7 +195,7 @@ pub async fn update_vhost(
     let sites = state.sites();
     let v = sites.owned(&caller.user, id).await?;
     let draft = patched(&body, &caller, SiteDraft::of(&v))?;
-    if dry.wanted()? {
+    if dry.wanted(&caller)? {
         return plan_json(&sites.plan_update(&caller.user, v.id, &draft).await?);
     }
     let v = sites.update(&caller.user, v.id, &draft).await?;
@@ -202,7 +209,7 @@ pub async fn toggle_vhost(
     Path(id): Path<i64>,
     Query(dry): Query<DryRun>,
 ) -> ApiResult {
-    if dry.wanted()? {
+    if dry.wanted(&caller)? {
         return plan_json(&state.sites().plan_toggle(&caller.user, id).await?);
     }
     let now = state.sites().toggle(&caller.user, id).await?;
@@ -215,7 +222,7 @@ pub async fn delete_vhost(
     Path(id): Path<i64>,
     Query(dry): Query<DryRun>,
 ) -> ApiResult {
-    if dry.wanted()? {
+    if dry.wanted(&caller)? {
         return plan_json(&state.sites().plan_delete(&caller.user, id).await?);
     }
     state.sites().delete(&caller.user, id).await?;
