@@ -242,18 +242,19 @@ impl Sites {
     pub(crate) async fn revert(&self, user: &User, entry: i64) -> Result<Option<Vhost>> {
         self.deploy(user, move |tx, author| changes::revert(tx, author, entry))
             .await
-            .map_err(|e| {
-                SiteError::of_deploy(e, |e| match e {
-                    ChangeError::DomainTaken => SiteError::Conflict(
-                        "Another site now uses that domain, so this change cannot be reverted."
-                            .into(),
-                    ),
-                    ChangeError::Claim(r) => {
-                        SiteError::Conflict(format!("This change cannot be reverted: {}", r.reason))
-                    }
-                    e => SiteError::of_refusal(e),
-                })
-            })
+            .map_err(|e| SiteError::of_deploy(e, revert_refusal))
+    }
+
+    /// What [`Sites::revert`] would do on each agent; nothing is stored or pushed.
+    pub(crate) async fn plan_revert(&self, user: &User, entry: i64) -> Result<Vec<AgentPlan>> {
+        self.plan(
+            user,
+            move |tx: &rusqlite::Connection, author: &Author<'_>| {
+                changes::revert(tx, author, entry)
+            },
+            revert_refusal,
+        )
+        .await
     }
 
     /// The site `id` as stored now, whoever owns it.
@@ -398,6 +399,19 @@ impl Sites {
             changes::ensure_owned(tx, id, only)?;
             change(tx, author, id)
         })
+    }
+}
+
+/// Why a revert was refused, in words for the person who asked.
+fn revert_refusal(e: ChangeError) -> SiteError {
+    match e {
+        ChangeError::DomainTaken => SiteError::Conflict(
+            "Another site now uses that domain, so this change cannot be reverted.".into(),
+        ),
+        ChangeError::Claim(r) => {
+            SiteError::Conflict(format!("This change cannot be reverted: {}", r.reason))
+        }
+        e => SiteError::of_refusal(e),
     }
 }
 

@@ -3,6 +3,7 @@
 use super::{Ctx, csrf_field, timestamp};
 use crate::db::changelog::Entry;
 use crate::db::vhosts::Snapshot;
+use crate::fleet::deploy::AgentPlan;
 use crate::fleet::site_config;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -78,6 +79,18 @@ pub fn detail(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
         section .card #change {
             h1 { "Change #" (e.entry.id) }
             (entry(ctx, admin, e))
+            @if admin {
+                section .revert-plan {
+                    h2 { "What a revert changes on each agent" }
+                    p .hint { "Every check a revert makes, then each agent's Caddyfile before and after. Nothing is saved or sent." }
+                    form .inline method="post" action=(format!("/changelog/{}/plan", e.entry.id))
+                        hx-post=(format!("/changelog/{}/plan", e.entry.id)) hx-target="#plan" hx-swap="innerHTML" {
+                        (csrf_field(ctx))
+                        button .button #plan-button type="submit" { "Show the changes" }
+                    }
+                    div #plan aria-live="polite" {}
+                }
+            }
             p { a href="/changelog" { "All changes" } }
         }
     }
@@ -118,6 +131,21 @@ pub fn diff(before: &str, after: &str) -> Markup {
                     ChangeTag::Equal => ("same", " "),
                 };
                 span class=(class) { (sign) " " (change.value().trim_end_matches('\n')) "\n" }
+            }
+        }
+    }
+}
+
+/// What reverting would do on each agent, or why it would be refused.
+pub fn revert_plan(planned: &Result<Vec<AgentPlan>, String>) -> Markup {
+    html! {
+        @match planned {
+            Ok(agents) if agents.is_empty() => {
+                p .notice .warn #plan-status { "There are no agents yet: reverting changes no Caddy." }
+            }
+            Ok(agents) => { (super::vhosts::agent_plans(agents)) }
+            Err(why) => {
+                p .notice .warn #plan-status { "Reverting would be refused: " span #plan-refusal { (why) } }
             }
         }
     }

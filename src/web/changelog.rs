@@ -4,6 +4,7 @@
 use super::{AppState, CurrentUser, Render};
 use crate::db::changelog::{self, Entry};
 use crate::error::{AppError, Result};
+use crate::sites::SiteError;
 use crate::views;
 use crate::views::changelog::{ChangelogQuery, EntryView};
 use axum::extract::{Path, Query, State};
@@ -55,6 +56,23 @@ pub async fn show(
         "Change",
         views::changelog::detail(&render.ctx, current.user.is_admin(), &v),
     ))
+}
+
+/// What reverting an entry would do on each agent (admin, htmx): every check the revert
+/// makes, then each agent's Caddyfile diff; nothing is stored or sent.
+pub async fn plan(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let planned = match state.sites().plan_revert(&current.user, id).await {
+        Ok(plan) => Ok(plan),
+        Err(SiteError::Internal(e)) => return Err(e.into()),
+        Err(SiteError::NotFound) => return Err(AppError::NotFound),
+        Err(refused) => Err(refused.to_string()),
+    };
+    Ok(render.page("Plan", views::changelog::revert_plan(&planned)))
 }
 
 /// Re-applies the state before an entry, as a new change (admin).

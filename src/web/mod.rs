@@ -250,6 +250,7 @@ fn table(state: &AppState) -> Table {
         POST,
         post(changelog::revert),
     )
+    .add(Admin, "/changelog/{id}/plan", POST, post(changelog::plan))
     .add(Admin, "/caddyfile", GET, get(vhosts::caddyfile))
     .add(
         Admin,
@@ -314,6 +315,12 @@ fn table(state: &AppState) -> Table {
         post(api::toggle_vhost),
     )
     .add(Token(Read), "/api/v1/changelog", GET, get(api::changelog))
+    .add(
+        Token(Write),
+        "/api/v1/changelog/{id}/revert",
+        POST,
+        post(api::revert),
+    )
 }
 
 /// Every route with its methods and who may use it.

@@ -415,3 +415,134 @@ async fn only_an_admin_sees_a_plan_because_it_shows_other_owners_sites() {
     assert!(planned.json.get("plan").is_none());
     assert_eq!(site_count(&app).await, 0);
 }
+
+#[tokio::test]
+async fn a_revert_shows_each_agents_changes_first_and_they_are_what_the_agents_then_run() {
+    let Fleet {
+        app,
+        caddy_1,
+        edge_1,
+        edge_2,
+        id_1,
+        ..
+    } = fleet().await;
+    let (old, new) = (upstream("old backend").await, upstream("new backend").await);
+    let token = make_token(&app, ADMIN_PASSWORD, "ci", "write").await;
+    let api = Api::new(app.addr, Some(&token));
+    let host = format!("revert.localhost:{}", caddy_1.http_port);
+    let created = api
+        .post(
+            "/api/v1/vhosts",
+            json!({
+                "domain": format!("http://{host}"),
+                "template": "raw",
+                "config": format!("bind 127.0.0.1\nreverse_proxy {old}"),
+                "agent_ids": [id_1],
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.json["id"].as_i64().unwrap();
+    let edit = json!({ "config": format!("bind 127.0.0.1\nreverse_proxy {new}") });
+    let changed = api.patch(&format!("/api/v1/vhosts/{id}"), edit).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    eventually(20, "edge-1 serves the edit", || async {
+        caddy_1.get(&host, "/").await == (200, "new backend".into())
+    })
+    .await;
+    let log = api.get("/api/v1/changelog").await;
+    let update = log.json["changelog"][0]["id"].as_i64().unwrap();
+    let create = log.json["changelog"][1]["id"].as_i64().unwrap();
+    let before_1 = running(&edge_1).await;
+
+    // The change's page offers the plan; the plan puts the old upstream back on edge-1 only.
+    let page = app.get(&format!("/changelog/{update}")).await;
+    assert_eq!(
+        page.count(&format!(
+            "form[hx-post='/changelog/{update}/plan'] #plan-button"
+        )),
+        1,
+        "{}",
+        page.body
+    );
+    let plan = app
+        .post_htmx(&format!("/changelog/{update}/plan"), &[])
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let removed = plan.texts(".agent-plan[data-agent='edge-1'] .diff .del");
+    let added = plan.texts(".agent-plan[data-agent='edge-1'] .diff .add");
+    assert_eq!(removed.len(), 1, "{}", plan.body);
+    assert!(
+        removed[0].contains(&format!("reverse_proxy {new}")),
+        "{removed:?}"
+    );
+    assert_eq!(added.len(), 1, "{}", plan.body);
+    assert!(
+        added[0].contains(&format!("reverse_proxy {old}")),
+        "{added:?}"
+    );
+    assert_eq!(plan.count(".agent-plan[data-agent='edge-2'] .no-change"), 1);
+
+    // The API's dry run says the same, and neither stored nor pushed anything.
+    let planned = api
+        .post(
+            &format!("/api/v1/changelog/{update}/revert?dry_run=1"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(planned.status, StatusCode::OK, "{}", planned.body);
+    assert_eq!(
+        entry(&planned.json, "edge-1")["after_hash"].as_str(),
+        plan.attr(".agent-plan[data-agent='edge-1']", "data-after-hash")
+            .as_deref()
+    );
+    assert_eq!(running(&edge_1).await, before_1, "a plan pushes nothing");
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "new backend".into()));
+    let log = api.get("/api/v1/changelog").await;
+    assert_eq!(
+        log.json["changelog"][0]["id"], update,
+        "and records nothing"
+    );
+
+    // A user may neither revert nor plan one.
+    let (user, _) = signed_in_user(&app, "tenant@example.com").await;
+    let user_token = make_token(&user, USER_PASSWORD, "ci", "write").await;
+    let as_user = Api::new(app.addr, Some(&user_token));
+    let refused = as_user
+        .post(
+            &format!("/api/v1/changelog/{update}/revert?dry_run=1"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let refused = user
+        .post_htmx(&format!("/changelog/{update}/plan"), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    // Reverted as planned: each agent runs exactly what its plan said.
+    let reverted = api
+        .post(&format!("/api/v1/changelog/{update}/revert"), json!({}))
+        .await;
+    assert_eq!(reverted.status, StatusCode::OK, "{}", reverted.body);
+    assert_eq!(reverted.json["vhost"]["id"], id);
+    runs_the_shown_plan(&plan, "", [("edge-1", &edge_1), ("edge-2", &edge_2)]).await;
+    assert_eq!(caddy_1.get(&host, "/").await, (200, "old backend".into()));
+
+    // A revert that would be refused says why in the plan, and plans nothing.
+    let deleted = api.delete(&format!("/api/v1/vhosts/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    let plan = app
+        .post_htmx(&format!("/changelog/{create}/plan"), &[])
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    assert_eq!(plan.text("#plan-refusal"), "That site is already gone.");
+    assert_eq!(plan.count(".agent-plan"), 0);
+    let planned = api
+        .post(
+            &format!("/api/v1/changelog/{create}/revert?dry_run=1"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(planned.status, StatusCode::CONFLICT, "{}", planned.body);
+}

@@ -1,12 +1,12 @@
 //! The changelog as JSON, newest first; a `user` sees the entries of sites they own or
-//! owned.
+//! owned. An admin can revert an entry, or with `?dry_run=1` see what that would do.
 
 use super::auth::ApiCaller;
-use super::errors::{ApiResult, json_response};
-use super::vhosts::snapshot_json;
+use super::errors::{ApiError, ApiResult, json_response};
+use super::vhosts::{DryRun, plan_json, site_json, snapshot_json};
 use crate::db::changelog;
 use crate::web::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -51,5 +51,30 @@ pub async fn changelog(
     Ok(json_response(
         StatusCode::OK,
         &json!({ "changelog": entries }),
+    ))
+}
+
+/// Puts a site back the way it was before entry `id`, as a new change (admins only, as in
+/// the portal); with `?dry_run=1`, the plan instead.
+pub async fn revert(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+    Query(dry): Query<DryRun>,
+) -> ApiResult {
+    if !caller.user.is_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only an admin can revert a change.",
+        ));
+    }
+    if dry.wanted(&caller)? {
+        return plan_json(&state.sites().plan_revert(&caller.user, id).await?);
+    }
+    let now = state.sites().revert(&caller.user, id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "reverted": id, "vhost": now.map(site_json) }),
     ))
 }

@@ -35,7 +35,7 @@ mod errors;
 mod vhosts;
 
 pub use auth::{Guard, guard};
-pub use changelog::changelog;
+pub use changelog::{changelog, revert};
 pub use errors::{cookies_refused, error_response};
 pub use vhosts::{create_vhost, delete_vhost, get_vhost, list_vhosts, toggle_vhost, update_vhost};
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 /// A site as the API shows it.
 #[derive(Serialize)]
-struct SiteJson {
+pub(super) struct SiteJson {
     id: i64,
     /// As written to Caddy (punycode for international names).
     domain: String,
@@ -35,7 +35,7 @@ struct SiteJson {
     updated_at: i64,
 }
 
-fn site_json(v: Vhost) -> SiteJson {
+pub(super) fn site_json(v: Vhost) -> SiteJson {
     SiteJson {
         fields: serde_json::from_str(&v.params).unwrap_or_default(),
         id: v.id,
@@ -124,7 +124,7 @@ pub struct DryRun {
 impl DryRun {
     /// Whether a plan is asked for. Only an admin may have one: its diff shows the lines of
     /// every site around the change on each agent, other owners' included.
-    fn wanted(&self, caller: &ApiCaller) -> Result<bool, ApiError> {
+    pub(super) fn wanted(&self, caller: &ApiCaller) -> Result<bool, ApiError> {
         match self.dry_run.as_deref() {
             None | Some("0" | "false") => Ok(false),
             Some("" | "1" | "true") if !caller.user.is_admin() => Err(ApiError::new(
@@ -144,7 +144,7 @@ impl DryRun {
 
 /// A plan as the API shows it: per agent, whether its Caddyfile changes, the line diff, and
 /// the hash the agent will report running once the change is made.
-fn plan_json(plan: &[AgentPlan]) -> ApiResult {
+pub(super) fn plan_json(plan: &[AgentPlan]) -> ApiResult {
     let agents: Vec<Value> = plan
         .iter()
         .map(|p| {
