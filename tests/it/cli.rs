@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use crate::common::binary::{gatehouse_in, start_serve};
+use crate::common::binary::{self, gatehouse_in, start_serve};
 use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, free_port};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -449,4 +449,26 @@ async fn a_backup_taken_while_serving_restores_into_a_stopped_instance_with_ever
         .unwrap();
     assert!(kept.is_some(), "the site came back");
     back.terminate();
+}
+
+#[tokio::test]
+async fn serve_writes_plain_log_lines_when_its_output_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("serve.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut command = binary::serve(dir.path(), port);
+    command.stdout(Stdio::null()).stderr(file);
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let mut server = binary::start(&mut command, &healthz, String::new).await;
+    assert!(server.terminate().success());
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        written.lines().any(|l| l.contains("INFO")),
+        "serve logs its start: {written}"
+    );
+    assert!(
+        !written.contains('\x1b'),
+        "no colour codes in a file: {written:?}"
+    );
 }
