@@ -158,21 +158,20 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List => {
             let all = db.run(|c| users::list(c)).await?;
-            println!(
-                "{:<6} {:<32} {:<6} {:<5} {:<8} NAME",
-                "ID", "EMAIL", "ROLE", "2FA", "STATUS"
+            let rows = all.into_iter().map(|u| {
+                [
+                    u.id.to_string(),
+                    u.email.clone(),
+                    u.role.to_string(),
+                    (if u.totp_enabled { "on" } else { "off" }).to_string(),
+                    (if u.is_banned() { "banned" } else { "active" }).to_string(),
+                    u.name,
+                ]
+            });
+            print!(
+                "{}",
+                columns(["ID", "EMAIL", "ROLE", "2FA", "STATUS", "NAME"], rows)
             );
-            for u in all {
-                println!(
-                    "{:<6} {:<32} {:<6} {:<5} {:<8} {}",
-                    u.id,
-                    u.email,
-                    u.role,
-                    if u.totp_enabled { "on" } else { "off" },
-                    if u.is_banned() { "banned" } else { "active" },
-                    u.name
-                );
-            }
         }
     }
     Ok(())
@@ -211,5 +210,65 @@ fn new_password(from_stdin: bool) -> anyhow::Result<(Password, Option<String>)> 
         let generated = token::random_hex(12);
         let password = Password::parse(&generated).expect("24 hex characters meet the policy");
         Ok((password, Some(generated)))
+    }
+}
+
+/// Rows under a header, each column as wide as its widest cell (counted in characters), two
+/// spaces apart; the last column is not padded.
+fn columns<const N: usize>(
+    header: [&str; N],
+    rows: impl IntoIterator<Item = [String; N]>,
+) -> String {
+    let mut table = vec![header.map(str::to_string)];
+    table.extend(rows);
+    let mut widths = [0; N];
+    for row in &table {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &table {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < N {
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::columns;
+
+    #[test]
+    fn columns_line_up_whatever_the_widths_of_the_cells() {
+        let rows = [
+            ["1", "a-rather-long-address@example.com", "admin"],
+            ["12", "bö@x.io", "user"],
+        ];
+        let table = columns(["ID", "EMAIL", "ROLE"], rows.map(|r| r.map(str::to_string)));
+        let lines: Vec<Vec<char>> = table.lines().map(|l| l.chars().collect()).collect();
+        assert_eq!(lines.len(), 3);
+        // Where each header starts, in characters: every row's cell starts there too.
+        let header: String = lines[0].iter().collect();
+        let starts =
+            ["ID", "EMAIL", "ROLE"].map(|h| header[..header.find(h).unwrap()].chars().count());
+        for (line, row) in lines[1..].iter().zip(rows) {
+            for (start, cell) in starts.iter().zip(row) {
+                let found: String = line[*start..].iter().take(cell.chars().count()).collect();
+                assert_eq!(found, cell, "{:?}", table);
+            }
+        }
+        assert_eq!(
+            starts[2],
+            starts[1] + "a-rather-long-address@example.com".len() + 2
+        );
     }
 }

@@ -472,3 +472,28 @@ async fn serve_writes_plain_log_lines_when_its_output_is_not_a_terminal() {
         "no colour codes in a file: {written:?}"
     );
 }
+
+#[test]
+fn user_list_columns_line_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "someone-with-a-rather-long-address@example.com";
+    for email in [long, "bo@x.io"] {
+        let added = run(gatehouse_in(dir.path()).args(["user", "add", email]));
+        assert!(added.status.success(), "{}", stderr(&added));
+    }
+    let list = run(gatehouse_in(dir.path()).args(["user", "list"]));
+    assert!(list.status.success(), "{}", stderr(&list));
+    let out = stdout(&list);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    // Every row's cells start where their header does.
+    for header in ["EMAIL", "ROLE", "2FA", "STATUS", "NAME"] {
+        let at = lines[0].find(header).unwrap();
+        for row in &lines[1..] {
+            assert!(
+                row.len() > at && &row[at - 2..at] == "  " && !row[at..].starts_with(' '),
+                "{header} column:\n{out}"
+            );
+        }
+    }
+}
