@@ -89,7 +89,7 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
                         }
                         @if let Some(e) = errors.get("role") { p .field-error #role-error { (e) } }
                     }
-                    (Field::new("password", "Password").kind("password").autocomplete("new-password")
+                    (Field::new("password", "Password").kind("password").autocomplete("new-password").optional()
                         .hint("Leave empty to generate a one-time password to hand over.").render(errors))
                     button .button .primary type="submit" { "Add user" }
                 }

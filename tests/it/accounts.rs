@@ -589,6 +589,15 @@ async fn admins_create_users_with_a_one_time_password_shown_once() {
         Some("carol-at-example")
     );
 
+    // Left empty, the password is generated: the browser must let the form go without one.
+    let page = app.get("/users").await;
+    assert_eq!(page.count("#new-user input[name=password]"), 1);
+    assert_eq!(
+        page.count("#new-user input[name=password][required]"),
+        0,
+        "{}",
+        page.body
+    );
     let created = app
         .post_form(
             "/users",
