@@ -10,10 +10,12 @@ pub fn toast(message: &str) -> Markup {
     }
 }
 
-pub fn page(status: StatusCode, message: &str) -> Markup {
+/// The error as a whole page, in the layout `ctx` gives: the person's own header when they
+/// are signed in.
+pub fn page(ctx: &super::Ctx, status: StatusCode, message: &str) -> Markup {
     let title = status.canonical_reason().unwrap_or("Error");
     layout::page(
-        &super::Ctx::default(),
+        ctx,
         title,
         html! {
             section .card .error-page {

@@ -140,11 +140,42 @@ pub async fn guard(
     if current.must_enrol && g.access >= Access::User {
         return redirect(htmx, "/account/2fa");
     }
-    if g.access == Access::Admin && !current.user.is_admin() {
-        return AppError::Forbidden.into_response();
+    let path = request.uri().path().to_string();
+    let mut response = if g.access == Access::Admin && !current.user.is_admin() {
+        AppError::Forbidden.into_response()
+    } else {
+        request.extensions_mut().insert(current.clone());
+        next.run(request).await
+    };
+    signed_in_errors(&mut response, &current, &session, path).await;
+    response
+}
+
+/// Gives an error answer what its page needs to show the person's own header (their name,
+/// their menu, sign-out), not the signed-out one: the error middleware renders it later,
+/// without the request.
+pub(super) async fn signed_in_errors(
+    response: &mut Response,
+    current: &CurrentUser,
+    session: &TypedSession,
+    path: String,
+) {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return;
     }
-    request.extensions_mut().insert(current);
-    next.run(request).await
+    let Ok(csrf) = session.csrf_token().await else {
+        return;
+    };
+    response.extensions_mut().insert(crate::views::Ctx {
+        csrf,
+        user: Some(crate::views::NavUser {
+            name: current.user.name.clone(),
+            is_admin: current.user.is_admin(),
+            must_enrol: current.must_enrol,
+        }),
+        path,
+    });
 }
 
 pub fn urlencode(s: &str) -> String {

@@ -6,7 +6,7 @@ use crate::error::{AppError, Result};
 use crate::views;
 use crate::views::home::Dashboard;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 pub async fn index(
     State(state): State<AppState>,
@@ -58,6 +58,15 @@ pub async fn index(
     ))
 }
 
-pub async fn not_found() -> AppError {
-    AppError::NotFound
+/// No such page: the error page, with the person's own header when they are signed in.
+pub async fn not_found(
+    State(state): State<AppState>,
+    session: super::session::TypedSession,
+    uri: axum::http::Uri,
+) -> Response {
+    let mut response = AppError::NotFound.into_response();
+    if let Ok(Some(current)) = super::auth::resolve(&state, &session).await {
+        super::auth::signed_in_errors(&mut response, &current, &session, uri.path().into()).await;
+    }
+    response
 }

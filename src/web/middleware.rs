@@ -78,6 +78,12 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     // The status the error was made with (the response's own, for one made elsewhere).
     let status = page.status;
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    // Signed in: the guard left the person's header for the page; otherwise the signed-out one.
+    let ctx = response
+        .extensions()
+        .get::<views::Ctx>()
+        .cloned()
+        .unwrap_or_default();
     if api {
         // An API client reads JSON, never an error page.
         let mut json = super::api::error_response(status, &page.message);
@@ -102,7 +108,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         }
         Mode::Page => (
             status,
-            Html(views::errors::page(status, &page.message).into_string()),
+            Html(views::errors::page(&ctx, status, &page.message).into_string()),
         )
             .into_response(),
     };

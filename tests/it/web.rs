@@ -489,3 +489,49 @@ async fn api_errors_outside_any_handler_are_json_too() {
         assert_eq!(body["error"]["code"], code, "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn error_pages_keep_the_signed_in_header_with_a_way_back() {
+    let (app, _) = common::app_with_admin().await;
+    let (user, _) = common::signed_in_user(&app, "tenant@example.com").await;
+    for (who, visitor, path, status) in [
+        ("a user", &user, "/users", StatusCode::FORBIDDEN),
+        ("a user", &user, "/no-such-page", StatusCode::NOT_FOUND),
+        (
+            "a user",
+            &user,
+            "/vhosts/999999/edit",
+            StatusCode::NOT_FOUND,
+        ),
+        ("an admin", &*app, "/no-such-page", StatusCode::NOT_FOUND),
+    ] {
+        let page = visitor.get(path).await;
+        assert_eq!(page.status, status, "{who} {path}");
+        assert_eq!(page.count(".error-page .status-code"), 1, "{}", page.body);
+        assert_eq!(
+            page.count("nav.nav a[href='/vhosts']"),
+            1,
+            "{who} at {path} keeps their menu: {}",
+            page.body
+        );
+        assert_eq!(
+            page.count("form.nav-end[action='/logout'] input[name=csrf_token]"),
+            1
+        );
+        assert_eq!(page.count("nav.nav a[href='/login']"), 0);
+    }
+    let admin_menu = app.get("/no-such-page").await;
+    assert_eq!(admin_menu.count("nav.nav a[href='/users']"), 1);
+    let user_menu = user.get("/users").await;
+    assert_eq!(
+        user_menu.count("nav.nav a[href='/users']"),
+        0,
+        "a user's own menu"
+    );
+
+    // Signed out, the error page offers sign-in.
+    let anonymous = app.visitor().get("/no-such-page").await;
+    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
+    assert_eq!(anonymous.count("nav.nav a[href='/login']"), 1);
+    assert_eq!(anonymous.count("form.nav-end"), 0);
+}
