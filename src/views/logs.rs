@@ -60,6 +60,9 @@ fn size(bytes: u64) -> String {
 }
 
 fn status_class(status: u16) -> &'static str {
+    if status == 0 {
+        return "status-none";
+    }
     match status / 100 {
         2 => "status-2xx",
         3 => "status-3xx",
@@ -85,7 +88,7 @@ pub fn page(q: &LogQuery, sites: &[String], rows: &[(String, LogEntry)]) -> Mark
                 div .field {
                     label for="log-status" { "Status" }
                     select #log-status name="status" {
-                        @for (v, l) in [("", "Any"), ("2xx", "2xx success"), ("3xx", "3xx redirect"), ("4xx", "4xx client error"), ("5xx", "5xx server error")] {
+                        @for (v, l) in [("", "Any"), ("2xx", "2xx success"), ("3xx", "3xx redirect"), ("4xx", "4xx client error"), ("5xx", "5xx server error"), ("none", "None: no handler answered")] {
                             option value=(v) selected[q.status == v] { (l) }
                         }
                     }
@@ -148,7 +151,14 @@ fn row_cells(id: Option<String>, agent: &str, e: &LogEntry) -> Markup {
             td .mono data-label="Site" { (e.host) }
             td data-label="Method" { (e.method) }
             td .mono .log-path data-label="Path" { (e.uri) }
-            td .log-status data-label="Status" { (e.status) }
+            td .log-status data-label="Status" {
+                @if e.status == 0 {
+                    // Caddy logs 0 when no handler wrote a response; it then sent an empty 200.
+                    abbr title="No handler answered: Caddy sent an empty 200 and logged status 0" { "none" }
+                } @else {
+                    (e.status)
+                }
+            }
             td data-label="Duration" { (format!("{:.1} ms", e.duration * 1000.0)) }
             td data-label="Size" { (size(e.size)) }
             td .mono data-label="Client" { (e.remote_ip) }
@@ -208,6 +218,39 @@ mod tests {
         );
         let skipped = skipped_row(301, "3 lines skipped", 300).into_string();
         assert!(skipped.contains(r#"<tr id="live-1" hx-swap-oob="delete">"#));
+    }
+
+    #[test]
+    fn a_line_no_handler_answered_says_so_instead_of_a_bare_zero() {
+        let unanswered = LogEntry {
+            status: 0,
+            ..entry()
+        };
+        let row = format!(
+            "<table>{}</table>",
+            live_row(1, "edge", &unanswered, 300).into_string()
+        );
+        let doc = scraper::Html::parse_fragment(&row);
+        let cell = |css: &str| {
+            doc.select(&scraper::Selector::parse(css).unwrap())
+                .map(|e| e.text().collect::<String>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cell("tr.log-row.status-none td.log-status abbr[title]"),
+            ["none"]
+        );
+        assert_eq!(cell("tr.status-other"), Vec::<String>::new());
+        let q = LogQuery {
+            status: "none".into(),
+            ..Default::default()
+        };
+        let page = page(&q, &[], &[]).into_string();
+        let doc = scraper::Html::parse_fragment(&page);
+        let options = doc
+            .select(&scraper::Selector::parse("#log-status option[value=none][selected]").unwrap())
+            .count();
+        assert_eq!(options, 1, "the status filter can pick those lines");
     }
 
     #[test]

@@ -122,14 +122,22 @@ async fn filter_for(state: &AppState, current: &CurrentUser, q: &LogQuery) -> Re
         sites: Sites::new(&all),
         viewer,
         site,
-        status: q
-            .status
-            .strip_suffix("xx")
-            .and_then(|d| d.parse().ok())
-            .filter(|c| (1..=5).contains(c)),
+        status: status_filter(&q.status),
         method: Some(q.method.trim().to_uppercase()).filter(|m| !m.is_empty()),
         text: Some(q.q.trim().to_string()).filter(|t| !t.is_empty()),
     })
+}
+
+/// The status filter's value as the hundreds digit a line's status must have: a class
+/// (`4xx` is 4), or `none` (0): the lines no handler answered, which Caddy logs as status 0.
+fn status_filter(value: &str) -> Option<u16> {
+    match value {
+        "none" => Some(0),
+        class => class
+            .strip_suffix("xx")
+            .and_then(|d| d.parse().ok())
+            .filter(|c| (1..=5).contains(c)),
+    }
 }
 
 /// The sites this user may pick in the vhost filter.
@@ -346,6 +354,24 @@ mod tests {
             .copied()
             .filter(|p| viewers(sites, Some(*p), None).matches(entry))
             .collect()
+    }
+
+    #[test]
+    fn the_none_filter_picks_the_lines_no_handler_answered() {
+        let unanswered = LogEntry {
+            status: 0,
+            ..line("a.example.com", false)
+        };
+        let answered = line("a.example.com", false);
+        let with = |value: &str| LogFilter {
+            status: status_filter(value),
+            ..viewers(&[], None, None)
+        };
+        assert!(with("none").matches(&unanswered));
+        assert!(!with("none").matches(&answered));
+        assert!(with("2xx").matches(&answered) && !with("2xx").matches(&unanswered));
+        assert!(with("").matches(&unanswered), "Any");
+        assert_eq!(status_filter("9xx"), None);
     }
 
     #[test]
