@@ -1012,3 +1012,23 @@ async fn an_admin_grants_and_takes_back_names_on_the_users_page() {
     assert!(actions.contains(&"grant_added".to_string()));
     assert!(actions.contains(&"grant_removed".to_string()));
 }
+
+#[tokio::test]
+async fn a_domain_with_a_space_is_told_about_the_space_and_several_domains_about_one_per_site() {
+    let app = app_with_admin().await;
+    for (domain, why) in [
+        (
+            "my shop.example.com",
+            "A site address cannot contain spaces.",
+        ),
+        (
+            "a.example.com b.example.com",
+            "Enter one address per site; add another site for more.",
+        ),
+    ] {
+        let page = raw_site(&app, domain, &[]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{domain}");
+        assert_eq!(page.text("#domain-error"), why, "{domain}");
+        assert_eq!(page.attr("#domain", "value").as_deref(), Some(domain));
+    }
+}

@@ -193,12 +193,30 @@ impl SiteAddress {
     }
 }
 
+/// Why an address with a space or comma in it is refused: several addresses typed into one
+/// site (`a.com b.com`, `a.com, b.com`), or a space inside one name (`my site.com`).
+fn separator_reason(text: &str, found: char) -> &'static str {
+    let parts: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let looks_like_an_address =
+        |p: &&str| p.contains(['.', ':']) || p.eq_ignore_ascii_case("localhost");
+    if parts.len() > 1 && parts.iter().all(looks_like_an_address) {
+        "Enter one address per site; add another site for more."
+    } else if found == ',' {
+        "Commas are not allowed in a site address."
+    } else {
+        "A site address cannot contain spaces."
+    }
+}
+
 /// Rules for the whole text, checked first so the reason names the most obvious problem.
 fn check_characters(text: &str) -> Result<(), FieldError> {
     for c in text.chars() {
         // Before the control check: a tab or newline is a separator to the person typing.
         if c.is_whitespace() || c == ',' {
-            return refuse("Enter one address per site; add another site for more.");
+            return refuse(separator_reason(text, c));
         }
         if c.is_control() {
             return refuse("The address contains an invisible control character; retype it.");
@@ -564,6 +582,21 @@ mod tests {
         for input in ["a.com b.com", "a.com,b.com", "a.com, b.com", "a.com\tb.com"] {
             assert!(reason(input).contains("one address per site"), "{input:?}");
         }
+    }
+
+    #[test]
+    fn a_space_inside_one_name_is_refused_as_a_space() {
+        for input in ["bad domain", "my site.example.com", "shop .example.com"] {
+            assert_eq!(
+                reason(input),
+                "A site address cannot contain spaces.",
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            reason("shop,example.com"),
+            "Commas are not allowed in a site address."
+        );
     }
 
     #[test]
