@@ -18,6 +18,7 @@ use crate::auth::password;
 use crate::db::audit::{self, Action, Event, Origin};
 use crate::db::users::{self, NewUser, User};
 use crate::db::{Db, DbError, api_tokens, sessions};
+use crate::domain::words::count;
 use crate::domain::{DisplayName, Email, Password, Role};
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -306,7 +307,11 @@ pub async fn ban(db: &Db, by: &Actor, target: i64, reason: String) -> Result<Use
         let (n, t) = end_credentials(c, user, None, "account banned", &by.origin())?;
         Ok(match by {
             Actor::Admin { .. } => {
-                format!("reason: {reason}; {n} sessions ended; {t} API tokens revoked")
+                format!(
+                    "reason: {reason}; {} ended; {} revoked",
+                    count(n, "session", "sessions"),
+                    count(t, "API token", "API tokens")
+                )
             }
             Actor::Cli => format!("reason: {reason}"),
         })
@@ -342,7 +347,11 @@ fn after_reset(
     };
     let (n, t) = end_credentials(c, user, None, &why, &by.origin())?;
     Ok(match by {
-        Actor::Admin { .. } => format!("{n} sessions ended, {t} API tokens revoked"),
+        Actor::Admin { .. } => format!(
+            "{} ended, {} revoked",
+            count(n, "session", "sessions"),
+            count(t, "API token", "API tokens")
+        ),
         Actor::Cli => cli.to_string(),
     })
 }
@@ -617,7 +626,7 @@ mod tests {
         assert_eq!(
             details,
             [
-                format!("reason: spam; 2 sessions ended; 1 API tokens revoked (by admin #{ada})"),
+                format!("reason: spam; 2 sessions ended; 1 API token revoked (by admin #{ada})"),
                 "reason: spam".to_string(),
             ]
         );

@@ -12,6 +12,7 @@ pub mod tenant;
 pub mod tenant_lists;
 pub(crate) mod tls;
 pub mod vhost;
+pub mod words;
 
 pub use account::{DisplayName, Email, Password};
 pub use field::{FieldError, FieldErrors};

@@ -101,7 +101,7 @@ pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldError
                     (Field::new("name", "Name").value(&form.name).hint("e.g. edge-1").render(errors))
                     (Field::new("url", "URL").value(&form.url).hint("The agent's address, e.g. http://10.0.0.5:7070").render(errors))
                     (Field::new("token", "Token").kind("password").autocomplete("off")
-                        .hint("The agent's bearer token (its `token` setting). It is never shown again.").render(errors))
+                        .hint("The agent's bearer token: the token in the agent's own settings. It is never shown again.").render(errors))
                     (tls_fields(form, errors))
                     button .button .primary type="submit" { "Add agent" }
                 }

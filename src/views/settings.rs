@@ -4,6 +4,7 @@
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
 use crate::domain::tenant::{Reserved, ReservedHost};
+use crate::domain::words::count;
 use crate::tenancy::Review;
 use maud::{Markup, html};
 
@@ -122,7 +123,7 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
                             p .notice .ok #review-result role="status" { "Every enabled site of a user keeps to these lists." }
                         }
                         Some(Review::Breaches(list)) => {
-                            p .notice .warn #review-result role="status" { (list.len()) " enabled site(s) of users break these lists:" }
+                            p .notice .warn #review-result role="status" { (count(list.len(), "enabled site", "enabled sites")) " of users break these lists:" }
                             div .table-wrap {
                                 table .table #breaches {
                                     thead { tr { th { "Site" } th { "Owner" } th { "Why" } } }

@@ -10,6 +10,7 @@ use crate::db::users::User;
 use crate::db::vhosts::Vhost;
 use crate::domain::FieldErrors;
 use crate::domain::vhost::{FieldKind, SiteAddress, Template};
+use crate::domain::words::count;
 use crate::fleet::client::Validation;
 use crate::sites::{ALLOW_OVERLAP, AgentPlan, Agents, Owner, Search, SiteDraft};
 use maud::{Markup, PreEscaped, html};
@@ -489,7 +490,7 @@ pub fn plan(planned: &Result<Vec<AgentPlan>, FieldErrors>) -> Markup {
 pub fn agent_plans(agents: &[AgentPlan]) -> Markup {
     html! {
         p .notice .ok #plan-status {
-            (agents.iter().filter(|a| a.changed()).count()) " of " (agents.len()) " agent(s) change."
+            (agents.iter().filter(|a| a.changed()).count()) " of " (count(agents.len(), "agent changes.", "agents change."))
         }
         @for a in agents {
             div .agent-plan data-agent=(a.agent) data-after-hash=(a.after_hash) {

@@ -10,6 +10,7 @@ use crate::db::audit::{self, Action, Event};
 use crate::db::{backup_codes, sessions, users};
 use crate::domain::FieldErrors;
 use crate::domain::Password;
+use crate::domain::words::count;
 use crate::error::{AppError, Result};
 use crate::views;
 use crate::views::account::{AccountView, PasswordForm, TokenForm};
@@ -97,7 +98,9 @@ pub async fn change_password(
     let (signed_out, revoked) = (ended.sessions, ended.tokens);
     let view = load(&state, &current).await?;
     let notice = format!(
-        "Password changed. {signed_out} other session(s) were signed out and {revoked} API token(s) revoked."
+        "Password changed. Signed out: {}. Revoked: {}.",
+        count(signed_out, "other session", "other sessions"),
+        count(revoked, "API token", "API tokens")
     );
     let forms = views::account::Forms {
         notice: Some(&notice),

@@ -1004,7 +1004,7 @@ async fn a_password_change_on_the_account_page_revokes_all_the_users_tokens() {
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     assert_eq!(
         changed.text("#notice"),
-        "Password changed. 0 other session(s) were signed out and 2 API token(s) revoked."
+        "Password changed. Signed out: 0 other sessions. Revoked: 2 API tokens."
     );
     assert_eq!(changed.count("#token-table tr.token-row"), 0);
     for api in &bobs {
@@ -1048,7 +1048,7 @@ async fn an_admins_2fa_reset_revokes_the_users_tokens() {
     assert!(
         reset_entry[0]
             .detail
-            .starts_with("1 sessions ended, 1 API tokens revoked"),
+            .starts_with("1 session ended, 1 API token revoked"),
         "{}",
         reset_entry[0].detail
     );

@@ -60,6 +60,11 @@ async fn a_site_made_in_the_portal_is_served_by_caddy_until_it_is_switched_off()
             .as_deref(),
         Some("in sync")
     );
+    let hint = page.text("#token-hint");
+    assert!(
+        !hint.is_empty() && !hint.contains('`'),
+        "hints are prose, not markdown: {hint}"
+    );
 
     let off = app.post_form(&format!("/vhosts/{vhost}/toggle"), &[]).await;
     assert_eq!(location(&off), "/vhosts");
