@@ -1,6 +1,7 @@
 //! Signing in: the password step, the second factor (TOTP or a backup code) and the signed-in
-//! session row. Failures never say whether the account exists; every attempt counts against
-//! per-address and per-account limits; every outcome is audited. The browser's side of it
+//! session row. Failures never say whether the account exists; every failed attempt counts
+//! against per-address and per-account limits (a right one is given back); every outcome is
+//! audited. The browser's side of it
 //! (the cookie session, the device cookie) stays with the portal.
 
 use super::AccountError;
@@ -91,6 +92,8 @@ pub async fn password_step(
         note(db, from, Action::LoginFailed, Some(user.id), &email, detail).await?;
         return Ok(PasswordStep::Banned);
     }
+    // The right password: only failures use up the limits.
+    limiter.refund(&keys);
     Ok(if user.totp_enabled {
         PasswordStep::SecondFactorOwed(user)
     } else {
@@ -173,6 +176,7 @@ pub async fn second_factor_step(
             return Ok(step);
         }
     };
+    limiter.refund(&keys);
     Ok(CodeStep::Passed { user, how })
 }
 

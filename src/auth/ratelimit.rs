@@ -1,6 +1,9 @@
 //! A sliding one-minute window of attempts per key (`ip:…`, `account:…`), in memory.
-//! Every attempt counts, so the next one after the limit is refused even when it would have
-//! been right: a guesser learns nothing from it.
+//! Every attempt counts while it runs, so the next one after the limit is refused even when it
+//! would have been right: a guesser learns nothing from it, and many guesses sent at once
+//! cannot all slip in before the first fails. An attempt that turns out right is then
+//! [refunded](Limiter::refund): only failures use up the limit, so a team signing in from
+//! behind one address does not lock itself out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -55,6 +58,20 @@ impl Limiter {
         }
         Ok(())
     }
+
+    /// Takes back one attempt under every key: the one [`Limiter::attempt`] just recorded for
+    /// an attempt that succeeded.
+    pub fn refund(&self, keys: &[String]) {
+        let mut hits = self.hits.lock().expect("limiter lock");
+        for key in keys {
+            if let Some(q) = hits.get_mut(key) {
+                q.pop_back();
+                if q.is_empty() {
+                    hits.remove(key);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +98,23 @@ mod tests {
             limiter
                 .attempt_at(&keys, t0 + Duration::from_secs(61))
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn refunded_attempts_do_not_use_up_the_limit() {
+        let limiter = Limiter::per_minute(2);
+        let keys = vec!["ip:1".to_string()];
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert!(limiter.attempt_at(&keys, t0).is_ok());
+            limiter.refund(&keys);
+        }
+        assert!(limiter.attempt_at(&keys, t0).is_ok());
+        assert!(limiter.attempt_at(&keys, t0).is_ok());
+        assert!(
+            limiter.attempt_at(&keys, t0).is_err(),
+            "failures still count"
         );
     }
 

@@ -300,6 +300,74 @@ async fn the_sixth_attempt_in_a_minute_is_refused_even_with_the_right_password()
 }
 
 #[tokio::test]
+async fn right_sign_ins_do_not_count_against_the_limit_so_a_team_behind_one_address_gets_in() {
+    let app = TestApp::spawn().await;
+    app.create_admin().await;
+    let secret = app.login_and_enrol(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    app.logout().await;
+    for i in 0..4 {
+        app.add_user(&format!("member{i}@example.com"), Role::User)
+            .await;
+    }
+    // Eight sign-ins from one address (the limit is five a minute): every one gets in.
+    for round in 0..2 {
+        for i in 0..4 {
+            let someone = app.visitor();
+            let page = someone
+                .login(&format!("member{i}@example.com"), USER_PASSWORD)
+                .await;
+            assert_eq!(
+                page.status,
+                StatusCode::SEE_OTHER,
+                "round {round}, member {i}"
+            );
+        }
+    }
+    // The second factor too: four wrong codes and a right one leave four failures on the
+    // address, so the next wrong code is told it is wrong, and only the one after is refused.
+    let first = app.visitor();
+    assert_eq!(
+        first.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            first.second_factor("000000").await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    let passed = first.second_factor(&totp_code(&secret, 1)).await;
+    assert_eq!(passed.status, StatusCode::SEE_OTHER, "{}", passed.body);
+    let second = app.visitor();
+    assert_eq!(
+        second.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        second.second_factor("000000").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        second.second_factor("000000").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Failures still count: five wrong, and the sixth is refused even when right.
+    for _ in 0..5 {
+        app.visitor()
+            .login("member0@example.com", "wrong wrong wrong")
+            .await;
+    }
+    assert_eq!(
+        app.visitor()
+            .login("member1@example.com", USER_PASSWORD)
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address is spent by failures"
+    );
+}
+
+#[tokio::test]
 async fn totp_attempts_are_rate_limited_too() {
     let app = TestApp::spawn().await;
     app.create_admin().await;
