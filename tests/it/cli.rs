@@ -497,3 +497,77 @@ fn user_list_columns_line_up() {
         }
     }
 }
+
+/// The shell block under `heading` in the README, as a reader would copy it.
+fn readme_block(heading: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find(heading).expect("the heading is in the README")..];
+    let start = section.find("```sh\n").expect("a shell block follows") + "```sh\n".len();
+    let end = start + section[start..].find("```").unwrap();
+    section[start..end].to_string()
+}
+
+#[tokio::test]
+async fn the_readmes_agent_commands_print_the_token_the_agent_then_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/agent.toml"),
+        dir.path().join("config/agent.toml"),
+    )
+    .unwrap();
+    let block = readme_block("## Agents and deploy");
+    let port = free_port();
+    let out = dir.path().join("out.txt");
+    let bin_dir = std::path::Path::new(binary::BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    // The README's lines as they stand, run by bash with `gatehouse` on the PATH; only the
+    // port and the access log (which need no root here) are set from outside.
+    let mut command = Command::new("bash");
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
+        command.env_remove(key);
+    }
+    command
+        .args(["-c", &block])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("GATEHOUSE_AGENT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_AGENT_ACCESS_LOG", dir.path().join("access.log"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null());
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so the agent bash started stops with it.
+        command.process_group(0);
+    }
+    let health = format!("http://127.0.0.1:{port}/health");
+    let shell = binary::start(&mut command, &health, String::new).await;
+    let printed = std::fs::read_to_string(&out).unwrap();
+    let token = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("agent token: "))
+        .unwrap_or_else(|| panic!("the token is printed: {printed:?}"))
+        .to_string();
+    assert!(token.len() >= 32, "{token}");
+    let http = reqwest::Client::new();
+    let logs = format!("http://127.0.0.1:{port}/logs");
+    let with = |token: &str| http.get(&logs).bearer_auth(token).send();
+    assert_eq!(
+        with(&token).await.unwrap().status(),
+        200,
+        "the printed token is the agent's"
+    );
+    assert_eq!(with("not-the-token-at-all").await.unwrap().status(), 401);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("agent.token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the token file is the owner's alone");
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", shell.pid())])
+        .status();
+    drop(shell);
+}
