@@ -211,6 +211,8 @@ pub struct NewAccount {
     pub email: Email,
     pub role: Role,
     pub password: Password,
+    /// The password was generated to hand over: it signs in once, then its owner chooses one.
+    pub one_time: bool,
 }
 
 /// Creates an account; returns its id.
@@ -220,6 +222,7 @@ pub async fn create(db: &Db, by: &Actor, new: NewAccount) -> Result<i64, Account
         email,
         role,
         password,
+        one_time,
     } = new;
     let hash = hash(password).await?;
     let by = by.clone();
@@ -237,6 +240,9 @@ pub async fn create(db: &Db, by: &Actor, new: NewAccount) -> Result<i64, Account
                 users::InsertError::EmailTaken => AccountError::EmailTaken,
                 users::InsertError::Db(e) => AccountError::Db(e),
             })?;
+            if one_time {
+                users::mark_one_time(&tx, id)?;
+            }
             let detail = match &by {
                 Actor::Admin { id, .. } => format!("role {role}, created by admin #{id}"),
                 Actor::Cli => format!("role {role}, created from the command line"),
@@ -375,12 +381,14 @@ pub async fn reset_2fa(db: &Db, by: &Actor, target: i64) -> Result<User, Account
 }
 
 /// Sets someone's password (recovery): whoever holds a session with the old one is signed
-/// out, and no token made with it outlives the change.
+/// out, and no token made with it outlives the change. A `one_time` password (generated to
+/// hand over) signs in once, then its owner chooses one.
 pub async fn set_password(
     db: &Db,
     by: &Actor,
     target: i64,
     new: Password,
+    one_time: bool,
 ) -> Result<User, AccountError> {
     let hash = hash(new).await?;
     apply(
@@ -390,6 +398,9 @@ pub async fn set_password(
         Action::PasswordChanged,
         move |c, user, by| {
             users::set_password_hash(c, user.id, &hash)?;
+            if one_time {
+                users::mark_one_time(c, user.id)?;
+            }
             Ok(after_reset(
                 c,
                 user,
@@ -656,7 +667,7 @@ mod tests {
         assert_eq!(f.credentials(bob).await, (1, 0), "the asking browser stays");
 
         let carol = f.account("carol@example.com", Role::User).await;
-        set_password(&f.db, &Actor::Cli, carol, password())
+        set_password(&f.db, &Actor::Cli, carol, password(), false)
             .await
             .unwrap();
         assert_eq!(f.credentials(carol).await, (0, 0));
@@ -769,6 +780,7 @@ mod tests {
             email: Email::parse("eve@example.com").unwrap(),
             role: Role::Admin,
             password: password(),
+            one_time: false,
         };
         assert!(matches!(
             create(&f.db, &admin(ben), made).await,
@@ -819,6 +831,7 @@ mod tests {
             email: Email::parse(email).unwrap(),
             role: Role::User,
             password: password(),
+            one_time: false,
         };
         let first = || {
             create_first_admin(

@@ -31,6 +31,8 @@ pub enum PasswordStep {
     /// No such account, or the wrong password; the two look the same from outside.
     NoMatch,
     Banned,
+    /// The right one-time password, which an earlier sign-in already used.
+    OneTimeUsed,
     /// The password is right and a second factor is owed.
     SecondFactorOwed(User),
     /// The password is right and no second factor is enrolled: sign in.
@@ -91,6 +93,17 @@ pub async fn password_step(
         let detail = "account is banned";
         note(db, from, Action::LoginFailed, Some(user.id), &email, detail).await?;
         return Ok(PasswordStep::Banned);
+    }
+    // A generated password signs in once: this sign-in spends it (the person is then asked
+    // for a password of their own before anything else).
+    let uid = user.id;
+    match db.run(move |c| users::spend_one_time(c, uid)).await? {
+        users::OneTime::AlreadyUsed => {
+            let detail = "one-time password already used";
+            note(db, from, Action::LoginFailed, Some(user.id), &email, detail).await?;
+            return Ok(PasswordStep::OneTimeUsed);
+        }
+        users::OneTime::Spent | users::OneTime::No => {}
     }
     // The right password: only failures use up the limits.
     limiter.refund(&keys);

@@ -87,6 +87,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
                 email,
                 role,
                 password,
+                one_time: generated.is_some(),
             };
             let id = accounts::create(&db, &Actor::Cli, new)
                 .await
@@ -94,7 +95,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             println!("created {role} {shown} (id {id})");
             if let Some(generated) = generated {
                 println!("one-time password: {generated}");
-                println!("it is shown only now; ask them to change it after signing in");
+                println!("it is shown only now and signs in once; they then choose their own");
             }
         }
         UserCommand::Passwd {
@@ -103,7 +104,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         } => {
             let user = find(&db, &email).await?;
             let (password, generated) = new_password(password_stdin)?;
-            accounts::set_password(&db, &Actor::Cli, user.id, password)
+            accounts::set_password(&db, &Actor::Cli, user.id, password, generated.is_some())
                 .await
                 .map_err(|e| refused(e, &user.email))?;
             println!(
@@ -112,6 +113,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             );
             if let Some(generated) = generated {
                 println!("one-time password: {generated}");
+                println!("it signs in once; they then choose their own");
             }
         }
         UserCommand::Reset2fa { email } => {

@@ -15,6 +15,9 @@ pub struct User {
     pub(crate) ban_reason: Option<String>,
     pub totp_enabled: bool,
     pub(crate) created_at: i64,
+    /// Signed in with a one-time password: a password of their own comes before anything
+    /// else.
+    pub(crate) must_change_password: bool,
 }
 
 impl User {
@@ -26,7 +29,8 @@ impl User {
     }
 }
 
-const COLUMNS: &str = "id, name, email, role, banned_at, ban_reason, totp_enabled, created_at";
+const COLUMNS: &str = "id, name, email, role, banned_at, ban_reason, totp_enabled, created_at, \
+     password_one_time IS NOT NULL";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = row.get(3)?;
@@ -41,6 +45,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         ban_reason: row.get(5)?,
         totp_enabled: row.get(6)?,
         created_at: row.get(7)?,
+        must_change_password: row.get(8)?,
     })
 }
 
@@ -130,12 +135,58 @@ pub fn list(conn: &Connection) -> Result<Vec<User>, DbError> {
 }
 
 /// Returns whether a row changed (false: no such user).
+/// Sets the password; one chosen by its owner or an admin, so any one-time mark goes (see
+/// [`mark_one_time`] for a generated one).
 pub(crate) fn set_password_hash(conn: &Connection, id: i64, hash: &str) -> Result<bool, DbError> {
     let n = conn.execute(
-        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE users SET password_hash = ?2, password_one_time = NULL, updated_at = ?3
+         WHERE id = ?1",
         params![id, hash, now()],
     )?;
     Ok(n == 1)
+}
+
+/// Marks the account's password as generated: it signs in once.
+pub(crate) fn mark_one_time(conn: &Connection, id: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE users SET password_one_time = 'fresh' WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// What a sign-in with the right password does to a one-time mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OneTime {
+    /// An ordinary password.
+    No,
+    /// A one-time password, now spent by this sign-in.
+    Spent,
+    /// A one-time password a sign-in already spent: it signs in no more.
+    AlreadyUsed,
+}
+
+/// Spends the account's one-time password, if it has one, for the sign-in under way.
+pub(crate) fn spend_one_time(conn: &Connection, id: i64) -> Result<OneTime, DbError> {
+    let spent = conn.execute(
+        "UPDATE users SET password_one_time = 'used' WHERE id = ?1 AND password_one_time = 'fresh'",
+        [id],
+    )?;
+    if spent == 1 {
+        return Ok(OneTime::Spent);
+    }
+    let mark: Option<String> = conn
+        .query_row(
+            "SELECT password_one_time FROM users WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(match mark.as_deref() {
+        Some("used") => OneTime::AlreadyUsed,
+        _ => OneTime::No,
+    })
 }
 
 pub fn set_banned(conn: &Connection, id: i64, reason: Option<&str>) -> Result<bool, DbError> {

@@ -430,6 +430,7 @@ fn test_user(admin: bool) -> User {
         banned_at: None,
         ban_reason: None,
         totp_enabled: true,
+        must_change_password: false,
         created_at: 0,
     }
 }

@@ -54,6 +54,27 @@ pub struct Forms<'a> {
     pub new_token: Option<(&'a ApiToken, &'a str)>,
 }
 
+/// After signing in with a one-time password: a password of the person's own, before
+/// anything else.
+/// The passwords typed are never shown back.
+pub fn choose_password(ctx: &Ctx, errors: &FieldErrors) -> Markup {
+    html! {
+        section .card .narrow #choose-password {
+            h1 { "Choose your password" }
+            p { "You signed in with a one-time password. It works only once: choose a password of your own to go on." }
+            form method="post" action="/account/password" {
+                (csrf_field(ctx))
+                (form_alert(errors))
+                (Field::new("current", "The one-time password").kind("password").autocomplete("current-password").render(errors))
+                (Field::new("new", "New password").kind("password")
+                    .autocomplete("new-password").hint("At least 12 characters.").render(errors))
+                (Field::new("confirm", "Repeat the new password").kind("password").autocomplete("new-password").render(errors))
+                button .button .primary type="submit" { "Set my password" }
+            }
+        }
+    }
+}
+
 pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
     let none = FieldErrors::default();
     let pw_errors = forms.password.map_or(&none, |(_, e)| e);

@@ -47,6 +47,9 @@ fn nav(ctx: &Ctx) -> Markup {
     html! {
         nav .nav aria-label="Main" {
             @match &ctx.user {
+                Some(user) if user.must_change_password => {
+                    (link("/account/password", "Choose your password"))
+                }
                 Some(user) if user.must_enrol => {
                     (link("/account/2fa", "Two-factor setup"))
                 }

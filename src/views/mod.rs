@@ -34,6 +34,8 @@ pub struct NavUser {
     pub name: String,
     pub is_admin: bool,
     pub must_enrol: bool,
+    /// Signed in with a one-time password, not yet replaced.
+    pub must_change_password: bool,
 }
 
 /// The hidden CSRF field every plain form carries (htmx also sends it as a header).

@@ -76,6 +76,13 @@ pub async fn change_password(
         errors.add("current", "That is not your current password.");
     }
     let (Some(new), true) = (new, errors.is_empty()) else {
+        if current.must_change_password {
+            return Ok(render.page_with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Choose your password",
+                views::account::choose_password(&render.ctx, &errors),
+            ));
+        }
         let view = load(&state, &current).await?;
         let forms = views::account::Forms {
             password: Some((&form, &errors)),
@@ -95,6 +102,10 @@ pub async fn change_password(
         &client.origin(),
     )
     .await?;
+    if current.must_change_password {
+        // Their own password now: on to what they came for (or the 2FA enrolment owed).
+        return Ok(render.redirect("/"));
+    }
     let (signed_out, revoked) = (ended.sessions, ended.tokens);
     let view = load(&state, &current).await?;
     let notice = format!(
@@ -107,6 +118,18 @@ pub async fn change_password(
         ..Default::default()
     };
     Ok(render.page("Account", views::account::page(&render.ctx, &view, &forms)))
+}
+
+/// The page that asks for a password of one's own after a one-time password signed in; the
+/// account page (its password section) for everyone else.
+pub async fn choose_password_form(current: CurrentUser, render: Render) -> Result<Response> {
+    if !current.must_change_password {
+        return Ok(render.redirect("/account#password"));
+    }
+    Ok(render.page(
+        "Choose your password",
+        views::account::choose_password(&render.ctx, &FieldErrors::default()),
+    ))
 }
 
 #[derive(Deserialize, Default)]

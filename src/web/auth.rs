@@ -41,6 +41,8 @@ pub struct CurrentUser {
     pub session_id: String,
     /// The user's role requires 2FA and they have not enrolled yet.
     pub must_enrol: bool,
+    /// Signed in with a one-time password: every page asks for a password of their own first.
+    pub must_change_password: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
@@ -103,6 +105,7 @@ pub async fn resolve(
     let must_enrol =
         state.config.security.require_2fa_roles.contains(&user.role) && !user.totp_enabled;
     Ok(Some(CurrentUser {
+        must_change_password: user.must_change_password,
         user,
         session_id: auth_id,
         must_enrol,
@@ -137,6 +140,11 @@ pub async fn guard(
         };
         return redirect(htmx, &format!("/login?next={}", urlencode(next)));
     };
+    // Only choosing the password, or signing out, before a one-time password is replaced.
+    let path = request.uri().path();
+    if current.must_change_password && !matches!(path, "/account/password" | "/logout") {
+        return redirect(htmx, "/account/password");
+    }
     if current.must_enrol && g.access >= Access::User {
         return redirect(htmx, "/account/2fa");
     }
@@ -173,6 +181,7 @@ pub(super) async fn signed_in_errors(
             name: current.user.name.clone(),
             is_admin: current.user.is_admin(),
             must_enrol: current.must_enrol,
+            must_change_password: current.must_change_password,
         }),
         path,
     });

@@ -106,6 +106,12 @@ pub async fn submit(
                 "This account is suspended. Ask an administrator.",
             ));
         }
+        PasswordStep::OneTimeUsed => {
+            return Ok(refuse(
+                &mut errors,
+                "This one-time password has been used. Ask an administrator for a new one.",
+            ));
+        }
         PasswordStep::SecondFactorOwed(user) => {
             let pending = Pending2fa {
                 user_id: user.id,

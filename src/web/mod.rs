@@ -165,11 +165,12 @@ fn table(state: &AppState) -> Table {
     )
     .add(User, "/", GET, get(home::index))
     .add(User, "/account", GET, get(account::page))
+    // Signed in is enough: after a one-time password, choosing one's own comes first.
     .add(
-        User,
+        SignedIn,
         "/account/password",
-        POST,
-        post(account::change_password),
+        GET_POST,
+        get(account::choose_password_form).post(account::change_password),
     )
     .add(
         User,

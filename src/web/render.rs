@@ -33,6 +33,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Render {
             name: c.user.name.clone(),
             is_admin: c.user.is_admin(),
             must_enrol: c.must_enrol,
+            must_change_password: c.must_change_password,
         });
         let ctx = Ctx {
             csrf,

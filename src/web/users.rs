@@ -108,6 +108,7 @@ pub async fn create(
         email,
         role,
         password: secret,
+        one_time: generated.is_some(),
     };
     let created = match accounts::create(&state.db, &me.as_admin(&client), new).await {
         Ok(_) => true,

@@ -240,7 +240,7 @@ async fn a_new_password_ends_sessions_and_revokes_tokens_from_either_front_end()
                     )
                     .await;
                 assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-                assert!(page.text("#notice").contains("1 API token(s) revoked"));
+                assert!(page.text("#notice").contains("Revoked: 1 API token."));
                 // The browser that asked stays signed in; the other does not.
                 assert_eq!(bob.phone.get("/account").await.status, StatusCode::OK);
                 new.to_string()

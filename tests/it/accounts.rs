@@ -691,6 +691,83 @@ async fn admins_create_users_with_a_one_time_password_shown_once() {
         StatusCode::SEE_OTHER
     );
 
+    // It signs in once, and then a password of her own comes before anything else.
+    for page in ["/", "/vhosts", "/account", "/account/2fa"] {
+        let asked = carol.get(page).await;
+        assert_eq!(asked.status, StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(
+            asked.header("location"),
+            Some("/account/password"),
+            "{page}"
+        );
+    }
+    let choose = carol.get("/account/password").await;
+    assert_eq!(choose.status, StatusCode::OK);
+    assert_eq!(
+        choose.count("#choose-password form[action='/account/password'] input[name=new]"),
+        1
+    );
+    assert_eq!(
+        choose.count("nav.nav a"),
+        1,
+        "nothing else to go to: {}",
+        choose.body
+    );
+    let again = app.visitor();
+    let refused = again.login("carol@example.com", &one_time).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "used once already"
+    );
+    assert_eq!(
+        refused.text("#form-error"),
+        "This one-time password has been used. Ask an administrator for a new one."
+    );
+    let short = carol
+        .post_form(
+            "/account/password",
+            &[
+                ("current", one_time.as_str()),
+                ("new", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        short.count("#choose-password #new-error"),
+        1,
+        "{}",
+        short.body
+    );
+    let own = "carol's very own passphrase";
+    let chosen = carol
+        .post_form(
+            "/account/password",
+            &[
+                ("current", one_time.as_str()),
+                ("new", own),
+                ("confirm", own),
+            ],
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::SEE_OTHER, "{}", chosen.body);
+    assert_eq!(chosen.header("location"), Some("/"));
+    assert_eq!(
+        carol.get("/vhosts").await.status,
+        StatusCode::OK,
+        "free to go on"
+    );
+    assert_eq!(
+        carol.get("/account/password").await.header("location"),
+        Some("/account#password")
+    );
+    assert_eq!(
+        app.visitor().login("carol@example.com", own).await.status,
+        StatusCode::SEE_OTHER
+    );
+
     let duplicate = app
         .post_form(
             "/users",
