@@ -11,6 +11,7 @@ pub mod secret;
 pub mod tenant;
 pub mod tenant_lists;
 pub(crate) mod tls;
+pub mod user_agent;
 pub mod vhost;
 pub mod words;
 

@@ -6,6 +6,7 @@ use super::{Ctx, csrf_field, last_day, timestamp};
 use crate::db::api_tokens::ApiToken;
 use crate::db::{sessions, users};
 use crate::domain::FieldErrors;
+use crate::domain::user_agent;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -123,7 +124,9 @@ pub fn page(ctx: &Ctx, view: &AccountView, forms: &Forms<'_>) -> Markup {
                     @for s in &view.sessions {
                         li .session-row data-session=(s.id) {
                             div {
-                                strong { (s.user_agent.as_deref().unwrap_or("Unknown browser")) }
+                                strong .session-device title=[s.user_agent.as_deref()] {
+                                    (s.user_agent.as_deref().map_or_else(|| "Unknown browser".into(), user_agent::describe))
+                                }
                                 @if s.id == view.current_session { " " span .badge { "this browser" } }
                                 br;
                                 span .muted { "from " (s.ip.as_deref().unwrap_or("?")) ", signed in " (timestamp(s.created_at)) ", last seen " (timestamp(s.last_seen_at)) }

@@ -204,6 +204,19 @@ impl Visitor {
         }
     }
 
+    /// The same person with a fresh cookie jar, in a browser that says it is `user_agent`.
+    pub fn browser(&self, user_agent: &str) -> Self {
+        Self {
+            http: Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(user_agent)
+                .build()
+                .expect("client"),
+            ..self.clone()
+        }
+    }
+
     /// A visitor of a hub running elsewhere (another process).
     pub fn at(addr: SocketAddr, setup_token: &str) -> Self {
         Self::new(addr, setup_token.to_string())

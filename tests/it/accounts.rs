@@ -866,10 +866,25 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_session
 async fn a_session_can_be_revoked_from_the_account_page() {
     let (app, _) = app_with_admin().await;
     let (phone, bob) = signed_in_user(&app, "bob@example.com").await;
-    let (laptop, _) = (app.visitor(), ());
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let laptop = app.visitor().browser(firefox);
     laptop.login("bob@example.com", USER_PASSWORD).await;
     let account = phone.get("/account").await;
     assert_eq!(account.count("li.session-row"), 2);
+    // Each session reads as the browser and system people know, the raw string on hover.
+    assert_eq!(
+        account.count(&format!(
+            "li.session-row .session-device[title='{firefox}']"
+        )),
+        1,
+        "{}",
+        account.body
+    );
+    assert!(
+        account
+            .texts("li.session-row .session-device")
+            .contains(&"Firefox on Linux".to_string())
+    );
     let mine = app
         .state
         .db
