@@ -13,6 +13,9 @@ pub struct LoginForm {
     pub email: String,
     pub password: String,
     pub next: String,
+    /// This browser's sign-in ended without it asking (the page says so, never why).
+    #[serde(skip)]
+    pub signed_out: bool,
 }
 
 pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool) -> Markup {
@@ -24,6 +27,9 @@ pub fn form(ctx: &Ctx, form: &LoginForm, errors: &FieldErrors, not_set_up: bool)
                     "Gatehouse has no accounts yet. Open the one-time setup link that the server "
                     "printed in its log when it started."
                 }
+            }
+            @if form.signed_out {
+                p .notice .warn #signed-out role="status" { "You were signed out. Sign in again to go on." }
             }
             (form_alert(errors))
             form method="post" action="/login" hx-post="/login" hx-target="#login" hx-swap="outerHTML" {

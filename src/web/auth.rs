@@ -72,7 +72,7 @@ pub async fn resolve(
         .run(move |c| sessions::lookup(c, &lookup_id))
         .await?;
     let Some((row, user)) = found else {
-        session.clear().await?;
+        session.ended_elsewhere().await?;
         return Ok(None);
     };
     let now = crate::db::now();
@@ -94,7 +94,7 @@ pub async fn resolve(
                 Ok(())
             })
             .await?;
-        session.clear().await?;
+        session.ended_elsewhere().await?;
         return Ok(None);
     }
     // Writing on every request would serialise reads behind the writer; a minute is enough.

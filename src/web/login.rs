@@ -41,6 +41,7 @@ pub async fn form(
     }
     let form = LoginForm {
         next,
+        signed_out: session.take_ended_elsewhere().await?,
         ..LoginForm::default()
     };
     Ok(render.page(

@@ -11,6 +11,7 @@ const CSRF: &str = "csrf";
 const AUTH: &str = "auth";
 const PENDING_2FA: &str = "pending_2fa";
 const ENROL_SECRET: &str = "enrol_secret";
+const SIGNED_OUT: &str = "signed_out";
 
 /// A password was right and a second factor is still owed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +74,24 @@ impl TypedSession {
             self.0.insert(CSRF, csrf).await.map_err(internal)?;
         }
         Ok(())
+    }
+
+    /// As [`TypedSession::clear`], for a sign-in that ended without this browser asking (a
+    /// revoked or timed-out session, a ban, a password set elsewhere): the sign-in page then
+    /// says so once, never why.
+    pub async fn ended_elsewhere(&self) -> Result<(), AppError> {
+        self.clear().await?;
+        self.0.insert(SIGNED_OUT, true).await.map_err(internal)
+    }
+
+    /// Whether this browser's sign-in ended without it asking; told once.
+    pub async fn take_ended_elsewhere(&self) -> Result<bool, AppError> {
+        Ok(self
+            .0
+            .remove::<bool>(SIGNED_OUT)
+            .await
+            .map_err(internal)?
+            .unwrap_or(false))
     }
 
     pub async fn set_pending_2fa(&self, pending: &Pending2fa) -> Result<(), AppError> {

@@ -410,8 +410,21 @@ async fn a_banned_users_other_session_gets_the_login_page_on_its_next_request() 
         let next = session.get("/account").await;
         assert_eq!(next.status, StatusCode::SEE_OTHER);
         assert_eq!(location(&next), "/login?next=%2Faccount");
-        assert_eq!(session.get(location(&next)).await.count("#login form"), 1);
+        let login = session.get(location(&next)).await;
+        assert_eq!(login.count("#login form"), 1);
+        // Told they were signed out, once, and never why.
+        assert_eq!(
+            login.text("#login #signed-out"),
+            "You were signed out. Sign in again to go on."
+        );
+        assert!(!login.body.contains("spam") && !login.body.contains("ban"));
+        assert_eq!(session.get(location(&next)).await.count("#signed-out"), 0);
     }
+    assert_eq!(
+        app.visitor().get("/login").await.count("#signed-out"),
+        0,
+        "a browser that was never signed in is told nothing"
+    );
     let again = phone.login("bob@example.com", USER_PASSWORD).await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(again.text("#form-error").contains("suspended"));
