@@ -27,6 +27,25 @@ impl LogQuery {
         !self.paused.is_empty()
     }
 
+    /// The page's own address with these filters (only the ones set): what the address bar
+    /// shows, so a filtered view can be reloaded, bookmarked and shared.
+    pub fn page_url(&self) -> String {
+        let set: Vec<(&str, &str)> = [
+            ("vhost", self.vhost.as_str()),
+            ("status", self.status.as_str()),
+            ("method", self.method.as_str()),
+            ("q", self.q.as_str()),
+            ("paused", self.paused.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+        match serde_urlencoded::to_string(set).unwrap_or_default() {
+            query if query.is_empty() => "/logs".into(),
+            query => format!("/logs?{query}"),
+        }
+    }
+
     /// The query string for links and the stream URL (without `paused`).
     pub fn to_query(&self) -> String {
         serde_urlencoded::to_string([

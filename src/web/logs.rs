@@ -220,7 +220,12 @@ pub async fn table(
 ) -> Result<Response> {
     let filter = filter_for(&state, &current, &q).await?;
     let rows = history(&state, &filter).await?;
-    Ok(render.page("Live logs", views::logs::table(&q, &rows)))
+    let mut response = render.page("Live logs", views::logs::table(&q, &rows));
+    // The address bar follows the filters (htmx pushes this URL into the history).
+    if let Ok(url) = axum::http::HeaderValue::from_str(&q.page_url()) {
+        response.headers_mut().insert("hx-push-url", url);
+    }
+    Ok(response)
 }
 
 /// New lines as SSE, rendered as table rows, for every agent this user may watch.

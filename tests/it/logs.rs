@@ -137,6 +137,21 @@ async fn requests_through_caddy_reach_the_hubs_live_stream_and_history() {
         0,
         "the status filter applies to history"
     );
+    assert_eq!(
+        filtered.count("#log-status option[value='5xx'][selected]"),
+        1,
+        "a filtered address opens with its filters set"
+    );
+    // Changing a filter puts it in the address bar, so the view can be reloaded and shared.
+    let swapped = app
+        .get_htmx("/logs/table?vhost=&status=4xx&method=&q=live+%2F")
+        .await;
+    assert_eq!(
+        swapped.header("hx-push-url"),
+        Some("/logs?status=4xx&q=live+%2F")
+    );
+    let cleared = app.get_htmx("/logs/table?vhost=&status=&method=&q=").await;
+    assert_eq!(cleared.header("hx-push-url"), Some("/logs"));
 }
 
 #[tokio::test]
