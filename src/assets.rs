@@ -25,6 +25,7 @@ pub const HTMX_SSE: &str = "vendor/htmx-ext-sse-2.2.4.min.js";
 
 pub static ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!(
         "vendor/htmx-2.0.11.min.js",

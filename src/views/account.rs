@@ -189,16 +189,36 @@ pub fn already_enrolled() -> Markup {
     }
 }
 
+/// `text` as the data of a `data:` URL: letters, digits and `-` as they are, the rest
+/// percent-encoded.
+fn data_url_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The only time backup codes are ever shown.
 pub fn backup_codes(codes: &[String]) -> Markup {
     html! {
         section .card .narrow #backup-codes {
             h1 { "Save your backup codes" }
             p .notice .warn { "Each code signs you in once if you lose your device. They are shown only now: store them somewhere safe." }
-            ul .codes .mono {
+            ul .codes .mono #backup-code-list {
                 @for code in codes { li .backup-code { (code) } }
             }
-            a .button .primary href="/" { "I have saved them, continue" }
+            @let text = format!("Gatehouse backup codes: each signs in once.\n{}\n", codes.join("\n"));
+            div .actions {
+                button .button #copy-codes type="button" data-copy=(text) data-copy-target="#backup-code-list" { "Copy" }
+                a .button #download-codes download="gatehouse-backup-codes.txt"
+                    href=(format!("data:text/plain;charset=utf-8,{}", data_url_text(&text))) { "Download" }
+            }
+            a .button .primary #codes-saved href="/" { "I have saved them, continue" }
         }
     }
 }

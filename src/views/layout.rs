@@ -25,6 +25,7 @@ pub fn page(ctx: &Ctx, title: &str, content: Markup) -> Markup {
                 link rel="stylesheet" href=(assets::url("app.css"));
                 script src=(assets::url(assets::HTMX)) defer {}
                 script src=(assets::url(assets::HTMX_SSE)) defer {}
+                script src=(assets::url("app.js")) defer {}
             }
             body hx-headers=(hx_headers) {
                 header .topbar {

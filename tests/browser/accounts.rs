@@ -62,8 +62,53 @@ pub async fn enrol_then_sign_in_with_totp_and_a_backup_code(b: &Browser) -> anyh
         .await?;
     ensure!(codes.len() == 10, "ten backup codes, got {}", codes.len());
     let backup = codes[0].text().await?;
+    // They can be downloaded as a text file and copied in one tap.
+    let href = b
+        .wait_for("#download-codes[download='gatehouse-backup-codes.txt']")
+        .await?
+        .attr("href")
+        .await?
+        .unwrap_or_default();
+    let file = b
+        .client
+        .execute(
+            "return decodeURIComponent(arguments[0].split(',')[1])",
+            vec![href.into()],
+        )
+        .await?;
+    let file = file.as_str().unwrap_or_default().to_string();
+    ensure!(file.lines().filter(|l| *l == backup).count() == 1, "{file}");
+    ensure!(
+        file.lines().count() == 11,
+        "a title and the ten codes: {file}"
+    );
+    b.click("#copy-codes").await?;
+    let said = b.text("#copy-codes").await?;
+    let copied = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             setTimeout(() => done(null), 2000);
+             navigator.clipboard.readText().then(done, () => done(null));",
+            vec![],
+        )
+        .await?;
+    match copied.as_str() {
+        Some(text) => ensure!(said == "Copied" && text == file, "{said}: {text:?}"),
+        // A browser that will not be read from: the codes are selected for Ctrl+C instead.
+        None => {
+            let selected = b
+                .client
+                .execute("return window.getSelection().toString()", vec![])
+                .await?;
+            ensure!(
+                said == "Copied" || selected.as_str().unwrap_or_default().contains(&backup),
+                "{said}: {selected}"
+            );
+        }
+    }
     b.screenshot("accounts-backup-codes-390").await?;
-    b.click("#backup-codes a.button").await?;
+    b.click("#codes-saved").await?;
     b.wait_for("#home").await?;
 
     // Sign out, then in with the next code from the app.

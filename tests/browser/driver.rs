@@ -125,12 +125,13 @@ impl Browser {
 
     /// Waits (at most 5 s) for an element to appear, e.g. after an htmx swap.
     pub async fn wait_for(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
-        Ok(self
-            .client
+        use anyhow::Context;
+        self.client
             .wait()
             .at_most(Duration::from_secs(5))
             .for_element(Locator::Css(css))
-            .await?)
+            .await
+            .with_context(|| format!("waiting for {css}"))
     }
 
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
