@@ -51,17 +51,8 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
     } = *p;
     html! {
         div .stack #users {
-            @match outcome {
-                Outcome::Created { email, one_time_password } => {
-                    div .notice .ok #notice role="status" {
-                        "Created " strong { (email) } "."
-                        @if let Some(pw) = one_time_password {
-                            " One-time password (shown only now): " code #one-time-password .mono { (pw) }
-                        }
-                    }
-                }
-                Outcome::Done(message) => { p .notice .ok #notice role="status" { (message) } }
-                Outcome::None => {}
+            @if let Outcome::Done(message) = outcome {
+                p .notice .ok #notice role="status" { (message) }
             }
             section .card {
                 h1 { "Users" }
@@ -77,6 +68,19 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
             (tokens(ctx, users, p.tokens))
             section .card #new-user {
                 h2 { "Add someone" }
+                // Where the person who just added someone is looking: beside the form.
+                @if let Outcome::Created { email, one_time_password } = outcome {
+                    div .notice .ok #notice role="status" {
+                        "Created " strong { (email) } "."
+                        @if let Some(pw) = one_time_password {
+                            " One-time password (shown only now; it signs in once): "
+                            code #one-time-password .mono { (pw) }
+                            " "
+                            button .button .small #copy-one-time-password type="button" data-copy=(pw)
+                                data-copy-target="#one-time-password" { "Copy" }
+                        }
+                    }
+                }
                 form method="post" action="/users" hx-post="/users" hx-target="#users" hx-swap="outerHTML" {
                     (csrf_field(ctx))
                     (Field::new("name", "Name").value(&form.name).render(errors))

@@ -691,7 +691,12 @@ async fn admins_create_users_with_a_one_time_password_shown_once() {
         )
         .await;
     assert_eq!(created.status, StatusCode::OK);
-    let one_time = created.text("#one-time-password");
+    // Shown beside the form that asked for it, with a button to copy it.
+    let one_time = created.text("#new-user #notice #one-time-password");
+    assert_eq!(
+        created.attr("#new-user #copy-one-time-password", "data-copy"),
+        Some(one_time.clone())
+    );
     assert_eq!(created.count("tr[data-user='carol@example.com']"), 1);
     assert_eq!(
         app.get("/users").await.count("#one-time-password"),
