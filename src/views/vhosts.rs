@@ -433,6 +433,21 @@ fn doc_html(t: Template) -> PreEscaped<&'static str> {
     PreEscaped(html)
 }
 
+/// What the form calls field `name`: its label, as people see it beside the input.
+fn field_label(name: &str) -> &str {
+    match name {
+        "domain" => "Domain",
+        "template" => "Template",
+        "owner" => "Owner",
+        "serve_on" => "Served by",
+        _ => Template::ALL
+            .iter()
+            .flat_map(|t| t.fields())
+            .find(|f| f.name == name)
+            .map_or(name, |f| f.label),
+    }
+}
+
 pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
     html! {
         @match p {
@@ -453,11 +468,14 @@ pub fn preview(p: &Preview, errors: &FieldErrors) -> Markup {
                 }
                 pre .caddyfile #preview-block { code { (block) } }
             }
+            Preview::Invalid if errors.is_empty() => {
+                p .notice #preview-status { "Fill in the form: the block Caddy will get shows here." }
+            }
             Preview::Invalid => {
                 p .notice .warn #preview-status { "Not valid yet:" }
                 ul #preview-errors {
                     @for (field, why) in errors.iter() {
-                        li data-field=(field) { @if !field.is_empty() { strong { (field) } ": " } (why) }
+                        li data-field=(field) { @if !field.is_empty() { strong { (field_label(field)) } ": " } (why) }
                     }
                 }
             }

@@ -419,6 +419,18 @@ async fn the_live_preview_shows_the_exact_block_or_the_reasons() {
         .await;
     assert_eq!(bad.count("#preview-block"), 0);
     assert_eq!(bad.count("#preview-errors li[data-field=upstream]"), 1);
+    // Reasons name the field as its label does, never by its internal name.
+    assert_eq!(
+        bad.text("#preview-errors li[data-field=upstream] strong"),
+        "Upstream"
+    );
+    // A form nobody has typed into yet is not told it is invalid.
+    let pristine = app.get("/vhosts/new").await;
+    assert_eq!(pristine.count("#preview-errors"), 0, "{}", pristine.body);
+    assert_eq!(
+        pristine.text("#preview #preview-status"),
+        "Fill in the form: the block Caddy will get shows here."
+    );
 }
 
 #[tokio::test]
