@@ -28,12 +28,16 @@ pub struct Agent {
     /// When the agent first reported that its Caddy runs a config loaded outside Gatehouse,
     /// in the episode still open; `None` once a push has put the database's config back.
     pub(crate) changed_outside_at: Option<i64>,
+    /// The sites set aside on this agent because its Caddy refuses them: its Caddyfile is
+    /// rendered without them (see [`crate::fleet::quarantine`]).
+    pub(crate) quarantined: Vec<i64>,
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
 const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
     caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
-    last_error, tls_ca, tls_pin, changed_outside_at";
+    last_error, tls_ca, tls_pin, changed_outside_at,
+    (SELECT group_concat(vhost_id) FROM quarantine q WHERE q.agent_id = agents.id)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -53,6 +57,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         tls_ca: r.get(13)?,
         tls_pin: r.get(14)?,
         changed_outside_at: r.get(15)?,
+        quarantined: r
+            .get::<_, Option<String>>(16)?
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|id| id.parse().ok())
+            .collect(),
     })
 }
 

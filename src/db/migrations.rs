@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login_devices",
         sql: include_str!("migrations/0010_login_devices.sql"),
     },
+    Migration {
+        version: 11,
+        name: "quarantine",
+        sql: include_str!("migrations/0011_quarantine.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

@@ -5,6 +5,7 @@
 pub(crate) mod client;
 pub(crate) mod deploy;
 pub mod logs;
+pub(crate) mod quarantine;
 pub mod reconcile;
 pub mod site_config;
 pub(crate) mod tls;

@@ -58,6 +58,8 @@ pub(crate) fn stored_body(config: &str) -> Option<CaddyfileBody> {
 /// and by which agents (None: by every agent).
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
+    /// The stored site's id; None for one not stored yet.
+    pub(crate) id: Option<i64>,
     pub(crate) domain: &'a str,
     pub(crate) config: &'a str,
     pub(crate) enabled: bool,
@@ -68,6 +70,7 @@ impl<'a> Site<'a> {
     /// A site served by every agent, as a preview asks a Caddy about it.
     pub(crate) fn everywhere(domain: &'a str, config: &'a str) -> Self {
         Self {
+            id: None,
             domain,
             config,
             enabled: true,
@@ -83,6 +86,7 @@ impl<'a> Site<'a> {
 impl<'a> From<&'a Vhost> for Site<'a> {
     fn from(v: &'a Vhost) -> Self {
         Self {
+            id: Some(v.id),
             domain: &v.domain,
             config: &v.config,
             enabled: v.enabled,
@@ -104,8 +108,9 @@ pub(crate) struct Target<'a> {
     pub(crate) access_log: &'a str,
 }
 
-/// The Caddyfile agent `agent` must run: the enabled sites it serves, with its own admin
-/// address and access log. Returns the text and its hash.
+/// The Caddyfile agent `agent` must run: the enabled sites it serves, except those set aside
+/// on it because its Caddy refuses them, with its own admin address and access log. Returns
+/// the text and its hash.
 pub fn for_agent<'a, S: Into<Site<'a>>>(
     c: &CaddyConfig,
     agent: &Agent,
@@ -119,6 +124,7 @@ pub fn for_agent<'a, S: Into<Site<'a>>>(
         .into_iter()
         .map(Into::into)
         .filter(|s| s.served_by(agent.id))
+        .filter(|s| s.id.is_none_or(|id| !agent.quarantined.contains(&id)))
         .collect();
     render_for(c, &target, &mine)
 }
