@@ -120,11 +120,3 @@ pub fn for_site(conn: &Connection, vhost: i64) -> Result<Vec<Entry>, DbError> {
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
-
-/// The sites set aside on agents, for the sites of `owner` only (every owner's when None).
-pub fn of_owner(conn: &Connection, owner: Option<i64>) -> Result<Vec<Entry>, DbError> {
-    Ok(list(conn)?
-        .into_iter()
-        .filter(|e| owner.is_none() || e.owner_id == owner)
-        .collect())
-}

@@ -271,6 +271,48 @@ async fn adapt_refuses(fleet: &Fleet, agent: &Agent, text: &str) -> Result<Optio
     }
 }
 
+/// What Caddy says of one site asked about on its own: the global options and its block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Alone {
+    Accepted,
+    /// Caddy's message with its line said within the site's body, and that line.
+    Refused {
+        error: String,
+        body_line: Option<usize>,
+    },
+    /// Caddy could not be asked; why.
+    Unchecked(String),
+}
+
+/// Asks `agent`'s Caddy (adapt only) about site `domain` with stored body `config` alone.
+pub(crate) async fn check_alone(
+    fleet: &Fleet,
+    caddy: &CaddyConfig,
+    agent: &Agent,
+    domain: &str,
+    config: &str,
+) -> Alone {
+    let Some(body) = stored_body(config) else {
+        return Alone::Unchecked("the stored body no longer parses".into());
+    };
+    let mut everything = agent.clone();
+    everything.quarantined.clear();
+    let site = site_config::Site::everywhere(domain, config);
+    let (text, _) = site_config::for_agent(caddy, &everything, [site]);
+    match adapt_refuses(fleet, agent, &text).await {
+        Ok(None) => Alone::Accepted,
+        Ok(Some(message)) => {
+            let placed = layout(&text, &[(0, site_config::site_block(domain, &body))]);
+            let line = named_line(&message).and_then(|(_, n)| site_at(&placed, n)?.1);
+            Alone::Refused {
+                error: in_body_terms(&message, line),
+                body_line: line,
+            }
+        }
+        Err(why) => Alone::Unchecked(why),
+    }
+}
+
 /// Why `site` is refused, asked about on its own; `together` is what Caddy said when it
 /// refused it among the others.
 async fn explain(
@@ -280,24 +322,19 @@ async fn explain(
     site: &Vhost,
     together: String,
 ) -> Refusal {
-    let alone = render_only(caddy, agent, &[site]);
-    if let Ok(Some(message)) = adapt_refuses(fleet, agent, &alone).await {
-        let line = named_line(&message).and_then(|(_, n)| {
-            let placed = layout(&alone, &block_of(site).into_iter().collect::<Vec<_>>());
-            site_at(&placed, n).and_then(|(_, line)| line)
-        });
-        return Refusal {
+    match check_alone(fleet, caddy, agent, &site.domain, &site.config).await {
+        Alone::Refused { error, body_line } => Refusal {
             vhost_id: site.id,
-            error: in_body_terms(&message, line),
-            body_line: line.map(|l| l as i64),
+            error,
+            body_line: body_line.map(|l| l as i64),
             found: Found::Alone,
-        };
-    }
-    Refusal {
-        vhost_id: site.id,
-        error: together,
-        body_line: None,
-        found: Found::Together,
+        },
+        _ => Refusal {
+            vhost_id: site.id,
+            error: together,
+            body_line: None,
+            found: Found::Together,
+        },
     }
 }
 
