@@ -310,6 +310,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_agent_knows_the_sites_set_aside_on_it_until_they_are_released() {
+        use crate::db::quarantine::{self, Found, Refusal};
+        let dir = tempfile::tempdir().unwrap();
+        let db = keyed_db(dir.path());
+        db.run(|c| {
+            let tls = TlsSettings::default();
+            let t = Secret::new("token-of-an-agent-00001");
+            let one = insert(c, "one", "http://127.0.0.1:1", &t, false, &tls).unwrap();
+            let two = insert(c, "two", "http://127.0.0.1:2", &t, false, &tls).unwrap();
+            let site = |domain: &str| -> Result<i64, DbError> {
+                c.execute(
+                    "INSERT INTO vhosts (domain, template, config) VALUES (?1, 'raw', 'respond ok')",
+                    [domain],
+                )?;
+                Ok(c.last_insert_rowid())
+            };
+            let (a, b) = (site("a.example")?, site("b.example")?);
+            let refusal = |vhost_id| Refusal {
+                vhost_id,
+                error: "line 1: unrecognized directive: gzip".into(),
+                body_line: Some(1),
+                found: Found::Alone,
+            };
+            assert!(quarantine::set(c, one, &refusal(a))?, "new");
+            assert!(quarantine::set(c, one, &refusal(b))?);
+            assert!(!quarantine::set(c, one, &refusal(a))?, "already there");
+            assert!(quarantine::set(c, two, &refusal(b))?);
+            let of = |id| find(c, id).map(|a| a.unwrap().quarantined);
+            assert_eq!(of(one)?, [a, b]);
+            assert_eq!(of(two)?, [b]);
+            assert_eq!(quarantine::for_site(c, b)?.len(), 2);
+            assert_eq!(quarantine::release(c, b)?, 2);
+            assert_eq!(of(one)?, [a]);
+            assert!(of(two)?.is_empty());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
     async fn tokens_are_stored_sealed_for_their_row_and_read_back_in_the_clear() {
         let dir = tempfile::tempdir().unwrap();
         let db = keyed_db(dir.path());

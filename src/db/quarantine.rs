@@ -72,10 +72,16 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
 
 /// Sets `refusal`'s site aside on `agent`, or updates why. Returns whether it is new there.
 pub fn set(conn: &Connection, agent: i64, refusal: &Refusal) -> Result<bool, DbError> {
-    let new = conn.execute(
+    let known: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM quarantine WHERE vhost_id = ?1 AND agent_id = ?2)",
+        params![refusal.vhost_id, agent],
+        |r| r.get(0),
+    )?;
+    conn.execute(
         "INSERT INTO quarantine (vhost_id, agent_id, error, body_line, found)
          VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (vhost_id, agent_id) DO NOTHING",
+         ON CONFLICT (vhost_id, agent_id) DO UPDATE
+         SET error = excluded.error, body_line = excluded.body_line, found = excluded.found",
         params![
             refusal.vhost_id,
             agent,
@@ -83,21 +89,8 @@ pub fn set(conn: &Connection, agent: i64, refusal: &Refusal) -> Result<bool, DbE
             refusal.body_line,
             refusal.found.as_str()
         ],
-    )? == 1;
-    if !new {
-        conn.execute(
-            "UPDATE quarantine SET error = ?3, body_line = ?4, found = ?5
-             WHERE vhost_id = ?1 AND agent_id = ?2",
-            params![
-                refusal.vhost_id,
-                agent,
-                refusal.error,
-                refusal.body_line,
-                refusal.found.as_str()
-            ],
-        )?;
-    }
-    Ok(new)
+    )?;
+    Ok(!known)
 }
 
 /// Brings `vhost` back on every agent; returns how many agents had it set aside.

@@ -338,75 +338,74 @@ async fn explain(
     }
 }
 
-/// What `agent` renders of `sites`, split into the sites that may be set aside and those
-/// in `spare`, which are always asked about together with any others.
-fn candidates<'a>(agent: &Agent, sites: &'a [Vhost], spare: &[i64]) -> Split<'a> {
-    let (fixed, open) = rendered(agent, sites)
-        .into_iter()
-        .partition(|v| spare.contains(&v.id));
-    Split { fixed, open }
+/// How Caddy is asked about a config while looking for a culprit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// `/caddy/validate` (Caddy's `/adapt`): nothing is loaded.
+    Adapt,
+    /// A push: the agent's Caddy runs the config if it takes it.
+    Load,
 }
 
-struct Split<'a> {
-    fixed: Vec<&'a Vhost>,
-    open: Vec<&'a Vhost>,
-}
-
-impl<'a> Split<'a> {
-    fn with(&self, prefix: &[&'a Vhost]) -> Vec<&'a Vhost> {
-        self.fixed.iter().chain(prefix).copied().collect()
-    }
-}
-
-/// One culprit among what `agent` renders of `sites`, as adapting sees it (see the module
-/// doc); None when Caddy adapts it all. A culprit in `spare` is returned as any other.
-async fn adapt_culprit<'a>(
-    fleet: &Fleet,
-    caddy: &CaddyConfig,
-    agent: &Agent,
-    sites: &'a [Vhost],
-    spare: &[i64],
-) -> Result<Option<(&'a Vhost, String)>, String> {
-    let mine = rendered(agent, sites);
-    let text = render_only(caddy, agent, &mine);
-    let Some(message) = adapt_refuses(fleet, agent, &text).await? else {
-        return Ok(None);
-    };
-    let blocks: Vec<(i64, String)> = mine.iter().filter_map(|v| block_of(v)).collect();
-    let named = named_line(&message).and_then(|(_, n)| site_at(&layout(&text, &blocks), n));
-    if let Some((id, _)) = named {
-        return Ok(mine.into_iter().find(|v| v.id == id).map(|v| (v, message)));
-    }
-    let split = candidates(agent, sites, spare);
-    bisect(&split.open, |n| {
-        let text = render_only(caddy, agent, &split.with(&split.open[..n]));
-        async move { adapt_refuses(fleet, agent, &text).await }
-    })
-    .await
-}
-
-/// One culprit that only loading reveals, found by bisecting with loads. The sites in
-/// `spare` are in every load, so one of them is never the culprit: when they alone are
-/// refused, nothing was loaded and None is the answer.
-async fn load_culprit<'a>(
-    fleet: &Fleet,
-    caddy: &CaddyConfig,
-    agent: &Agent,
-    sites: &'a [Vhost],
-    spare: &[i64],
-) -> Result<Option<(&'a Vhost, String)>, String> {
-    let split = candidates(agent, sites, spare);
-    bisect(&split.open, |n| {
-        let text = render_only(caddy, agent, &split.with(&split.open[..n]));
-        async move {
-            match client::push(fleet, agent, &text, fleet.push_timeout).await {
+impl Ask {
+    /// Some(message) when Caddy refuses `text`; Err when it cannot be asked.
+    async fn refuses(
+        self,
+        fleet: &Fleet,
+        agent: &Agent,
+        text: &str,
+    ) -> Result<Option<String>, String> {
+        match self {
+            Ask::Adapt => adapt_refuses(fleet, agent, text).await,
+            Ask::Load => match client::push(fleet, agent, text, fleet.push_timeout).await {
                 Push::Applied { .. } => Ok(None),
                 Push::Rejected { error } => Ok(Some(error)),
                 Push::Unreachable { error } => Err(error),
+            },
+        }
+    }
+}
+
+/// Looks for the sites an agent's Caddy refuses among `sites`, never setting aside one in
+/// `spare`.
+struct Finder<'a> {
+    fleet: &'a Fleet,
+    caddy: &'a CaddyConfig,
+    sites: &'a [Vhost],
+    spare: &'a [i64],
+}
+
+impl<'a> Finder<'a> {
+    /// One culprit among what `agent` renders (see the module doc); None when Caddy takes
+    /// it all, or the refusal is no site's. Asked by adapting, a site whose line Caddy names
+    /// is returned even if it is spared (the caller lets the refusal stand); bisecting keeps
+    /// the spared sites in every config asked about, so one of them is never the answer.
+    async fn culprit(
+        &self,
+        agent: &Agent,
+        how: Ask,
+    ) -> Result<Option<(&'a Vhost, String)>, String> {
+        let mine = rendered(agent, self.sites);
+        if how == Ask::Adapt {
+            let text = render_only(self.caddy, agent, &mine);
+            let Some(message) = how.refuses(self.fleet, agent, &text).await? else {
+                return Ok(None);
+            };
+            let blocks: Vec<(i64, String)> = mine.iter().filter_map(|v| block_of(v)).collect();
+            let named = named_line(&message).and_then(|(_, n)| site_at(&layout(&text, &blocks), n));
+            if let Some((id, _)) = named {
+                return Ok(mine.into_iter().find(|v| v.id == id).map(|v| (v, message)));
             }
         }
-    })
-    .await
+        let (fixed, open): (Vec<&Vhost>, Vec<&Vhost>) =
+            mine.into_iter().partition(|v| self.spare.contains(&v.id));
+        bisect(&open, |n| {
+            let these: Vec<&Vhost> = fixed.iter().chain(&open[..n]).copied().collect();
+            let text = render_only(self.caddy, agent, &these);
+            async move { how.refuses(self.fleet, agent, &text).await }
+        })
+        .await
+    }
 }
 
 /// After `agent`'s Caddy refused its whole config (`refused`, from a push of what it renders
@@ -424,16 +423,19 @@ pub(crate) async fn recover(
     spare: &[i64],
     refused: Push,
 ) -> Result<(Push, Option<Quarantined>), DbError> {
+    let finder = Finder {
+        fleet,
+        caddy,
+        sites,
+        spare,
+    };
     let mut trial = agent.clone();
     let mut found: Vec<(String, Refusal)> = Vec::new();
     let mut loading = false;
     // Each round sets one site aside, or loads the rest: bounded by the number of sites.
     for _ in 0..=2 * sites.len() {
-        let culprit = if loading {
-            load_culprit(fleet, caddy, &trial, sites, spare).await
-        } else {
-            adapt_culprit(fleet, caddy, &trial, sites, spare).await
-        };
+        let how = if loading { Ask::Load } else { Ask::Adapt };
+        let culprit = finder.culprit(&trial, how).await;
         match culprit {
             Ok(Some((site, _))) if spare.contains(&site.id) => return Ok((refused, None)),
             Ok(Some((site, message))) => {
