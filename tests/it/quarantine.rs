@@ -105,14 +105,14 @@ async fn post(app: &TestApp, path: &str, form: &[(String, String)]) -> Page {
 }
 
 async fn site(app: &TestApp, name: &str) -> Vhost {
-    let name = format!("http://{name}.localhost:");
+    let name = format!("{name}.localhost:");
     app.state
         .db
         .run(move |c| vhosts::list(c, &Default::default()))
         .await
         .unwrap()
         .into_iter()
-        .find(|v| v.domain.starts_with(&name))
+        .find(|v| v.domain.contains(&name))
         .expect("the site is stored")
 }
 
@@ -410,4 +410,85 @@ async fn a_site_one_agents_caddy_alone_refuses_is_set_aside_there_only() {
     both_serve(&f, "plugged.localhost", "good backend", &[0, 1]).await;
     assert!(set_aside(app, plugged.id).await.is_empty());
     in_sync(&f).await;
+}
+
+#[tokio::test]
+async fn a_refusal_only_loading_reveals_is_found_by_bisecting_and_its_details_kept_for_admins() {
+    let f = fleet([&[], &[]]).await;
+    let app = &f.app;
+    let good = upstream("good backend").await;
+    for name in ["alpha", "beta", "gamma"] {
+        let created = post(
+            app,
+            "/vhosts",
+            &site_form(&f, name, &format!("reverse_proxy {good}")),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    }
+    in_sync(&f).await;
+
+    // Certificate files that are not there: Caddy adapts the site, and refuses it only when
+    // it loads it, so the import's own check with Caddy cannot see it.
+    let file = app.dir.path().join("tls.Caddyfile");
+    let tls_port = crate::common::free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "https://secure.localhost:{tls_port} {{\n\tbind {{$GH_BIND}}\n\ttls /nonexistent/cert.pem /nonexistent/key.pem\n\trespond \"secure\"\n}}\n"
+        ),
+    )
+    .unwrap();
+    let out = cli_import(app, &file);
+    assert_eq!(item(&out, "secure")["caddy"]["status"], "accepted", "{out}");
+
+    let secure = site(app, "secure").await;
+    let (db, id) = (&app.state.db, secure.id);
+    eventually(30, "the site is set aside on both agents", || async move {
+        let n = db
+            .run(move |c| gatehouse::db::quarantine::for_site(c, id))
+            .await
+            .unwrap()
+            .len();
+        n == 2
+    })
+    .await;
+    in_sync(&f).await;
+    for name in ["alpha", "beta", "gamma"] {
+        both_serve(&f, &format!("{name}.localhost"), "good backend", &[0, 1]).await;
+    }
+    let aside = set_aside(app, secure.id).await;
+    assert!(
+        aside[0].1.contains("loading certificates"),
+        "Caddy's message from the load: {}",
+        aside[0].1
+    );
+
+    // Its owner reads that it was refused, not a message that may name other sites.
+    let row = format!("article.vhost-row[data-domain='{}']", secure.domain);
+    assert!(
+        notes(&app.get("/vhosts").await, &row)[0]
+            .1
+            .contains("/nonexistent/cert.pem")
+    );
+    let (user, user_id) = signed_in_user(app, "tenant@example.com").await;
+    app.state
+        .db
+        .run(move |c| {
+            c.execute(
+                "UPDATE vhosts SET owner_id = ?1 WHERE id = ?2",
+                [user_id, id],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let theirs = notes(&user.get("/vhosts").await, &row);
+    assert_eq!(theirs.len(), 2);
+    assert!(
+        theirs[0].1.contains("an admin can see Caddy's message"),
+        "{}",
+        theirs[0].1
+    );
+    assert!(!theirs[0].1.contains("nonexistent"), "{}", theirs[0].1);
 }
