@@ -148,8 +148,9 @@ fn print_plan(plan: &Plan, applied: Option<Applied>, dry_run: bool) {
         }
         match &item.caddy {
             Some(Checked::Refused { agent, error, .. }) => line.push_str(&format!(
-                "\n          Caddy ({agent}) refuses it: {error}; it is imported all the same and \
-                 set aside on every agent whose Caddy refuses it, until it is fixed and saved"
+                "\n          Caddy ({agent}) refuses it: {error}; it {} imported all the same, \
+                 and set aside on every agent whose Caddy refuses it until it is fixed and saved",
+                if dry_run { "would be" } else { "is" }
             )),
             Some(Checked::Unchecked { why }) => line.push_str(&format!(
                 "\n          unchecked: {why}; it is set aside on any agent whose Caddy refuses it"

@@ -215,6 +215,20 @@ async fn a_site_caddy_refuses_imported_by_the_cli_is_set_aside_and_comes_back_on
         ),
     )
     .unwrap();
+    let dry = gatehouse_in(app.dir.path())
+        .args(["import", "--dry-run"])
+        .arg(&file)
+        .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{said}");
+    assert!(
+        said.lines().any(|l| l.contains("Caddy (edge-")
+            && l.contains("refuses it:")
+            && l.contains("line 2: unrecognized directive: gzip")),
+        "the report names Caddy's refusal beside the site:\n{said}"
+    );
     let out = cli_import(app, &file);
     assert_eq!(
         out["applied"]["created"], 2,
@@ -326,6 +340,21 @@ async fn a_site_caddy_refuses_imported_by_the_cli_is_set_aside_and_comes_back_on
             .contains(&"site_released".to_string())
     );
     in_sync(&f).await;
+}
+
+#[tokio::test]
+async fn without_an_agent_to_ask_the_import_marks_each_body_unchecked() {
+    let app = hub(|_| {}).await;
+    let file = app.dir.path().join("old.Caddyfile");
+    std::fs::write(&file, "legacy.example.com {\n\tgzip\n}\n").unwrap();
+    let out = cli_import(&app, &file);
+    assert_eq!(out["applied"]["created"], 1, "{out}");
+    let checked = &item(&out, "legacy")["caddy"];
+    assert_eq!(checked["status"], "unchecked", "{out}");
+    assert!(
+        checked["why"].as_str().unwrap().contains("no agent"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
