@@ -187,21 +187,35 @@ async fn in_sync(f: &Fleet) {
     }
 }
 
+/// Creates the good sites `names` on the portal, proxying to `good`, and waits until both
+/// agents run them.
+async fn good_sites(f: &Fleet, good: std::net::SocketAddr, names: &[&str]) {
+    for name in names {
+        let body = format!("reverse_proxy {good}");
+        let created = post(&f.app, "/vhosts", &site_form(f, name, &body)).await;
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    }
+    in_sync(f).await;
+}
+
+/// Gives site `id` to `user`, as an admin choosing its owner on the form would.
+async fn hand_over(app: &TestApp, id: i64, user: i64) {
+    app.state
+        .db
+        .run(move |c| {
+            c.execute("UPDATE vhosts SET owner_id = ?1 WHERE id = ?2", [user, id])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_site_caddy_refuses_imported_by_the_cli_is_set_aside_and_comes_back_once_fixed() {
     let f = fleet([&[], &[]]).await;
     let app = &f.app;
     let good = upstream("good backend").await;
-    for name in ["alpha", "beta"] {
-        let created = post(
-            app,
-            "/vhosts",
-            &site_form(&f, name, &format!("reverse_proxy {good}")),
-        )
-        .await;
-        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    }
-    in_sync(&f).await;
+    good_sites(&f, good, &["alpha", "beta"]).await;
     let (user, user_id) = signed_in_user(app, "tenant@example.com").await;
 
     // A Caddyfile from Caddy 1: `gzip` is a directive Caddy 2.6 no longer knows.
@@ -304,17 +318,7 @@ async fn a_site_caddy_refuses_imported_by_the_cli_is_set_aside_and_comes_back_on
     let theirs = user.get("/").await;
     assert_eq!(theirs.count("#quarantined"), 0, "{}", theirs.body);
     let legacy_id = legacy.id;
-    app.state
-        .db
-        .run(move |c| {
-            c.execute(
-                "UPDATE vhosts SET owner_id = ?1 WHERE id = ?2",
-                [user_id, legacy_id],
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+    hand_over(app, legacy_id, user_id).await;
     let theirs = user.get("/vhosts").await;
     let shown = notes(&theirs, &row);
     assert_eq!(shown.len(), 2, "{}", theirs.body);
@@ -446,16 +450,7 @@ async fn a_refusal_only_loading_reveals_is_found_by_bisecting_and_its_details_ke
     let f = fleet([&[], &[]]).await;
     let app = &f.app;
     let good = upstream("good backend").await;
-    for name in ["alpha", "beta", "gamma"] {
-        let created = post(
-            app,
-            "/vhosts",
-            &site_form(&f, name, &format!("reverse_proxy {good}")),
-        )
-        .await;
-        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    }
-    in_sync(&f).await;
+    good_sites(&f, good, &["alpha", "beta", "gamma"]).await;
 
     // Certificate files that are not there: Caddy adapts the site, and refuses it only when
     // it loads it, so the import's own check with Caddy cannot see it.
@@ -501,17 +496,7 @@ async fn a_refusal_only_loading_reveals_is_found_by_bisecting_and_its_details_ke
             .contains("/nonexistent/cert.pem")
     );
     let (user, user_id) = signed_in_user(app, "tenant@example.com").await;
-    app.state
-        .db
-        .run(move |c| {
-            c.execute(
-                "UPDATE vhosts SET owner_id = ?1 WHERE id = ?2",
-                [user_id, id],
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+    hand_over(app, id, user_id).await;
     let theirs = notes(&user.get("/vhosts").await, &row);
     assert_eq!(theirs.len(), 2);
     assert!(
