@@ -204,24 +204,11 @@ fn site_at(placed: &[Placed], n: usize) -> Option<(i64, Option<usize>)> {
     })
 }
 
-/// Caddy's message with its `Caddyfile:N` said as the line of the site's body.
-fn in_body_terms(message: &str, line: Option<usize>) -> String {
-    match (named_line(message), line) {
-        (Some((span, _)), Some(line)) => {
-            format!(
-                "{}line {line}{}",
-                &message[..span.start],
-                &message[span.end..]
-            )
-        }
-        (Some((span, _)), None) => {
-            format!(
-                "{}its address{}",
-                &message[..span.start],
-                &message[span.end..]
-            )
-        }
-        (None, _) => message.to_string(),
+/// Caddy's message with its `Caddyfile:N` said as `place` instead.
+fn in_body_terms(message: &str, place: &str) -> String {
+    match named_line(message) {
+        Some((span, _)) => format!("{}{place}{}", &message[..span.start], &message[span.end..]),
+        None => message.to_string(),
     }
 }
 
@@ -303,10 +290,23 @@ pub(crate) async fn check_alone(
         Ok(None) => Alone::Accepted,
         Ok(Some(message)) => {
             let placed = layout(&text, &[(0, site_config::site_block(domain, &body))]);
-            let line = named_line(&message).and_then(|(_, n)| site_at(&placed, n)?.1);
-            Alone::Refused {
-                error: in_body_terms(&message, line),
-                body_line: line,
+            let Some((n, at)) = named_line(&message).map(|(_, n)| (n, site_at(&placed, n))) else {
+                return Alone::Refused {
+                    error: message,
+                    body_line: None,
+                };
+            };
+            match at {
+                Some((_, Some(line))) => Alone::Refused {
+                    error: in_body_terms(&message, &format!("line {line}")),
+                    body_line: Some(line),
+                },
+                _ if placed.first().is_some_and(|p| p.address_line == n) => Alone::Refused {
+                    error: in_body_terms(&message, "its address"),
+                    body_line: None,
+                },
+                // A line of the global options or Gatehouse's own: not this site's doing.
+                _ => Alone::Unchecked(message),
             }
         }
         Err(why) => Alone::Unchecked(why),
@@ -609,18 +609,18 @@ mod tests {
         let m = "Caddyfile:12: unrecognized directive: gzip";
         assert_eq!(named_line(m), Some((0..12, 12)));
         assert_eq!(
-            in_body_terms(m, Some(2)),
+            in_body_terms(m, "line 2"),
             "line 2: unrecognized directive: gzip"
         );
         let parse = "parsing caddyfile tokens for 'root': Caddyfile:7 - Error during parsing: \
                      Wrong argument count";
         assert_eq!(
-            in_body_terms(parse, Some(1)),
+            in_body_terms(parse, "line 1"),
             "parsing caddyfile tokens for 'root': line 1 - Error during parsing: Wrong \
              argument count"
         );
         assert_eq!(
-            in_body_terms("ambiguous site definition: a.example", None),
+            in_body_terms("ambiguous site definition: a.example", "line 1"),
             "ambiguous site definition: a.example"
         );
         assert_eq!(named_line("Caddyfile: nothing"), None);

@@ -175,7 +175,7 @@ pub(crate) async fn check(
                 line: body_line,
             },
             Alone::Unchecked(why) => Checked::Unchecked {
-                why: format!("{} could not be asked: {why}", agent.name),
+                why: format!("{} could not judge it on its own: {why}", agent.name),
             },
         });
     }
