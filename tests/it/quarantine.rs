@@ -4,10 +4,11 @@
 //! Real Caddys (two, on 127.0.0.1 and 127.0.0.2: they share loopback ports, so each binds its
 //! own address through `{$GH_BIND}`), real agents, the real `gatehouse import` binary.
 
+use crate::common::api::{Api, make_token};
 use crate::common::binary::gatehouse_in;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AgentProc, add_agent, agent_runs_db, eventually, hub, upstream};
-use crate::common::{Page, TestApp, location, signed_in_user};
+use crate::common::{ADMIN_PASSWORD, Page, TestApp, location, signed_in_user};
 use gatehouse::db::vhosts::{self, Vhost};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -421,6 +422,12 @@ async fn a_site_one_agents_caddy_alone_refuses_is_set_aside_there_only() {
     );
     let editor = app.get(&format!("/vhosts/{}/edit", plugged.id)).await;
     assert_eq!(notes(&editor, "#quarantine").len(), 1, "{}", editor.body);
+    let token = make_token(app, ADMIN_PASSWORD, "ci", "read").await;
+    let api = Api::new(app.addr, Some(&token));
+    let got = api.get(&format!("/api/v1/vhosts/{}", plugged.id)).await;
+    assert_eq!(got.json["set_aside"][0]["agent"], "edge-2", "{}", got.body);
+    assert_eq!(got.json["set_aside"][0]["line"], 2, "{}", got.body);
+    assert_eq!(got.json["set_aside"].as_array().unwrap().len(), 1);
     let home = app.get("/").await;
     assert_eq!(
         home.count(&format!(
@@ -442,6 +449,8 @@ async fn a_site_one_agents_caddy_alone_refuses_is_set_aside_there_only() {
     assert_eq!(fixed.status, StatusCode::SEE_OTHER, "{}", fixed.body);
     both_serve(&f, "plugged.localhost", "good backend", &[0, 1]).await;
     assert!(set_aside(app, plugged.id).await.is_empty());
+    let got = api.get(&format!("/api/v1/vhosts/{}", plugged.id)).await;
+    assert!(got.json.get("set_aside").is_none(), "{}", got.body);
     in_sync(&f).await;
 }
 
