@@ -138,8 +138,7 @@ fn retrying(agent: &Agent, touched: &[i64]) -> Agent {
 fn rendered<'a>(agent: &Agent, sites: &'a [Vhost]) -> Vec<&'a Vhost> {
     let mut mine: Vec<&Vhost> = sites
         .iter()
-        .filter(|v| v.enabled && (v.all_agents || v.agent_ids.contains(&agent.id)))
-        .filter(|v| !agent.quarantined.contains(&v.id))
+        .filter(|v| v.enabled && site_config::Site::from(*v).rendered_for(agent))
         .filter(|v| stored_body(&v.config).is_some())
         .collect();
     mine.sort_by(|a, b| (&a.domain, &a.config).cmp(&(&b.domain, &b.config)));

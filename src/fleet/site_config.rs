@@ -81,6 +81,12 @@ impl<'a> Site<'a> {
     fn served_by(&self, agent: i64) -> bool {
         self.agents.is_none_or(|ids| ids.contains(&agent))
     }
+
+    /// Whether `agent`'s Caddyfile holds this site: it serves it, and has not set it aside
+    /// (see [`crate::fleet::quarantine`]). Disabled sites are left out when rendering.
+    pub(crate) fn rendered_for(&self, agent: &Agent) -> bool {
+        self.served_by(agent.id) && self.id.is_none_or(|id| !agent.quarantined.contains(&id))
+    }
 }
 
 impl<'a> From<&'a Vhost> for Site<'a> {
@@ -123,8 +129,7 @@ pub fn for_agent<'a, S: Into<Site<'a>>>(
     let mine: Vec<Site<'a>> = sites
         .into_iter()
         .map(Into::into)
-        .filter(|s| s.served_by(agent.id))
-        .filter(|s| s.id.is_none_or(|id| !agent.quarantined.contains(&id)))
+        .filter(|s| s.rendered_for(agent))
         .collect();
     render_for(c, &target, &mine)
 }
