@@ -2,16 +2,21 @@
 //!
 //! It writes the database directly, in one transaction with one changelog entry per vhost,
 //! and does not talk to any Caddy: a running hub's reconciler notices the new configuration
-//! and pushes it to the agents on its next round (`[fleet] reconcile_interval_secs`). The
+//! and pushes it to the agents on its next round (`[fleet] reconcile_interval_secs`). Each
+//! body it writes is first asked about on its own by a Caddy, through an agent the hub last
+//! saw reachable: a refusal is reported, not fatal, and the site is set aside on the agents
+//! that refuse it (see `fleet::quarantine`); with no agent to ask it is reported unchecked.
+//! The
 //! admin page `/import` instead goes through the deploy pipeline, so a Caddy that refuses
 //! the result leaves everything unchanged there.
 
 use crate::config::Config;
 use crate::db::changelog::Author;
 use crate::db::{DbError, agents, users};
-use crate::sites::import::{self, Action, Applied, NoteKind, Plan, Target};
+use crate::sites::import::{self, Action, Applied, Checked, NoteKind, Plan, Target};
 use anyhow::{Context, anyhow, bail};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,7 +98,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             };
             let plan = import::plan(&tx, &parsed, &target)?;
             if dry_run || !plan.writes() {
-                return Ok(Ok((plan, None)));
+                return Ok(Ok((plan, None, target)));
             }
             let Some(admin) = admin else {
                 return Ok(Err(
@@ -111,7 +116,7 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
             match import::apply(&tx, &author, &plan) {
                 Ok(applied) => {
                     tx.commit()?;
-                    Ok(Ok((plan, Some(applied))))
+                    Ok(Ok((plan, Some(applied), target)))
                 }
                 Err(crate::sites::changes::ChangeError::Db(e)) => Err(e),
                 Err(e) => Ok(Err(format!("nothing was imported: {e}"))),
@@ -119,10 +124,12 @@ pub async fn run(config: Config, args: Args) -> anyhow::Result<()> {
         })
         .await
         .map_err(|e: DbError| anyhow!(e))?;
-    let (plan, applied) = match outcome {
+    let (mut plan, applied, target) = match outcome {
         Ok(done) => done,
         Err(why) => bail!(why),
     };
+    let fleet = crate::fleet::Fleet::new(Duration::from_secs(config.fleet.push_timeout_secs));
+    import::check(&mut plan, &db, &fleet, &config.caddy, &target).await;
     if args.json {
         let out = serde_json::json!({ "plan": plan, "applied": applied, "dry_run": args.dry_run });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -138,6 +145,17 @@ fn print_plan(plan: &Plan, applied: Option<Applied>, dry_run: bool) {
         let mut line = format!("{:<9} {shown}  (line {})", item.action.as_str(), item.line);
         if let Some(reason) = &item.reason {
             line.push_str(&format!(": {reason}"));
+        }
+        match &item.caddy {
+            Some(Checked::Refused { agent, error, .. }) => line.push_str(&format!(
+                "\n          Caddy ({agent}) refuses it: {error}; it {} imported all the same, \
+                 and set aside on every agent whose Caddy refuses it until it is fixed and saved",
+                if dry_run { "would be" } else { "is" }
+            )),
+            Some(Checked::Unchecked { why }) => line.push_str(&format!(
+                "\n          unchecked: {why}; it is set aside on any agent whose Caddy refuses it"
+            )),
+            Some(Checked::Accepted { .. }) | None => {}
         }
         println!("{line}");
     }

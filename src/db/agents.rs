@@ -28,12 +28,16 @@ pub struct Agent {
     /// When the agent first reported that its Caddy runs a config loaded outside Gatehouse,
     /// in the episode still open; `None` once a push has put the database's config back.
     pub(crate) changed_outside_at: Option<i64>,
+    /// The sites set aside on this agent because its Caddy refuses them: its Caddyfile is
+    /// rendered without them (see [`crate::fleet::quarantine`]).
+    pub(crate) quarantined: Vec<i64>,
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
 const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
     caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
-    last_error, tls_ca, tls_pin, changed_outside_at";
+    last_error, tls_ca, tls_pin, changed_outside_at,
+    (SELECT group_concat(vhost_id) FROM quarantine q WHERE q.agent_id = agents.id)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -53,6 +57,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         tls_ca: r.get(13)?,
         tls_pin: r.get(14)?,
         changed_outside_at: r.get(15)?,
+        quarantined: r
+            .get::<_, Option<String>>(16)?
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|id| id.parse().ok())
+            .collect(),
     })
 }
 
@@ -297,6 +307,47 @@ mod tests {
         let db = Db::open_with(&dir.join("gh.db"), Some(sealer)).unwrap();
         db.migrate().unwrap();
         db
+    }
+
+    #[tokio::test]
+    async fn an_agent_knows_the_sites_set_aside_on_it_until_they_are_released() {
+        use crate::db::quarantine::{self, Found, Refusal};
+        let dir = tempfile::tempdir().unwrap();
+        let db = keyed_db(dir.path());
+        db.run(|c| {
+            let tls = TlsSettings::default();
+            let t = Secret::new("token-of-an-agent-00001");
+            let one = insert(c, "one", "http://127.0.0.1:1", &t, false, &tls).unwrap();
+            let two = insert(c, "two", "http://127.0.0.1:2", &t, false, &tls).unwrap();
+            let site = |domain: &str| -> Result<i64, DbError> {
+                c.execute(
+                    "INSERT INTO vhosts (domain, template, config) VALUES (?1, 'raw', 'respond ok')",
+                    [domain],
+                )?;
+                Ok(c.last_insert_rowid())
+            };
+            let (a, b) = (site("a.example")?, site("b.example")?);
+            let refusal = |vhost_id| Refusal {
+                vhost_id,
+                error: "line 1: unrecognized directive: gzip".into(),
+                body_line: Some(1),
+                found: Found::Alone,
+            };
+            assert!(quarantine::set(c, one, &refusal(a))?, "new");
+            assert!(quarantine::set(c, one, &refusal(b))?);
+            assert!(!quarantine::set(c, one, &refusal(a))?, "already there");
+            assert!(quarantine::set(c, two, &refusal(b))?);
+            let of = |id| find(c, id).map(|a| a.unwrap().quarantined);
+            assert_eq!(of(one)?, [a, b]);
+            assert_eq!(of(two)?, [b]);
+            assert_eq!(quarantine::for_site(c, b)?.len(), 2);
+            assert_eq!(quarantine::release(c, b)?, 2);
+            assert_eq!(of(one)?, [a]);
+            assert!(of(two)?.is_empty());
+            Ok(())
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -40,6 +40,11 @@ pub enum Action {
     GrantRemoved,
     /// An admin knowingly saved a site that overlaps another owner's (the detail says which).
     OverlapAllowed,
+    /// An agent's Caddy refused a site, which was set aside on that agent (the detail says
+    /// which, where and Caddy's message).
+    SiteQuarantined,
+    /// A site set aside was saved and is tried on every agent again.
+    SiteReleased,
 }
 
 impl Action {
@@ -68,6 +73,8 @@ impl Action {
         Action::GrantAdded,
         Action::GrantRemoved,
         Action::OverlapAllowed,
+        Action::SiteQuarantined,
+        Action::SiteReleased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +103,8 @@ impl Action {
             Action::GrantAdded => "grant_added",
             Action::GrantRemoved => "grant_removed",
             Action::OverlapAllowed => "overlap_allowed",
+            Action::SiteQuarantined => "site_quarantined",
+            Action::SiteReleased => "site_released",
         }
     }
 }

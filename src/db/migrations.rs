@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "one_time_passwords",
         sql: include_str!("migrations/0011_one_time_passwords.sql"),
     },
+    Migration {
+        version: 12,
+        name: "quarantine",
+        sql: include_str!("migrations/0012_quarantine.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

@@ -14,6 +14,7 @@ pub(crate) mod files;
 pub mod grants;
 pub(crate) mod login_devices;
 mod migrations;
+pub mod quarantine;
 pub(crate) mod sealed;
 pub mod sessions;
 pub(crate) mod settings;

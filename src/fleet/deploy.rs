@@ -13,6 +13,7 @@
 
 use super::Fleet;
 use super::client::{self, Push};
+use super::quarantine::{self, AfterChange};
 use super::site_config;
 use crate::config::CaddyConfig;
 use crate::db::agents::{self, Agent};
@@ -56,6 +57,12 @@ struct Step {
     agent: Agent,
     after: String,
     after_hash: String,
+    /// The sites after the change, for setting aside one the change did not touch.
+    change: std::sync::Arc<AfterChange>,
+}
+
+fn steps_of(steps: &[Step]) -> Vec<(&Agent, &AfterChange)> {
+    steps.iter().map(|s| (&s.agent, &*s.change)).collect()
 }
 
 fn all_vhosts(c: &Connection) -> Result<Vec<Vhost>, DbError> {
@@ -127,15 +134,17 @@ where
             }
             let after = all_vhosts(&tx)?;
             drop(tx);
+            let after = std::sync::Arc::new(AfterChange::new(&before, after));
             // What each agent ran before is rendered only if it has to be put back.
             let steps = fleet_agents
                 .into_iter()
                 .map(|agent| {
-                    let (after_text, after_hash) = site_config::for_agent(&caddy_c, &agent, &after);
+                    let (after_text, after_hash) = after.render(&caddy_c, &agent);
                     Step {
                         agent,
                         after: after_text,
                         after_hash,
+                        change: after.clone(),
                     }
                 })
                 .collect::<Vec<_>>();
@@ -242,6 +251,10 @@ where
         Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
     });
     let outcomes = futures::future::join_all(pushes).await;
+    // A refusal caused by a site the change did not touch sets that site aside there; what
+    // each agent had set aside is that agent's outcome for the deployment's record.
+    let (outcomes, _quarantined) =
+        quarantine::in_deploy(db, fleet, caddy, &steps_of(&steps), outcomes).await?;
 
     // 3. A rejection anywhere: put back the previous config where the new one landed.
     if let Some((step, error)) = steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
@@ -284,6 +297,11 @@ where
         }
         result => result,
     };
+    if result.is_ok()
+        && let Some(s) = steps.first()
+    {
+        quarantine::release(db, s.change.touched.clone()).await?;
+    }
     let pushed = steps
         .iter()
         .zip(outcomes)

@@ -1,10 +1,12 @@
 //! The hub's side of the agents: the HTTP client, the Caddyfile rendering, the deploy
-//! pipeline that keeps every Caddy equal to the database or changes nothing, and the
-//! reconciler that catches up agents that were away.
+//! pipeline that keeps every Caddy equal to the database or changes nothing, the
+//! reconciler that catches up agents that were away, and quarantine, which sets aside on one
+//! agent a site its Caddy refuses when nobody is changing it.
 
 pub(crate) mod client;
 pub(crate) mod deploy;
 pub mod logs;
+pub(crate) mod quarantine;
 pub mod reconcile;
 pub mod site_config;
 pub(crate) mod tls;

@@ -9,6 +9,7 @@
 
 use super::Fleet;
 use super::client::{self, Push};
+use super::quarantine::{self, Quarantined};
 use super::site_config;
 use crate::config::Config;
 use crate::db::agents::{self, Agent, Report, RunningState};
@@ -24,6 +25,8 @@ pub enum Sync {
     Pushed,
     /// Caddy ran a config loaded outside Gatehouse; the database's is loaded again.
     Restored,
+    /// Caddy refused some sites; they were set aside on this agent, the rest pushed.
+    Quarantined(Quarantined),
     Offline(String),
     Rejected(String),
     Failed(String),
@@ -31,7 +34,10 @@ pub enum Sync {
 
 impl Sync {
     pub(crate) fn ok(&self) -> bool {
-        matches!(self, Sync::InSync | Sync::Pushed | Sync::Restored)
+        matches!(
+            self,
+            Sync::InSync | Sync::Pushed | Sync::Restored | Sync::Quarantined(_)
+        )
     }
 }
 
@@ -54,14 +60,14 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     }
     // The same lock as deploys: a push from here never lands between a deploy's pushes.
     let _turn = fleet.deploy_lock.lock().await;
-    let (agent, text, hash) = {
+    let (agent, text, hash, all) = {
         let caddy = config.caddy.clone();
         db.run(move |c| {
             let agent: Agent = agents::find(c, id)?
                 .ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
             let all = vhosts::list(c, &vhosts::Filter::default())?;
             let (text, hash) = site_config::for_agent(&caddy, &agent, &all);
-            Ok((agent, text, hash))
+            Ok((agent, text, hash, all))
         })
         .await?
     };
@@ -69,7 +75,17 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         return Ok(Sync::InSync);
     }
     let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
+    // Nobody is changing anything here: a refusal is some site's, set aside on this agent.
+    let (outcome, quarantined) = match outcome {
+        Push::Rejected { .. } => {
+            quarantine::recover(db, fleet, &config.caddy, &agent, &all, &[], outcome).await?
+        }
+        outcome => (outcome, None),
+    };
     let result = match &outcome {
+        Push::Applied { .. } if quarantined.is_some() => {
+            Sync::Quarantined(quarantined.expect("just checked"))
+        }
         Push::Applied { .. } if outside => Sync::Restored,
         Push::Applied { .. } => Sync::Pushed,
         Push::Rejected { error } => Sync::Rejected(error.clone()),

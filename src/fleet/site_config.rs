@@ -58,6 +58,8 @@ pub(crate) fn stored_body(config: &str) -> Option<CaddyfileBody> {
 /// and by which agents (None: by every agent).
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
+    /// The stored site's id; None for one not stored yet.
+    pub(crate) id: Option<i64>,
     pub(crate) domain: &'a str,
     pub(crate) config: &'a str,
     pub(crate) enabled: bool,
@@ -68,6 +70,7 @@ impl<'a> Site<'a> {
     /// A site served by every agent, as a preview asks a Caddy about it.
     pub(crate) fn everywhere(domain: &'a str, config: &'a str) -> Self {
         Self {
+            id: None,
             domain,
             config,
             enabled: true,
@@ -78,11 +81,18 @@ impl<'a> Site<'a> {
     fn served_by(&self, agent: i64) -> bool {
         self.agents.is_none_or(|ids| ids.contains(&agent))
     }
+
+    /// Whether `agent`'s Caddyfile holds this site: it serves it, and has not set it aside
+    /// (see [`crate::fleet::quarantine`]). Disabled sites are left out when rendering.
+    pub(crate) fn rendered_for(&self, agent: &Agent) -> bool {
+        self.served_by(agent.id) && self.id.is_none_or(|id| !agent.quarantined.contains(&id))
+    }
 }
 
 impl<'a> From<&'a Vhost> for Site<'a> {
     fn from(v: &'a Vhost) -> Self {
         Self {
+            id: Some(v.id),
             domain: &v.domain,
             config: &v.config,
             enabled: v.enabled,
@@ -104,8 +114,9 @@ pub(crate) struct Target<'a> {
     pub(crate) access_log: &'a str,
 }
 
-/// The Caddyfile agent `agent` must run: the enabled sites it serves, with its own admin
-/// address and access log. Returns the text and its hash.
+/// The Caddyfile agent `agent` must run: the enabled sites it serves, except those set aside
+/// on it because its Caddy refuses them, with its own admin address and access log. Returns
+/// the text and its hash.
 pub fn for_agent<'a, S: Into<Site<'a>>>(
     c: &CaddyConfig,
     agent: &Agent,
@@ -118,7 +129,7 @@ pub fn for_agent<'a, S: Into<Site<'a>>>(
     let mine: Vec<Site<'a>> = sites
         .into_iter()
         .map(Into::into)
-        .filter(|s| s.served_by(agent.id))
+        .filter(|s| s.rendered_for(agent))
         .collect();
     render_for(c, &target, &mine)
 }

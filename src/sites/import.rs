@@ -19,12 +19,15 @@ pub use crate::domain::caddyfile::import::{Note, NoteKind, Parsed, parse};
 use super::changes::{self, ChangeError};
 use super::{AgentPlan, SiteError, Sites};
 use crate::claims::{self, Claim};
-use crate::db::DbError;
+use crate::config::CaddyConfig;
 use crate::db::changelog::Author;
 use crate::db::users::User;
 use crate::db::vhosts::{self, Snapshot};
+use crate::db::{Db, DbError};
 use crate::domain::caddyfile::config_hash;
 use crate::domain::vhost::SiteAddress;
+use crate::fleet::Fleet;
+use crate::fleet::quarantine::{self, Alone};
 use rusqlite::Connection;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -79,6 +82,9 @@ pub struct Item {
     pub(crate) same_block_as: Vec<String>,
     /// The stored vhost an update or no-change refers to.
     pub(crate) vhost_id: Option<i64>,
+    /// What a Caddy said of the body on its own, when the import asked one ([`check`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) caddy: Option<Checked>,
     #[serde(skip)]
     pub(crate) snapshot: Option<Snapshot>,
 }
@@ -99,6 +105,79 @@ impl Plan {
     /// Whether applying would write anything.
     pub(crate) fn writes(&self) -> bool {
         self.count(Action::Create) + self.count(Action::Update) > 0
+    }
+}
+
+/// What a Caddy said of one imported body, asked about on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Checked {
+    Accepted {
+        agent: String,
+    },
+    /// Imported all the same: set aside on the agents whose Caddy refuses it once it is
+    /// pushed (see [`crate::fleet::quarantine`]).
+    Refused {
+        agent: String,
+        /// Caddy's message, its line said within the body.
+        error: String,
+        line: Option<usize>,
+    },
+    /// No Caddy could be asked; it is set aside later if one refuses it.
+    Unchecked {
+        why: String,
+    },
+}
+
+/// Asks a Caddy about each body `plan` would write, on its own, through an agent's
+/// `/caddy/validate`: the agent the import targets, or else the first one the hub last saw
+/// reachable. Nothing is refused here: what Caddy says is reported with each item.
+pub(crate) async fn check(
+    plan: &mut Plan,
+    db: &Db,
+    fleet: &Fleet,
+    caddy: &CaddyConfig,
+    target: &Target,
+) {
+    let agent = db
+        .run(|c| crate::db::agents::list(c))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "the import cannot read the agents");
+            "the agents could not be read".to_string()
+        })
+        .and_then(|agents| {
+            agents
+                .into_iter()
+                .filter(|a| target.agent_id.is_none_or(|id| a.id == id))
+                .find(|a| a.online && a.caddy_reachable && a.caddy_admin.is_some())
+                .ok_or_else(|| "no agent was reachable".to_string())
+        });
+    for item in &mut plan.items {
+        let Some(snapshot) = &item.snapshot else {
+            continue;
+        };
+        let agent = match &agent {
+            Ok(agent) => agent,
+            Err(why) => {
+                item.caddy = Some(Checked::Unchecked { why: why.clone() });
+                continue;
+            }
+        };
+        let said = quarantine::check_alone(fleet, caddy, agent, &snapshot.domain, &snapshot.config);
+        item.caddy = Some(match said.await {
+            Alone::Accepted => Checked::Accepted {
+                agent: agent.name.clone(),
+            },
+            Alone::Refused { error, body_line } => Checked::Refused {
+                agent: agent.name.clone(),
+                error,
+                line: body_line,
+            },
+            Alone::Unchecked(why) => Checked::Unchecked {
+                why: format!("{} could not judge it on its own: {why}", agent.name),
+            },
+        });
     }
 }
 
@@ -138,6 +217,7 @@ pub fn plan(conn: &Connection, parsed: &Parsed, target: &Target) -> Result<Plan,
                     .cloned()
                     .collect(),
                 vhost_id: None,
+                caddy: None,
                 snapshot: None,
             };
             let site = if address.starts_with(':') {

@@ -9,6 +9,7 @@ mod draft;
 mod error;
 pub mod import;
 mod patch;
+mod quarantine;
 
 pub(crate) use draft::{
     ALLOW_OVERLAP, Agents, CheckedSite, Known, Owner, SiteDraft, is_template_field,

@@ -3,6 +3,7 @@
 use super::agents::{AgentState, AgentView};
 use super::{Ctx, timestamp};
 use crate::db::changelog;
+use crate::db::quarantine::Entry;
 use crate::db::users::User;
 use maud::{Markup, html};
 
@@ -13,6 +14,8 @@ pub struct Dashboard {
     pub recent: Vec<changelog::Entry>,
     /// Admins see the fleet too.
     pub agents: Vec<AgentView>,
+    /// The sites set aside on agents because a Caddy refuses them (a `user`: their own).
+    pub quarantined: Vec<Entry>,
 }
 
 pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
@@ -27,6 +30,21 @@ pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
                 div .form-actions {
                     a .button .primary href="/vhosts/new" { "New site" }
                     a .button href="/vhosts" { "All sites" }
+                }
+            }
+            @if !d.quarantined.is_empty() {
+                section .card #quarantined {
+                    h2 { "Sites set aside" }
+                    p .notice .warn { "A Caddy refuses these sites, so their agents serve everything else without them. Fix and save each to bring it back." }
+                    ul .links {
+                        @for e in &d.quarantined {
+                            li .quarantined-site data-domain=(e.domain) data-agent=(e.agent) {
+                                a .mono href=(format!("/vhosts/{}/edit", e.vhost_id)) { (e.domain) }
+                                span .muted { " on " (e.agent) ": " }
+                                span .quarantine-error { (e.error) }
+                            }
+                        }
+                    }
                 }
             }
             @if !d.agents.is_empty() {

@@ -6,6 +6,7 @@
 
 use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
+use crate::db::quarantine::Entry;
 use crate::db::users::User;
 use crate::db::vhosts::Vhost;
 use crate::domain::FieldErrors;
@@ -49,6 +50,8 @@ pub struct RowView {
     pub display: String,
     pub template: String,
     pub owner: Option<String>,
+    /// The agents this site is set aside on, and why.
+    pub quarantine: Vec<Entry>,
 }
 
 impl RowView {
@@ -73,6 +76,30 @@ impl RowView {
             display,
             template,
             owner,
+            quarantine: Vec::new(),
+        }
+    }
+
+    /// The row, with where its site is set aside among `all`.
+    pub fn set_aside(mut self, all: &[Entry]) -> Self {
+        self.quarantine = all
+            .iter()
+            .filter(|e| e.vhost_id == self.vhost.id)
+            .cloned()
+            .collect();
+        self
+    }
+}
+
+/// Where a site is set aside because an agent's Caddy refuses it, each with Caddy's message
+/// (its line named within the site's body).
+pub fn quarantine_notes(entries: &[Entry]) -> Markup {
+    html! {
+        @for e in entries {
+            p .quarantine role="status" data-agent=(e.agent) data-line=[e.body_line] {
+                span .badge .warn { "Set aside on " (e.agent) } " "
+                span .quarantine-error { "Caddy refuses it: " (e.error) }
+            }
         }
     }
 }
@@ -88,6 +115,8 @@ pub struct Editor {
     /// Every agent, by id and name, to choose which serve this site.
     pub agents: Vec<(i64, String)>,
     pub preview: Preview,
+    /// The agents this site is set aside on, and why.
+    pub quarantine: Vec<Entry>,
 }
 
 /// What the live preview says about the form as it stands.
@@ -235,6 +264,7 @@ pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
                     " · " a .vhost-logs href=(format!("/logs?{}", serde_urlencoded::to_string([("vhost", &v.domain)]).unwrap_or_default())) { "Logs" }
                     " · " a .vhost-changes href=(format!("/changelog?domain={}", v.domain)) { "History" }
                 }
+                (quarantine_notes(&r.quarantine))
                 @if let Some(error) = error { p .row-error role="alert" { (error) } }
             }
             form .toggle method="post" action=(toggle) hx-post=(toggle) hx-target=(format!("#{id}"))
@@ -264,6 +294,13 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
         div #vhost-editor .editor {
             section .card .editor-form {
                 h1 { @if e.id.is_some() { "Edit site" } @else { "New site" } }
+                @if !e.quarantine.is_empty() {
+                    div .notice .warn #quarantine {
+                        p { "A Caddy refuses this site, so the agents below serve everything else without it. "
+                            "Fix it and save: Caddy checks the save, and the site is tried on every agent again." }
+                        (quarantine_notes(&e.quarantine))
+                    }
+                }
                 (form_alert(&e.errors))
                 form #vhost-form method="post" action=(action) hx-post=(action) hx-target="#vhost-editor" hx-swap="outerHTML" {
                     (csrf_field(ctx))

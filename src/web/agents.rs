@@ -363,6 +363,15 @@ pub async fn sync(
              configuration is loaded again."
                 .to_string(),
         ),
+        Sync::Quarantined(q) => Ok(format!(
+            "Synced without {}: Caddy refuses {}, set aside on this agent (see Sites).",
+            q.sites
+                .iter()
+                .map(|(domain, _)| domain.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if q.sites.len() == 1 { "it" } else { "them" }
+        )),
         Sync::Offline(e) => Err(format!("Offline: {e}")),
         Sync::Rejected(e) => Err(format!("Caddy refused the configuration: {e}")),
         Sync::Failed(e) => Err(e.clone()),

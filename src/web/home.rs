@@ -41,10 +41,12 @@ pub async fn index(
                 disabled,
                 recent: changelog::list(c, &filter)?,
                 agents: Vec::new(),
+                quarantined: Vec::new(),
             })
         })
         .await?;
     let dashboard = Dashboard {
+        quarantined: state.sites().quarantined(&current.user).await?,
         agents: if admin {
             super::agents::views_of(&state).await?
         } else {

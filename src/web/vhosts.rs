@@ -47,7 +47,11 @@ pub async fn list(
     let admin = current.user.is_admin();
     let rows = state.sites().list(&current.user, &q.search()).await?;
     let owners = owners_for(&state, admin).await?;
-    let rows: Vec<RowView> = rows.into_iter().map(|v| RowView::of(v, &owners)).collect();
+    let set_aside = state.sites().quarantined(&current.user).await?;
+    let rows: Vec<RowView> = rows
+        .into_iter()
+        .map(|v| RowView::of(v, &owners).set_aside(&set_aside))
+        .collect();
     Ok(render.page(
         "Sites",
         views::vhosts::list(&render.ctx, admin, &rows, &q, &owners),
@@ -122,8 +126,13 @@ async fn show_editor(
     {
         errors = FieldErrors::default();
     }
+    let quarantine = match id {
+        Some(id) => state.sites().quarantine_of(user, id).await?,
+        None => Vec::new(),
+    };
     let editor = Editor {
         id,
+        quarantine,
         template: template_of(&values),
         admin: user.is_admin(),
         owners: owners_for(state, user.is_admin()).await?,
@@ -366,7 +375,7 @@ pub async fn toggle(
         "Sites",
         views::vhosts::row(
             &render.ctx,
-            &RowView::of(now, &owners),
+            &RowView::of(now, &owners).set_aside(&sites.quarantine_of(&current.user, id).await?),
             admin,
             message.as_deref(),
         ),

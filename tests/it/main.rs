@@ -24,6 +24,7 @@ mod logs;
 mod logs_agent;
 mod metrics;
 mod plan;
+mod quarantine;
 mod secrets;
 mod tenancy;
 mod tenancy_property;

@@ -111,7 +111,16 @@ pub async fn get_vhost(
     Path(id): Path<i64>,
 ) -> ApiResult {
     let v = state.sites().owned(&caller.user, id).await?;
-    Ok(json_response(StatusCode::OK, &site_json(v)))
+    let aside = state.sites().quarantine_of(&caller.user, id).await?;
+    let mut site = json!(site_json(v));
+    // Only when a Caddy refuses it, so it is set aside on that agent.
+    if !aside.is_empty() {
+        site["set_aside"] = aside
+            .into_iter()
+            .map(|e| json!({ "agent_id": e.agent_id, "agent": e.agent, "error": e.error, "line": e.body_line }))
+            .collect();
+    }
+    Ok(json_response(StatusCode::OK, &site))
 }
 
 /// `?dry_run=1` on a change: plan it (every check, and what each agent's Caddyfile would
