@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login_devices",
         sql: include_str!("migrations/0010_login_devices.sql"),
     },
+    Migration {
+        version: 13,
+        name: "deploy_history",
+        sql: include_str!("migrations/0013_deploy_history.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

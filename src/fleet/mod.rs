@@ -4,7 +4,9 @@
 
 pub(crate) mod client;
 pub(crate) mod deploy;
+pub mod history;
 pub mod logs;
+pub(crate) mod progress;
 pub mod reconcile;
 pub mod site_config;
 pub(crate) mod tls;

@@ -66,6 +66,7 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         .await?
     };
     if agent.applied_hash.as_deref() == Some(hash.as_str()) && !outside {
+        super::history::landed(db, id).await?;
         return Ok(Sync::InSync);
     }
     let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
@@ -82,6 +83,9 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         }
     })
     .await?;
+    if matches!(result, Sync::Pushed | Sync::Restored) {
+        super::history::landed(db, id).await?;
+    }
     match result {
         Sync::Pushed => tracing::info!(agent = %agent.name, "agent caught up with the database"),
         Sync::Restored => tracing::warn!(

@@ -2,6 +2,7 @@
 
 use super::{Ctx, csrf_field, timestamp};
 use crate::db::changelog::Entry;
+use crate::db::deploys::AgentOutcome;
 use crate::db::vhosts::Snapshot;
 use crate::fleet::site_config;
 use maud::{Markup, html};
@@ -21,6 +22,8 @@ pub struct EntryView {
     pub entry: Entry,
     pub before: String,
     pub after: String,
+    /// What its deploy did on each agent (empty when none was recorded).
+    pub deploy: Vec<AgentOutcome>,
 }
 
 impl EntryView {
@@ -31,6 +34,7 @@ impl EntryView {
             entry,
             before,
             after,
+            deploy: Vec::new(),
         }
     }
 }
@@ -102,6 +106,7 @@ fn entry(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
                 }
             }
             (diff(&e.before, &e.after))
+            (super::history::deploy_outcomes(&e.deploy, admin))
         }
     }
 }

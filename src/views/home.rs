@@ -13,6 +13,8 @@ pub struct Dashboard {
     pub recent: Vec<changelog::Entry>,
     /// Admins see the fleet too.
     pub agents: Vec<AgentView>,
+    /// Changes that have not reached every agent (a `user`'s own sites only).
+    pub pending: Vec<crate::db::deploys::Pending>,
 }
 
 pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
@@ -52,6 +54,7 @@ pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
                     a href="/agents" { "Manage agents" }
                 }
             }
+            (super::history::pending_list(&d.pending))
             section .card #recent-changes {
                 h2 { "Recent changes" }
                 @if d.recent.is_empty() {

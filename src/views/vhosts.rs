@@ -48,6 +48,8 @@ pub struct RowView {
     pub display: String,
     pub template: String,
     pub owner: Option<String>,
+    /// The agents its last change has not reached yet.
+    pub pending: Vec<String>,
 }
 
 impl RowView {
@@ -72,6 +74,7 @@ impl RowView {
             display,
             template,
             owner,
+            pending: Vec::new(),
         }
     }
 }
@@ -87,6 +90,8 @@ pub struct Editor {
     /// Every agent, by id and name, to choose which serve this site.
     pub agents: Vec<(i64, String)>,
     pub preview: Preview,
+    /// The agents the site's last change has not reached yet.
+    pub pending: Vec<String>,
 }
 
 /// What the live preview says about the form as it stands.
@@ -234,6 +239,7 @@ pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
                     " · " a .vhost-logs href=(format!("/logs?{}", serde_urlencoded::to_string([("vhost", &v.domain)]).unwrap_or_default())) { "Logs" }
                     " · " a .vhost-changes href=(format!("/changelog?domain={}", v.domain)) { "History" }
                 }
+                @if !r.pending.is_empty() { p .vhost-pending { (super::history::pending_note(&r.pending)) } }
                 @if let Some(error) = error { p .row-error role="alert" { (error) } }
             }
             form .toggle method="post" action=(toggle) hx-post=(toggle) hx-target=(format!("#{id}"))
@@ -263,6 +269,9 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
         div #vhost-editor .editor {
             section .card .editor-form {
                 h1 { @if e.id.is_some() { "Edit site" } @else { "New site" } }
+                @if !e.pending.is_empty() {
+                    p .notice .warn #vhost-pending { "Its last change is " (super::history::pending_note(&e.pending)) "." }
+                }
                 (form_alert(&e.errors))
                 form #vhost-form method="post" action=(action) hx-post=(action) hx-target="#vhost-editor" hx-swap="outerHTML" {
                     (csrf_field(ctx))

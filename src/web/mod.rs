@@ -266,7 +266,12 @@ fn table(state: &AppState) -> Table {
         get(agents::page).post(agents::create),
     )
     .add(Admin, "/agents/sync-all", POST, post(agents::sync_all))
-    .add(Admin, "/agents/{id}", POST, post(agents::update))
+    .add(
+        Admin,
+        "/agents/{id}",
+        GET_POST,
+        get(agents::show).post(agents::update),
+    )
     .add(Admin, "/agents/{id}/edit", GET, get(agents::edit_form))
     .add(Admin, "/agents/{id}/delete", POST, post(agents::delete))
     .add(Admin, "/agents/{id}/test", POST, post(agents::test))

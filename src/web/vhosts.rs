@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A vhost the current user may see and change (an admin: any; a user: their own).
 pub struct OwnedVhost(pub Vhost);
@@ -47,7 +47,14 @@ pub async fn list(
     let admin = current.user.is_admin();
     let rows = state.sites().list(&current.user, &q.search()).await?;
     let owners = owners_for(&state, admin).await?;
-    let rows: Vec<RowView> = rows.into_iter().map(|v| RowView::of(v, &owners)).collect();
+    let mut pending = pending_by_site(&state).await?;
+    let rows: Vec<RowView> = rows
+        .into_iter()
+        .map(|v| RowView {
+            pending: pending.remove(&v.id).unwrap_or_default(),
+            ..RowView::of(v, &owners)
+        })
+        .collect();
     Ok(render.page(
         "Sites",
         views::vhosts::list(&render.ctx, admin, &rows, &q, &owners),
@@ -66,6 +73,20 @@ fn template_of(values: &BTreeMap<String, String>) -> Template {
         .get("template")
         .and_then(|t| Template::from_slug(t))
         .unwrap_or(Template::ReverseProxy)
+}
+
+/// The agents each site's last change has not reached yet, by site id. Only ever looked
+/// up for sites the person may see.
+async fn pending_by_site(state: &AppState) -> Result<HashMap<i64, Vec<String>>> {
+    let pending = state
+        .db
+        .run(|c| crate::db::deploys::pending(c, None))
+        .await?;
+    let mut by_site: HashMap<i64, Vec<String>> = HashMap::new();
+    for p in pending {
+        by_site.entry(p.vhost_id).or_default().push(p.agent_name);
+    }
+    Ok(by_site)
 }
 
 async fn owners_for(state: &AppState, admin: bool) -> Result<Vec<User>> {
@@ -131,6 +152,13 @@ async fn show_editor(
         values,
         errors,
         preview,
+        pending: match id {
+            Some(id) => pending_by_site(state)
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
     };
     let title = if id.is_some() {
         "Edit site"
@@ -366,7 +394,13 @@ pub async fn toggle(
         "Sites",
         views::vhosts::row(
             &render.ctx,
-            &RowView::of(now, &owners),
+            &RowView {
+                pending: pending_by_site(&state)
+                    .await?
+                    .remove(&now.id)
+                    .unwrap_or_default(),
+                ..RowView::of(now, &owners)
+            },
             admin,
             message.as_deref(),
         ),
