@@ -17,10 +17,10 @@ tokio::task_local! {
 
 /// One agent's part of a deploy: under way (`None`) or done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Step {
-    pub(crate) agent_id: i64,
-    pub(crate) agent: String,
-    pub(crate) outcome: Option<Outcome>,
+pub struct Step {
+    pub agent_id: i64,
+    pub agent: String,
+    pub outcome: Option<Outcome>,
 }
 
 /// Where a deploy reports its progress; cheap to clone, shared by the deploy and its

@@ -6,6 +6,7 @@
 use super::agents::AgentView;
 use super::timestamp;
 use crate::db::deploys::{AgentDeploy, AgentOutcome, Pending};
+use crate::fleet::progress::Step;
 use maud::{Markup, html};
 
 /// How an outcome reads, by its stored name.
@@ -134,6 +135,29 @@ pub fn agent_page(v: &AgentView, deploys: &[AgentDeploy]) -> Markup {
                                 td .deploy-result { (d.result) }
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A deploy still under way: each agent's progress, polled every second in place of the
+/// answer it stands for (a row, the editor, a page), which replaces it when the deploy ends.
+pub fn progress(token: &str, steps: &[Step], seconds: u64) -> Markup {
+    let done = steps.iter().filter(|s| s.outcome.is_some()).count();
+    html! {
+        div .card .deploy-progress data-deploy=(token) hx-get=(format!("/deploys/{token}"))
+            hx-trigger="load delay:1s" hx-target="this" hx-swap="outerHTML" role="status" aria-live="polite" {
+            p .notice .warn { "Deploying… " (done) " of " (steps.len()) " agents done"
+                @if seconds > 0 { " (" (seconds) " s)" } "." span .spinner {} }
+            p .hint { "The change goes on whether or not you stay; this shows its result when it ends." }
+            ul .deploy-steps {
+                @for s in steps {
+                    @let kind = s.outcome.as_ref().map_or("pushing", |o| o.kind());
+                    li .deploy-step data-agent=(s.agent) data-state=(kind) {
+                        strong { (s.agent) } " "
+                        @if s.outcome.is_some() { (outcome_badge(kind)) } @else { span .badge { "pushing…" } }
                     }
                 }
             }

@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod metrics;
 mod middleware;
+pub(crate) mod progress;
 mod render;
 pub(crate) mod session;
 mod settings;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub fleet: Arc<crate::fleet::Fleet>,
     pub log_hub: Arc<crate::fleet::logs::LogHub>,
     pub(crate) http_metrics: crate::metrics::HttpMetrics,
+    /// Deploys that outlasted the wait of the change that asked for them.
+    pub(crate) deploys: Arc<progress::Board>,
 }
 
 impl AppState {
@@ -242,6 +245,7 @@ fn table(state: &AppState) -> Table {
     .add(User, "/logs", GET, get(logs::page))
     .add(User, "/logs/table", GET, get(logs::table))
     .add(User, "/logs/stream", GET, get(logs::stream))
+    .add(User, "/deploys/{token}", GET, get(progress::poll))
     .add(User, "/changelog", GET, get(changelog::list))
     .add(User, "/changelog/{id}", GET, get(changelog::show))
     .add(
@@ -319,6 +323,12 @@ fn table(state: &AppState) -> Table {
         post(api::toggle_vhost),
     )
     .add(Token(Read), "/api/v1/changelog", GET, get(api::changelog))
+    .add(
+        Token(Read),
+        "/api/v1/deploys/{token}",
+        GET,
+        get(progress::api_poll),
+    )
 }
 
 /// Every route with its methods and who may use it.

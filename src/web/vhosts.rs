@@ -4,7 +4,7 @@
 //! the [`OwnedVhost`] extractor: a `user` reaching for someone else's vhost gets 404, as if
 //! it did not exist.
 
-use super::{AppState, CurrentUser, Form, Render};
+use super::{AppState, CurrentUser, Form, Render, progress};
 use crate::db::users::{self, User};
 use crate::db::vhosts::{self, Vhost};
 use crate::domain::FieldErrors;
@@ -295,18 +295,20 @@ pub async fn create(
     render: Render,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
-    save(&state, &current, &render, None, fields).await
+    let work = save(state.clone(), current.clone(), render.clone(), None, fields);
+    progress::portal(&state, &current, &render, work).await
 }
 
 /// Creates (`id` None) or updates a vhost from its form. A refusal, from the form's rules
 /// or from a Caddy, shows the editor again as typed.
 async fn save(
-    state: &AppState,
-    current: &CurrentUser,
-    render: &Render,
+    state: AppState,
+    current: CurrentUser,
+    render: Render,
     id: Option<i64>,
     fields: Vec<(String, String)>,
 ) -> Result<Response> {
+    let (state, render) = (&state, &render);
     let values = values_of(fields);
     let user = &current.user;
     let (draft, unreadable) = draft_of(&values, user.is_admin());
@@ -354,7 +356,14 @@ pub async fn update(
     OwnedVhost(v): OwnedVhost,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
-    save(&state, &current, &render, Some(v.id), fields).await
+    let work = save(
+        state.clone(),
+        current.clone(),
+        render.clone(),
+        Some(v.id),
+        fields,
+    );
+    progress::portal(&state, &current, &render, work).await
 }
 
 /// One tap: flips the site and answers with its row as it now truly is.
@@ -364,7 +373,17 @@ pub async fn toggle(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let id = v.id;
+    let work = toggled(state.clone(), current.clone(), render.clone(), v.id);
+    progress::portal(&state, &current, &render, work).await
+}
+
+/// Site `id` switched, and the answer: its row as it now is, or a page without htmx.
+async fn toggled(
+    state: AppState,
+    current: CurrentUser,
+    render: Render,
+    id: i64,
+) -> Result<Response> {
     let sites = state.sites();
     let result = sites.toggle(&current.user, id).await;
     if !render.htmx {
@@ -413,8 +432,12 @@ pub async fn delete(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    state.sites().delete(&current.user, v.id).await?;
-    Ok(render.redirect("/vhosts?deleted=1"))
+    let (sites, user, htmx) = (state.sites(), current.user.clone(), render.htmx);
+    let work = async move {
+        sites.delete(&user, v.id).await?;
+        Ok(super::render::redirect(htmx, "/vhosts?deleted=1"))
+    };
+    progress::portal(&state, &current, &render, work).await
 }
 
 /// The whole generated Caddyfile (admin), as the agents will receive it.

@@ -4,11 +4,12 @@
 //! row, its form and the dashboard until the agent is back and has caught up; a `user` sees
 //! the outcomes of their own sites' deploys only.
 
+use crate::common::api::{Api, make_token};
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{
     AgentProc, add_agent, agent_runs_db, eventually, hub, post_owned, proxy_site_form, upstream,
 };
-use crate::common::{Page, TestApp, Visitor, signed_in_user};
+use crate::common::{ADMIN_PASSWORD, Page, TestApp, Visitor, signed_in_user};
 use gatehouse::db::agents;
 use reqwest::StatusCode;
 
@@ -16,7 +17,7 @@ use reqwest::StatusCode;
 /// contacted (so deploys push to them).
 struct Fleet {
     app: TestApp,
-    _caddys: (Caddy, Caddy),
+    caddys: (Caddy, Caddy),
     edge_1: AgentProc,
     edge_2: AgentProc,
     id_1: i64,
@@ -25,12 +26,21 @@ struct Fleet {
 }
 
 async fn fleet() -> Fleet {
+    fleet_with(|_| {}).await
+}
+
+/// As [`fleet`], with more settings for the hub.
+async fn fleet_with(configure: impl FnOnce(&mut gatehouse::config::Config)) -> Fleet {
     let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
     let (edge_1, edge_2) = (
         AgentProc::start(&caddy_1).await,
         AgentProc::start(&caddy_2).await,
     );
-    let app = hub(|c| c.fleet.push_timeout_secs = 10).await;
+    let app = hub(|c| {
+        c.fleet.push_timeout_secs = 10;
+        configure(c);
+    })
+    .await;
     let id_1 = add_agent(&app, "edge-1", &edge_1).await;
     let id_2 = add_agent(&app, "edge-2", &edge_2).await;
     for id in [id_1, id_2] {
@@ -47,7 +57,7 @@ async fn fleet() -> Fleet {
     let port = caddy_1.http_port;
     Fleet {
         app,
-        _caddys: (caddy_1, caddy_2),
+        caddys: (caddy_1, caddy_2),
         edge_1,
         edge_2,
         id_1,
@@ -308,4 +318,139 @@ async fn a_user_sees_only_their_own_sites_deploys() {
     );
     let page = bob.get(&format!("/changelog/{alices_entry}")).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// Polls the progress panel `page` stands for, as htmx does, until the change's own
+/// answer replaces it; the answer, and whether a poll showed edge-1 done before the end.
+async fn follow(app: &Visitor, page: Page) -> (Page, bool) {
+    let token = page
+        .attr(".deploy-progress", "data-deploy")
+        .unwrap_or_else(|| panic!("a progress panel:\n{}", page.body));
+    let mut edge_1_done = false;
+    for _ in 0..120 {
+        let poll = app.get_htmx(&format!("/deploys/{token}")).await;
+        if poll.count(".deploy-progress") == 0 {
+            return (poll, edge_1_done);
+        }
+        assert_eq!(poll.status, StatusCode::OK, "{}", poll.body);
+        edge_1_done |= poll
+            .attr("li.deploy-step[data-agent=\"edge-1\"]", "data-state")
+            .is_some_and(|s| s == "applied");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("the deploy did not end within 30 s");
+}
+
+#[tokio::test]
+async fn a_slow_deploy_shows_its_progress_instead_of_timing_out_and_ends_with_its_result() {
+    // Requests time out after 5 s; a push to a frozen Caddy is given up after 10 s.
+    let f = fleet_with(|c| c.security.request_timeout_secs = 5).await;
+    let app = &f.app;
+    let id = site(&f, app, "slow", &[], None).await;
+    let token = make_token(app, ADMIN_PASSWORD, "ci", "write").await;
+    let api = Api::new(app.addr, Some(&token));
+
+    // edge-2's Caddy is frozen: its reload hangs until the push is given up.
+    let caddy_2 = f.caddys.1.pid();
+    signal(caddy_2, "-STOP");
+    let page = app.post_htmx(&format!("/vhosts/{id}/toggle"), &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "no 408: {}", page.body);
+    assert_eq!(
+        page.attr("li.deploy-step[data-agent=\"edge-2\"]", "data-state")
+            .as_deref(),
+        Some("pushing"),
+        "{}",
+        page.body
+    );
+    let (done, edge_1_first) = follow(app, page).await;
+    assert!(
+        edge_1_first,
+        "edge-1 showed done while edge-2 was still pushing"
+    );
+    assert_eq!(
+        done.attr(&format!("#vhost-{id}"), "data-enabled")
+            .as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        done.text(&format!("#vhost-{id} .vhost-pending")),
+        "pending on edge-2",
+        "the row, as the toggle answers it"
+    );
+
+    // A save Caddy refuses: the editor comes back with the refusal, as typed.
+    let backend = upstream("x").await;
+    let mut bad = proxy_site_form("slow", f.port, backend, &[]);
+    bad[2].1 = "frobnicate on".into();
+    let fields: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let page = app.post_htmx(&format!("/vhosts/{id}"), &fields).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let (refused, _) = follow(app, page).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused
+            .text("#vhost-editor #form-error")
+            .contains("frobnicate"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.text("#config"),
+        "frobnicate on",
+        "the input is kept"
+    );
+
+    // Caddy thaws and edge-2 catches up; then it freezes again for the API.
+    signal(caddy_2, "-CONT");
+    eventually(60, "edge-2 caught up", || async {
+        agent_runs_db(app, f.id_2, &f.edge_2).await
+    })
+    .await;
+    signal(caddy_2, "-STOP");
+
+    // The API answers 202 with where to follow the deploy, then the change's own answer.
+    let accepted = api
+        .post(
+            &format!("/api/v1/vhosts/{id}/toggle"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let follow_at = accepted.json["deploy"].as_str().unwrap().to_string();
+    let mut answer = None;
+    for _ in 0..120 {
+        let now = api.get(&follow_at).await;
+        if now.status != StatusCode::ACCEPTED {
+            answer = Some(now);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let answer = answer.expect("the deploy ended within 30 s");
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json["enabled"], true);
+    assert_eq!(
+        api.get(&follow_at).await.status,
+        StatusCode::NOT_FOUND,
+        "given once"
+    );
+
+    signal(caddy_2, "-CONT");
+    eventually(60, "edge-2 caught up", || async {
+        agent_runs_db(app, f.id_2, &f.edge_2).await
+    })
+    .await;
 }
