@@ -1,0 +1,72 @@
+//! Journey: a site switched off while an agent is offline says "pending on edge-1" on its
+//! row, and the row clears once the agent is back and the reconciler has caught it up.
+
+use crate::common::caddy::Caddy;
+use crate::common::fleet::{AgentProc, add_agent, agent_runs_db, eventually, proxy_site, upstream};
+use crate::driver::Browser;
+use anyhow::{Context, ensure};
+use fantoccini::Locator;
+use std::time::Duration;
+
+pub async fn a_change_pending_on_an_offline_agent_clears_when_it_returns(
+    b: &Browser,
+) -> anyhow::Result<()> {
+    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
+    let (mut edge_1, edge_2) = (
+        AgentProc::start(&caddy_1).await,
+        AgentProc::start(&caddy_2).await,
+    );
+    let (app, secret) =
+        crate::common::app_with_admin_and(|c| c.fleet.reconcile_interval_secs = 1).await;
+    b.sign_in_as_admin(&app, &secret).await?;
+    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
+    add_agent(&app, "edge-2", &edge_2).await;
+    eventually(10, "edge-1 runs the database's config", || async {
+        agent_runs_db(&app, id_1, &edge_1).await
+    })
+    .await;
+    let backend = upstream("pending").await;
+    let created = proxy_site(&app, "away", &caddy_1, backend, &[]).await;
+    let location = created.header("location").context("a created site")?;
+    let id: i64 = location.rsplit('=').next().unwrap_or_default().parse()?;
+    let row = format!("#vhost-{id}");
+    let pending = format!("{row} .vhost-pending .pending-on");
+
+    // edge-1 stops (SIGTERM to its PID); the toggle reaches edge-2 only.
+    edge_1.terminate();
+    b.client.goto(&app.url("/vhosts")).await?;
+    b.wait_for(&row).await?;
+    ensure!(
+        b.client.find_all(Locator::Css(&pending)).await?.is_empty(),
+        "nothing is pending before the change"
+    );
+    b.click(&format!("{row} form.toggle button")).await?;
+    b.wait_for(&format!("{row}[data-enabled=false]")).await?;
+    let note = b.wait_for(&pending).await?.text().await?;
+    ensure!(note == "pending on edge-1", "the row says {note:?}");
+    b.screenshot("vhosts-pending-on-edge-1").await?;
+
+    // edge-1 comes back; once the reconciler has caught it up, the row is clear.
+    edge_1.restart().await;
+    eventually(60, "edge-1 caught up", || async {
+        agent_runs_db(&app, id_1, &edge_1).await
+    })
+    .await;
+    for _ in 0..50 {
+        b.client.goto(&app.url("/vhosts")).await?;
+        b.wait_for(&row).await?;
+        if b.client.find_all(Locator::Css(&pending)).await?.is_empty() {
+            ensure!(
+                b.client
+                    .find_all(Locator::Css(&format!("{row}[data-enabled=false]")))
+                    .await?
+                    .len()
+                    == 1,
+                "the row still shows the site off"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the row still says pending after edge-1 caught up")
+}
