@@ -120,7 +120,7 @@ pub fn agent_page(v: &AgentView, deploys: &[AgentDeploy]) -> Markup {
             @if deploys.is_empty() {
                 p .muted #no-deploys { "No deploy has concerned this agent yet." }
             } @else {
-                table #agent-deploys {
+                div .table-wrap { table .table #agent-deploys {
                     thead { tr { th { "When" } th { "By" } th { "Change" } th { "Here" } th { "Deploy" } } }
                     tbody {
                         @for d in deploys {
@@ -136,7 +136,7 @@ pub fn agent_page(v: &AgentView, deploys: &[AgentDeploy]) -> Markup {
                             }
                         }
                     }
-                }
+                } }
             }
         }
     }

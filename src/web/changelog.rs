@@ -9,6 +9,7 @@ use crate::views;
 use crate::views::changelog::{ChangelogQuery, EntryView};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use std::collections::HashMap;
 
 fn visible(current: &CurrentUser, e: &Entry) -> bool {
     let me = Some(current.user.id);
@@ -21,21 +22,19 @@ fn visible(current: &CurrentUser, e: &Entry) -> bool {
 /// person may see; its deploy's outcomes name agents only, never other sites.
 async fn with_deploys(state: &AppState, entries: Vec<Entry>) -> Result<Vec<EntryView>> {
     let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-    let mut outcomes = state
+    let outcomes = state
         .db
         .run(move |c| deploys::outcomes_for_entries(c, &ids))
         .await?;
+    let mut by_entry: HashMap<i64, Vec<_>> = HashMap::new();
+    for (entry, outcome) in outcomes {
+        by_entry.entry(entry).or_default().push(outcome);
+    }
     Ok(entries
         .into_iter()
-        .map(|e| {
-            let id = e.id;
-            EntryView {
-                deploy: outcomes
-                    .extract_if(.., |(entry, _)| *entry == id)
-                    .map(|(_, o)| o)
-                    .collect(),
-                ..EntryView::of(e)
-            }
+        .map(|e| EntryView {
+            deploy: by_entry.remove(&e.id).unwrap_or_default(),
+            ..EntryView::of(e)
         })
         .collect())
 }
