@@ -39,7 +39,7 @@ fn outcome_badge(kind: &str) -> Markup {
 pub fn pending_note(agents: &[String]) -> Markup {
     html! {
         @if !agents.is_empty() {
-            span .pending-on data-agents=(agents.join(",")) title="Changed while these agents were offline; it lands when they come back" {
+            span .badge .warn .pending-on data-agents=(agents.join(",")) title="Changed while these agents were offline; it lands when they come back" {
                 "pending on " (agents.join(", "))
             }
         }

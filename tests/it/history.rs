@@ -10,7 +10,6 @@ use crate::common::fleet::{
     AgentProc, add_agent, agent_runs_db, eventually, hub, post_owned, proxy_site_form, upstream,
 };
 use crate::common::{ADMIN_PASSWORD, Page, TestApp, Visitor, signed_in_user};
-use gatehouse::db::agents;
 use reqwest::StatusCode;
 
 /// A hub with two agents, edge-1 and edge-2, each in front of its own Caddy, both
@@ -43,14 +42,9 @@ async fn fleet_with(configure: impl FnOnce(&mut gatehouse::config::Config)) -> F
     .await;
     let id_1 = add_agent(&app, "edge-1", &edge_1).await;
     let id_2 = add_agent(&app, "edge-2", &edge_2).await;
-    for id in [id_1, id_2] {
-        eventually(10, "the hub has heard from the agent", || async {
-            app.state
-                .db
-                .run(move |c| agents::find(c, id))
-                .await
-                .unwrap()
-                .is_some_and(|a| a.caddy_admin.is_some())
+    for (id, agent) in [(id_1, &edge_1), (id_2, &edge_2)] {
+        eventually(10, "the agent runs the database's config", || async {
+            agent_runs_db(&app, id, agent).await
         })
         .await;
     }
