@@ -1,5 +1,6 @@
-//! Journey: a site switched off while an agent is offline says "pending on edge-1" on its
-//! row, and the row clears once the agent is back and the reconciler has caught it up.
+//! Journeys: a site switched off while an agent is offline says "pending on edge-1" on its
+//! row, and the row clears once the agent is back and the reconciler has caught it up; a
+//! toggle whose deploy waits on a frozen Caddy shows each agent's progress, then the row.
 
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AgentProc, add_agent, agent_runs_db, eventually, proxy_site, upstream};
@@ -69,4 +70,71 @@ pub async fn a_change_pending_on_an_offline_agent_clears_when_it_returns(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     anyhow::bail!("the row still says pending after edge-1 caught up")
+}
+
+pub async fn a_slow_toggle_shows_its_progress_then_the_row(b: &Browser) -> anyhow::Result<()> {
+    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
+    let (edge_1, edge_2) = (
+        AgentProc::start(&caddy_1).await,
+        AgentProc::start(&caddy_2).await,
+    );
+    let (app, secret) = crate::common::app_with_admin_and(|c| {
+        c.fleet.reconcile_interval_secs = 1;
+        c.fleet.push_timeout_secs = 8;
+    })
+    .await;
+    b.sign_in_as_admin(&app, &secret).await?;
+    add_agent(&app, "edge-1", &edge_1).await;
+    let id_2 = add_agent(&app, "edge-2", &edge_2).await;
+    eventually(10, "edge-2 runs the database's config", || async {
+        agent_runs_db(&app, id_2, &edge_2).await
+    })
+    .await;
+    let backend = upstream("slow").await;
+    let created = proxy_site(&app, "slow", &caddy_1, backend, &[]).await;
+    let location = created.header("location").context("a created site")?;
+    let id: i64 = location.rsplit('=').next().unwrap_or_default().parse()?;
+    let row = format!("#vhost-{id}");
+    b.client.goto(&app.url("/vhosts")).await?;
+    b.wait_for(&row).await?;
+
+    // edge-2's Caddy freezes: its reload hangs until the push is given up.
+    let frozen = std::process::Command::new("kill")
+        .args(["-STOP", &caddy_2.pid().to_string()])
+        .status()?;
+    ensure!(frozen.success(), "SIGSTOP edge-2's Caddy");
+    b.click(&format!("{row} form.toggle button")).await?;
+    b.wait_for(".deploy-progress li.deploy-step[data-agent=edge-2][data-state=pushing]")
+        .await?;
+    b.wait_for(".deploy-progress li.deploy-step[data-agent=edge-1][data-state=applied]")
+        .await?;
+    b.screenshot("vhosts-deploy-progress").await?;
+    let mut ended = false;
+    for _ in 0..150 {
+        if !b
+            .client
+            .find_all(Locator::Css(&format!("{row}[data-enabled=false]")))
+            .await?
+            .is_empty()
+        {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let thawed = std::process::Command::new("kill")
+        .args(["-CONT", &caddy_2.pid().to_string()])
+        .status()?;
+    ensure!(thawed.success(), "SIGCONT edge-2's Caddy");
+    ensure!(ended, "the progress panel never gave way to the row");
+    ensure!(
+        b.client
+            .find_all(Locator::Css(".deploy-progress"))
+            .await?
+            .is_empty(),
+        "the panel is gone"
+    );
+    let note = b.text(&format!("{row} .vhost-pending")).await?;
+    ensure!(note == "pending on edge-2", "the row says {note:?}");
+    Ok(())
 }

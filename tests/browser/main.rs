@@ -63,6 +63,10 @@ const JOURNEYS: &[(&str, Journey)] = &[
         "history_a_change_pending_on_an_offline_agent_clears_when_it_returns",
         |b| Box::pin(history::a_change_pending_on_an_offline_agent_clears_when_it_returns(b)),
     ),
+    (
+        "history_a_slow_toggle_shows_its_progress_then_the_row",
+        |b| Box::pin(history::a_slow_toggle_shows_its_progress_then_the_row(b)),
+    ),
 ];
 
 fn main() -> std::process::ExitCode {
