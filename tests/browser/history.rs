@@ -9,28 +9,61 @@ use anyhow::{Context, ensure};
 use fantoccini::Locator;
 use std::time::Duration;
 
+/// A hub (the admin signed in in the browser) with edge-1 and edge-2 in front of their own
+/// Caddys, both running the database's config, and one site `#vhost-<id>` served by both.
+struct Fleet {
+    app: crate::common::TestApp,
+    caddys: [Caddy; 2],
+    edges: [AgentProc; 2],
+    ids: [i64; 2],
+    row: String,
+}
+
+async fn fleet(b: &Browser, push_timeout_secs: u64) -> anyhow::Result<Fleet> {
+    let caddys = [Caddy::start().await, Caddy::start().await];
+    let edges = [
+        AgentProc::start(&caddys[0]).await,
+        AgentProc::start(&caddys[1]).await,
+    ];
+    let (app, secret) = crate::common::app_with_admin_and(|c| {
+        c.fleet.reconcile_interval_secs = 1;
+        c.fleet.push_timeout_secs = push_timeout_secs;
+    })
+    .await;
+    b.sign_in_as_admin(&app, &secret).await?;
+    let ids = [
+        add_agent(&app, "edge-1", &edges[0]).await,
+        add_agent(&app, "edge-2", &edges[1]).await,
+    ];
+    for (id, edge) in ids.iter().zip(&edges) {
+        eventually(10, "the agent runs the database's config", || async {
+            agent_runs_db(&app, *id, edge).await
+        })
+        .await;
+    }
+    let backend = upstream("history").await;
+    let created = proxy_site(&app, "site", &caddys[0], backend, &[]).await;
+    let location = created.header("location").context("a created site")?;
+    let id: i64 = location.rsplit('=').next().unwrap_or_default().parse()?;
+    Ok(Fleet {
+        app,
+        caddys,
+        edges,
+        ids,
+        row: format!("#vhost-{id}"),
+    })
+}
+
 pub async fn a_change_pending_on_an_offline_agent_clears_when_it_returns(
     b: &Browser,
 ) -> anyhow::Result<()> {
-    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
-    let (mut edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
-    );
-    let (app, secret) =
-        crate::common::app_with_admin_and(|c| c.fleet.reconcile_interval_secs = 1).await;
-    b.sign_in_as_admin(&app, &secret).await?;
-    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
-    add_agent(&app, "edge-2", &edge_2).await;
-    eventually(10, "edge-1 runs the database's config", || async {
-        agent_runs_db(&app, id_1, &edge_1).await
-    })
-    .await;
-    let backend = upstream("pending").await;
-    let created = proxy_site(&app, "away", &caddy_1, backend, &[]).await;
-    let location = created.header("location").context("a created site")?;
-    let id: i64 = location.rsplit('=').next().unwrap_or_default().parse()?;
-    let row = format!("#vhost-{id}");
+    let Fleet {
+        app,
+        caddys: _caddys,
+        edges: [mut edge_1, _edge_2],
+        ids: [id_1, _],
+        row,
+    } = fleet(b, 60).await?;
     let pending = format!("{row} .vhost-pending .pending-on");
 
     // edge-1 stops (SIGTERM to its PID); the toggle reaches edge-2 only.
@@ -73,30 +106,11 @@ pub async fn a_change_pending_on_an_offline_agent_clears_when_it_returns(
 }
 
 pub async fn a_slow_toggle_shows_its_progress_then_the_row(b: &Browser) -> anyhow::Result<()> {
-    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
-    let (edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
-    );
-    let (app, secret) = crate::common::app_with_admin_and(|c| {
-        c.fleet.reconcile_interval_secs = 1;
-        c.fleet.push_timeout_secs = 8;
-    })
-    .await;
-    b.sign_in_as_admin(&app, &secret).await?;
-    add_agent(&app, "edge-1", &edge_1).await;
-    let id_2 = add_agent(&app, "edge-2", &edge_2).await;
-    eventually(10, "edge-2 runs the database's config", || async {
-        agent_runs_db(&app, id_2, &edge_2).await
-    })
-    .await;
-    let backend = upstream("slow").await;
-    let created = proxy_site(&app, "slow", &caddy_1, backend, &[]).await;
-    let location = created.header("location").context("a created site")?;
-    let id: i64 = location.rsplit('=').next().unwrap_or_default().parse()?;
-    let row = format!("#vhost-{id}");
+    // A push to a frozen Caddy is given up after 8 s.
+    let f = fleet(b, 8).await?;
+    let (app, row, caddy_2) = (&f.app, &f.row, &f.caddys[1]);
     b.client.goto(&app.url("/vhosts")).await?;
-    b.wait_for(&row).await?;
+    b.wait_for(row).await?;
 
     // edge-2's Caddy freezes: its reload hangs until the push is given up.
     let frozen = std::process::Command::new("kill")
