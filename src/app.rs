@@ -118,6 +118,7 @@ impl Server {
                 config.fleet.log_idle_grace_secs,
             ))),
             http_metrics: crate::metrics::HttpMetrics::new(),
+            deploys: Default::default(),
             login_limiter: Arc::new(Limiter::per_minute(attempts)),
             totp_limiter: Arc::new(Limiter::per_minute(attempts)),
             config,

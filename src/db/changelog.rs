@@ -137,6 +137,25 @@ pub(crate) fn find(conn: &Connection, id: i64) -> Result<Option<Entry>, DbError>
     Ok(conn.query_row(&sql, [id], from_row).optional()?)
 }
 
+/// The id of the latest entry (0 when there is none).
+pub(crate) fn last_id(conn: &Connection) -> Result<i64, DbError> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(id), 0) FROM changelog", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// The entries written after entry `after`, oldest first.
+pub(crate) fn since(conn: &Connection, after: i64) -> Result<Vec<Entry>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM changelog WHERE id > ?1 ORDER BY id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map([after], from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn count(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn.query_row("SELECT count(*) FROM changelog", [], |r| r.get(0))?)
 }

@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "quarantine",
         sql: include_str!("migrations/0012_quarantine.sql"),
     },
+    Migration {
+        version: 13,
+        name: "deploy_history",
+        sql: include_str!("migrations/0013_deploy_history.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

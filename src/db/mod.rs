@@ -10,6 +10,7 @@ pub mod audit;
 pub(crate) mod backup;
 pub(crate) mod backup_codes;
 pub mod changelog;
+pub mod deploys;
 pub(crate) mod files;
 pub mod grants;
 pub(crate) mod login_devices;

@@ -13,6 +13,8 @@
 
 use super::Fleet;
 use super::client::{self, Push};
+use super::history::{self, Ending};
+use super::progress;
 use super::quarantine::{self, AfterChange};
 use super::site_config;
 use crate::config::CaddyConfig;
@@ -229,32 +231,49 @@ where
     E: Send + 'static,
 {
     let _turn = fleet.deploy_lock.lock().await;
+    let (change, trace) = history::trace(change);
 
     // 1. Dry run: render every agent's config before and after, then roll back.
     let (steps, before_vhosts) = dry_run(db, caddy, user, change.clone()).await?;
     let before = &before_vhosts;
+    progress::started(steps.iter().map(|s| (s.agent.id, s.agent.name.as_str())));
 
     // 2. Push where the agent does not already run the new config. An agent never heard
     //    from has no known admin address: pushing could move its Caddy's admin endpoint,
     //    so it waits for the reconciler, which asks first.
-    let pushes = steps.iter().map(|s| async move {
-        if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
-            return None;
-        }
-        if s.agent.caddy_admin.is_none() {
-            // Why it was never reached (refused certificate, …) says more than that it wasn't.
-            let error = s.agent.last_error.clone();
-            return Some(Push::Unreachable {
-                error: error.unwrap_or_else(|| "not contacted yet".into()),
-            });
-        }
-        Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+    let pushes = steps.iter().map(|s| {
+        progress::track(s.agent.id, async move {
+            if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
+                return None;
+            }
+            if s.agent.caddy_admin.is_none() {
+                // Why it was never reached (refused certificate, …) says more than that it wasn't.
+                let error = s.agent.last_error.clone();
+                return Some(Push::Unreachable {
+                    error: error.unwrap_or_else(|| "not contacted yet".into()),
+                });
+            }
+            Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+        })
     });
     let outcomes = futures::future::join_all(pushes).await;
     // A refusal caused by a site the change did not touch sets that site aside there; what
     // each agent had set aside is that agent's outcome for the deployment's record.
-    let (outcomes, _quarantined) =
+    let (outcomes, quarantined) =
         quarantine::in_deploy(db, fleet, caddy, &steps_of(&steps), outcomes).await?;
+    let mut report = history::Report::of(
+        steps.iter().map(|s| (s.agent.id, s.agent.name.as_str())),
+        &outcomes,
+    );
+    for q in &quarantined {
+        let error = q
+            .sites
+            .iter()
+            .map(|(domain, why)| format!("{domain}: {}", why.error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        report.set(q.agent_id, history::Outcome::Quarantined { error });
+    }
 
     // 3. A rejection anywhere: put back the previous config where the new one landed.
     if let Some((step, error)) = steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
@@ -270,7 +289,10 @@ where
             _ => None,
         });
         let restored = futures::future::join_all(restores).await;
+        let why = format!("Caddy on {} refused the change", step.agent.name);
+        let report = report.restored(&restored, &why);
         record(db, restored).await?;
+        history::record(db, user, &trace, report, Ending::Rejected).await;
         tracing::warn!(agent = %step.agent.name, "Caddy rejected the change; nothing was changed");
         return Err(DeployError::Rejected {
             agent: step.agent.name.clone(),
@@ -292,7 +314,9 @@ where
                 _ => None,
             });
             let restored = futures::future::join_all(restores).await;
+            let report = report.restored(&restored, "the database could not keep the change");
             let _ = record(db, restored).await;
+            history::record(db, user, &trace, report, Ending::Failed).await;
             return Err(DeployError::Db(e));
         }
         result => result,
@@ -308,6 +332,9 @@ where
         .filter_map(|(s, o)| o.map(|o| (s.agent.id, o)))
         .collect::<Vec<_>>();
     record(db, pushed).await?;
+    if result.is_ok() {
+        history::record(db, user, &trace, report, Ending::Committed).await;
+    }
     result
 }
 
@@ -355,7 +382,9 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    let task = tokio::spawn(async move { deploy(&db, &fleet, &caddy, &user, change).await });
+    let task = tokio::spawn(progress::carry(async move {
+        deploy(&db, &fleet, &caddy, &user, change).await
+    }));
     match task.await {
         Ok(result) => result,
         Err(e) => Err(DeployError::Db(DbError::Blocking(e.into()))),

@@ -5,7 +5,9 @@
 
 pub(crate) mod client;
 pub(crate) mod deploy;
+pub mod history;
 pub mod logs;
+pub(crate) mod progress;
 pub(crate) mod quarantine;
 pub mod reconcile;
 pub mod site_config;

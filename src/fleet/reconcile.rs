@@ -72,6 +72,7 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         .await?
     };
     if agent.applied_hash.as_deref() == Some(hash.as_str()) && !outside {
+        super::history::landed(db, id).await?;
         return Ok(Sync::InSync);
     }
     let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
@@ -98,6 +99,10 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         }
     })
     .await?;
+    // What the database holds has landed (a site set aside shows as such, not as pending).
+    if matches!(result, Sync::Pushed | Sync::Restored | Sync::Quarantined(_)) {
+        super::history::landed(db, id).await?;
+    }
     match result {
         Sync::Pushed => tracing::info!(agent = %agent.name, "agent caught up with the database"),
         Sync::Restored => tracing::warn!(

@@ -126,7 +126,7 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
     html! {
         article .agent-row #(id) data-agent=(a.name) data-state=(v.state.label()) {
             div .agent-main {
-                strong .agent-name { (a.name) }
+                a .agent-name href=(format!("/agents/{}", a.id)) { strong { (a.name) } }
                 " " span .badge .(v.state.class()) .agent-state { (v.state.label()) }
                 @if a.from_config { " " span .badge { "from config" } }
                 @if is_https(&a.url) {

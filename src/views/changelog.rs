@@ -2,6 +2,7 @@
 
 use super::{Ctx, csrf_field, timestamp};
 use crate::db::changelog::Entry;
+use crate::db::deploys::AgentOutcome;
 use crate::db::vhosts::Snapshot;
 use crate::fleet::deploy::AgentPlan;
 use crate::fleet::site_config;
@@ -22,6 +23,8 @@ pub struct EntryView {
     pub entry: Entry,
     pub before: String,
     pub after: String,
+    /// What its deploy did on each agent (empty when none was recorded).
+    pub deploy: Vec<AgentOutcome>,
 }
 
 impl EntryView {
@@ -32,6 +35,7 @@ impl EntryView {
             entry,
             before,
             after,
+            deploy: Vec::new(),
         }
     }
 }
@@ -115,6 +119,7 @@ fn entry(ctx: &Ctx, admin: bool, e: &EntryView) -> Markup {
                 }
             }
             (diff(&e.before, &e.after))
+            (super::history::deploy_outcomes(&e.deploy, admin))
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct Dashboard {
     pub agents: Vec<AgentView>,
     /// The sites set aside on agents because a Caddy refuses them (a `user`: their own).
     pub quarantined: Vec<Entry>,
+    /// Changes that have not reached every agent (a `user`'s own sites only).
+    pub pending: Vec<crate::db::deploys::Pending>,
 }
 
 pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
@@ -70,6 +72,7 @@ pub fn index(_ctx: &Ctx, user: &User, d: &Dashboard) -> Markup {
                     a href="/agents" { "Manage agents" }
                 }
             }
+            (super::history::pending_list(&d.pending))
             section .card #recent-changes {
                 h2 { "Recent changes" }
                 @if d.recent.is_empty() {

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod errors;
 pub mod forms;
 pub mod grants;
+pub mod history;
 pub mod home;
 pub mod import;
 pub mod layout;

@@ -52,6 +52,8 @@ pub struct RowView {
     pub owner: Option<String>,
     /// The agents this site is set aside on, and why.
     pub quarantine: Vec<Entry>,
+    /// The agents its last change has not reached yet.
+    pub pending: Vec<String>,
 }
 
 impl RowView {
@@ -77,6 +79,7 @@ impl RowView {
             template,
             owner,
             quarantine: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -117,6 +120,8 @@ pub struct Editor {
     pub preview: Preview,
     /// The agents this site is set aside on, and why.
     pub quarantine: Vec<Entry>,
+    /// The agents the site's last change has not reached yet.
+    pub pending: Vec<String>,
 }
 
 /// What the live preview says about the form as it stands.
@@ -265,6 +270,7 @@ pub fn row(ctx: &Ctx, r: &RowView, admin: bool, error: Option<&str>) -> Markup {
                     " · " a .vhost-changes href=(format!("/changelog?domain={}", v.domain)) { "History" }
                 }
                 (quarantine_notes(&r.quarantine))
+                @if !r.pending.is_empty() { p .vhost-pending { (super::history::pending_note(&r.pending)) } }
                 @if let Some(error) = error { p .row-error role="alert" { (error) } }
             }
             form .toggle method="post" action=(toggle) hx-post=(toggle) hx-target=(format!("#{id}"))
@@ -300,6 +306,9 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                             "Fix it and save: Caddy checks the save, and the site is tried on every agent again." }
                         (quarantine_notes(&e.quarantine))
                     }
+                }
+                @if !e.pending.is_empty() {
+                    p .notice .warn #vhost-pending { "Its last change is " (super::history::pending_note(&e.pending)) "." }
                 }
                 (form_alert(&e.errors))
                 form #vhost-form method="post" action=(action) hx-post=(action) hx-target="#vhost-editor" hx-swap="outerHTML" {

@@ -292,6 +292,23 @@ pub async fn delete(
     Ok(render.redirect("/agents"))
 }
 
+/// One agent and the deploys that concerned it, newest first.
+pub async fn show(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+) -> Result<Response> {
+    let view = view_of(&state, id).await?;
+    let deploys = state
+        .db
+        .run(move |c| crate::db::deploys::for_agent(c, id, 50))
+        .await?;
+    Ok(render.page(
+        &format!("Agent {}", view.agent.name),
+        views::history::agent_page(&view, &deploys),
+    ))
+}
+
 /// "Test connection": is the agent up, does it accept our token, and does its Caddy accept
 /// the config it should run?
 pub async fn test(

@@ -3,18 +3,41 @@
 
 use super::{AppState, CurrentUser, Render};
 use crate::db::changelog::{self, Entry};
+use crate::db::deploys;
 use crate::error::{AppError, Result};
 use crate::sites::SiteError;
 use crate::views;
 use crate::views::changelog::{ChangelogQuery, EntryView};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use std::collections::HashMap;
 
 fn visible(current: &CurrentUser, e: &Entry) -> bool {
     let me = Some(current.user.id);
     current.user.is_admin()
         || e.old.as_ref().is_some_and(|s| s.owner_id == me)
         || e.new.as_ref().is_some_and(|s| s.owner_id == me)
+}
+
+/// The entries with what each one's deploy did on each agent. An entry shown is one the
+/// person may see; its deploy's outcomes name agents only, never other sites.
+async fn with_deploys(state: &AppState, entries: Vec<Entry>) -> Result<Vec<EntryView>> {
+    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    let outcomes = state
+        .db
+        .run(move |c| deploys::outcomes_for_entries(c, &ids))
+        .await?;
+    let mut by_entry: HashMap<i64, Vec<_>> = HashMap::new();
+    for (entry, outcome) in outcomes {
+        by_entry.entry(entry).or_default().push(outcome);
+    }
+    Ok(entries
+        .into_iter()
+        .map(|e| EntryView {
+            deploy: by_entry.remove(&e.id).unwrap_or_default(),
+            ..EntryView::of(e)
+        })
+        .collect())
 }
 
 pub async fn list(
@@ -30,7 +53,7 @@ pub async fn list(
         limit: 100,
     };
     let entries = state.db.run(move |c| changelog::list(c, &filter)).await?;
-    let views: Vec<EntryView> = entries.into_iter().map(EntryView::of).collect();
+    let views = with_deploys(&state, entries).await?;
     Ok(render.page(
         "Changelog",
         views::changelog::list(&render.ctx, current.user.is_admin(), &views, &q),
@@ -51,10 +74,10 @@ pub async fn show(
     if !visible(&current, &entry) {
         return Err(AppError::NotFound);
     }
-    let v = EntryView::of(entry);
+    let v = with_deploys(&state, vec![entry]).await?;
     Ok(render.page(
         "Change",
-        views::changelog::detail(&render.ctx, current.user.is_admin(), &v),
+        views::changelog::detail(&render.ctx, current.user.is_admin(), &v[0]),
     ))
 }
 

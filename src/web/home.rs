@@ -1,7 +1,7 @@
 //! The dashboard and the fallback for unknown URLs.
 
 use super::{AppState, CurrentUser, Render};
-use crate::db::{changelog, vhosts};
+use crate::db::{changelog, deploys, vhosts};
 use crate::error::{AppError, Result};
 use crate::views;
 use crate::views::home::Dashboard;
@@ -42,6 +42,7 @@ pub async fn index(
                 recent: changelog::list(c, &filter)?,
                 agents: Vec::new(),
                 quarantined: Vec::new(),
+                pending: deploys::pending(c, (!admin).then_some(uid))?,
             })
         })
         .await?;

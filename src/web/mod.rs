@@ -20,6 +20,7 @@ mod login;
 mod logs;
 mod metrics;
 mod middleware;
+pub(crate) mod progress;
 mod render;
 pub(crate) mod session;
 mod settings;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub fleet: Arc<crate::fleet::Fleet>,
     pub log_hub: Arc<crate::fleet::logs::LogHub>,
     pub(crate) http_metrics: crate::metrics::HttpMetrics,
+    /// Deploys that outlasted the wait of the change that asked for them.
+    pub(crate) deploys: Arc<progress::Board>,
 }
 
 impl AppState {
@@ -243,6 +246,7 @@ fn table(state: &AppState) -> Table {
     .add(User, "/logs", GET, get(logs::page))
     .add(User, "/logs/table", GET, get(logs::table))
     .add(User, "/logs/stream", GET, get(logs::stream))
+    .add(User, "/deploys/{token}", GET, get(progress::poll))
     .add(User, "/changelog", GET, get(changelog::list))
     .add(User, "/changelog/{id}", GET, get(changelog::show))
     .add(
@@ -268,7 +272,12 @@ fn table(state: &AppState) -> Table {
         get(agents::page).post(agents::create),
     )
     .add(Admin, "/agents/sync-all", POST, post(agents::sync_all))
-    .add(Admin, "/agents/{id}", POST, post(agents::update))
+    .add(
+        Admin,
+        "/agents/{id}",
+        GET_POST,
+        get(agents::show).post(agents::update),
+    )
     .add(Admin, "/agents/{id}/edit", GET, get(agents::edit_form))
     .add(Admin, "/agents/{id}/delete", POST, post(agents::delete))
     .add(Admin, "/agents/{id}/test", POST, post(agents::test))
@@ -321,6 +330,12 @@ fn table(state: &AppState) -> Table {
         "/api/v1/changelog/{id}/revert",
         POST,
         post(api::revert),
+    )
+    .add(
+        Token(Read),
+        "/api/v1/deploys/{token}",
+        GET,
+        get(progress::api_poll),
     )
 }
 

@@ -17,6 +17,7 @@ use maud::Markup;
 
 /// Extracted by every HTML handler; turns content into the right response. It also
 /// carries what every view needs: the CSRF token and who is signed in.
+#[derive(Clone)]
 pub struct Render {
     pub mode: Mode,
     pub htmx: bool,

@@ -4,7 +4,7 @@
 //! the [`OwnedVhost`] extractor: a `user` reaching for someone else's vhost gets 404, as if
 //! it did not exist.
 
-use super::{AppState, CurrentUser, Form, Render};
+use super::{AppState, CurrentUser, Form, Render, progress};
 use crate::db::users::{self, User};
 use crate::db::vhosts::{self, Vhost};
 use crate::domain::FieldErrors;
@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A vhost the current user may see and change (an admin: any; a user: their own).
 pub struct OwnedVhost(pub Vhost);
@@ -48,9 +48,16 @@ pub async fn list(
     let rows = state.sites().list(&current.user, &q.search()).await?;
     let owners = owners_for(&state, admin).await?;
     let set_aside = state.sites().quarantined(&current.user).await?;
+    let mut pending = pending_by_site(&state).await?;
     let rows: Vec<RowView> = rows
         .into_iter()
-        .map(|v| RowView::of(v, &owners).set_aside(&set_aside))
+        .map(|v| {
+            RowView {
+                pending: pending.remove(&v.id).unwrap_or_default(),
+                ..RowView::of(v, &owners)
+            }
+            .set_aside(&set_aside)
+        })
         .collect();
     Ok(render.page(
         "Sites",
@@ -70,6 +77,20 @@ fn template_of(values: &BTreeMap<String, String>) -> Template {
         .get("template")
         .and_then(|t| Template::from_slug(t))
         .unwrap_or(Template::ReverseProxy)
+}
+
+/// The agents each site's last change has not reached yet, by site id. Only ever looked
+/// up for sites the person may see.
+async fn pending_by_site(state: &AppState) -> Result<HashMap<i64, Vec<String>>> {
+    let pending = state
+        .db
+        .run(|c| crate::db::deploys::pending(c, None))
+        .await?;
+    let mut by_site: HashMap<i64, Vec<String>> = HashMap::new();
+    for p in pending {
+        by_site.entry(p.vhost_id).or_default().push(p.agent_name);
+    }
+    Ok(by_site)
 }
 
 async fn owners_for(state: &AppState, admin: bool) -> Result<Vec<User>> {
@@ -140,6 +161,13 @@ async fn show_editor(
         values,
         errors,
         preview,
+        pending: match id {
+            Some(id) => pending_by_site(state)
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
     };
     let title = if id.is_some() {
         "Edit site"
@@ -276,18 +304,20 @@ pub async fn create(
     render: Render,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
-    save(&state, &current, &render, None, fields).await
+    let work = save(state.clone(), current.clone(), render.clone(), None, fields);
+    progress::portal(&state, &current, &render, work).await
 }
 
 /// Creates (`id` None) or updates a vhost from its form. A refusal, from the form's rules
 /// or from a Caddy, shows the editor again as typed.
 async fn save(
-    state: &AppState,
-    current: &CurrentUser,
-    render: &Render,
+    state: AppState,
+    current: CurrentUser,
+    render: Render,
     id: Option<i64>,
     fields: Vec<(String, String)>,
 ) -> Result<Response> {
+    let (state, render) = (&state, &render);
     let values = values_of(fields);
     let user = &current.user;
     let (draft, unreadable) = draft_of(&values, user.is_admin());
@@ -335,7 +365,14 @@ pub async fn update(
     OwnedVhost(v): OwnedVhost,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response> {
-    save(&state, &current, &render, Some(v.id), fields).await
+    let work = save(
+        state.clone(),
+        current.clone(),
+        render.clone(),
+        Some(v.id),
+        fields,
+    );
+    progress::portal(&state, &current, &render, work).await
 }
 
 /// One tap: flips the site and answers with its row as it now truly is.
@@ -345,7 +382,17 @@ pub async fn toggle(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    let id = v.id;
+    let work = toggled(state.clone(), current.clone(), render.clone(), v.id);
+    progress::portal(&state, &current, &render, work).await
+}
+
+/// Site `id` switched, and the answer: its row as it now is, or a page without htmx.
+async fn toggled(
+    state: AppState,
+    current: CurrentUser,
+    render: Render,
+    id: i64,
+) -> Result<Response> {
     let sites = state.sites();
     let result = sites.toggle(&current.user, id).await;
     if !render.htmx {
@@ -375,7 +422,14 @@ pub async fn toggle(
         "Sites",
         views::vhosts::row(
             &render.ctx,
-            &RowView::of(now, &owners).set_aside(&sites.quarantine_of(&current.user, id).await?),
+            &RowView {
+                pending: pending_by_site(&state)
+                    .await?
+                    .remove(&now.id)
+                    .unwrap_or_default(),
+                ..RowView::of(now, &owners)
+            }
+            .set_aside(&sites.quarantine_of(&current.user, id).await?),
             admin,
             message.as_deref(),
         ),
@@ -388,8 +442,12 @@ pub async fn delete(
     render: Render,
     OwnedVhost(v): OwnedVhost,
 ) -> Result<Response> {
-    state.sites().delete(&current.user, v.id).await?;
-    Ok(render.redirect("/vhosts?deleted=1"))
+    let (sites, user, htmx) = (state.sites(), current.user.clone(), render.htmx);
+    let work = async move {
+        sites.delete(&user, v.id).await?;
+        Ok(super::render::redirect(htmx, "/vhosts?deleted=1"))
+    };
+    progress::portal(&state, &current, &render, work).await
 }
 
 /// The whole generated Caddyfile (admin), as the agents will receive it.

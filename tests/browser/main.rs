@@ -9,6 +9,7 @@ mod agents;
 #[path = "../common/mod.rs"]
 mod common;
 mod driver;
+mod history;
 mod logs;
 mod setup;
 mod vhosts;
@@ -58,6 +59,14 @@ const JOURNEYS: &[(&str, Journey)] = &[
     ("vhosts_an_admin_overrides_an_overlap_only_knowingly", |b| {
         Box::pin(vhosts::an_admin_overrides_an_overlap_only_knowingly(b))
     }),
+    (
+        "history_a_change_pending_on_an_offline_agent_clears_when_it_returns",
+        |b| Box::pin(history::a_change_pending_on_an_offline_agent_clears_when_it_returns(b)),
+    ),
+    (
+        "history_a_slow_toggle_shows_its_progress_then_the_row",
+        |b| Box::pin(history::a_slow_toggle_shows_its_progress_then_the_row(b)),
+    ),
 ];
 
 fn main() -> std::process::ExitCode {

@@ -18,6 +18,7 @@ mod drift;
 mod faults;
 mod fleet;
 mod hardening;
+mod history;
 mod import;
 mod load;
 mod logs;

@@ -34,6 +34,7 @@ mod changelog;
 mod errors;
 mod vhosts;
 
+pub(crate) use auth::ApiCaller;
 pub use auth::{Guard, guard};
 pub use changelog::{changelog, revert};
 pub use errors::{cookies_refused, error_response};

@@ -12,9 +12,11 @@ use crate::web::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::future::Future;
 
 /// A site as the API shows it.
 #[derive(Serialize)]
@@ -184,13 +186,27 @@ pub async fn create_vhost(
     if dry.wanted(&caller)? {
         return plan_json(&state.sites().plan_create(&caller.user, &draft).await?);
     }
-    let v = state.sites().create(&caller.user, &draft).await?;
-    let id = v.id;
-    let mut response = json_response(StatusCode::CREATED, &site_json(v));
-    if let Ok(at) = HeaderValue::from_str(&format!("{PREFIX}/vhosts/{id}")) {
-        response.headers_mut().insert(header::LOCATION, at);
-    }
-    Ok(response)
+    let (sites, user) = (state.sites(), caller.user.clone());
+    deploying(&state, &caller, async move {
+        let v = sites.create(&user, &draft).await?;
+        let id = v.id;
+        let mut response = json_response(StatusCode::CREATED, &site_json(v));
+        if let Ok(at) = HeaderValue::from_str(&format!("{PREFIX}/vhosts/{id}")) {
+            response.headers_mut().insert(header::LOCATION, at);
+        }
+        Ok(response)
+    })
+    .await
+}
+
+/// `work`, a change the caller may follow when its deploy outlasts the wait (see
+/// [`crate::web::progress`]): `202 Accepted` then, with where to ask.
+async fn deploying<F>(state: &AppState, caller: &ApiCaller, work: F) -> ApiResult
+where
+    F: Future<Output = ApiResult> + Send + 'static,
+{
+    let work = async move { work.await.unwrap_or_else(IntoResponse::into_response) };
+    Ok(crate::web::progress::api(state, caller, work).await)
 }
 
 /// Changes a site: members given replace the stored values, the others stay as they are.
@@ -207,8 +223,12 @@ pub async fn update_vhost(
     if dry.wanted(&caller)? {
         return plan_json(&sites.plan_update(&caller.user, v.id, &draft).await?);
     }
-    let v = sites.update(&caller.user, v.id, &draft).await?;
-    Ok(json_response(StatusCode::OK, &site_json(v)))
+    let (user, id) = (caller.user.clone(), v.id);
+    deploying(&state, &caller, async move {
+        let v = sites.update(&user, id, &draft).await?;
+        Ok(json_response(StatusCode::OK, &site_json(v)))
+    })
+    .await
 }
 
 /// Switches a site on or off (whichever it is not), as the portal's one-tap toggle.
@@ -221,8 +241,12 @@ pub async fn toggle_vhost(
     if dry.wanted(&caller)? {
         return plan_json(&state.sites().plan_toggle(&caller.user, id).await?);
     }
-    let now = state.sites().toggle(&caller.user, id).await?;
-    Ok(json_response(StatusCode::OK, &site_json(now)))
+    let (sites, user) = (state.sites(), caller.user.clone());
+    deploying(&state, &caller, async move {
+        let now = sites.toggle(&user, id).await?;
+        Ok(json_response(StatusCode::OK, &site_json(now)))
+    })
+    .await
 }
 
 pub async fn delete_vhost(
@@ -234,6 +258,10 @@ pub async fn delete_vhost(
     if dry.wanted(&caller)? {
         return plan_json(&state.sites().plan_delete(&caller.user, id).await?);
     }
-    state.sites().delete(&caller.user, id).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+    let (sites, user) = (state.sites(), caller.user.clone());
+    deploying(&state, &caller, async move {
+        sites.delete(&user, id).await?;
+        Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+    })
+    .await
 }
