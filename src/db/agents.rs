@@ -28,12 +28,15 @@ pub struct Agent {
     /// When the agent first reported that its Caddy runs a config loaded outside Gatehouse,
     /// in the episode still open; `None` once a push has put the database's config back.
     pub(crate) changed_outside_at: Option<i64>,
+    /// Its labels (`canary`, `eu`, …), sorted: sites can be served by label, and a rollout
+    /// policy stages changes by them.
+    pub labels: Vec<String>,
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
 const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
     caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
-    last_error, tls_ca, tls_pin, changed_outside_at";
+    last_error, tls_ca, tls_pin, changed_outside_at, labels";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -53,6 +56,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         tls_ca: r.get(13)?,
         tls_pin: r.get(14)?,
         changed_outside_at: r.get(15)?,
+        labels: crate::domain::labels::stored(&r.get::<_, String>(16)?),
     })
 }
 
@@ -160,6 +164,16 @@ pub(crate) fn update(
 
 pub(crate) fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM agents WHERE id = ?1", [id])? == 1)
+}
+
+/// Replaces an agent's labels (already checked by [`crate::domain::labels::parse`]); false
+/// when it no longer exists. Labels are the portal's own, also on agents from the config file.
+pub fn set_labels(conn: &Connection, id: i64, labels: &[String]) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE agents SET labels = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, crate::domain::labels::join(labels), now()],
+    )?;
+    Ok(n == 1)
 }
 
 /// What `/health` said, or that the agent could not be reached.

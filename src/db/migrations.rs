@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login_devices",
         sql: include_str!("migrations/0010_login_devices.sql"),
     },
+    Migration {
+        version: 12,
+        name: "agent_labels",
+        sql: include_str!("migrations/0012_agent_labels.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

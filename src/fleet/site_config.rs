@@ -54,14 +54,24 @@ pub(crate) fn stored_body(config: &str) -> Option<CaddyfileBody> {
     CaddyfileBody::parse_stored(config, &BodyPolicy::admin()).ok()
 }
 
+/// Which agents serve a site, as [`Site`] holds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Serve<'a> {
+    All,
+    /// These agents, by id.
+    Only(&'a [i64]),
+    /// The agents carrying any of these labels.
+    Labels(&'a [String]),
+}
+
 /// One site as the Caddyfile holds it: its address, its stored body, whether it is served,
-/// and by which agents (None: by every agent).
+/// and by which agents.
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
     pub(crate) domain: &'a str,
     pub(crate) config: &'a str,
     pub(crate) enabled: bool,
-    pub(crate) agents: Option<&'a [i64]>,
+    pub(crate) agents: Serve<'a>,
 }
 
 impl<'a> Site<'a> {
@@ -71,12 +81,16 @@ impl<'a> Site<'a> {
             domain,
             config,
             enabled: true,
-            agents: None,
+            agents: Serve::All,
         }
     }
 
-    fn served_by(&self, agent: i64) -> bool {
-        self.agents.is_none_or(|ids| ids.contains(&agent))
+    pub(crate) fn served_by(&self, agent: &Agent) -> bool {
+        match self.agents {
+            Serve::All => true,
+            Serve::Only(ids) => ids.contains(&agent.id),
+            Serve::Labels(labels) => labels.iter().any(|l| agent.labels.contains(l)),
+        }
     }
 }
 
@@ -86,7 +100,13 @@ impl<'a> From<&'a Vhost> for Site<'a> {
             domain: &v.domain,
             config: &v.config,
             enabled: v.enabled,
-            agents: (!v.all_agents).then_some(v.agent_ids.as_slice()),
+            agents: if v.all_agents {
+                Serve::All
+            } else if !v.labels.is_empty() {
+                Serve::Labels(&v.labels)
+            } else {
+                Serve::Only(&v.agent_ids)
+            },
         }
     }
 }
@@ -118,7 +138,7 @@ pub fn for_agent<'a, S: Into<Site<'a>>>(
     let mine: Vec<Site<'a>> = sites
         .into_iter()
         .map(Into::into)
-        .filter(|s| s.served_by(agent.id))
+        .filter(|s| s.served_by(agent))
         .collect();
     render_for(c, &target, &mine)
 }

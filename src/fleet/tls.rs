@@ -281,6 +281,7 @@ mod tests {
             tls_ca: ca.map(str::to_string),
             tls_pin: pin.map(str::to_string),
             changed_outside_at: None,
+            labels: Vec::new(),
         }
     }
 

@@ -271,6 +271,7 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/agents/{id}/delete", POST, post(agents::delete))
     .add(Admin, "/agents/{id}/test", POST, post(agents::test))
     .add(Admin, "/agents/{id}/sync", POST, post(agents::sync))
+    .add(Admin, "/agents/{id}/labels", POST, post(agents::labels))
     .add(
         Admin,
         "/agents/{id}/caddyfile",
