@@ -260,6 +260,41 @@ impl CaddyClient {
         process_start_time(&response.text().await.ok()?)
     }
 
+    /// Every address Caddy's HTTP servers listen on, as its running config names them
+    /// (`":8080"`, `"127.0.0.1:443"`, `"tcp/[::1]:80-81"`): where a visitor's request for a
+    /// site reaches this Caddy. Empty when no HTTP app runs.
+    pub(crate) async fn listeners(&self) -> Result<Vec<String>, CaddyError> {
+        let failed = |err: reqwest::Error| CaddyError::Unreachable(root_cause(&err));
+        let response = self
+            .request(reqwest::Method::GET, "/config/apps/http/servers")
+            .timeout(REACHABLE_TIMEOUT)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(failed)?;
+        if !status.is_success() {
+            return Err(CaddyError::Rejected {
+                status: status.as_u16(),
+                message: error_message(&body),
+            });
+        }
+        #[derive(Deserialize)]
+        struct Server {
+            #[serde(default)]
+            listen: Vec<String>,
+        }
+        let servers: Option<std::collections::BTreeMap<String, Server>> =
+            serde_json::from_slice(&body).map_err(|e| {
+                CaddyError::Unreachable(format!("Caddy's HTTP servers are not what 2.6 sends: {e}"))
+            })?;
+        Ok(servers
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, server)| server.listen)
+            .collect())
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let authority = self.admin.authority();
         self.http

@@ -8,6 +8,7 @@ pub mod api;
 pub mod caddy;
 pub mod config;
 pub mod logs;
+pub mod probe;
 pub mod running;
 pub mod tailer;
 pub mod tls;
@@ -417,6 +418,7 @@ pub fn router(state: AgentState) -> Router {
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
         .route("/caddy/adapt", post(api::adapt))
+        .route("/caddy/probe", post(probe::handler))
         .route("/logs", get(logs::recent))
         .route("/logs/stream", get(logs::stream))
         .route_layer(axum::middleware::from_fn_with_state(

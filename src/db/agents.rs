@@ -33,6 +33,32 @@ pub struct Agent {
     pub labels: Vec<String>,
 }
 
+#[cfg(test)]
+impl Agent {
+    /// An agent as a unit test needs one: never contacted, no labels.
+    pub(crate) fn test(id: i64) -> Self {
+        Self {
+            id,
+            name: format!("edge-{id}"),
+            url: format!("http://127.0.0.1:{}", 7000 + id),
+            token: Secret::new("a-token-for-unit-tests"),
+            from_config: false,
+            online: false,
+            caddy_reachable: false,
+            caddy_version: None,
+            caddy_admin: None,
+            access_log: None,
+            applied_hash: None,
+            last_seen_at: None,
+            last_error: None,
+            tls_ca: None,
+            tls_pin: None,
+            changed_outside_at: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
 const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
     caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,

@@ -13,7 +13,7 @@
 
 use super::Fleet;
 use super::client::{self, Push};
-use super::site_config;
+use super::{rollout, site_config};
 use crate::config::CaddyConfig;
 use crate::db::agents::{self, Agent};
 use crate::db::changelog::Author;
@@ -29,6 +29,9 @@ pub enum DeployError<E> {
     Refused(E),
     /// A Caddy rejected the new config: nothing changed anywhere.
     Rejected { agent: String, error: String },
+    /// The rollout's probe found the canary stage worse after the change: every agent got
+    /// its previous config back, nothing changed.
+    Worse(rollout::ProbeFailure),
     /// The database failed around the change.
     Db(DbError),
 }
@@ -82,6 +85,7 @@ where
         Ok(_) => "applied",
         Err(DeployError::Refused(_)) => "refused",
         Err(DeployError::Rejected { .. }) => "rejected",
+        Err(DeployError::Worse(_)) => "rolled_back",
         Err(DeployError::Db(_)) => "failed",
     };
     let stats = &fleet.stats;
@@ -98,13 +102,13 @@ where
 }
 
 /// The change applied in a transaction that is rolled back: what each agent would run after
-/// it, and every site as stored before it.
+/// it, and every site as stored before it and after it.
 async fn dry_run<T, E, F>(
     db: &Db,
     caddy: &CaddyConfig,
     user: &User,
     change: F,
-) -> Result<(Vec<Step>, Vec<Vhost>), DeployError<E>>
+) -> Result<(Vec<Step>, Vec<Vhost>, Vec<Vhost>), DeployError<E>>
 where
     F: Change<T, E>,
     T: Send + 'static,
@@ -139,7 +143,7 @@ where
                     }
                 })
                 .collect::<Vec<_>>();
-            Ok(Ok((steps, before)))
+            Ok(Ok((steps, before, after)))
         })
         .await?;
     plan.map_err(DeployError::Refused)
@@ -194,7 +198,7 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    let (steps, before) = dry_run(db, caddy, user, change).await?;
+    let (steps, before, _) = dry_run(db, caddy, user, change).await?;
     Ok(steps
         .into_iter()
         .map(|s| AgentPlan {
@@ -222,32 +226,49 @@ where
     let _turn = fleet.deploy_lock.lock().await;
 
     // 1. Dry run: render every agent's config before and after, then roll back.
-    let (steps, before_vhosts) = dry_run(db, caddy, user, change.clone()).await?;
+    let (steps, before_vhosts, after_vhosts) = dry_run(db, caddy, user, change.clone()).await?;
     let before = &before_vhosts;
 
-    // 2. Push where the agent does not already run the new config. An agent never heard
-    //    from has no known admin address: pushing could move its Caddy's admin endpoint,
-    //    so it waits for the reconciler, which asks first.
-    let pushes = steps.iter().map(|s| async move {
-        if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
-            return None;
+    // 2. Push, stage by stage: all agents at once unless a rollout policy stages the change
+    //    (see `rollout`), when each canary stage is probed before the next one is pushed.
+    let policy = rollout::policy(db).await?;
+    let mut outcomes: Vec<Option<Push>> = vec![None; steps.len()];
+    let mut worse = None;
+    for stage in rollout::stages(&policy, steps.iter().map(|s| &s.agent)) {
+        let probed = stage.members.iter().map(|&i| {
+            let agent = steps[i].agent.clone();
+            let sites = rollout::changed_sites(&agent, before, &after_vhosts);
+            (agent, sites)
+        });
+        let baseline = rollout::Baseline::take(fleet, &stage, probed.collect()).await;
+        let pushed = push_stage(fleet, &steps, &stage.members).await;
+        for (&i, outcome) in stage.members.iter().zip(pushed) {
+            outcomes[i] = outcome;
         }
-        if s.agent.caddy_admin.is_none() {
-            // Why it was never reached (refused certificate, …) says more than that it wasn't.
-            let error = s.agent.last_error.clone();
-            return Some(Push::Unreachable {
-                error: error.unwrap_or_else(|| "not contacted yet".into()),
-            });
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Some(Push::Rejected { .. })))
+        {
+            break;
         }
-        Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
-    });
-    let outcomes = futures::future::join_all(pushes).await;
+        worse = baseline.judge(fleet, &policy).await;
+        if worse.is_some() {
+            break;
+        }
+    }
 
-    // 3. A rejection anywhere: put back the previous config where the new one landed.
-    if let Some((step, error)) = steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
-        Some(Push::Rejected { error }) => Some((s, error.clone())),
-        _ => None,
-    }) {
+    // 3. A rejection anywhere, or a stage made worse: put back the previous config where
+    //    the new one landed.
+    let failed = worse.map(DeployError::Worse).or_else(|| {
+        steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
+            Some(Push::Rejected { error }) => Some(DeployError::Rejected {
+                agent: s.agent.name.clone(),
+                error: error.clone(),
+            }),
+            _ => None,
+        })
+    });
+    if let Some(failed) = failed {
         let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
             Some(Push::Applied { .. }) => Some(async move {
                 let text = site_config::for_agent(caddy, &s.agent, before).0;
@@ -258,11 +279,16 @@ where
         });
         let restored = futures::future::join_all(restores).await;
         record(db, restored).await?;
-        tracing::warn!(agent = %step.agent.name, "Caddy rejected the change; nothing was changed");
-        return Err(DeployError::Rejected {
-            agent: step.agent.name.clone(),
-            error,
-        });
+        match &failed {
+            DeployError::Worse(seen) => {
+                tracing::warn!(probe = %seen, "the change made the canary stage worse; it was undone everywhere");
+            }
+            DeployError::Rejected { agent, .. } => {
+                tracing::warn!(%agent, "Caddy rejected the change; nothing was changed");
+            }
+            _ => {}
+        }
+        return Err(failed);
     }
 
     // 4. Commit the change for real. The lock guarantees it renders as it did in the dry run.
@@ -291,6 +317,31 @@ where
         .collect::<Vec<_>>();
     record(db, pushed).await?;
     result
+}
+
+/// Pushes the new config to the agents `members` (indexes into `steps`) in parallel, where
+/// an agent does not already run it: the one place a deploy pushes a change. Each member's
+/// outcome, in order; None where nothing had to be pushed.
+async fn push_stage(fleet: &Fleet, steps: &[Step], members: &[usize]) -> Vec<Option<Push>> {
+    // An agent never heard from has no known admin address: pushing could move its Caddy's
+    // admin endpoint, so it waits for the reconciler, which asks first.
+    let pushes = members.iter().map(|&i| {
+        let s = &steps[i];
+        async move {
+            if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
+                return None;
+            }
+            if s.agent.caddy_admin.is_none() {
+                // Why it was never reached (refused certificate, …) says more than that it wasn't.
+                let error = s.agent.last_error.clone();
+                return Some(Push::Unreachable {
+                    error: error.unwrap_or_else(|| "not contacted yet".into()),
+                });
+            }
+            Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+        }
+    });
+    futures::future::join_all(pushes).await
 }
 
 /// Runs one change for `user` in an IMMEDIATE transaction (so concurrent changes queue

@@ -6,6 +6,7 @@ pub(crate) mod client;
 pub(crate) mod deploy;
 pub mod logs;
 pub mod reconcile;
+pub mod rollout;
 pub mod site_config;
 pub(crate) mod tls;
 

@@ -185,3 +185,65 @@ fn render_for(c: &CaddyConfig, target: &Target<'_>, sites: &[Site<'_>]) -> (Stri
     let hash = config_hash(&text);
     (text, hash)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(id: i64, domain: &str, all: bool, ids: &[i64], labels: &[&str]) -> Vhost {
+        Vhost {
+            id,
+            domain: domain.into(),
+            template: "raw".into(),
+            params: "{}".into(),
+            config: "respond \"hi\"".into(),
+            enabled: true,
+            owner_id: None,
+            all_agents: all,
+            agent_ids: ids.to_vec(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn agent(id: i64, labels: &[&str]) -> Agent {
+        Agent {
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            ..Agent::test(id)
+        }
+    }
+
+    /// The sites whose blocks `agent`'s Caddyfile holds.
+    fn served(agent: &Agent, sites: &[Vhost]) -> Vec<String> {
+        let (text, _) = for_agent(&CaddyConfig::default(), agent, sites);
+        sites
+            .iter()
+            .filter(|s| text.contains(&format!("{} {{", s.domain)))
+            .map(|s| s.domain.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_site_served_by_label_is_rendered_only_on_agents_carrying_it() {
+        let sites = [
+            site(1, "all.test", true, &[], &[]),
+            site(2, "eu.test", false, &[], &["eu"]),
+            site(3, "chosen.test", false, &[3], &[]),
+            site(4, "eu-or-us.test", false, &[], &["eu", "us"]),
+        ];
+        assert_eq!(
+            served(&agent(1, &["canary", "eu"]), &sites),
+            ["all.test", "eu.test", "eu-or-us.test"]
+        );
+        assert_eq!(
+            served(&agent(2, &["us"]), &sites),
+            ["all.test", "eu-or-us.test"]
+        );
+        assert_eq!(
+            served(&agent(3, &[]), &sites),
+            ["all.test", "chosen.test"],
+            "an agent without labels serves no site by label"
+        );
+    }
+}

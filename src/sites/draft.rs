@@ -318,6 +318,7 @@ mod tests {
     fn known() -> Known {
         Known {
             agents: vec![1, 2],
+            labels: vec!["canary".into(), "eu".into()],
             users: vec![7, 8],
         }
     }
@@ -465,6 +466,7 @@ mod tests {
             owner_id: s.owner_id,
             all_agents: s.all_agents,
             agent_ids: s.agent_ids.clone(),
+            labels: s.labels.clone(),
             created_at: 0,
             updated_at: 0,
         };
@@ -477,5 +479,56 @@ mod tests {
             .unwrap()
             .snapshot;
         assert_eq!(s2, s);
+    }
+
+    #[test]
+    fn labels_must_be_slugs_carried_by_some_agent_and_are_kept_as_typed() {
+        let by = |labels: &str| SiteDraft {
+            agents: Agents::Labels(labels.into()),
+            ..proxy("a.example.com")
+        };
+        let s = by("eu, canary eu")
+            .check(&user(false), &known(), &rules())
+            .unwrap()
+            .snapshot;
+        assert_eq!(
+            (s.all_agents, s.agent_ids.clone(), s.labels.clone()),
+            (false, vec![], vec!["canary".to_string(), "eu".to_string()])
+        );
+        let errors = by("EU").check(&user(true), &known(), &rules()).unwrap_err();
+        assert!(
+            errors
+                .get("labels")
+                .unwrap()
+                .contains("“EU” is not a label")
+        );
+        let errors = by("us")
+            .check(&user(false), &known(), &rules())
+            .unwrap_err();
+        assert_eq!(
+            errors.get("labels"),
+            Some("No agent carries the label us; choose among: canary, eu.")
+        );
+        let errors = by(" ").check(&user(true), &known(), &rules()).unwrap_err();
+        assert!(errors.get("labels").is_some() && errors.get("serve_on").is_none());
+        // A stored site by label opens as its own draft again.
+        let stored = Vhost {
+            id: 1,
+            domain: s.domain.clone(),
+            template: s.template.clone(),
+            params: s.params.clone(),
+            config: s.config.clone(),
+            enabled: true,
+            owner_id: s.owner_id,
+            all_agents: false,
+            agent_ids: vec![],
+            labels: s.labels.clone(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(
+            SiteDraft::of(&stored).agents,
+            Agents::Labels("canary eu".into())
+        );
     }
 }

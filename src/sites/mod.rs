@@ -13,7 +13,7 @@ mod patch;
 pub(crate) use draft::{
     ALLOW_OVERLAP, Agents, CheckedSite, Known, Owner, SiteDraft, is_template_field,
 };
-pub(crate) use error::{SiteError, rejection};
+pub(crate) use error::{SiteError, rejection, rolled_back};
 pub(crate) use patch::{ShapeErrors, SitePatch};
 
 use crate::config::Config;

@@ -1,11 +1,14 @@
-//! The settings page (admin): the tenant policy that users' sites are judged by.
+//! The settings page (admin): the tenant policy that users' sites are judged by, and the
+//! rollout policy changes reach the agents by.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::db::audit::{self, Action, Event};
 use crate::domain::FieldErrors;
 use crate::error::Result;
+use crate::fleet::rollout;
 use crate::tenancy::{self, Lists};
-use crate::views::{self, settings::PolicyForm};
+use crate::views::settings::{PolicyForm, RolloutForm};
+use crate::views::{self};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -33,7 +36,7 @@ async fn show(
     saved: bool,
     status: StatusCode,
 ) -> Result<Response> {
-    show_with(state, render, form, errors, saved, status, None).await
+    show_with(state, render, form, errors, saved, status, None, None).await
 }
 
 async fn show_with(
@@ -44,7 +47,15 @@ async fn show_with(
     saved: bool,
     status: StatusCode,
     review: Option<tenancy::Review>,
+    rollout: Option<(RolloutForm, FieldErrors)>,
 ) -> Result<Response> {
+    let (rollout, rollout_errors) = match rollout {
+        Some(refused) => refused,
+        None => (
+            RolloutForm::of(&rollout::policy(&state.db).await?),
+            FieldErrors::default(),
+        ),
+    };
     let (policy, _) = tenancy::policy(&state.db, &state.config).await?;
     let vhosts = state.config.vhosts.clone();
     let from_settings = state
@@ -52,6 +63,8 @@ async fn show_with(
         .run(move |c| Ok(tenancy::lists(c, &vhosts)?.from_settings))
         .await?;
     let page = views::settings::Page {
+        rollout: &rollout,
+        rollout_errors: &rollout_errors,
         form: &form,
         errors: &errors,
         from_settings,
@@ -102,6 +115,7 @@ pub async fn review(State(state): State<AppState>, render: Render) -> Result<Res
         false,
         StatusCode::OK,
         Some(review),
+        None,
     )
     .await
 }
@@ -146,6 +160,57 @@ pub async fn save(
         .run(move |c| {
             let tx = c.transaction()?;
             tenancy::save_lists(&tx, &lists)?;
+            let event = Event::about(&user, Action::SettingsChanged, &detail);
+            audit::record(&tx, &event, &origin)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+    Ok(render.redirect("/settings?saved=1"))
+}
+
+/// Saves the rollout policy; a refused one is shown again as typed, each reason beside its
+/// field.
+pub async fn save_rollout(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Form(form): Form<RolloutForm>,
+) -> Result<Response> {
+    let policy = match form.policy() {
+        Ok(policy) => policy,
+        Err(errors) => {
+            let tenant = stored_form(&state).await?;
+            return show_with(
+                &state,
+                &render,
+                tenant,
+                FieldErrors::default(),
+                false,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some((form, errors)),
+            )
+            .await;
+        }
+    };
+    let detail = format!(
+        "rollout policy: {}, slower past {}x and {} ms",
+        if policy.canary_first {
+            "canary first"
+        } else {
+            "all agents at once"
+        },
+        policy.slow_factor,
+        policy.slow_floor_ms
+    );
+    let (user, origin) = (current.user.clone(), client.origin());
+    state
+        .db
+        .run(move |c| {
+            let tx = c.transaction()?;
+            policy.save(&tx)?;
             let event = Event::about(&user, Action::SettingsChanged, &detail);
             audit::record(&tx, &event, &origin)?;
             tx.commit()?;
