@@ -24,6 +24,7 @@ mod logs;
 mod logs_agent;
 mod metrics;
 mod plan;
+mod rollout;
 mod secrets;
 mod tenancy;
 mod tenancy_property;
