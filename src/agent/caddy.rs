@@ -216,9 +216,14 @@ impl CaddyClient {
     /// `GET /config/`: the JSON Caddy runs now, as Caddy prints it, at most
     /// [`MAX_CONFIG_BYTES`] and within [`REACHABLE_TIMEOUT`] (a `/health` waits for it).
     pub(crate) async fn running_config(&self) -> Result<Vec<u8>, CaddyError> {
+        self.config_at("/config/").await
+    }
+
+    /// `GET <path>` of Caddy's config API, as [`CaddyClient::running_config`] reads it.
+    async fn config_at(&self, path: &str) -> Result<Vec<u8>, CaddyError> {
         let failed = |err: reqwest::Error| CaddyError::Unreachable(root_cause(&err));
         let mut response = self
-            .request(reqwest::Method::GET, "/config/")
+            .request(reqwest::Method::GET, path)
             .timeout(REACHABLE_TIMEOUT)
             .send()
             .await
@@ -264,21 +269,7 @@ impl CaddyClient {
     /// (`":8080"`, `"127.0.0.1:443"`, `"tcp/[::1]:80-81"`): where a visitor's request for a
     /// site reaches this Caddy. Empty when no HTTP app runs.
     pub(crate) async fn listeners(&self) -> Result<Vec<String>, CaddyError> {
-        let failed = |err: reqwest::Error| CaddyError::Unreachable(root_cause(&err));
-        let response = self
-            .request(reqwest::Method::GET, "/config/apps/http/servers")
-            .timeout(REACHABLE_TIMEOUT)
-            .send()
-            .await
-            .map_err(failed)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(failed)?;
-        if !status.is_success() {
-            return Err(CaddyError::Rejected {
-                status: status.as_u16(),
-                message: error_message(&body),
-            });
-        }
+        let body = self.config_at("/config/apps/http/servers").await?;
         #[derive(Deserialize)]
         struct Server {
             #[serde(default)]

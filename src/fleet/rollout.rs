@@ -92,27 +92,22 @@ pub struct Stage {
 /// How `agents` are split: the canary agents, then the rest, under a canary-first policy
 /// when the fleet has both; otherwise one stage of all of them, not probed.
 pub fn stages<'a>(policy: &Policy, agents: impl IntoIterator<Item = &'a Agent>) -> Vec<Stage> {
-    let (canary, rest): (Vec<(usize, &Agent)>, Vec<(usize, &Agent)>) = agents
-        .into_iter()
-        .enumerate()
-        .partition(|(_, a)| a.labels.iter().any(|l| l == CANARY));
-    let indexes = |list: Vec<(usize, &Agent)>| list.into_iter().map(|(i, _)| i).collect();
+    let agents: Vec<&Agent> = agents.into_iter().collect();
+    let is_canary = |i: &usize| agents[*i].labels.iter().any(|l| l == CANARY);
+    let (canary, rest): (Vec<usize>, Vec<usize>) = (0..agents.len()).partition(is_canary);
     if !policy.canary_first || canary.is_empty() || rest.is_empty() {
-        let mut all: Vec<usize> = indexes(canary);
-        all.extend(indexes(rest).iter());
-        all.sort_unstable();
         return vec![Stage {
-            members: all,
+            members: (0..agents.len()).collect(),
             canary: false,
         }];
     }
     vec![
         Stage {
-            members: indexes(canary),
+            members: canary,
             canary: true,
         },
         Stage {
-            members: indexes(rest),
+            members: rest,
             canary: false,
         },
     ]

@@ -36,7 +36,16 @@ async fn show(
     saved: bool,
     status: StatusCode,
 ) -> Result<Response> {
-    show_with(state, render, form, errors, saved, status, None, None).await
+    show_with(state, render, form, errors, saved, status, Shown::default()).await
+}
+
+/// What the page shows besides the tenant policy form.
+#[derive(Default)]
+struct Shown {
+    /// Users' sites judged against the lists, once an admin asked.
+    review: Option<tenancy::Review>,
+    /// A refused rollout policy, as typed, with its reasons (else the stored one is shown).
+    rollout: Option<(RolloutForm, FieldErrors)>,
 }
 
 async fn show_with(
@@ -46,9 +55,9 @@ async fn show_with(
     errors: FieldErrors,
     saved: bool,
     status: StatusCode,
-    review: Option<tenancy::Review>,
-    rollout: Option<(RolloutForm, FieldErrors)>,
+    shown: Shown,
 ) -> Result<Response> {
+    let Shown { review, rollout } = shown;
     let (rollout, rollout_errors) = match rollout {
         Some(refused) => refused,
         None => (
@@ -114,8 +123,10 @@ pub async fn review(State(state): State<AppState>, render: Render) -> Result<Res
         errors,
         false,
         StatusCode::OK,
-        Some(review),
-        None,
+        Shown {
+            review: Some(review),
+            ..Shown::default()
+        },
     )
     .await
 }
@@ -154,19 +165,34 @@ pub async fn save(
         lists.upstream_hosts.join(", "),
         lists.unix_sockets.join(", ")
     );
+    let save = move |tx: &rusqlite::Transaction<'_>| tenancy::save_lists(tx, &lists);
+    save_audited(&state, &current, &client, detail, save).await?;
+    Ok(render.redirect("/settings?saved=1"))
+}
+
+/// Writes a setting with `write` and audits it as `detail`, in one transaction.
+async fn save_audited(
+    state: &AppState,
+    current: &CurrentUser,
+    client: &ClientInfo,
+    detail: String,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<(), crate::db::DbError>
+    + Send
+    + 'static,
+) -> Result<()> {
     let (user, origin) = (current.user.clone(), client.origin());
     state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
-            tenancy::save_lists(&tx, &lists)?;
+            write(&tx)?;
             let event = Event::about(&user, Action::SettingsChanged, &detail);
             audit::record(&tx, &event, &origin)?;
             tx.commit()?;
             Ok(())
         })
         .await?;
-    Ok(render.redirect("/settings?saved=1"))
+    Ok(())
 }
 
 /// Saves the rollout policy; a refused one is shown again as typed, each reason beside its
@@ -189,8 +215,10 @@ pub async fn save_rollout(
                 FieldErrors::default(),
                 false,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some((form, errors)),
+                Shown {
+                    rollout: Some((form, errors)),
+                    ..Shown::default()
+                },
             )
             .await;
         }
@@ -205,17 +233,6 @@ pub async fn save_rollout(
         policy.slow_factor,
         policy.slow_floor_ms
     );
-    let (user, origin) = (current.user.clone(), client.origin());
-    state
-        .db
-        .run(move |c| {
-            let tx = c.transaction()?;
-            policy.save(&tx)?;
-            let event = Event::about(&user, Action::SettingsChanged, &detail);
-            audit::record(&tx, &event, &origin)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    save_audited(&state, &current, &client, detail, move |tx| policy.save(tx)).await?;
     Ok(render.redirect("/settings?saved=1"))
 }

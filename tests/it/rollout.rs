@@ -50,6 +50,17 @@ async fn fleet() -> Fleet {
     }
 }
 
+/// Waits until both agents run the database's render.
+async fn both_run_db(f: &Fleet) {
+    let app = &f.app;
+    for (id, agent) in [(f.id_1, &f.edge_1), (f.id_2, &f.edge_2)] {
+        eventually(20, "both agents run the database's render", || async move {
+            agent_runs_db(app, id, agent).await
+        })
+        .await;
+    }
+}
+
 /// What the Caddy bound on `ip` serves for `host` on `port` (status 0: no answer).
 async fn served_on(ip: &str, port: u16, host: &str) -> (u16, String) {
     let client = reqwest::Client::builder()
@@ -109,13 +120,8 @@ async fn canary_first_with_site(f: &Fleet, host: &str, to: SocketAddr) -> i64 {
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let created = post_owned(&f.app, "/vhosts", &site_form(&format!("http://{host}"), to)).await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    both_run_db(f).await;
     let app = &f.app;
-    for (id, agent) in [(f.id_1, &f.edge_1), (f.id_2, &f.edge_2)] {
-        eventually(20, "both agents run the site", || async move {
-            agent_runs_db(app, id, agent).await
-        })
-        .await;
-    }
     assert_eq!(served_on("127.0.0.1", f.port, host).await.1, "old backend");
     assert_eq!(served_on("127.0.0.2", f.port, host).await.1, "old backend");
     app.state
@@ -326,13 +332,8 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
     form.push(("labels".into(), "eu".into()));
     let created = post_owned(&f.app, "/vhosts", &form).await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    both_run_db(&f).await;
     let app = &f.app;
-    for (id, agent) in [(f.id_1, &f.edge_1), (f.id_2, &f.edge_2)] {
-        eventually(20, "both agents run the database's render", || async move {
-            agent_runs_db(app, id, agent).await
-        })
-        .await;
-    }
     assert_eq!(
         served_on("127.0.0.2", f.port, &host).await,
         (200, "eu backend".into()),
