@@ -1,6 +1,7 @@
 //! The agent: a small daemon beside each Caddy that loads the Caddyfile the hub sends into
-//! Caddy's admin API, and tells the hub whether Caddy still runs it. `router(state)` is its
-//! one route table; [`Agent`] binds and serves it.
+//! Caddy's admin API, tells the hub whether Caddy still runs it, and asks its Caddy for a
+//! site when the hub probes a staged rollout. `router(state)` is its one route table;
+//! [`Agent`] binds and serves it.
 //!
 //! It knows nothing of the hub beyond the token the hub presents.
 

@@ -503,4 +503,28 @@ mod tests {
             ]
         );
     }
+
+    #[tokio::test]
+    async fn labels_are_the_portals_own_and_outlive_a_sync_of_declared_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = keyed_db(dir.path());
+        let labels = db
+            .run(|c| {
+                let tls = TlsSettings::default();
+                let declared = vec![(
+                    "edge".to_string(),
+                    "http://127.0.0.1:7070".to_string(),
+                    Secret::new("0123456789abcdef0123"),
+                    tls,
+                )];
+                sync_declared(c, &declared)?;
+                let id = list(c)?[0].id;
+                set_labels(c, id, &["canary".to_string(), "eu".to_string()])?;
+                sync_declared(c, &declared)?;
+                Ok(find(c, id)?.unwrap().labels)
+            })
+            .await
+            .unwrap();
+        assert_eq!(labels, ["canary", "eu"]);
+    }
 }

@@ -1,8 +1,8 @@
 //! Sites: the list with its one-tap toggles, the editor with template fields, inline
 //! template docs and the live preview, and the generated Caddyfile. Also the site form's
 //! string encoding (a ticked box is `"on"`, agents are `agent_<id>` boxes under
-//! `serve_on=chosen`, labels the `labels` text under `serve_on=labels`, nobody owns a site whose `owner_id` is [`NO_OWNER`]) and its
-//! translation to and from a [`SiteDraft`].
+//! `serve_on=chosen`, labels the `labels` text under `serve_on=labels`, nobody owns a site
+//! whose `owner_id` is [`NO_OWNER`]) and its translation to and from a [`SiteDraft`].
 
 use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
