@@ -269,7 +269,17 @@ impl CaddyClient {
     /// (`":8080"`, `"127.0.0.1:443"`, `"tcp/[::1]:80-81"`): where a visitor's request for a
     /// site reaches this Caddy. Empty when no HTTP app runs.
     pub(crate) async fn listeners(&self) -> Result<Vec<String>, CaddyError> {
-        let body = self.config_at("/config/apps/http/servers").await?;
+        let body = match self.config_at("/config/apps/http/servers").await {
+            Ok(body) => body,
+            // No HTTP app (or no config at all) to traverse: no HTTP server listens.
+            Err(CaddyError::Rejected {
+                status: 400,
+                message,
+            }) if message.contains("invalid traversal path") => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
         #[derive(Deserialize)]
         struct Server {
             #[serde(default)]

@@ -50,6 +50,11 @@ async fn fleet() -> Fleet {
     }
 }
 
+/// An answer's status, with its body when it is not the one expected.
+fn status_is(got: StatusCode, want: StatusCode, body: &str) {
+    assert_eq!(got, want, "{body}");
+}
+
 /// Waits until both agents run the database's render.
 async fn both_run_db(f: &Fleet) {
     let app = &f.app;
@@ -105,7 +110,7 @@ fn site_form(domain: &str, to: SocketAddr) -> Vec<(String, String)> {
 /// proxying to `to`; waits until both run it. Returns the site's id.
 async fn canary_first_with_site(f: &Fleet, host: &str, to: SocketAddr) -> i64 {
     let labelled = label(&f.app, f.id_1, "canary").await;
-    assert_eq!(labelled.status, StatusCode::SEE_OTHER, "{}", labelled.body);
+    status_is(labelled.status, StatusCode::SEE_OTHER, &labelled.body);
     let saved = f
         .app
         .post_form(
@@ -117,9 +122,9 @@ async fn canary_first_with_site(f: &Fleet, host: &str, to: SocketAddr) -> i64 {
             ],
         )
         .await;
-    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    status_is(saved.status, StatusCode::SEE_OTHER, &saved.body);
     let created = post_owned(&f.app, "/vhosts", &site_form(&format!("http://{host}"), to)).await;
-    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    status_is(created.status, StatusCode::SEE_OTHER, &created.body);
     both_run_db(f).await;
     let app = &f.app;
     assert_eq!(served_on("127.0.0.1", f.port, host).await.1, "old backend");
@@ -154,11 +159,10 @@ async fn a_change_that_makes_the_canary_answer_502_is_undone_everywhere_and_noth
         .unwrap();
     let form = site_form(&format!("http://{host}"), dead);
     let refused = post_owned(&f.app, &format!("/vhosts/{id}"), &form).await;
-    assert_eq!(
+    status_is(
         refused.status,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.body
+        &refused.body,
     );
     let seen = refused.text("#form-error");
     assert!(
@@ -198,7 +202,7 @@ async fn a_change_that_makes_the_canary_answer_502_is_undone_everywhere_and_noth
             json!({ "config": format!("bind {{$GH_BIND}}\nreverse_proxy {dead}") }),
         )
         .await;
-    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    status_is(answer.status, StatusCode::CONFLICT, &answer.body);
     assert_eq!(
         answer.json["error"]["code"], "rolled_back_by_probe",
         "{}",
@@ -244,7 +248,7 @@ async fn a_healthy_change_reaches_the_canary_first_and_then_the_rest() {
 
     let form = site_form(&format!("http://{host}"), new);
     let saved = post_owned(&f.app, &format!("/vhosts/{id}"), &form).await;
-    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    status_is(saved.status, StatusCode::SEE_OTHER, &saved.body);
     assert!(location(&saved).starts_with("/vhosts"), "saved");
 
     assert_eq!(
@@ -273,11 +277,10 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
 
     // A label that is no slug comes back beside the agent's labels field, as typed.
     let refused = label(&f.app, f.id_2, "EU West").await;
-    assert_eq!(
+    status_is(
         refused.status,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.body
+        &refused.body,
     );
     assert!(
         refused
@@ -293,7 +296,7 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
         Some("EU West")
     );
     let labelled = label(&f.app, f.id_2, "eu").await;
-    assert_eq!(labelled.status, StatusCode::SEE_OTHER, "{}", labelled.body);
+    status_is(labelled.status, StatusCode::SEE_OTHER, &labelled.body);
     let page = f.app.get("/agents").await;
     assert_eq!(
         page.texts("article.agent-row[data-agent=\"edge-2\"] .agent-label"),
@@ -310,11 +313,10 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
     form.push(("serve_on".into(), "labels".into()));
     form.push(("labels".into(), "nope".into()));
     let refused = post_owned(&f.app, "/vhosts", &form).await;
-    assert_eq!(
+    status_is(
         refused.status,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.body
+        &refused.body,
     );
     assert_eq!(
         refused.text("#labels-error"),
@@ -331,7 +333,7 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
     form.pop();
     form.push(("labels".into(), "eu".into()));
     let created = post_owned(&f.app, "/vhosts", &form).await;
-    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    status_is(created.status, StatusCode::SEE_OTHER, &created.body);
     both_run_db(&f).await;
     let app = &f.app;
     assert_eq!(
@@ -355,12 +357,140 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
         (false, vec!["eu".to_string()])
     );
 
+    // The API takes labels too, with the same rules.
+    let token = make_token(&f.app, ADMIN_PASSWORD, "ci", "write").await;
+    let api = Api::new(f.app.addr, Some(&token));
+    let site = api.get(&format!("/api/v1/vhosts/{}", stored.id)).await;
+    assert_eq!(site.json["labels"], json!(["eu"]), "{}", site.body);
+    let refused = api
+        .patch(
+            &format!("/api/v1/vhosts/{}", stored.id),
+            json!({"labels": ["nope"]}),
+        )
+        .await;
+    status_is(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &refused.body,
+    );
+    assert!(
+        refused.json["error"]["fields"]["labels"]
+            .as_str()
+            .unwrap()
+            .contains("No agent carries the label nope"),
+        "{}",
+        refused.body
+    );
+
     // Taking the label off edge-2 takes the site off it.
     let cleared = label(&f.app, f.id_2, "").await;
-    assert_eq!(cleared.status, StatusCode::SEE_OTHER, "{}", cleared.body);
+    status_is(cleared.status, StatusCode::SEE_OTHER, &cleared.body);
     eventually(20, "edge-2 stops serving the site", || {
         let host = host.clone();
         async move { served_on("127.0.0.2", f.port, &host).await.0 == 0 }
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_probe_asks_only_its_own_caddy_and_only_with_the_token() {
+    let caddy = Caddy::start().await;
+    let agent = AgentProc::start(&caddy).await;
+    // A server that is not Caddy's: a probe must never reach it, whatever it names.
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let outside = listener.local_addr().unwrap();
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "outside" }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let probe = |token: Option<&'static str>, body: serde_json::Value| {
+        let (client, url) = (agent.probe(), format!("{}/caddy/probe", agent.url()));
+        async move {
+            let mut request = client.post(url).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let token = Some(crate::common::fleet::AGENT_TOKEN);
+
+    let (status, _) = probe(None, json!({"address": format!("http://{outside}")})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, answer) = probe(token, json!({"address": format!("http://{outside}")})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "not_served", "{answer}");
+    let (_, answer) = probe(
+        token,
+        json!({"address": format!("http://localhost:{}", outside.port()), "path": "/x"}),
+    )
+    .await;
+    assert_eq!(answer["status"], "not_served", "{answer}");
+    let (status, answer) = probe(
+        token,
+        json!({"address": "http://a.test:80", "path": "@127.0.0.1/"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing but Caddy's own listeners is asked"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_rollout_policy_comes_back_beside_its_fields() {
+    let app = hub(|_| {}).await;
+    let refused = app
+        .post_form(
+            "/settings/rollout",
+            &[
+                ("policy", "canary_first"),
+                ("slow_factor", "fast"),
+                ("slow_floor_ms", "-1"),
+            ],
+        )
+        .await;
+    status_is(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &refused.body,
+    );
+    assert_eq!(
+        refused.text("#slow_factor-error"),
+        "Give a number from 1 to 100, e.g. 3."
+    );
+    assert!(
+        refused
+            .text("#slow_floor_ms-error")
+            .contains("whole milliseconds")
+    );
+    assert_eq!(
+        refused.attr("#slow_factor", "value").as_deref(),
+        Some("fast")
+    );
+    assert!(
+        refused
+            .attr("input[name=policy][value=canary_first]", "checked")
+            .is_some()
+    );
+    let policy = app
+        .state
+        .db
+        .run(|c| gatehouse::fleet::rollout::Policy::load(c))
+        .await
+        .unwrap();
+    assert_eq!(policy, Default::default(), "nothing was saved");
 }
