@@ -231,31 +231,13 @@ where
 
     // 2. Push, stage by stage: all agents at once unless a rollout policy stages the change
     //    (see `rollout`), when each canary stage is probed before the next one is pushed.
-    let policy = rollout::policy(db).await?;
-    let mut outcomes: Vec<Option<Push>> = vec![None; steps.len()];
-    let mut worse = None;
-    for stage in rollout::stages(&policy, steps.iter().map(|s| &s.agent)) {
-        let probed = stage.members.iter().map(|&i| {
-            let agent = steps[i].agent.clone();
-            let sites = rollout::changed_sites(&agent, before, &after_vhosts);
-            (agent, sites)
-        });
-        let baseline = rollout::Baseline::take(fleet, &stage, probed.collect()).await;
-        let pushed = push_stage(fleet, &steps, &stage.members).await;
-        for (&i, outcome) in stage.members.iter().zip(pushed) {
-            outcomes[i] = outcome;
-        }
-        if outcomes
-            .iter()
-            .any(|o| matches!(o, Some(Push::Rejected { .. })))
-        {
-            break;
-        }
-        worse = baseline.judge(fleet, &policy).await;
-        if worse.is_some() {
-            break;
-        }
-    }
+    let agents: Vec<&Agent> = steps.iter().map(|s| &s.agent).collect();
+    let changed = (before_vhosts.as_slice(), after_vhosts.as_slice());
+    let staged_steps = &steps;
+    let push = move |members: Vec<usize>| -> futures::future::BoxFuture<'_, _> {
+        Box::pin(async move { push_stage(fleet, staged_steps, &members).await })
+    };
+    let (outcomes, worse) = rollout::staged(db, fleet, &agents, changed, push).await?;
 
     // 3. A rejection anywhere, or a stage made worse: put back the previous config where
     //    the new one landed.

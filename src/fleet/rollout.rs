@@ -1,8 +1,8 @@
 //! Staged rollout: with the "canary first" policy, a change reaches the agents labelled
 //! `canary` first, and the rest only if it made nothing worse there.
 //!
-//! The deploy pipeline asks [`stages`] how to split the agents, then pushes stage by stage.
-//! Around each canary stage it probes ([`Baseline::take`] before the push, [`Baseline::judge`]
+//! The deploy pipeline pushes through [`staged`], which asks [`stages`] how to split the
+//! agents and pushes stage by stage. Around each canary stage it probes ([`Baseline::take`] before the push, [`Baseline::judge`]
 //! after it): each canary agent's health, and one request for each site the change touches
 //! on that agent, sent by the agent through its own Caddy (`POST /caddy/probe`). The two
 //! looks are compared, and the change is judged worse ([`Worse`]) when, on any canary agent:
@@ -18,13 +18,14 @@
 //! as they were.
 
 use super::Fleet;
-use super::client;
+use super::client::{self, Push};
 use super::site_config::Site;
 use crate::db::agents::Agent;
 use crate::db::vhosts::Vhost;
 use crate::db::{Db, DbError};
 use crate::domain::labels::CANARY;
 use crate::wire::{ProbeOutcome, ProbeRequest};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -111,6 +112,45 @@ pub fn stages<'a>(policy: &Policy, agents: impl IntoIterator<Item = &'a Agent>) 
             canary: false,
         },
     ]
+}
+
+/// Runs a change's pushes stage by stage under the policy in force: `push` pushes one
+/// stage's agents (by index in `agents`) and is the only way anything is pushed. Each canary
+/// stage is looked at before its push and judged after it, with the sites `changed` (sites
+/// before, sites after) touches on each agent; a rejection or a worse stage stops it there,
+/// so later stages are never pushed. Returns each agent's outcome (None: not pushed) and
+/// what the probe found worse, if anything.
+pub async fn staged<'a>(
+    db: &Db,
+    fleet: &Fleet,
+    agents: &[&Agent],
+    changed: (&[Vhost], &[Vhost]),
+    push: impl Fn(Vec<usize>) -> BoxFuture<'a, Vec<Option<Push>>>,
+) -> Result<(Vec<Option<Push>>, Option<ProbeFailure>), DbError> {
+    let policy = policy(db).await?;
+    let (before, after) = changed;
+    let mut outcomes: Vec<Option<Push>> = vec![None; agents.len()];
+    for stage in stages(&policy, agents.iter().copied()) {
+        let probed = stage.members.iter().map(|&i| {
+            let agent = agents[i].clone();
+            let sites = changed_sites(&agent, before, after);
+            (agent, sites)
+        });
+        let baseline = Baseline::take(fleet, &stage, probed.collect()).await;
+        for (&i, outcome) in stage.members.iter().zip(push(stage.members.clone()).await) {
+            outcomes[i] = outcome;
+        }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Some(Push::Rejected { .. })))
+        {
+            break;
+        }
+        if let Some(worse) = baseline.judge(fleet, &policy).await {
+            return Ok((outcomes, Some(worse)));
+        }
+    }
+    Ok((outcomes, None))
 }
 
 /// The sites a change touches on `agent`, as their addresses: those it serves after the
