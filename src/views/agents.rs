@@ -95,7 +95,7 @@ pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldError
                         }
                     }
                 }
-                p .hint { "An agent runs beside each Caddy server. Every site is served by all agents unless its form picks some." }
+                p .hint { "An agent runs beside each Caddy server. Every site is served by all agents unless its form picks some, or names labels the agents carry." }
                 p .actions #import-export {
                     a .button .small #import-link href="/import" { "Import a Caddyfile" }
                     a .button .small #export-json href="/export.json" download { "Export JSON (no secrets)" }

@@ -33,6 +33,7 @@ pub struct Page<'a> {
     /// The rollout policy as typed (or as stored), and why it was refused.
     pub rollout: &'a RolloutForm,
     pub rollout_errors: &'a FieldErrors,
+    pub rollout_saved: bool,
     pub form: &'a PolicyForm,
     pub errors: &'a FieldErrors,
     /// The lists come from this page (else from the config file).
@@ -163,17 +164,19 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
                     }
                 }
             }
-            (rollout_section(ctx, p.rollout, p.rollout_errors))
+            (rollout_section(ctx, p))
         }
     }
 }
 
 /// The rollout policy: all agents at once, or the `canary` agents first, probed.
-fn rollout_section(ctx: &Ctx, form: &RolloutForm, errors: &FieldErrors) -> Markup {
+fn rollout_section(ctx: &Ctx, p: &Page<'_>) -> Markup {
+    let (form, errors) = (p.rollout, p.rollout_errors);
     let canary = form.policy == "canary_first";
     html! {
         section .card #rollout {
             h2 { "How changes reach the agents" }
+            @if p.rollout_saved { p .notice .ok #rollout-notice role="status" { "Saved. Changes reach the agents this way from now on." } }
             form method="post" action="/settings/rollout" {
                 (csrf_field(ctx))
                 fieldset .field .has-error[errors.get("policy").is_some()] {

@@ -18,6 +18,8 @@ use serde::Deserialize;
 #[serde(default)]
 pub struct PageQuery {
     saved: Option<String>,
+    /// The rollout policy was just saved.
+    rollout_saved: Option<String>,
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -46,6 +48,7 @@ struct Shown {
     review: Option<tenancy::Review>,
     /// A refused rollout policy, as typed, with its reasons (else the stored one is shown).
     rollout: Option<(RolloutForm, FieldErrors)>,
+    rollout_saved: bool,
 }
 
 async fn show_with(
@@ -57,7 +60,11 @@ async fn show_with(
     status: StatusCode,
     shown: Shown,
 ) -> Result<Response> {
-    let Shown { review, rollout } = shown;
+    let Shown {
+        review,
+        rollout,
+        rollout_saved,
+    } = shown;
     let (rollout, rollout_errors) = match rollout {
         Some(refused) => refused,
         None => (
@@ -74,6 +81,7 @@ async fn show_with(
     let page = views::settings::Page {
         rollout: &rollout,
         rollout_errors: &rollout_errors,
+        rollout_saved,
         form: &form,
         errors: &errors,
         from_settings,
@@ -107,7 +115,11 @@ pub async fn page(
     let form = stored_form(&state).await?;
     let saved = q.saved.is_some();
     let errors = FieldErrors::default();
-    show(&state, &render, form, errors, saved, StatusCode::OK).await
+    let shown = Shown {
+        rollout_saved: q.rollout_saved.is_some(),
+        ..Shown::default()
+    };
+    show_with(&state, &render, form, errors, saved, StatusCode::OK, shown).await
 }
 
 /// Judges every enabled site of a `user` against the policy as it stands, and lists those
@@ -234,5 +246,5 @@ pub async fn save_rollout(
         policy.slow_floor_ms
     );
     save_audited(&state, &current, &client, detail, move |tx| policy.save(tx)).await?;
-    Ok(render.redirect("/settings?saved=1"))
+    Ok(render.redirect("/settings?rollout_saved=1#rollout"))
 }

@@ -123,6 +123,17 @@ async fn canary_first_with_site(f: &Fleet, host: &str, to: SocketAddr) -> i64 {
         )
         .await;
     status_is(saved.status, StatusCode::SEE_OTHER, &saved.body);
+    let settings = f.app.get(&location(&saved).replace("#rollout", "")).await;
+    assert!(
+        settings.attr("#rollout-notice", "role").is_some(),
+        "{}",
+        settings.body
+    );
+    assert!(
+        settings
+            .attr("input[name=policy][value=canary_first]", "checked")
+            .is_some()
+    );
     let created = post_owned(&f.app, "/vhosts", &site_form(&format!("http://{host}"), to)).await;
     status_is(created.status, StatusCode::SEE_OTHER, &created.body);
     both_run_db(f).await;
