@@ -341,8 +341,28 @@ async fn a_site_served_by_label_runs_only_where_the_label_is_and_bad_labels_are_
         "the choice by label is kept"
     );
 
+    // The live preview says the same, and shows the block once the label is one an agent has.
+    let app = &f.app;
+    let preview = |form: Vec<(String, String)>| async move {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        app.post_htmx("/vhosts/preview", &pairs).await
+    };
+    let shown = preview(form.clone()).await;
+    assert!(
+        shown
+            .text("#preview-errors li[data-field=labels]")
+            .contains("No agent carries the label nope"),
+        "{}",
+        shown.body
+    );
     form.pop();
     form.push(("labels".into(), "eu".into()));
+    let shown = preview(form.clone()).await;
+    assert!(
+        shown.text("#preview-block").contains("reverse_proxy"),
+        "{}",
+        shown.body
+    );
     let created = post_owned(&f.app, "/vhosts", &form).await;
     status_is(created.status, StatusCode::SEE_OTHER, &created.body);
     both_run_db(&f).await;
