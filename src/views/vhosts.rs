@@ -597,4 +597,24 @@ mod form_tests {
         assert!(errors.is_empty());
         assert_eq!(draft.owner, Owner::Me);
     }
+
+    #[test]
+    fn labels_are_read_as_typed_under_serve_on_labels_and_shown_back() {
+        let form = values(&[
+            ("domain", "a.example.com"),
+            ("template", "raw"),
+            ("owner_id", ""),
+            ("serve_on", "labels"),
+            ("labels", "eu, Canary"),
+            ("agent_3", "on"),
+        ]);
+        let (draft, _) = draft_of(&form, true);
+        assert_eq!(draft.agents, Agents::Labels("eu, Canary".into()));
+        let back = form_values(&draft);
+        assert_eq!(
+            (back["serve_on"].as_str(), back["labels"].as_str()),
+            ("labels", "eu, Canary")
+        );
+        assert!(!back.contains_key("agent_3"), "only the chosen way counts");
+    }
 }
