@@ -130,8 +130,24 @@ pub async fn probe(state: &AgentState, request: &ProbeRequest) -> ProbeOutcome {
             };
         }
     };
+    // A name is resolved to Caddy's listener above; an IP address is never resolved, so
+    // the URL itself is pointed at the listener and the site's address goes as `Host`.
+    let mut url = url;
+    let mut request_host = None;
+    if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = url.host() {
+        request_host = Some(format!("{host}:{}", dial.port()));
+        if url.set_ip_host(dial.ip()).is_err() {
+            return ProbeOutcome::Invalid {
+                error: "not a URL".into(),
+            };
+        }
+    }
+    let mut request = client.get(url);
+    if let Some(host) = request_host {
+        request = request.header(reqwest::header::HOST, host);
+    }
     let started = Instant::now();
-    let answer = client.get(url).send().await;
+    let answer = request.send().await;
     let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match answer {
         Ok(response) => ProbeOutcome::Answered {

@@ -474,6 +474,52 @@ async fn the_probe_asks_only_its_own_caddy_and_only_with_the_token() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+
+    // Once Caddy listens on a port, an address naming another host on that port still
+    // reaches Caddy's listener, never that host.
+    let port = caddy.http_port;
+    let held = tokio::net::TcpListener::bind(("127.0.0.3", port))
+        .await
+        .unwrap();
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "outside" }
+    });
+    tokio::spawn(async move { axum::serve(held, app).await });
+    let caddyfile = format!(
+        "{{\n\tadmin {}\n\tauto_https off\n}}\n\nhttp://a.localhost:{port} {{\n\tbind 127.0.0.1\n\trespond \"caddy\" 203\n}}\n",
+        caddy.admin_addr()
+    );
+    let loaded = agent
+        .probe()
+        .post(format!("{}/caddy/reload", agent.url()))
+        .bearer_auth(crate::common::fleet::AGENT_TOKEN)
+        .body(caddyfile)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.status(),
+        StatusCode::OK,
+        "{}",
+        loaded.text().await.unwrap()
+    );
+    let (_, answer) = probe(
+        token,
+        json!({"address": format!("http://a.localhost:{port}")}),
+    )
+    .await;
+    assert_eq!(answer["code"], 203, "{answer}");
+    assert_eq!(answer["listener"], format!("127.0.0.1:{port}"), "{answer}");
+    for elsewhere in [
+        format!("http://127.0.0.3:{port}"),
+        format!("http://example.com:{port}"),
+    ] {
+        let (_, answer) = probe(token, json!({"address": elsewhere})).await;
+        assert_eq!(answer["status"], "answered", "{elsewhere}: {answer}");
+        assert_eq!(answer["listener"], format!("127.0.0.1:{port}"), "{answer}");
+    }
     assert_eq!(
         hits.load(std::sync::atomic::Ordering::SeqCst),
         0,
