@@ -37,7 +37,7 @@ pub struct Fleet {
 #[derive(Clone)]
 pub(crate) struct FleetStats {
     /// Deploys by outcome: `applied`, `refused` (the change itself), `rejected` (by a Caddy),
-    /// `failed` (the database).
+    /// `rolled_back` (by the rollout's probe), `failed` (the database).
     pub(crate) deploys: crate::metrics::Outcomes,
     /// How long a deploy took, lock wait included.
     pub(crate) deploy_seconds: prometheus_client::metrics::histogram::Histogram,
