@@ -2,7 +2,8 @@
 //!
 //! Under the fleet's deploy lock, the change is first applied in a transaction that is
 //! rolled back, only to render what every agent would run before and after it. The new
-//! configs are pushed in parallel. If any Caddy rejects its config, the agents that took the
+//! configs are pushed in parallel (in stages under a rollout policy, see [`super::rollout`]).
+//! If any Caddy rejects its config, or a probed stage got worse, the agents that took the
 //! new one get their previous one back and nothing is committed. Otherwise the change is
 //! applied again and committed (nothing else can write vhosts meanwhile: same lock). An
 //! agent that cannot be reached does not block the change; it is left out of sync for the
