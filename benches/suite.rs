@@ -167,6 +167,7 @@ impl Hub {
                     owner_id: None,
                     all_agents: true,
                     agent_ids: Vec::new(),
+                    labels: Vec::new(),
                 },
             )
             .expect("insert a site");
@@ -494,6 +495,7 @@ async fn access_logging(rows: &mut Vec<Row>) {
             owner_id: None,
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
             created_at: 0,
             updated_at: 0,
         })

@@ -44,6 +44,7 @@ pub(crate) struct AgentOut {
     pub(crate) access_log: Option<String>,
     pub(crate) applied_hash: Option<String>,
     pub(crate) last_seen_at: Option<i64>,
+    pub(crate) labels: Vec<String>,
 }
 
 impl From<&Agent> for AgentOut {
@@ -61,6 +62,7 @@ impl From<&Agent> for AgentOut {
             access_log: a.access_log.clone(),
             applied_hash: a.applied_hash.clone(),
             last_seen_at: a.last_seen_at,
+            labels: a.labels.clone(),
         }
     }
 }
@@ -77,8 +79,10 @@ pub(crate) struct VhostOut {
     pub(crate) enabled: bool,
     pub(crate) owner_email: Option<String>,
     pub(crate) all_agents: bool,
-    /// Names of the agents serving it when `all_agents` is false.
+    /// Names of the agents serving it when `all_agents` is false and no labels are given.
     pub(crate) agents: Vec<String>,
+    /// Served by the agents carrying any of these labels (then `all_agents` is false).
+    pub(crate) labels: Vec<String>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -102,6 +106,7 @@ pub(crate) fn json(conn: &mut Connection, config: &Config) -> Result<Export, DbE
                 .and_then(|id| owners.iter().find(|u| u.id == id))
                 .map(|u| u.email.clone()),
             agents: v.agent_ids.iter().filter_map(name_of).collect(),
+            labels: v.labels,
             domain: v.domain,
             template: v.template,
             config: v.config,

@@ -156,3 +156,43 @@ pub struct LogHealth {
 pub struct Gap {
     pub missing: u64,
 }
+
+/// `POST /caddy/probe`'s body: ask the agent's own Caddy for one site, as a visitor would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    /// The site's address as the Caddyfile has it (`http://app.example.com:8080`,
+    /// `example.com`, `*.example.com`).
+    pub address: String,
+    /// The path asked for; `/` when left out.
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// How long the request may take, in milliseconds (the agent keeps it within its own
+    /// bounds).
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+/// `POST /caddy/probe`, tagged by `status`: what Caddy answered for the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ProbeOutcome {
+    /// 200: Caddy answered with HTTP status `code`, `millis` after the request was sent, on
+    /// its listener `listener`.
+    Answered {
+        code: u16,
+        millis: u64,
+        listener: String,
+    },
+    /// 200: Caddy's listener for the site gave no answer in time (refused, reset, timed out).
+    NoAnswer { error: String, millis: u64 },
+    /// 200: Caddy has no listener for the site's port: it does not serve the site.
+    NotServed { error: String },
+    /// 422: the request names no site (a bad address or path).
+    Invalid { error: String },
+    /// 502: Caddy's admin API did not answer, so where it listens is unknown.
+    CaddyUnreachable { error: String },
+}

@@ -140,6 +140,12 @@ pub async fn require_token(
 #[derive(Debug)]
 pub struct Refusal(StatusCode, String);
 
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, why: String) -> Self {
+        Self(status, why)
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         (self.0, Json(ErrorBody { error: self.1 })).into_response()

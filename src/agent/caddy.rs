@@ -216,9 +216,14 @@ impl CaddyClient {
     /// `GET /config/`: the JSON Caddy runs now, as Caddy prints it, at most
     /// [`MAX_CONFIG_BYTES`] and within [`REACHABLE_TIMEOUT`] (a `/health` waits for it).
     pub(crate) async fn running_config(&self) -> Result<Vec<u8>, CaddyError> {
+        self.config_at("/config/").await
+    }
+
+    /// `GET <path>` of Caddy's config API, as [`CaddyClient::running_config`] reads it.
+    async fn config_at(&self, path: &str) -> Result<Vec<u8>, CaddyError> {
         let failed = |err: reqwest::Error| CaddyError::Unreachable(root_cause(&err));
         let mut response = self
-            .request(reqwest::Method::GET, "/config/")
+            .request(reqwest::Method::GET, path)
             .timeout(REACHABLE_TIMEOUT)
             .send()
             .await
@@ -258,6 +263,37 @@ impl CaddyClient {
             return None;
         }
         process_start_time(&response.text().await.ok()?)
+    }
+
+    /// Every address Caddy's HTTP servers listen on, as its running config names them
+    /// (`":8080"`, `"127.0.0.1:443"`, `"tcp/[::1]:80-81"`): where a visitor's request for a
+    /// site reaches this Caddy. Empty when no HTTP app runs.
+    pub(crate) async fn listeners(&self) -> Result<Vec<String>, CaddyError> {
+        let body = match self.config_at("/config/apps/http/servers").await {
+            Ok(body) => body,
+            // No HTTP app (or no config at all) to traverse: no HTTP server listens.
+            Err(CaddyError::Rejected {
+                status: 400,
+                message,
+            }) if message.contains("invalid traversal path") => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        #[derive(Deserialize)]
+        struct Server {
+            #[serde(default)]
+            listen: Vec<String>,
+        }
+        let servers: Option<std::collections::BTreeMap<String, Server>> =
+            serde_json::from_slice(&body).map_err(|e| {
+                CaddyError::Unreachable(format!("Caddy's HTTP servers are not what 2.6 sends: {e}"))
+            })?;
+        Ok(servers
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, server)| server.listen)
+            .collect())
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

@@ -1,6 +1,7 @@
 //! The agent: a small daemon beside each Caddy that loads the Caddyfile the hub sends into
-//! Caddy's admin API, and tells the hub whether Caddy still runs it. `router(state)` is its
-//! one route table; [`Agent`] binds and serves it.
+//! Caddy's admin API, tells the hub whether Caddy still runs it, and asks its Caddy for a
+//! site when the hub probes a staged rollout. `router(state)` is its one route table;
+//! [`Agent`] binds and serves it.
 //!
 //! It knows nothing of the hub beyond the token the hub presents.
 
@@ -8,6 +9,7 @@ pub mod api;
 pub mod caddy;
 pub mod config;
 pub mod logs;
+pub mod probe;
 pub mod running;
 pub mod tailer;
 pub mod tls;
@@ -417,6 +419,7 @@ pub fn router(state: AgentState) -> Router {
         .route("/caddy/reload", post(api::reload))
         .route("/caddy/validate", post(api::validate))
         .route("/caddy/adapt", post(api::adapt))
+        .route("/caddy/probe", post(probe::handler))
         .route("/logs", get(logs::recent))
         .route("/logs/stream", get(logs::stream))
         .route_layer(axum::middleware::from_fn_with_state(

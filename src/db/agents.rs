@@ -31,12 +31,42 @@ pub struct Agent {
     /// The sites set aside on this agent because its Caddy refuses them: its Caddyfile is
     /// rendered without them (see [`crate::fleet::quarantine`]).
     pub(crate) quarantined: Vec<i64>,
+    /// Its labels (`canary`, `eu`, …), sorted: sites can be served by label, and a rollout
+    /// policy stages changes by them.
+    pub labels: Vec<String>,
+}
+
+#[cfg(test)]
+impl Agent {
+    /// An agent as a unit test needs one: never contacted, no labels.
+    pub(crate) fn test(id: i64) -> Self {
+        Self {
+            id,
+            name: format!("edge-{id}"),
+            url: format!("http://127.0.0.1:{}", 7000 + id),
+            token: Secret::new("a-token-for-unit-tests"),
+            from_config: false,
+            online: false,
+            caddy_reachable: false,
+            caddy_version: None,
+            caddy_admin: None,
+            access_log: None,
+            applied_hash: None,
+            last_seen_at: None,
+            last_error: None,
+            tls_ca: None,
+            tls_pin: None,
+            changed_outside_at: None,
+            labels: Vec::new(),
+            quarantined: Vec::new(),
+        }
+    }
 }
 
 /// The token column is sealed (see [`crate::secrets`]): it is opened as it is read.
 const COLUMNS: &str = "id, name, url, gh_open('agents.token', id, token), from_config, online,
     caddy_reachable, caddy_version, caddy_admin, access_log, applied_hash, last_seen_at,
-    last_error, tls_ca, tls_pin, changed_outside_at,
+    last_error, tls_ca, tls_pin, changed_outside_at, labels,
     (SELECT group_concat(vhost_id) FROM quarantine q WHERE q.agent_id = agents.id)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
@@ -58,11 +88,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         tls_pin: r.get(14)?,
         changed_outside_at: r.get(15)?,
         quarantined: r
-            .get::<_, Option<String>>(16)?
+            .get::<_, Option<String>>(17)?
             .unwrap_or_default()
             .split(',')
             .filter_map(|id| id.parse().ok())
             .collect(),
+        labels: crate::domain::labels::stored(&r.get::<_, String>(16)?),
     })
 }
 
@@ -170,6 +201,16 @@ pub(crate) fn update(
 
 pub(crate) fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM agents WHERE id = ?1", [id])? == 1)
+}
+
+/// Replaces an agent's labels (already checked by [`crate::domain::labels::parse`]); false
+/// when it no longer exists. Labels are the portal's own, also on agents from the config file.
+pub fn set_labels(conn: &Connection, id: i64, labels: &[String]) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "UPDATE agents SET labels = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, crate::domain::labels::join(labels), now()],
+    )?;
+    Ok(n == 1)
 }
 
 /// What `/health` said, or that the agent could not be reached.
@@ -513,5 +554,29 @@ mod tests {
                 false, // "matches" ended it too
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn labels_are_the_portals_own_and_outlive_a_sync_of_declared_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = keyed_db(dir.path());
+        let labels = db
+            .run(|c| {
+                let tls = TlsSettings::default();
+                let declared = vec![(
+                    "edge".to_string(),
+                    "http://127.0.0.1:7070".to_string(),
+                    Secret::new("0123456789abcdef0123"),
+                    tls,
+                )];
+                sync_declared(c, &declared)?;
+                let id = list(c)?[0].id;
+                set_labels(c, id, &["canary".to_string(), "eu".to_string()])?;
+                sync_declared(c, &declared)?;
+                Ok(find(c, id)?.unwrap().labels)
+            })
+            .await
+            .unwrap();
+        assert_eq!(labels, ["canary", "eu"]);
     }
 }

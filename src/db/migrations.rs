@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "deploy_history",
         sql: include_str!("migrations/0013_deploy_history.sql"),
     },
+    Migration {
+        version: 14,
+        name: "agent_labels",
+        sql: include_str!("migrations/0014_agent_labels.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<usize, DbError> {

@@ -15,9 +15,11 @@ pub struct Vhost {
     pub config: String,
     pub enabled: bool,
     pub owner_id: Option<i64>,
-    /// Served by every agent, or only by `agent_ids`.
+    /// Served by every agent, or only by `agent_ids`, or (when `labels` is not empty) by
+    /// the agents carrying any of `labels`.
     pub all_agents: bool,
     pub agent_ids: Vec<i64>,
+    pub labels: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -36,6 +38,9 @@ pub struct Snapshot {
     pub all_agents: bool,
     #[serde(default)]
     pub agent_ids: Vec<i64>,
+    /// Older snapshots have no labels: they were served by all or by chosen agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 fn every_agent() -> bool {
@@ -53,12 +58,12 @@ impl Vhost {
             owner_id: self.owner_id,
             all_agents: self.all_agents,
             agent_ids: self.agent_ids.clone(),
+            labels: self.labels.clone(),
         }
     }
 }
 
-const COLUMNS: &str =
-    "id, domain, template, params, config, enabled, owner_id, created_at, updated_at, all_agents";
+const COLUMNS: &str = "id, domain, template, params, config, enabled, owner_id, created_at, updated_at, all_agents, labels";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Vhost> {
     Ok(Vhost {
@@ -73,6 +78,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Vhost> {
         updated_at: r.get(8)?,
         all_agents: r.get(9)?,
         agent_ids: Vec::new(),
+        labels: crate::domain::labels::stored(&r.get::<_, String>(10)?),
     })
 }
 
@@ -132,9 +138,9 @@ fn map_unique(e: rusqlite::Error) -> WriteError {
 pub fn insert(conn: &Connection, s: &Snapshot) -> Result<i64, WriteError> {
     let t = now();
     conn.execute(
-        "INSERT INTO vhosts (domain, template, params, config, enabled, owner_id, created_at, updated_at, all_agents)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-        params![s.domain, s.template, s.params, s.config, s.enabled, s.owner_id, t, s.all_agents],
+        "INSERT INTO vhosts (domain, template, params, config, enabled, owner_id, created_at, updated_at, all_agents, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+        params![s.domain, s.template, s.params, s.config, s.enabled, s.owner_id, t, s.all_agents, crate::domain::labels::join(&s.labels)],
     )
     .map_err(map_unique)?;
     let id = conn.last_insert_rowid();
@@ -147,7 +153,7 @@ pub(crate) fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, W
     let n = conn
         .execute(
             "UPDATE vhosts SET domain = ?2, template = ?3, params = ?4, config = ?5, enabled = ?6,
-                    owner_id = ?7, updated_at = ?8, all_agents = ?9 WHERE id = ?1",
+                    owner_id = ?7, updated_at = ?8, all_agents = ?9, labels = ?10 WHERE id = ?1",
             params![
                 id,
                 s.domain,
@@ -157,7 +163,8 @@ pub(crate) fn update(conn: &Connection, id: i64, s: &Snapshot) -> Result<bool, W
                 s.enabled,
                 s.owner_id,
                 now(),
-                s.all_agents
+                s.all_agents,
+                crate::domain::labels::join(&s.labels)
             ],
         )
         .map_err(map_unique)?;

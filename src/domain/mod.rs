@@ -6,6 +6,7 @@ mod account;
 pub(crate) mod agent_url;
 pub mod caddyfile;
 mod field;
+pub mod labels;
 mod role;
 pub mod secret;
 pub mod tenant;

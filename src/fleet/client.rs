@@ -4,7 +4,7 @@
 use super::Fleet;
 use super::tls::{self, Trust};
 use crate::db::agents::{Agent, Report, RunningState};
-use crate::wire::{Health, Running, Warning};
+use crate::wire::{Health, ProbeOutcome, ProbeRequest, Running, Warning};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -138,12 +138,33 @@ async fn post(
     caddyfile: &str,
     timeout: Duration,
 ) -> Result<(u16, Answer), String> {
+    let (status, bytes) = send(
+        fleet,
+        agent,
+        path,
+        "text/caddyfile",
+        caddyfile.to_string(),
+        timeout,
+    )
+    .await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+}
+
+/// POSTs `body` to the agent with its token; the answer's status and body.
+async fn send(
+    fleet: &Fleet,
+    agent: &Agent,
+    path: &str,
+    content_type: &'static str,
+    body: String,
+    timeout: Duration,
+) -> Result<(u16, axum::body::Bytes), String> {
     let response = fleet
         .client_for(agent)?
         .post(endpoint(agent, path))
         .bearer_auth(agent.token.expose())
-        .header(reqwest::header::CONTENT_TYPE, "text/caddyfile")
-        .body(caddyfile.to_string())
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
         .timeout(timeout)
         .send()
         .await
@@ -153,8 +174,33 @@ async fn post(
     }
     let status = response.status().as_u16();
     let bytes = response.bytes().await.map_err(|e| describe(&e, agent))?;
-    let answer = serde_json::from_slice(&bytes).unwrap_or_default();
-    Ok((status, answer))
+    Ok((status, bytes))
+}
+
+/// Has the agent ask its own Caddy for a site (`POST /caddy/probe`): what a visitor would
+/// get from that Caddy now. Err: the agent itself could not be asked.
+pub async fn probe(
+    fleet: &Fleet,
+    agent: &Agent,
+    request: &ProbeRequest,
+    timeout: Duration,
+) -> Result<ProbeOutcome, String> {
+    let body = serde_json::to_string(request).map_err(|e| e.to_string())?;
+    let (status, bytes) = send(
+        fleet,
+        agent,
+        "/caddy/probe",
+        "application/json",
+        body,
+        timeout,
+    )
+    .await?;
+    match (status, serde_json::from_slice::<ProbeOutcome>(&bytes)) {
+        (_, Ok(outcome)) => Ok(outcome),
+        (401, _) => Err("the agent refused our token".into()),
+        (404, _) => Err("the agent is older than this hub (no /caddy/probe); upgrade it".into()),
+        (status, _) => Err(format!("the agent answered {status}")),
+    }
 }
 
 pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {

@@ -2,7 +2,8 @@
 //!
 //! Under the fleet's deploy lock, the change is first applied in a transaction that is
 //! rolled back, only to render what every agent would run before and after it. The new
-//! configs are pushed in parallel. If any Caddy rejects its config, the agents that took the
+//! configs are pushed in parallel (in stages under a rollout policy, see [`super::rollout`]).
+//! If any Caddy rejects its config, or a probed stage got worse, the agents that took the
 //! new one get their previous one back and nothing is committed. Otherwise the change is
 //! applied again and committed (nothing else can write vhosts meanwhile: same lock). An
 //! agent that cannot be reached does not block the change; it is left out of sync for the
@@ -15,8 +16,8 @@ use super::Fleet;
 use super::client::{self, Push};
 use super::history::{self, Ending};
 use super::progress;
-use super::quarantine::{self, AfterChange};
-use super::site_config;
+use super::quarantine::{self, AfterChange, Quarantined};
+use super::{rollout, site_config};
 use crate::config::CaddyConfig;
 use crate::db::agents::{self, Agent};
 use crate::db::changelog::Author;
@@ -32,6 +33,9 @@ pub enum DeployError<E> {
     Refused(E),
     /// A Caddy rejected the new config: nothing changed anywhere.
     Rejected { agent: String, error: String },
+    /// The rollout's probe found the canary stage worse after the change: every agent got
+    /// its previous config back, nothing changed.
+    Worse(rollout::ProbeFailure),
     /// The database failed around the change.
     Db(DbError),
 }
@@ -63,10 +67,6 @@ struct Step {
     change: std::sync::Arc<AfterChange>,
 }
 
-fn steps_of(steps: &[Step]) -> Vec<(&Agent, &AfterChange)> {
-    steps.iter().map(|s| (&s.agent, &*s.change)).collect()
-}
-
 fn all_vhosts(c: &Connection) -> Result<Vec<Vhost>, DbError> {
     vhosts::list(c, &vhosts::Filter::default())
 }
@@ -91,6 +91,7 @@ where
         Ok(_) => "applied",
         Err(DeployError::Refused(_)) => "refused",
         Err(DeployError::Rejected { .. }) => "rejected",
+        Err(DeployError::Worse(_)) => "rolled_back",
         Err(DeployError::Db(_)) => "failed",
     };
     let stats = &fleet.stats;
@@ -107,13 +108,13 @@ where
 }
 
 /// The change applied in a transaction that is rolled back: what each agent would run after
-/// it, and every site as stored before it.
+/// it, and every site as stored before it and after it.
 async fn dry_run<T, E, F>(
     db: &Db,
     caddy: &CaddyConfig,
     user: &User,
     change: F,
-) -> Result<(Vec<Step>, Vec<Vhost>), DeployError<E>>
+) -> Result<(Vec<Step>, Vec<Vhost>, Vec<Vhost>), DeployError<E>>
 where
     F: Change<T, E>,
     T: Send + 'static,
@@ -150,7 +151,8 @@ where
                     }
                 })
                 .collect::<Vec<_>>();
-            Ok(Ok((steps, before)))
+            let after = after.sites.clone();
+            Ok(Ok((steps, before, after)))
         })
         .await?;
     plan.map_err(DeployError::Refused)
@@ -205,7 +207,7 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    let (steps, before) = dry_run(db, caddy, user, change).await?;
+    let (steps, before, _) = dry_run(db, caddy, user, change).await?;
     Ok(steps
         .into_iter()
         .map(|s| AgentPlan {
@@ -234,38 +236,35 @@ where
     let (change, trace) = history::trace(change);
 
     // 1. Dry run: render every agent's config before and after, then roll back.
-    let (steps, before_vhosts) = dry_run(db, caddy, user, change.clone()).await?;
+    let (steps, before_vhosts, after_vhosts) = dry_run(db, caddy, user, change.clone()).await?;
     let before = &before_vhosts;
     progress::started(steps.iter().map(|s| (s.agent.id, s.agent.name.as_str())));
 
-    // 2. Push where the agent does not already run the new config. An agent never heard
-    //    from has no known admin address: pushing could move its Caddy's admin endpoint,
-    //    so it waits for the reconciler, which asks first.
-    let pushes = steps.iter().map(|s| {
-        progress::track(s.agent.id, async move {
-            if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
-                return None;
-            }
-            if s.agent.caddy_admin.is_none() {
-                // Why it was never reached (refused certificate, …) says more than that it wasn't.
-                let error = s.agent.last_error.clone();
-                return Some(Push::Unreachable {
-                    error: error.unwrap_or_else(|| "not contacted yet".into()),
-                });
-            }
-            Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+    // 2. Push, stage by stage: all agents at once unless a rollout policy stages the change
+    //    (see `rollout`), when each canary stage is probed before the next one is pushed.
+    //    Within a stage, a refusal caused by a site the change did not touch sets that site
+    //    aside on that agent (see `quarantine`); what each agent set aside is its outcome.
+    let agents: Vec<&Agent> = steps.iter().map(|s| &s.agent).collect();
+    let changed = (before_vhosts.as_slice(), after_vhosts.as_slice());
+    let set_aside = std::sync::Mutex::new(Vec::<Quarantined>::new());
+    let (staged_steps, set_aside_ref) = (&steps, &set_aside);
+    let push = move |members: Vec<usize>| -> futures::future::BoxFuture<'_, _> {
+        Box::pin(async move {
+            let (outcomes, quarantined) =
+                push_stage(db, fleet, caddy, staged_steps, &members).await?;
+            set_aside_ref
+                .lock()
+                .expect("set-aside lock")
+                .extend(quarantined);
+            Ok(outcomes)
         })
-    });
-    let outcomes = futures::future::join_all(pushes).await;
-    // A refusal caused by a site the change did not touch sets that site aside there; what
-    // each agent had set aside is that agent's outcome for the deployment's record.
-    let (outcomes, quarantined) =
-        quarantine::in_deploy(db, fleet, caddy, &steps_of(&steps), outcomes).await?;
+    };
+    let (outcomes, worse) = rollout::staged(db, fleet, &agents, changed, push).await?;
     let mut report = history::Report::of(
         steps.iter().map(|s| (s.agent.id, s.agent.name.as_str())),
         &outcomes,
     );
-    for q in &quarantined {
+    for q in set_aside.into_inner().expect("set-aside lock") {
         let error = q
             .sites
             .iter()
@@ -275,11 +274,18 @@ where
         report.set(q.agent_id, history::Outcome::Quarantined { error });
     }
 
-    // 3. A rejection anywhere: put back the previous config where the new one landed.
-    if let Some((step, error)) = steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
-        Some(Push::Rejected { error }) => Some((s, error.clone())),
-        _ => None,
-    }) {
+    // 3. A rejection anywhere, or a stage made worse: put back the previous config where
+    //    the new one landed.
+    let failed = worse.map(DeployError::Worse).or_else(|| {
+        steps.iter().zip(&outcomes).find_map(|(s, o)| match o {
+            Some(Push::Rejected { error }) => Some(DeployError::Rejected {
+                agent: s.agent.name.clone(),
+                error: error.clone(),
+            }),
+            _ => None,
+        })
+    });
+    if let Some(failed) = failed {
         let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
             Some(Push::Applied { .. }) => Some(async move {
                 let text = site_config::for_agent(caddy, &s.agent, before).0;
@@ -289,15 +295,26 @@ where
             _ => None,
         });
         let restored = futures::future::join_all(restores).await;
-        let why = format!("Caddy on {} refused the change", step.agent.name);
+        let why = match &failed {
+            DeployError::Worse(seen) => {
+                format!("a probe found the change made things worse: {seen}")
+            }
+            DeployError::Rejected { agent, .. } => format!("Caddy on {agent} refused the change"),
+            _ => "the change was not made".to_string(),
+        };
         let report = report.restored(&restored, &why);
         record(db, restored).await?;
         history::record(db, user, &trace, report, Ending::Rejected).await;
-        tracing::warn!(agent = %step.agent.name, "Caddy rejected the change; nothing was changed");
-        return Err(DeployError::Rejected {
-            agent: step.agent.name.clone(),
-            error,
-        });
+        match &failed {
+            DeployError::Worse(seen) => {
+                tracing::warn!(probe = %seen, "the change made the canary stage worse; it was undone everywhere");
+            }
+            DeployError::Rejected { agent, .. } => {
+                tracing::warn!(%agent, "Caddy rejected the change; nothing was changed");
+            }
+            _ => {}
+        }
+        return Err(failed);
     }
 
     // 4. Commit the change for real. The lock guarantees it renders as it did in the dry run.
@@ -336,6 +353,44 @@ where
         history::record(db, user, &trace, report, Ending::Committed).await;
     }
     result
+}
+
+/// Pushes the new config to the agents `members` (indexes into `steps`) in parallel, where
+/// an agent does not already run it: the one place a deploy pushes a change. Each member's
+/// outcome, in order (None where nothing had to be pushed), once any refusal caused by a
+/// site the change did not touch has been looked into ([`quarantine::in_deploy`]); and what
+/// was set aside where.
+async fn push_stage(
+    db: &Db,
+    fleet: &Fleet,
+    caddy: &CaddyConfig,
+    steps: &[Step],
+    members: &[usize],
+) -> Result<(Vec<Option<Push>>, Vec<Quarantined>), DbError> {
+    // An agent never heard from has no known admin address: pushing could move its Caddy's
+    // admin endpoint, so it waits for the reconciler, which asks first.
+    let pushes = members.iter().map(|&i| {
+        let s = &steps[i];
+        progress::track(s.agent.id, async move {
+            if s.agent.applied_hash.as_deref() == Some(s.after_hash.as_str()) {
+                return None;
+            }
+            if s.agent.caddy_admin.is_none() {
+                // Why it was never reached (refused certificate, …) says more than that it wasn't.
+                let error = s.agent.last_error.clone();
+                return Some(Push::Unreachable {
+                    error: error.unwrap_or_else(|| "not contacted yet".into()),
+                });
+            }
+            Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+        })
+    });
+    let outcomes = futures::future::join_all(pushes).await;
+    let stage: Vec<(&Agent, &AfterChange)> = members
+        .iter()
+        .map(|&i| (&steps[i].agent, &*steps[i].change))
+        .collect();
+    quarantine::in_deploy(db, fleet, caddy, &stage, outcomes).await
 }
 
 /// Runs one change for `user` in an IMMEDIATE transaction (so concurrent changes queue

@@ -266,7 +266,10 @@ fn left_behind(c: &Connection, agent: i64, deploy: i64, e: &Entry) -> Result<(),
         Some(base) => base,
         None => e.old.clone(),
     };
-    if served_on(base.as_ref(), agent) == served_on(e.new.as_ref(), agent) {
+    let labels = crate::db::agents::find(c, agent)?
+        .map(|a| a.labels)
+        .unwrap_or_default();
+    if served_on(base.as_ref(), agent, &labels) == served_on(e.new.as_ref(), agent, &labels) {
         return deploys::clear_pending(c, agent, vhost_id);
     }
     deploys::set_pending(
@@ -283,9 +286,22 @@ fn left_behind(c: &Connection, agent: i64, deploy: i64, e: &Entry) -> Result<(),
     )
 }
 
-/// What site `s` puts in agent `agent`'s Caddyfile: its address and body, or nothing.
-fn served_on(s: Option<&Snapshot>, agent: i64) -> Option<(&str, &str)> {
-    s.filter(|s| s.enabled && (s.all_agents || s.agent_ids.contains(&agent)))
+/// What site `s` puts in the Caddyfile of agent `agent` (carrying `labels`): its address and
+/// body, or nothing.
+fn served_on<'a>(
+    s: Option<&'a Snapshot>,
+    agent: i64,
+    labels: &[String],
+) -> Option<(&'a str, &'a str)> {
+    let serves = |s: &Snapshot| {
+        s.all_agents
+            || if s.labels.is_empty() {
+                s.agent_ids.contains(&agent)
+            } else {
+                s.labels.iter().any(|l| labels.contains(l))
+            }
+    };
+    s.filter(|s| s.enabled && serves(s))
         .map(|s| (s.domain.as_str(), s.config.as_str()))
 }
 
@@ -316,16 +332,24 @@ mod tests {
             owner_id: None,
             all_agents: agents.is_none(),
             agent_ids: agents.map(<[i64]>::to_vec).unwrap_or_default(),
+            labels: Vec::new(),
         }
     }
 
     #[test]
     fn a_site_is_served_on_an_agent_only_when_enabled_and_chosen_for_it() {
-        assert!(served_on(Some(&site(true, None)), 1).is_some());
-        assert!(served_on(Some(&site(false, None)), 1).is_none());
-        assert!(served_on(Some(&site(true, Some(&[2]))), 1).is_none());
-        assert!(served_on(Some(&site(true, Some(&[1, 2]))), 1).is_some());
-        assert!(served_on(None, 1).is_none());
+        let none: &[String] = &[];
+        assert!(served_on(Some(&site(true, None)), 1, none).is_some());
+        assert!(served_on(Some(&site(false, None)), 1, none).is_none());
+        assert!(served_on(Some(&site(true, Some(&[2]))), 1, none).is_none());
+        assert!(served_on(Some(&site(true, Some(&[1, 2]))), 1, none).is_some());
+        assert!(served_on(None, 1, none).is_none());
+        let eu = Snapshot {
+            labels: vec!["eu".into()],
+            ..site(true, Some(&[]))
+        };
+        assert!(served_on(Some(&eu), 1, &["eu".to_string()]).is_some());
+        assert!(served_on(Some(&eu), 1, &["us".to_string()]).is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod logs;
 pub(crate) mod progress;
 pub(crate) mod quarantine;
 pub mod reconcile;
+pub mod rollout;
 pub mod site_config;
 pub(crate) mod tls;
 
@@ -40,7 +41,7 @@ pub struct Fleet {
 #[derive(Clone)]
 pub(crate) struct FleetStats {
     /// Deploys by outcome: `applied`, `refused` (the change itself), `rejected` (by a Caddy),
-    /// `failed` (the database).
+    /// `rolled_back` (by the rollout's probe), `failed` (the database).
     pub(crate) deploys: crate::metrics::Outcomes,
     /// How long a deploy took, lock wait included.
     pub(crate) deploy_seconds: prometheus_client::metrics::histogram::Histogram,

@@ -676,6 +676,7 @@ mod tests {
             owner_id: None,
             all_agents: true,
             agent_ids: vec![],
+            labels: vec![],
             created_at: 0,
             updated_at: 0,
         };

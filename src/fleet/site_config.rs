@@ -54,8 +54,18 @@ pub(crate) fn stored_body(config: &str) -> Option<CaddyfileBody> {
     CaddyfileBody::parse_stored(config, &BodyPolicy::admin()).ok()
 }
 
+/// Which agents serve a site, as [`Site`] holds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Serve<'a> {
+    All,
+    /// These agents, by id.
+    Only(&'a [i64]),
+    /// The agents carrying any of these labels.
+    Labels(&'a [String]),
+}
+
 /// One site as the Caddyfile holds it: its address, its stored body, whether it is served,
-/// and by which agents (None: by every agent).
+/// and by which agents.
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
     /// The stored site's id; None for one not stored yet.
@@ -63,7 +73,7 @@ pub struct Site<'a> {
     pub(crate) domain: &'a str,
     pub(crate) config: &'a str,
     pub(crate) enabled: bool,
-    pub(crate) agents: Option<&'a [i64]>,
+    pub(crate) agents: Serve<'a>,
 }
 
 impl<'a> Site<'a> {
@@ -74,18 +84,22 @@ impl<'a> Site<'a> {
             domain,
             config,
             enabled: true,
-            agents: None,
+            agents: Serve::All,
         }
     }
 
-    fn served_by(&self, agent: i64) -> bool {
-        self.agents.is_none_or(|ids| ids.contains(&agent))
+    pub(crate) fn served_by(&self, agent: &Agent) -> bool {
+        match self.agents {
+            Serve::All => true,
+            Serve::Only(ids) => ids.contains(&agent.id),
+            Serve::Labels(labels) => labels.iter().any(|l| agent.labels.contains(l)),
+        }
     }
 
     /// Whether `agent`'s Caddyfile holds this site: it serves it, and has not set it aside
     /// (see [`crate::fleet::quarantine`]). Disabled sites are left out when rendering.
     pub(crate) fn rendered_for(&self, agent: &Agent) -> bool {
-        self.served_by(agent.id) && self.id.is_none_or(|id| !agent.quarantined.contains(&id))
+        self.served_by(agent) && self.id.is_none_or(|id| !agent.quarantined.contains(&id))
     }
 }
 
@@ -96,7 +110,13 @@ impl<'a> From<&'a Vhost> for Site<'a> {
             domain: &v.domain,
             config: &v.config,
             enabled: v.enabled,
-            agents: (!v.all_agents).then_some(v.agent_ids.as_slice()),
+            agents: if v.all_agents {
+                Serve::All
+            } else if !v.labels.is_empty() {
+                Serve::Labels(&v.labels)
+            } else {
+                Serve::Only(&v.agent_ids)
+            },
         }
     }
 }
@@ -175,4 +195,66 @@ fn render_for(c: &CaddyConfig, target: &Target<'_>, sites: &[Site<'_>]) -> (Stri
     let text = render(&global, &sites, Some(&log));
     let hash = config_hash(&text);
     (text, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(id: i64, domain: &str, all: bool, ids: &[i64], labels: &[&str]) -> Vhost {
+        Vhost {
+            id,
+            domain: domain.into(),
+            template: "raw".into(),
+            params: "{}".into(),
+            config: "respond \"hi\"".into(),
+            enabled: true,
+            owner_id: None,
+            all_agents: all,
+            agent_ids: ids.to_vec(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn agent(id: i64, labels: &[&str]) -> Agent {
+        Agent {
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            ..Agent::test(id)
+        }
+    }
+
+    /// The sites whose blocks `agent`'s Caddyfile holds.
+    fn served(agent: &Agent, sites: &[Vhost]) -> Vec<String> {
+        let (text, _) = for_agent(&CaddyConfig::default(), agent, sites);
+        sites
+            .iter()
+            .filter(|s| text.contains(&format!("{} {{", s.domain)))
+            .map(|s| s.domain.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_site_served_by_label_is_rendered_only_on_agents_carrying_it() {
+        let sites = [
+            site(1, "all.test", true, &[], &[]),
+            site(2, "eu.test", false, &[], &["eu"]),
+            site(3, "chosen.test", false, &[3], &[]),
+            site(4, "eu-or-us.test", false, &[], &["eu", "us"]),
+        ];
+        assert_eq!(
+            served(&agent(1, &["canary", "eu"]), &sites),
+            ["all.test", "eu.test", "eu-or-us.test"]
+        );
+        assert_eq!(
+            served(&agent(2, &["us"]), &sites),
+            ["all.test", "eu-or-us.test"]
+        );
+        assert_eq!(
+            served(&agent(3, &[]), &sites),
+            ["all.test", "chosen.test"],
+            "an agent without labels serves no site by label"
+        );
+    }
 }

@@ -265,23 +265,10 @@ mod tests {
 
     fn agent(url: &str, ca: Option<&str>, pin: Option<&str>) -> Agent {
         Agent {
-            id: 1,
-            name: "edge".into(),
             url: url.into(),
-            token: Default::default(),
-            from_config: false,
-            online: false,
-            caddy_reachable: false,
-            caddy_version: None,
-            caddy_admin: None,
-            access_log: None,
-            applied_hash: None,
-            last_seen_at: None,
-            last_error: None,
             tls_ca: ca.map(str::to_string),
             tls_pin: pin.map(str::to_string),
-            changed_outside_at: None,
-            quarantined: Vec::new(),
+            ..Agent::test(1)
         }
     }
 

@@ -193,6 +193,7 @@ mod tests {
             owner_id: None,
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
         }
     }
 

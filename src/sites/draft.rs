@@ -8,9 +8,10 @@ use crate::claims::{Claim, Refusal};
 use crate::config::VhostsConfig;
 use crate::db::users::User;
 use crate::db::vhosts::{Snapshot, Vhost};
-use crate::domain::FieldErrors;
 use crate::domain::caddyfile::{BodyPolicy, CaddyfileBody};
+use crate::domain::labels;
 use crate::domain::vhost::{GenerateContext, SiteAddress, Template};
+use crate::domain::{FieldError, FieldErrors};
 use crate::fleet::site_config;
 use std::collections::BTreeMap;
 
@@ -40,6 +41,8 @@ pub enum Owner {
 pub enum Agents {
     All,
     Only(Vec<i64>),
+    /// The agents carrying any of these labels, as typed (checked by [`SiteDraft::check`]).
+    Labels(String),
 }
 
 /// A site as asked for: nothing in it has been checked yet.
@@ -89,6 +92,8 @@ impl SiteDraft {
             owner: v.owner_id.map_or(Owner::Nobody, Owner::User),
             agents: if v.all_agents {
                 Agents::All
+            } else if !v.labels.is_empty() {
+                Agents::Labels(labels::join(&v.labels))
             } else {
                 Agents::Only(v.agent_ids.clone())
             },
@@ -168,16 +173,24 @@ impl SiteDraft {
                 None
             }
         };
-        let (all_agents, agent_ids) = match &self.agents {
-            Agents::All => (true, Vec::new()),
-            Agents::Only(ids) => (false, ids.clone()),
+        let (all_agents, agent_ids, labels) = match &self.agents {
+            Agents::All => (true, Vec::new(), Vec::new()),
+            Agents::Only(ids) => (false, ids.clone(), Vec::new()),
+            Agents::Labels(typed) => (
+                false,
+                Vec::new(),
+                errors
+                    .check("labels", labels_served(typed, known))
+                    .unwrap_or_default(),
+            ),
         };
         let unknown: Vec<String> = agent_ids
             .iter()
             .filter(|id| !known.agents.contains(id))
             .map(i64::to_string)
             .collect();
-        if !all_agents && agent_ids.is_empty() {
+        // A choice by label has its own reasons, beside the labels field.
+        if matches!(self.agents, Agents::Only(_)) && agent_ids.is_empty() {
             errors.add(
                 "serve_on",
                 "Choose at least one agent, or serve it on all of them.",
@@ -221,15 +234,46 @@ impl SiteDraft {
                 owner_id,
                 all_agents,
                 agent_ids,
+                labels,
             },
         })
     }
+}
+
+/// The labels a site is served by, as typed: at least one, each carried by an agent the
+/// author may serve sites on (so a site by label is never served by nobody).
+fn labels_served(typed: &str, known: &Known) -> Result<Vec<String>, FieldError> {
+    let chosen = labels::parse(typed)?;
+    if chosen.is_empty() {
+        return Err(FieldError(
+            "Give at least one label, e.g. eu, or serve it on all agents.".into(),
+        ));
+    }
+    let unknown: Vec<&str> = chosen
+        .iter()
+        .filter(|l| !known.labels.contains(l))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(FieldError(format!(
+            "No agent carries the label {}; choose among: {}.",
+            unknown.join(", "),
+            if known.labels.is_empty() {
+                "(no agent has labels yet)".to_string()
+            } else {
+                known.labels.join(", ")
+            }
+        )));
+    }
+    Ok(chosen)
 }
 
 /// What only the database knows when checking a draft: which agents and users exist.
 #[derive(Debug, Default)]
 pub struct Known {
     pub agents: Vec<i64>,
+    /// Every label carried by an agent the author may serve sites on, sorted.
+    pub labels: Vec<String>,
     /// Read for admins only: a `user` cannot choose an owner.
     pub users: Vec<i64>,
 }
@@ -274,6 +318,7 @@ mod tests {
     fn known() -> Known {
         Known {
             agents: vec![1, 2],
+            labels: vec!["canary".into(), "eu".into()],
             users: vec![7, 8],
         }
     }
@@ -421,6 +466,7 @@ mod tests {
             owner_id: s.owner_id,
             all_agents: s.all_agents,
             agent_ids: s.agent_ids.clone(),
+            labels: s.labels.clone(),
             created_at: 0,
             updated_at: 0,
         };
@@ -433,5 +479,56 @@ mod tests {
             .unwrap()
             .snapshot;
         assert_eq!(s2, s);
+    }
+
+    #[test]
+    fn labels_must_be_slugs_carried_by_some_agent_and_are_kept_as_typed() {
+        let by = |labels: &str| SiteDraft {
+            agents: Agents::Labels(labels.into()),
+            ..proxy("a.example.com")
+        };
+        let s = by("eu, canary eu")
+            .check(&user(false), &known(), &rules())
+            .unwrap()
+            .snapshot;
+        assert_eq!(
+            (s.all_agents, s.agent_ids.clone(), s.labels.clone()),
+            (false, vec![], vec!["canary".to_string(), "eu".to_string()])
+        );
+        let errors = by("EU").check(&user(true), &known(), &rules()).unwrap_err();
+        assert!(
+            errors
+                .get("labels")
+                .unwrap()
+                .contains("“EU” is not a label")
+        );
+        let errors = by("us")
+            .check(&user(false), &known(), &rules())
+            .unwrap_err();
+        assert_eq!(
+            errors.get("labels"),
+            Some("No agent carries the label us; choose among: canary, eu.")
+        );
+        let errors = by(" ").check(&user(true), &known(), &rules()).unwrap_err();
+        assert!(errors.get("labels").is_some() && errors.get("serve_on").is_none());
+        // A stored site by label opens as its own draft again.
+        let stored = Vhost {
+            id: 1,
+            domain: s.domain.clone(),
+            template: s.template.clone(),
+            params: s.params.clone(),
+            config: s.config.clone(),
+            enabled: true,
+            owner_id: s.owner_id,
+            all_agents: false,
+            agent_ids: vec![],
+            labels: s.labels.clone(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(
+            SiteDraft::of(&stored).agents,
+            Agents::Labels("canary eu".into())
+        );
     }
 }

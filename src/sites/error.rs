@@ -6,6 +6,7 @@ use crate::db::DbError;
 use crate::domain::FieldErrors;
 use crate::error::AppError;
 use crate::fleet::deploy::DeployError;
+use crate::fleet::rollout::ProbeFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
@@ -23,6 +24,10 @@ pub enum SiteError {
     /// A Caddy refused the resulting configuration; nothing changed anywhere: 409.
     #[error("{}", rejection(.agent, .error))]
     Rejected { agent: String, error: String },
+    /// The change made the canary stage worse, as the rollout's probe saw it; every agent
+    /// got its previous config back and nothing changed: 409.
+    #[error("{}", rolled_back(.0))]
+    RolledBack(ProbeFailure),
     /// The database failed: 500, the cause logged and never shown.
     #[error(transparent)]
     Internal(#[from] DbError),
@@ -31,6 +36,14 @@ pub enum SiteError {
 /// What a Caddy rejection says to the person: which server, and Caddy's own words.
 pub fn rejection(agent: &str, error: &str) -> String {
     format!("Caddy on {agent} refused this configuration, so nothing was changed: {error}")
+}
+
+/// What a change undone by the rollout's probe says to the person: what the probe saw.
+pub fn rolled_back(seen: &ProbeFailure) -> String {
+    format!(
+        "The change made the canary agents worse, so every agent got its previous \
+         configuration back and nothing was changed: {seen}"
+    )
 }
 
 impl SiteError {
@@ -63,6 +76,7 @@ impl SiteError {
         match e {
             DeployError::Refused(e) => refused(e),
             DeployError::Rejected { agent, error } => SiteError::Rejected { agent, error },
+            DeployError::Worse(seen) => SiteError::RolledBack(seen),
             DeployError::Db(e) => SiteError::Internal(e),
         }
     }
@@ -86,7 +100,8 @@ impl From<SiteError> for AppError {
                     .map_or_else(|| "The change was refused.".into(), |(_, why)| why.into()),
             ),
             SiteError::NotFound => AppError::NotFound,
-            e @ (SiteError::Conflict(_) | SiteError::Rejected { .. }) => {
+            e
+            @ (SiteError::Conflict(_) | SiteError::Rejected { .. } | SiteError::RolledBack(_)) => {
                 AppError::Conflict(e.to_string())
             }
             SiteError::Internal(e) => e.into(),

@@ -308,6 +308,7 @@ fn plan_site(
                     owner_id: target.owner_id,
                     all_agents: target.agent_id.is_none(),
                     agent_ids: target.agent_id.into_iter().collect(),
+                    labels: Vec::new(),
                 },
             ));
         }

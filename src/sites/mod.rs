@@ -14,7 +14,7 @@ mod quarantine;
 pub(crate) use draft::{
     ALLOW_OVERLAP, Agents, CheckedSite, Known, Owner, SiteDraft, is_template_field,
 };
-pub(crate) use error::{SiteError, rejection};
+pub(crate) use error::{SiteError, rejection, rolled_back};
 pub(crate) use patch::{ShapeErrors, SitePatch};
 
 use crate::config::Config;
@@ -100,8 +100,16 @@ impl Sites {
         let known = self
             .db
             .run(move |c| {
+                // Every agent serves sites of every owner: a `user` may choose any of them,
+                // by id or by label.
+                let agents = crate::db::agents::list(c)?;
+                let mut labels: Vec<String> =
+                    agents.iter().flat_map(|a| a.labels.clone()).collect();
+                labels.sort();
+                labels.dedup();
                 Ok(Known {
-                    agents: crate::db::agents::list(c)?.iter().map(|a| a.id).collect(),
+                    agents: agents.iter().map(|a| a.id).collect(),
+                    labels,
                     users: if admin {
                         users::list(c)?.iter().map(|u| u.id).collect()
                     } else {

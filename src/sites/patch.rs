@@ -88,7 +88,7 @@ impl SitePatch {
                         errors.insert("fields".into(), "Give an object of field values.".into());
                     }
                 },
-                "agent_ids" | "all_agents" => {}
+                "agent_ids" | "all_agents" | "labels" => {}
                 // An admin's knowing override of the overlap rule, for this request only.
                 "allow_overlap" => match value {
                     Value::Bool(true) if user.is_admin() => patch.allow_overlap = Some(true),
@@ -151,20 +151,40 @@ impl SitePatch {
                 }
             }
         }
-        // Which agents serve it: `all_agents: true`, or `agent_ids: [..]` to choose.
+        // Which agents serve it: `all_agents: true`, `agent_ids: [..]` to choose, or
+        // `labels: [..]` for the agents carrying any of them.
         let all = body.get("all_agents");
         let ids = body.get("agent_ids").filter(|v| !v.is_null());
-        match (all, ids) {
-            (Some(Value::Bool(true)), Some(_)) => {
+        let labels = body.get("labels").filter(|v| !v.is_null());
+        if labels.is_some() && (ids.is_some() || all == Some(&Value::Bool(true))) {
+            errors.insert(
+                "labels".into(),
+                "Give labels, agent_ids or all_agents: true, only one of them.".into(),
+            );
+        }
+        match (all, ids, labels) {
+            (_, _, Some(Value::Array(list))) => {
+                let given: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
+                match given {
+                    Some(given) => patch.agents = Some(Agents::Labels(given.join(" "))),
+                    None => {
+                        errors.insert("labels".into(), "Give a list of labels.".into());
+                    }
+                }
+            }
+            (_, _, Some(_)) => {
+                errors.insert("labels".into(), "Give a list of labels.".into());
+            }
+            (Some(Value::Bool(true)), Some(_), _) => {
                 errors.insert(
                     "agent_ids".into(),
                     "Give agent_ids or all_agents: true, not both.".into(),
                 );
             }
-            (Some(v), _) if !v.is_boolean() => {
+            (Some(v), _, _) if !v.is_boolean() => {
                 errors.insert("all_agents".into(), "Give true or false.".into());
             }
-            (_, Some(Value::Array(list))) => {
+            (_, Some(Value::Array(list)), _) => {
                 let chosen: Option<Vec<i64>> = list.iter().map(Value::as_i64).collect();
                 match chosen {
                     Some(ids) => patch.agents = Some(Agents::Only(ids)),
@@ -173,12 +193,12 @@ impl SitePatch {
                     }
                 }
             }
-            (_, Some(_)) => {
+            (_, Some(_), _) => {
                 errors.insert("agent_ids".into(), "Give a list of agent ids.".into());
             }
-            (Some(Value::Bool(false)), None) => patch.agents = Some(Agents::Only(Vec::new())),
-            (Some(_), None) => patch.agents = Some(Agents::All),
-            (None, None) => {}
+            (Some(Value::Bool(false)), None, None) => patch.agents = Some(Agents::Only(Vec::new())),
+            (Some(_), None, None) => patch.agents = Some(Agents::All),
+            (None, None, None) => {}
         }
         if errors.is_empty() {
             Ok(patch)
@@ -347,5 +367,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(errors.contains_key("agent_ids"));
+    }
+
+    #[test]
+    fn labels_choose_the_agents_by_label_and_exclude_the_other_choices() {
+        let draft = patched(
+            SiteDraft::default(),
+            json!({"labels": ["eu", "canary"]}),
+            &user(false),
+        )
+        .unwrap();
+        assert_eq!(draft.agents, Agents::Labels("eu canary".into()));
+        for conflicting in [
+            json!({"labels": ["eu"], "agent_ids": [1]}),
+            json!({"labels": ["eu"], "all_agents": true}),
+            json!({"labels": "eu"}),
+            json!({"labels": [1]}),
+        ] {
+            let errors = patched(SiteDraft::default(), conflicting.clone(), &user(true));
+            assert!(
+                errors.is_err_and(|e| e.contains_key("labels")),
+                "{conflicting}"
+            );
+        }
     }
 }

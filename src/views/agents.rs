@@ -1,5 +1,6 @@
 //! The agents page: each agent's state with test and sync buttons, "sync all" with live
-//! per-agent progress, and the form to add one (with how to trust it over https).
+//! per-agent progress, each one's labels, and the form to add one (with how to trust it
+//! over https).
 
 use super::forms::Field;
 use super::{Ctx, csrf_field, timestamp};
@@ -49,6 +50,13 @@ pub struct AgentView {
     pub state: AgentState,
 }
 
+/// An agent's labels form: the labels as typed.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct LabelsForm {
+    pub labels: String,
+}
+
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub struct AgentForm {
@@ -87,7 +95,7 @@ pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldError
                         }
                     }
                 }
-                p .hint { "An agent runs beside each Caddy server. Every site is served by all agents unless its form picks some." }
+                p .hint { "An agent runs beside each Caddy server. Every site is served by all agents unless its form picks some, or names labels the agents carry." }
                 p .actions #import-export {
                     a .button .small #import-link href="/import" { "Import a Caddyfile" }
                     a .button .small #export-json href="/export.json" download { "Export JSON (no secrets)" }
@@ -121,8 +129,30 @@ fn rows(ctx: &Ctx, list: &[AgentView]) -> Markup {
 
 /// One agent, with the outcome of the last action on it (Ok: what happened; Err: why not).
 pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) -> Markup {
+    row_with_labels(ctx, v, outcome, None)
+}
+
+/// Labels as typed into an agent's labels field, and why they were refused.
+pub struct LabelsInput<'a> {
+    pub typed: &'a str,
+    pub error: &'a str,
+}
+
+/// [`row`], its labels field showing `refused` (the input kept, the reason beside it).
+pub fn row_with_labels(
+    ctx: &Ctx,
+    v: &AgentView,
+    outcome: Option<Result<String, String>>,
+    refused: Option<LabelsInput<'_>>,
+) -> Markup {
     let a = &v.agent;
     let id = format!("agent-{}", a.id);
+    let labels_id = format!("labels-{}", a.id);
+    let labels_action = format!("/agents/{}/labels", a.id);
+    let typed = refused.as_ref().map_or_else(
+        || crate::domain::labels::join(&a.labels),
+        |r| r.typed.to_string(),
+    );
     html! {
         article .agent-row #(id) data-agent=(a.name) data-state=(v.state.label()) {
             div .agent-main {
@@ -138,8 +168,24 @@ pub fn row(ctx: &Ctx, v: &AgentView, outcome: Option<Result<String, String>>) ->
                     " · Caddy " (a.caddy_version.as_deref().unwrap_or("?"))
                     " · last seen " (a.last_seen_at.map_or("never".to_string(), timestamp))
                 }
+                @if !a.labels.is_empty() {
+                    div .agent-labels {
+                        @for label in &a.labels { span .badge .agent-label data-label=(label) { (label) } " " }
+                    }
+                }
                 @if let Some(error) = &a.last_error {
                     @if v.state != AgentState::InSync { p .row-error .agent-error { (error) } }
+                }
+                form .inline .agent-labels-form method="post" action=(labels_action) hx-post=(labels_action)
+                    hx-target=(format!("#{id}")) hx-swap="outerHTML" {
+                    (csrf_field(ctx))
+                    div .field .has-error[refused.is_some()] {
+                        label for=(labels_id) { "Labels" }
+                        input id=(labels_id) type="text" name="labels" value=(typed) placeholder="canary eu"
+                            aria-invalid=[refused.as_ref().map(|_| "true")];
+                        @if let Some(r) = &refused { p .field-error .labels-error role="alert" { (r.error) } }
+                    }
+                    button .button .small type="submit" { "Save labels" }
                 }
                 @match &outcome {
                     Some(Ok(message)) => { p .notice .ok .agent-outcome role="status" { (message) } }

@@ -1,10 +1,12 @@
 //! The settings page (admin): the tenant policy, i.e. where users' sites may make Caddy
-//! connect, with the form's own types beside its markup.
+//! connect, and the rollout policy, with the forms' own types beside their markup.
 
+use super::forms::Field;
 use super::{Ctx, csrf_field};
 use crate::domain::FieldErrors;
 use crate::domain::tenant::{Reserved, ReservedHost};
 use crate::domain::words::count;
+use crate::fleet::rollout::Policy;
 use crate::tenancy::Review;
 use maud::{Markup, html};
 
@@ -17,8 +19,22 @@ pub struct PolicyForm {
     pub unix_sockets: String,
 }
 
+/// The rollout policy form as typed.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RolloutForm {
+    /// `all_at_once` or `canary_first`.
+    pub policy: String,
+    pub slow_factor: String,
+    pub slow_floor_ms: String,
+}
+
 /// What the page shows.
 pub struct Page<'a> {
+    /// The rollout policy as typed (or as stored), and why it was refused.
+    pub rollout: &'a RolloutForm,
+    pub rollout_errors: &'a FieldErrors,
+    pub rollout_saved: bool,
     pub form: &'a PolicyForm,
     pub errors: &'a FieldErrors,
     /// The lists come from this page (else from the config file).
@@ -149,6 +165,87 @@ pub fn page(ctx: &Ctx, p: &Page<'_>) -> Markup {
                     }
                 }
             }
+            (rollout_section(ctx, p))
         }
+    }
+}
+
+/// The rollout policy: all agents at once, or the `canary` agents first, probed.
+fn rollout_section(ctx: &Ctx, p: &Page<'_>) -> Markup {
+    let (form, errors) = (p.rollout, p.rollout_errors);
+    let canary = form.policy == "canary_first";
+    html! {
+        section .card #rollout {
+            h2 { "How changes reach the agents" }
+            @if p.rollout_saved { p .notice .ok #rollout-notice role="status" { "Saved. Changes reach the agents this way from now on." } }
+            form method="post" action="/settings/rollout" {
+                (csrf_field(ctx))
+                fieldset .field .has-error[errors.get("policy").is_some()] {
+                    legend { "Rollout policy" }
+                    label .check-line { input type="radio" name="policy" value="all_at_once" checked[!canary]; " All agents at once" }
+                    label .check-line { input type="radio" name="policy" value="canary_first" checked[canary];
+                        " Canary first: the agents labelled " code { "canary" } ", then the rest" }
+                    p .hint { "Between the two, Gatehouse checks each canary agent's health and asks its Caddy for every changed site, as a visitor would. If a site now fails (a 5xx or no answer where it answered before) or is much slower, every agent gets its previous configuration back and nothing is saved." }
+                    @if let Some(why) = errors.get("policy") { p .field-error #policy-error role="alert" { (why) } }
+                }
+                (Field::new("slow_factor", "Slower means more than … times as long as before").value(&form.slow_factor).render(errors))
+                (Field::new("slow_floor_ms", "… and more than (milliseconds)").value(&form.slow_floor_ms).render(errors))
+                button .button .primary type="submit" { "Save rollout policy" }
+            }
+        }
+    }
+}
+
+impl RolloutForm {
+    /// The form showing `policy`.
+    pub fn of(policy: &Policy) -> Self {
+        Self {
+            policy: if policy.canary_first {
+                "canary_first"
+            } else {
+                "all_at_once"
+            }
+            .into(),
+            slow_factor: policy.slow_factor.to_string(),
+            slow_floor_ms: policy.slow_floor_ms.to_string(),
+        }
+    }
+
+    /// The policy the form asks for, or the reasons by field.
+    pub fn policy(&self) -> Result<Policy, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let canary_first = match self.policy.as_str() {
+            "canary_first" => true,
+            "all_at_once" | "" => false,
+            _ => {
+                errors.add("policy", "Choose a rollout policy.");
+                false
+            }
+        };
+        let slow_factor = match self.slow_factor.trim().parse::<f64>() {
+            Ok(f) if (1.0..=100.0).contains(&f) => f,
+            _ => {
+                errors.add("slow_factor", "Give a number from 1 to 100, e.g. 3.");
+                0.0
+            }
+        };
+        let slow_floor_ms = match self.slow_floor_ms.trim().parse::<u64>() {
+            Ok(ms) if ms <= 60_000 => ms,
+            _ => {
+                errors.add(
+                    "slow_floor_ms",
+                    "Give whole milliseconds from 0 to 60000, e.g. 1000.",
+                );
+                0
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Policy {
+            canary_first,
+            slow_factor,
+            slow_floor_ms,
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! Sites: the list with its one-tap toggles, the editor with template fields, inline
 //! template docs and the live preview, and the generated Caddyfile. Also the site form's
 //! string encoding (a ticked box is `"on"`, agents are `agent_<id>` boxes under
-//! `serve_on=chosen`, nobody owns a site whose `owner_id` is [`NO_OWNER`]) and its
-//! translation to and from a [`SiteDraft`].
+//! `serve_on=chosen`, labels the `labels` text under `serve_on=labels`, nobody owns a site
+//! whose `owner_id` is [`NO_OWNER`]) and its translation to and from a [`SiteDraft`].
 
 use super::forms::{Field, form_alert};
 use super::{Ctx, csrf_field};
@@ -154,17 +154,18 @@ pub fn draft_of(values: &BTreeMap<String, String>, admin: bool) -> (SiteDraft, F
             Owner::Me
         }),
     };
-    // Served by every agent unless the form picks some: checkboxes named agent_<id>.
-    let agents = if get("serve_on") == "chosen" {
-        Agents::Only(
+    // Served by every agent unless the form picks some (checkboxes named agent_<id>) or
+    // names labels.
+    let agents = match get("serve_on") {
+        "chosen" => Agents::Only(
             values
                 .iter()
                 .filter(|(_, v)| v.as_str() == "on")
                 .filter_map(|(k, _)| k.strip_prefix("agent_")?.parse().ok())
                 .collect(),
-        )
-    } else {
-        Agents::All
+        ),
+        "labels" => Agents::Labels(get("labels").to_string()),
+        _ => Agents::All,
     };
     let draft = SiteDraft {
         address: get("domain").to_string(),
@@ -196,11 +197,18 @@ pub fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
         Owner::Me => String::new(),
     };
     values.insert("owner_id".into(), owner);
-    if let Agents::Only(ids) = &draft.agents {
-        values.insert("serve_on".into(), "chosen".into());
-        for agent in ids {
-            values.insert(format!("agent_{agent}"), "on".into());
+    match &draft.agents {
+        Agents::Only(ids) => {
+            values.insert("serve_on".into(), "chosen".into());
+            for agent in ids {
+                values.insert(format!("agent_{agent}"), "on".into());
+            }
         }
+        Agents::Labels(labels) => {
+            values.insert("serve_on".into(), "labels".into());
+            values.insert("labels".into(), labels.clone());
+        }
+        Agents::All => {}
     }
     if draft.allow_overlap {
         values.insert(ALLOW_OVERLAP.into(), "on".into());
@@ -343,11 +351,13 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                             @if let Some(why) = owner_error { p .field-error #owner_id-error role="alert" { (why) } }
                         }
                     }
-                    @if !e.agents.is_empty() || e.errors.get("serve_on").is_some() {
-                        @let chosen = value(&e.values, "serve_on") == "chosen";
-                        fieldset .field .serve-on .has-error[e.errors.get("serve_on").is_some()] {
+                    @if !e.agents.is_empty() || e.errors.get("serve_on").is_some() || e.errors.get("labels").is_some() {
+                        @let serve_on = value(&e.values, "serve_on");
+                        @let (chosen, by_label) = (serve_on == "chosen", serve_on == "labels");
+                        @let labels_error = e.errors.get("labels");
+                        fieldset .field .serve-on .has-error[e.errors.get("serve_on").is_some() || labels_error.is_some()] {
                             legend { "Served by" }
-                            label .check-line { input type="radio" name="serve_on" value="all" checked[!chosen]; " All agents" }
+                            label .check-line { input type="radio" name="serve_on" value="all" checked[!chosen && !by_label]; " All agents" }
                             label .check-line { input type="radio" name="serve_on" value="chosen" checked[chosen]; " Only these:" }
                             div .agent-choices {
                                 @for (id, name) in &e.agents {
@@ -355,7 +365,11 @@ pub fn editor(ctx: &Ctx, e: &Editor) -> Markup {
                                     label .check-line { input type="checkbox" name=(key) value="on" checked[value(&e.values, &key) == "on"]; " " (name) }
                                 }
                             }
+                            label .check-line { input type="radio" name="serve_on" value="labels" checked[by_label]; " The agents labelled:" }
+                            input #labels type="text" name="labels" value=(value(&e.values, "labels")) placeholder="eu canary"
+                                aria-label="Labels" aria-invalid=[labels_error.map(|_| "true")];
                             @if let Some(why) = e.errors.get("serve_on") { p .field-error #serve_on-error { (why) } }
+                            @if let Some(why) = labels_error { p .field-error #labels-error role="alert" { (why) } }
                         }
                     }
                     div .field .check {
@@ -647,5 +661,25 @@ mod form_tests {
         let (draft, errors) = draft_of(&form, false);
         assert!(errors.is_empty());
         assert_eq!(draft.owner, Owner::Me);
+    }
+
+    #[test]
+    fn labels_are_read_as_typed_under_serve_on_labels_and_shown_back() {
+        let form = values(&[
+            ("domain", "a.example.com"),
+            ("template", "raw"),
+            ("owner_id", ""),
+            ("serve_on", "labels"),
+            ("labels", "eu, Canary"),
+            ("agent_3", "on"),
+        ]);
+        let (draft, _) = draft_of(&form, true);
+        assert_eq!(draft.agents, Agents::Labels("eu, Canary".into()));
+        let back = form_values(&draft);
+        assert_eq!(
+            (back["serve_on"].as_str(), back["labels"].as_str()),
+            ("labels", "eu, Canary")
+        );
+        assert!(!back.contains_key("agent_3"), "only the chosen way counts");
     }
 }

@@ -15,7 +15,7 @@ use crate::fleet::client::{self, Validation};
 use crate::fleet::reconcile::{self, Sync};
 use crate::fleet::site_config;
 use crate::views;
-use crate::views::agents::{AgentForm, AgentState, AgentView};
+use crate::views::agents::{AgentForm, AgentState, AgentView, LabelsForm};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -397,6 +397,54 @@ pub async fn sync(
     if !render.htmx {
         return Ok(render.redirect("/agents"));
     }
+    Ok(render.page(
+        "Agents",
+        views::agents::row(&render.ctx, &view, Some(message)),
+    ))
+}
+
+/// Saves an agent's labels (also one declared in the config file: labels are the portal's
+/// own), then syncs it, since the sites it serves by label may have changed. Refused labels
+/// come back beside the field, as typed.
+pub async fn labels(
+    State(state): State<AppState>,
+    render: Render,
+    Path(id): Path<i64>,
+    Form(form): Form<LabelsForm>,
+) -> Result<Response> {
+    let view = view_of(&state, id).await?;
+    let parsed = match crate::domain::labels::parse(&form.labels) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            let refused = views::agents::LabelsInput {
+                typed: &form.labels,
+                error: &why.0,
+            };
+            let row = views::agents::row_with_labels(&render.ctx, &view, None, Some(refused));
+            return Ok(render.page_with_status(StatusCode::UNPROCESSABLE_ENTITY, "Agents", row));
+        }
+    };
+    {
+        // Not between a deploy's dry run and its commit: the render it pushes must hold.
+        let _turn = state.fleet.between_deploys().await;
+        state
+            .db
+            .run(move |c| agents::set_labels(c, id, &parsed))
+            .await?;
+    }
+    let result = reconcile::sync_agent(&state.db, &state.fleet, &state.config, id).await?;
+    let message = match &result {
+        Sync::Offline(e) => Err(format!("Labels saved; the agent is offline: {e}")),
+        Sync::Rejected(e) => Err(format!(
+            "Labels saved, but Caddy refused the configuration: {e}"
+        )),
+        Sync::Failed(e) => Err(format!("Labels saved, but the sync failed: {e}")),
+        _ => Ok("Labels saved.".to_string()),
+    };
+    if !render.htmx {
+        return Ok(render.redirect("/agents"));
+    }
+    let view = view_of(&state, id).await?;
     Ok(render.page(
         "Agents",
         views::agents::row(&render.ctx, &view, Some(message)),

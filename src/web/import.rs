@@ -176,7 +176,9 @@ pub async fn apply(
         Ok((applied, plan)) => {
             return Ok(render.page("Imported", views::import::done(&applied, &plan)));
         }
-        Err(e @ (SiteError::Rejected { .. } | SiteError::Conflict(_))) => e.to_string(),
+        Err(
+            e @ (SiteError::Rejected { .. } | SiteError::RolledBack(_) | SiteError::Conflict(_)),
+        ) => e.to_string(),
         Err(e) => return Err(e.into()),
     };
     errors.add("", message);

@@ -320,6 +320,7 @@ mod tests {
             owner_id: owner,
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }

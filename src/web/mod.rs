@@ -282,6 +282,7 @@ fn table(state: &AppState) -> Table {
     .add(Admin, "/agents/{id}/delete", POST, post(agents::delete))
     .add(Admin, "/agents/{id}/test", POST, post(agents::test))
     .add(Admin, "/agents/{id}/sync", POST, post(agents::sync))
+    .add(Admin, "/agents/{id}/labels", POST, post(agents::labels))
     .add(
         Admin,
         "/agents/{id}/caddyfile",
@@ -296,6 +297,12 @@ fn table(state: &AppState) -> Table {
         get(settings::page).post(settings::save),
     )
     .add(Admin, "/settings/review", POST, post(settings::review))
+    .add(
+        Admin,
+        "/settings/rollout",
+        POST,
+        post(settings::save_rollout),
+    )
     // The JSON API: bearer tokens only (see `api`). Reading needs any token, changing a
     // write token; which sites a token reaches is its user's, as in the portal.
     .add(Token(Read), "/api/v1/vhosts", GET, get(api::list_vhosts))

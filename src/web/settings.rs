@@ -1,11 +1,14 @@
-//! The settings page (admin): the tenant policy that users' sites are judged by.
+//! The settings page (admin): the tenant policy that users' sites are judged by, and the
+//! rollout policy changes reach the agents by.
 
 use super::{AppState, ClientInfo, CurrentUser, Form, Render};
 use crate::db::audit::{self, Action, Event};
 use crate::domain::FieldErrors;
 use crate::error::Result;
+use crate::fleet::rollout;
 use crate::tenancy::{self, Lists};
-use crate::views::{self, settings::PolicyForm};
+use crate::views::settings::{PolicyForm, RolloutForm};
+use crate::views::{self};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -15,6 +18,8 @@ use serde::Deserialize;
 #[serde(default)]
 pub struct PageQuery {
     saved: Option<String>,
+    /// The rollout policy was just saved.
+    rollout_saved: Option<String>,
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -33,7 +38,17 @@ async fn show(
     saved: bool,
     status: StatusCode,
 ) -> Result<Response> {
-    show_with(state, render, form, errors, saved, status, None).await
+    show_with(state, render, form, errors, saved, status, Shown::default()).await
+}
+
+/// What the page shows besides the tenant policy form.
+#[derive(Default)]
+struct Shown {
+    /// Users' sites judged against the lists, once an admin asked.
+    review: Option<tenancy::Review>,
+    /// A refused rollout policy, as typed, with its reasons (else the stored one is shown).
+    rollout: Option<(RolloutForm, FieldErrors)>,
+    rollout_saved: bool,
 }
 
 async fn show_with(
@@ -43,8 +58,20 @@ async fn show_with(
     errors: FieldErrors,
     saved: bool,
     status: StatusCode,
-    review: Option<tenancy::Review>,
+    shown: Shown,
 ) -> Result<Response> {
+    let Shown {
+        review,
+        rollout,
+        rollout_saved,
+    } = shown;
+    let (rollout, rollout_errors) = match rollout {
+        Some(refused) => refused,
+        None => (
+            RolloutForm::of(&rollout::policy(&state.db).await?),
+            FieldErrors::default(),
+        ),
+    };
     let (policy, _) = tenancy::policy(&state.db, &state.config).await?;
     let vhosts = state.config.vhosts.clone();
     let from_settings = state
@@ -52,6 +79,9 @@ async fn show_with(
         .run(move |c| Ok(tenancy::lists(c, &vhosts)?.from_settings))
         .await?;
     let page = views::settings::Page {
+        rollout: &rollout,
+        rollout_errors: &rollout_errors,
+        rollout_saved,
         form: &form,
         errors: &errors,
         from_settings,
@@ -85,7 +115,11 @@ pub async fn page(
     let form = stored_form(&state).await?;
     let saved = q.saved.is_some();
     let errors = FieldErrors::default();
-    show(&state, &render, form, errors, saved, StatusCode::OK).await
+    let shown = Shown {
+        rollout_saved: q.rollout_saved.is_some(),
+        ..Shown::default()
+    };
+    show_with(&state, &render, form, errors, saved, StatusCode::OK, shown).await
 }
 
 /// Judges every enabled site of a `user` against the policy as it stands, and lists those
@@ -101,7 +135,10 @@ pub async fn review(State(state): State<AppState>, render: Render) -> Result<Res
         errors,
         false,
         StatusCode::OK,
-        Some(review),
+        Shown {
+            review: Some(review),
+            ..Shown::default()
+        },
     )
     .await
 }
@@ -140,17 +177,74 @@ pub async fn save(
         lists.upstream_hosts.join(", "),
         lists.unix_sockets.join(", ")
     );
+    let save = move |tx: &rusqlite::Transaction<'_>| tenancy::save_lists(tx, &lists);
+    save_audited(&state, &current, &client, detail, save).await?;
+    Ok(render.redirect("/settings?saved=1"))
+}
+
+/// Writes a setting with `write` and audits it as `detail`, in one transaction.
+async fn save_audited(
+    state: &AppState,
+    current: &CurrentUser,
+    client: &ClientInfo,
+    detail: String,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<(), crate::db::DbError>
+    + Send
+    + 'static,
+) -> Result<()> {
     let (user, origin) = (current.user.clone(), client.origin());
     state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
-            tenancy::save_lists(&tx, &lists)?;
+            write(&tx)?;
             let event = Event::about(&user, Action::SettingsChanged, &detail);
             audit::record(&tx, &event, &origin)?;
             tx.commit()?;
             Ok(())
         })
         .await?;
-    Ok(render.redirect("/settings?saved=1"))
+    Ok(())
+}
+
+/// Saves the rollout policy; a refused one is shown again as typed, each reason beside its
+/// field.
+pub async fn save_rollout(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    client: ClientInfo,
+    render: Render,
+    Form(form): Form<RolloutForm>,
+) -> Result<Response> {
+    let policy = match form.policy() {
+        Ok(policy) => policy,
+        Err(errors) => {
+            let tenant = stored_form(&state).await?;
+            return show_with(
+                &state,
+                &render,
+                tenant,
+                FieldErrors::default(),
+                false,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Shown {
+                    rollout: Some((form, errors)),
+                    ..Shown::default()
+                },
+            )
+            .await;
+        }
+    };
+    let detail = format!(
+        "rollout policy: {}, slower past {}x and {} ms",
+        if policy.canary_first {
+            "canary first"
+        } else {
+            "all agents at once"
+        },
+        policy.slow_factor,
+        policy.slow_floor_ms
+    );
+    save_audited(&state, &current, &client, detail, move |tx| policy.save(tx)).await?;
+    Ok(render.redirect("/settings?rollout_saved=1#rollout"))
 }

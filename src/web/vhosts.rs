@@ -105,7 +105,7 @@ async fn owners_for(state: &AppState, admin: bool) -> Result<Vec<User>> {
 fn field_errors(e: SiteError) -> Result<FieldErrors> {
     match e {
         SiteError::Invalid(errors) => Ok(errors),
-        e @ SiteError::Rejected { .. } => {
+        e @ (SiteError::Rejected { .. } | SiteError::RolledBack(_)) => {
             let mut errors = FieldErrors::default();
             errors.add("", e.to_string());
             Ok(errors)
@@ -408,7 +408,7 @@ async fn toggled(
         Err(e) => {
             // Show the row as it really is, with what went wrong beside it.
             let message = match e {
-                e @ SiteError::Rejected { .. } => e.to_string(),
+                e @ (SiteError::Rejected { .. } | SiteError::RolledBack(_)) => e.to_string(),
                 e => {
                     tracing::error!(error = %e, "toggle refused");
                     "Could not change this site; it is shown as it is now.".to_string()

@@ -508,6 +508,7 @@ pub fn stored_site(
         owner_id: Some(owner),
         all_agents: true,
         agent_ids: Vec::new(),
+        labels: Vec::new(),
     };
     let author = gatehouse::db::changelog::Author {
         user_id: owner,

@@ -124,6 +124,7 @@ fn a_thousand_sites_from_every_template_are_fmt_clean_and_adapt() {
             owner_id: None,
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
             created_at: 0,
             updated_at: 0,
         });
@@ -232,6 +233,7 @@ async fn every_sites_requests_reach_the_shared_access_log_under_its_host() {
             owner_id: None,
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
             created_at: 0,
             updated_at: 0,
         });

@@ -594,6 +594,7 @@ fn a_failure_half_way_through_an_import_leaves_the_database_as_it_was() {
             owner_id: None,
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
         };
         gatehouse::db::vhosts::insert(c, &other).unwrap();
         let tx = c.transaction()?;
@@ -1196,6 +1197,7 @@ fn an_import_skips_a_site_over_another_owners_site_with_the_reason() {
             owner_id: Some(50),
             all_agents: true,
             agent_ids: Vec::new(),
+            labels: Vec::new(),
         };
         vhosts::insert(c, &bobs).unwrap();
         c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;

@@ -26,6 +26,7 @@ mod logs_agent;
 mod metrics;
 mod plan;
 mod quarantine;
+mod rollout;
 mod secrets;
 mod tenancy;
 mod tenancy_property;

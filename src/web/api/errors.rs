@@ -79,6 +79,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 409 `rolled_back_by_probe`: what the rollout's probe saw, each finding as an object
+    /// (`agent`, `worse`, and `site`, `before`, `after` for a site).
+    pub(super) fn rolled_back(seen: &crate::fleet::rollout::ProbeFailure) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "rolled_back_by_probe",
+            crate::sites::rolled_back(seen),
+        )
+        .with(
+            "findings",
+            serde_json::to_value(&seen.findings).unwrap_or_default(),
+        )
+    }
+}
+
 /// The code for a status, for errors made outside the API's handlers (404, 405, 413, …).
 fn code_of(status: StatusCode) -> &'static str {
     match status {
@@ -168,6 +184,7 @@ impl From<SiteError> for ApiError {
         match e {
             SiteError::Invalid(errors) => ApiError::invalid(&errors),
             SiteError::Rejected { agent, error } => ApiError::rejected(&agent, &error),
+            SiteError::RolledBack(seen) => ApiError::rolled_back(&seen),
             e => AppError::from(e).into(),
         }
     }

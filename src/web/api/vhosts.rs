@@ -33,6 +33,8 @@ pub(super) struct SiteJson {
     owner_id: Option<i64>,
     all_agents: bool,
     agent_ids: Vec<i64>,
+    /// Served by the agents carrying any of these labels (then `all_agents` is false).
+    labels: Vec<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -48,6 +50,7 @@ pub(super) fn site_json(v: Vhost) -> SiteJson {
         owner_id: v.owner_id,
         all_agents: v.all_agents,
         agent_ids: v.agent_ids,
+        labels: v.labels,
         created_at: v.created_at,
         updated_at: v.updated_at,
     }
@@ -64,6 +67,7 @@ pub(super) fn snapshot_json(s: &Snapshot) -> Value {
         "owner_id": s.owner_id,
         "all_agents": s.all_agents,
         "agent_ids": s.agent_ids,
+        "labels": s.labels,
     })
 }
 
