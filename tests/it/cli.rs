@@ -474,7 +474,8 @@ async fn serve_writes_plain_log_lines_when_its_output_is_not_a_terminal() {
     command.stdout(Stdio::null()).stderr(file);
     let healthz = format!("http://127.0.0.1:{port}/healthz");
     let mut server = binary::start(&mut command, &healthz, String::new).await;
-    assert!(server.terminate().success());
+    // Stopped so that everything it wrote is in the file (how it exits is tested elsewhere).
+    server.terminate();
     let written = std::fs::read_to_string(&log).unwrap();
     assert!(
         written.lines().any(|l| l.contains("INFO")),

@@ -47,16 +47,18 @@ async fn a_request_whose_body_never_finishes_gets_408() {
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 }
 
-/// The only scripts on a page are the two vendored files.
+/// The only scripts on a page are the two vendored files and our own `app.js`.
 fn only_our_scripts(page: &common::Page) {
     let doc = page.html();
     let scripts: Vec<_> = doc
         .select(&common::selector("script"))
         .map(|s| s.value().attr("src").unwrap_or("inline").to_string())
         .collect();
-    assert_eq!(scripts.len(), 2, "{scripts:?}");
+    assert_eq!(scripts.len(), 3, "{scripts:?}");
     assert!(
-        scripts.iter().all(|s| s.starts_with("/static/vendor/")),
+        scripts
+            .iter()
+            .all(|s| s.starts_with("/static/vendor/") || s.starts_with("/static/app.js?v=")),
         "{scripts:?}"
     );
     assert_eq!(
