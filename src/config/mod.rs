@@ -67,6 +67,9 @@ pub struct FleetConfig {
     pub reconcile_interval_secs: u64,
     /// A push to one agent (Caddy loading the whole file) must finish within this.
     pub push_timeout_secs: u64,
+    /// How long a deploy waits for any one agent (its turn and its answer) before leaving
+    /// it pending: its push goes on, and the reconciler catches it up.
+    pub deploy_wait_secs: u64,
     /// A live-log connection to an agent that nobody watches is closed after this long.
     pub log_idle_grace_secs: u64,
     /// Agents declared here are added at start-up and kept in step with this list.
@@ -98,6 +101,7 @@ impl Default for FleetConfig {
         Self {
             reconcile_interval_secs: 5,
             push_timeout_secs: 60,
+            deploy_wait_secs: 5,
             log_idle_grace_secs: 30,
             agents: Vec::new(),
         }
@@ -455,6 +459,12 @@ impl Config {
             return Err((
                 "fleet.push_timeout_secs",
                 "must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=self.fleet.push_timeout_secs).contains(&self.fleet.deploy_wait_secs) {
+            return Err((
+                "fleet.deploy_wait_secs",
+                "must be at least 1 and at most fleet.push_timeout_secs".into(),
             ));
         }
         for agent in &self.fleet.agents {

@@ -17,6 +17,10 @@ pub enum Push {
     Rejected { error: String },
     /// The agent (or its Caddy) could not be reached, or did not answer in time.
     Unreachable { error: String },
+    /// No answer within a deploy's wait for the agent: the push goes on without the deploy,
+    /// or the agent is left to the reconciler, and either stores its own outcome (see
+    /// [`super::push`]); why, in words for the person.
+    Pending { why: String },
 }
 
 /// How a validation ended.
@@ -138,8 +142,17 @@ async fn post(
     caddyfile: &str,
     timeout: Duration,
 ) -> Result<(u16, Answer), String> {
-    let response = fleet
-        .client_for(agent)?
+    post_with(&fleet.client_for(agent)?, agent, path, caddyfile, timeout).await
+}
+
+async fn post_with(
+    http: &reqwest::Client,
+    agent: &Agent,
+    path: &str,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Result<(u16, Answer), String> {
+    let response = http
         .post(endpoint(agent, path))
         .bearer_auth(agent.token.expose())
         .header(reqwest::header::CONTENT_TYPE, "text/caddyfile")
@@ -157,23 +170,54 @@ async fn post(
     Ok((status, answer))
 }
 
-pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
-    let push = push_once(fleet, agent, caddyfile, timeout).await;
+/// What a push needs of the fleet, owned: a push may run on in a task of its own after the
+/// deploy that started it has moved on.
+pub(crate) struct Pusher {
+    /// The client [`Fleet::client_for`] gives for the agent, or why there is none.
+    http: Result<reqwest::Client, String>,
+    pushes: crate::metrics::Outcomes,
+    timeout: Duration,
+}
+
+impl Pusher {
+    pub(crate) fn for_agent(fleet: &Fleet, agent: &Agent) -> Self {
+        Self {
+            http: fleet.client_for(agent),
+            pushes: fleet.stats.pushes.clone(),
+            timeout: fleet.push_timeout,
+        }
+    }
+}
+
+/// Loads `caddyfile` into the agent's Caddy, within the fleet's push timeout. Only
+/// [`super::push`] calls this: it keeps pushes to one agent in order.
+pub(crate) async fn push(pusher: &Pusher, agent: &Agent, caddyfile: &str) -> Push {
+    let push = match &pusher.http {
+        Ok(http) => push_once(http, agent, caddyfile, pusher.timeout).await,
+        Err(error) => Push::Unreachable {
+            error: error.clone(),
+        },
+    };
     let outcome = match push {
         Push::Applied { .. } => "applied",
         Push::Rejected { .. } => "rejected",
         Push::Unreachable { .. } => "unreachable",
+        Push::Pending { .. } => "pending",
     };
-    fleet
-        .stats
+    pusher
         .pushes
         .get_or_create(&crate::metrics::OutcomeLabels::of(outcome))
         .inc();
     push
 }
 
-async fn push_once(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
-    match post(fleet, agent, "/caddy/reload", caddyfile, timeout).await {
+async fn push_once(
+    http: &reqwest::Client,
+    agent: &Agent,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Push {
+    match post_with(http, agent, "/caddy/reload", caddyfile, timeout).await {
         Ok((200, a)) if !a.hash.is_empty() => Push::Applied {
             hash: a.hash,
             warnings: warnings(a.warnings),

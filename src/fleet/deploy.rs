@@ -8,12 +8,27 @@
 //! agent that cannot be reached does not block the change; it is left out of sync for the
 //! reconciler.
 //!
+//! No agent holds up the others. Pushes to one agent are ordered by that agent's own lock
+//! ([`super::push`]) and each stores its outcome before releasing it, so the applied hash
+//! stored for an agent is always what it loaded last. The deploy lock orders the commits,
+//! but a deploy waits for any one agent at most `fleet.deploy_wait_secs`, the wait for its
+//! lock included. An agent that has not answered by then is *pending*: it is left out of
+//! this deploy (its rejection, should one come, no longer stops the change), its push goes
+//! on in the background and stores its own outcome, and the reconciler, which compares the
+//! stored applied hash with the committed render, catches it up afterwards. That keeps the
+//! guarantee: what an agent runs is always some committed state of the database, or is
+//! about to be caught up to it. A pending push can only land what this deploy rendered
+//! (committed, or put back everywhere else and never committed); either way its outcome is
+//! stored in order with that agent's other pushes, and an applied hash that differs from
+//! the committed render is what the reconciler looks for. A late rejection leaves the
+//! agent on its previous config with the error stored, and the reconciler tries again.
+//!
 //! [`plan`] is the dry run alone: what each agent's Caddyfile would become, with nothing
 //! pushed or stored, for a person to see before they apply.
 
 use super::Fleet;
-use super::client::{self, Push};
-use super::site_config;
+use super::client::Push;
+use super::{push, site_config};
 use crate::config::CaddyConfig;
 use crate::db::agents::{self, Agent};
 use crate::db::changelog::Author;
@@ -239,7 +254,7 @@ where
                 error: error.unwrap_or_else(|| "not contacted yet".into()),
             });
         }
-        Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+        Some(push::push_bounded(db, fleet, &s.agent, &s.after).await)
     });
     let outcomes = futures::future::join_all(pushes).await;
 
@@ -251,7 +266,7 @@ where
         let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
             Some(Push::Applied { .. }) => Some(async move {
                 let text = site_config::for_agent(caddy, &s.agent, before).0;
-                let result = client::push(fleet, &s.agent, &text, fleet.push_timeout).await;
+                let result = push::push_bounded(db, fleet, &s.agent, &text).await;
                 (s.agent.id, result)
             }),
             _ => None,
@@ -273,7 +288,7 @@ where
             let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
                 Some(Push::Applied { .. }) => Some(async move {
                     let text = site_config::for_agent(caddy, &s.agent, before).0;
-                    let result = client::push(fleet, &s.agent, &text, fleet.push_timeout).await;
+                    let result = push::push_bounded(db, fleet, &s.agent, &text).await;
                     (s.agent.id, result)
                 }),
                 _ => None,
@@ -365,6 +380,8 @@ async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
                         },
                     )?;
                 }
+                // Stored by the push itself when it ends.
+                Push::Pending { .. } => {}
             }
         }
         Ok(())

@@ -9,7 +9,7 @@
 
 use super::Fleet;
 use super::client::{self, Push};
-use super::site_config;
+use super::{push, site_config};
 use crate::config::Config;
 use crate::db::agents::{self, Agent, Report, RunningState};
 use crate::db::audit;
@@ -27,11 +27,17 @@ pub enum Sync {
     Offline(String),
     Rejected(String),
     Failed(String),
+    /// Another push to the agent is under way (one a deploy left pending): it stores its own
+    /// outcome, and the next check looks again. Not a failure of the agent.
+    Busy,
 }
 
 impl Sync {
     pub(crate) fn ok(&self) -> bool {
-        matches!(self, Sync::InSync | Sync::Pushed | Sync::Restored)
+        matches!(
+            self,
+            Sync::InSync | Sync::Pushed | Sync::Restored | Sync::Busy
+        )
     }
 }
 
@@ -52,8 +58,11 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     if !report.caddy_reachable && !outside {
         return Ok(Sync::Failed("the agent cannot reach its Caddy".into()));
     }
-    // The same lock as deploys: a push from here never lands between a deploy's pushes.
-    let _turn = fleet.deploy_lock.lock().await;
+    // Rendered under the deploy lock, so it is a committed state no deploy is about to
+    // replace; the agent's own turn is taken before that lock is let go (always in that
+    // order), so no deploy's push to it can come between the render and this push. The push
+    // itself holds only the agent's lock, however long it takes.
+    let between = fleet.deploy_lock.lock().await;
     let (agent, text, hash) = {
         let caddy = config.caddy.clone();
         db.run(move |c| {
@@ -68,20 +77,18 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     if agent.applied_hash.as_deref() == Some(hash.as_str()) && !outside {
         return Ok(Sync::InSync);
     }
-    let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
+    // Never waited for under the deploy lock: a push that hangs would hold up every deploy.
+    let Some(turn) = fleet.lanes.try_turn(id) else {
+        return Ok(Sync::Busy);
+    };
+    drop(between);
+    let outcome = push::push_in_turn(db, fleet, turn, &agent, &text).await;
     let result = match &outcome {
         Push::Applied { .. } if outside => Sync::Restored,
         Push::Applied { .. } => Sync::Pushed,
         Push::Rejected { error } => Sync::Rejected(error.clone()),
-        Push::Unreachable { error } => Sync::Failed(error.clone()),
+        Push::Unreachable { error } | Push::Pending { why: error } => Sync::Failed(error.clone()),
     };
-    db.run(move |c| match &outcome {
-        Push::Applied { hash, .. } => agents::record_push(c, id, Some(hash), None),
-        Push::Rejected { error } | Push::Unreachable { error } => {
-            agents::record_push(c, id, None, Some(error))
-        }
-    })
-    .await?;
     match result {
         Sync::Pushed => tracing::info!(agent = %agent.name, "agent caught up with the database"),
         Sync::Restored => tracing::warn!(
