@@ -58,6 +58,19 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     if !report.caddy_reachable && !outside {
         return Ok(Sync::Failed("the agent cannot reach its Caddy".into()));
     }
+    catch_up(db, fleet, config, id, outside).await
+}
+
+/// The reconciler's push, once `/health` has said the agent can take one: the database's
+/// render for agent `id`, unless its stored applied hash says it runs it already (and
+/// Caddy was not given a config `outside` Gatehouse).
+pub async fn catch_up(
+    db: &Db,
+    fleet: &Fleet,
+    config: &Config,
+    id: i64,
+    outside: bool,
+) -> Result<Sync, DbError> {
     // Rendered under the deploy lock, so it is a committed state no deploy is about to
     // replace; the agent's own turn is taken before that lock is let go (always in that
     // order), so no deploy's push to it can come between the render and this push. The push
