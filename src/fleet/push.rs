@@ -99,8 +99,7 @@ pub(crate) async fn push_bounded(db: &Db, fleet: &Fleet, agent: &Agent, text: &s
         Ok(guard) => guard,
         // A push that has already outlived a deploy's wait is not waited for again.
         Err(_) if overdue(&lane, wait) => return pending_behind(),
-        Err(_) => match tokio::time::timeout_at(deadline, lane.lock.clone().lock_owned()).await
-        {
+        Err(_) => match tokio::time::timeout_at(deadline, lane.lock.clone().lock_owned()).await {
             Ok(guard) => guard,
             Err(_) => return pending_behind(),
         },

@@ -129,7 +129,10 @@ async fn a_caddy_hanging_on_reload_delays_deploys_to_the_other_agent_by_seconds_
     .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     let (status, _) = caddy_a.get(&host, "/").await;
-    assert_ne!(status, 200, "the healthy agent's Caddy no longer serves the site");
+    assert_ne!(
+        status, 200,
+        "the healthy agent's Caddy no longer serves the site"
+    );
 
     // Once its Caddy runs again, edge-b lands the hanging push and is caught up to the
     // committed state (the site switched off), which it had never been pushed.
