@@ -177,3 +177,22 @@ async fn record(db: &Db, id: i64, push: &Push) -> Result<(), DbError> {
     db.run(move |c| agents::record_push(c, id, hash.as_deref(), error.as_deref()))
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_agent_has_one_turn_at_a_time_and_others_are_free() {
+        let lanes = Lanes::default();
+        let turn = lanes.try_turn(1).expect("a free agent's turn");
+        assert!(lanes.try_turn(1).is_none(), "taken while a push runs");
+        assert!(lanes.try_turn(2).is_some(), "another agent is not held up");
+        let lane = lanes.of(1);
+        assert!(overdue(&lane, Duration::ZERO), "a push under way");
+        assert!(!overdue(&lane, Duration::from_secs(60)));
+        drop(turn);
+        assert!(!overdue(&lane, Duration::ZERO), "nothing under way once it ends");
+        assert!(lanes.try_turn(1).is_some(), "free again once the push ends");
+    }
+}
