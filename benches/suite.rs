@@ -901,6 +901,18 @@ fn wrk(url: &str, headers: &[String], script: Option<&Path>) -> f64 {
     median(rates)
 }
 
+/// `n` Caddys on this host, each with its agent.
+async fn caddys_and_agents(n: usize) -> (Vec<Caddy>, Vec<AgentProc>) {
+    let mut caddys = Vec::new();
+    let mut agents = Vec::new();
+    for _ in 0..n {
+        let caddy = Caddy::start().await;
+        agents.push(AgentProc::start(&caddy).await);
+        caddys.push(caddy);
+    }
+    (caddys, agents)
+}
+
 /// A bare axum handler on the same machine: the reference for the portal's pages.
 async fn bare_axum() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -915,13 +927,7 @@ async fn pages_and_fleet(rows: &mut Vec<Row>, work: &Path) {
     let agents_n = if quick() { 3 } else { 10 };
     let repeats = if quick() { 3 } else { 7 };
     eprintln!("portal pages and fleet");
-    let mut caddys = Vec::new();
-    let mut agents = Vec::new();
-    for _ in 0..agents_n {
-        let caddy = Caddy::start().await;
-        agents.push(AgentProc::start(&caddy).await);
-        caddys.push(caddy);
-    }
+    let (caddys, agents) = caddys_and_agents(agents_n).await;
     let port = caddys[0].http_port;
 
     let mut one = Hub::prepare(&work.join("fleet-1"), &[&agents[0]], 100, port);
@@ -1075,13 +1081,7 @@ async fn fleet_cpu(rows: &mut Vec<Row>, work: &Path) {
     let agents_n = if quick() { 5 } else { 50 };
     let rounds = if quick() { 3 } else { 5 };
     eprintln!("hub CPU per deploy, {agents_n} agents vs 1");
-    let mut caddys = Vec::new();
-    let mut agents = Vec::new();
-    for _ in 0..agents_n {
-        let caddy = Caddy::start().await;
-        agents.push(AgentProc::start(&caddy).await);
-        caddys.push(caddy);
-    }
+    let (caddys, agents) = caddys_and_agents(agents_n).await;
     let port = caddys[0].http_port;
     let mut measured = Vec::new();
     for n in [1, agents_n] {

@@ -143,10 +143,11 @@ where
             let after = all_vhosts(&tx)?;
             drop(tx);
             // What each agent ran before is rendered only if it has to be put back.
+            let parsed = site_config::Parsed::new(&after);
             let steps = fleet_agents
                 .into_iter()
                 .map(|agent| {
-                    let (after_text, after_hash) = site_config::for_agent(&caddy_c, &agent, &after);
+                    let (after_text, after_hash) = parsed.for_agent(&caddy_c, &agent);
                     Step {
                         agent,
                         after: after_text,
@@ -359,7 +360,8 @@ where
     }
 }
 
-/// Stores what each push did to its agent.
+/// Stores what each push did to its agent beyond what the push stored itself (see
+/// [`push`]): an agent that could not be reached is marked offline.
 async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
     if outcomes.is_empty() {
         return Ok(());
@@ -367,8 +369,8 @@ async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
     db.run(move |c| {
         for (id, outcome) in &outcomes {
             match outcome {
-                Push::Applied { hash, .. } => agents::record_push(c, *id, Some(hash), None)?,
-                Push::Rejected { error } => agents::record_push(c, *id, None, Some(error))?,
+                // Stored by the push itself, in order with the agent's other pushes.
+                Push::Applied { .. } | Push::Rejected { .. } => {}
                 Push::Unreachable { error } => {
                     agents::record_report(
                         c,

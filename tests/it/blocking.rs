@@ -5,12 +5,11 @@
 //! fast it really is belongs in the benchmarks.
 
 use crate::common;
-use crate::common::TestApp;
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{AgentProc, add_agent, agent_runs_db, eventually, hub, proxy_site};
+use crate::common::{TestApp, signal};
 use gatehouse::fleet::reconcile::{self, Sync};
 use reqwest::StatusCode;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Far above the deploy wait (2 s) and far below the push timeout (60 s): a deploy that waited
@@ -40,14 +39,6 @@ impl Drop for Frozen {
             signal(pid, "-CONT");
         }
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {sig} {pid}");
 }
 
 /// Two agents in sync with a hub that waits 2 s for any one agent and gives a push 60 s.
