@@ -629,6 +629,18 @@ mod tests {
     }
 
     #[test]
+    fn a_deploy_wait_longer_than_a_push_is_refused_by_name() {
+        let f = file("[fleet]\npush_timeout_secs = 10\ndeploy_wait_secs = 30\n");
+        let err = Config::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fleet.deploy_wait_secs"), "{err}");
+        let f = file("[fleet]\npush_timeout_secs = 10\ndeploy_wait_secs = 10\n");
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(config.fleet.deploy_wait_secs, 10);
+    }
+
+    #[test]
     fn a_bad_value_in_the_file_names_the_key() {
         let f = file("[session]\nidle_timeout_minutes = \"soon\"\n");
         let err = Config::load_from(Some(f.path()), env(&[]))
