@@ -75,7 +75,8 @@ fn memory_split(pid: u32) -> String {
     format!("anonymous {anon:.1}, file-backed {:.1}", rss - anon)
 }
 
-/// Whether `BENCH_ONLY` (comma-separated: logging, deploy, logs, pages) selects `section`.
+/// Whether `BENCH_ONLY` (comma-separated: logging, deploy, logs, pages, fleet) selects
+/// `section`.
 fn selected(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -902,6 +903,18 @@ fn wrk(url: &str, headers: &[String], script: Option<&Path>) -> f64 {
     median(rates)
 }
 
+/// `n` Caddys on this host, each with its agent.
+async fn caddys_and_agents(n: usize) -> (Vec<Caddy>, Vec<AgentProc>) {
+    let mut caddys = Vec::new();
+    let mut agents = Vec::new();
+    for _ in 0..n {
+        let caddy = Caddy::start().await;
+        agents.push(AgentProc::start(&caddy).await);
+        caddys.push(caddy);
+    }
+    (caddys, agents)
+}
+
 /// A bare axum handler on the same machine: the reference for the portal's pages.
 async fn bare_axum() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -916,13 +929,7 @@ async fn pages_and_fleet(rows: &mut Vec<Row>, work: &Path) {
     let agents_n = if quick() { 3 } else { 10 };
     let repeats = if quick() { 3 } else { 7 };
     eprintln!("portal pages and fleet");
-    let mut caddys = Vec::new();
-    let mut agents = Vec::new();
-    for _ in 0..agents_n {
-        let caddy = Caddy::start().await;
-        agents.push(AgentProc::start(&caddy).await);
-        caddys.push(caddy);
-    }
+    let (caddys, agents) = caddys_and_agents(agents_n).await;
     let port = caddys[0].http_port;
 
     let mut one = Hub::prepare(&work.join("fleet-1"), &[&agents[0]], 100, port);
@@ -1031,6 +1038,80 @@ async fn pages_and_fleet(rows: &mut Vec<Row>, work: &Path) {
         Some(f / s <= 1.5),
     ));
     many.stop();
+}
+
+/// The CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the hub's stat");
+    // The fields after the command name (which is in parentheses and may hold spaces): utime
+    // and stime are the 14th and 15th of the line, the 12th and 13th after the name.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 1..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
+}
+
+/// The hub's own CPU time and the wall time per toggle of site `id`: the medians of
+/// `rounds` rounds of `per_round` toggles, each round's CPU read from `/proc` before and after.
+async fn cpu_per_deploy(hub: &Hub, visitor: &Visitor, id: i64, rounds: usize) -> (f64, f64) {
+    let per_round = if quick() { 5 } else { 20 };
+    let token = visitor.csrf().await;
+    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (before, started) = (cpu_time(hub.pid()), Instant::now());
+        for _ in 0..per_round {
+            let page = visitor
+                .post_form_without_csrf(
+                    &format!("/vhosts/{id}/toggle"),
+                    &[("csrf_token", token.as_str())],
+                )
+                .await;
+            assert_eq!(page.status.as_u16(), 303, "toggle: {}", page.body);
+        }
+        wall.push(started.elapsed().as_secs_f64() / per_round as f64);
+        cpu.push((cpu_time(hub.pid()) - before).as_secs_f64() / per_round as f64);
+    }
+    (median(cpu), median(wall))
+}
+
+/// 7: the hub's own CPU time per deploy with 50 agents against one, every agent real and
+/// every Caddy on this machine.
+async fn fleet_cpu(rows: &mut Vec<Row>, work: &Path) {
+    let agents_n = if quick() { 5 } else { 50 };
+    let rounds = if quick() { 3 } else { 5 };
+    eprintln!("hub CPU per deploy, {agents_n} agents vs 1");
+    let (caddys, agents) = caddys_and_agents(agents_n).await;
+    let port = caddys[0].http_port;
+    let mut measured = Vec::new();
+    for n in [1, agents_n] {
+        let refs: Vec<&AgentProc> = agents.iter().take(n).collect();
+        let mut hub = Hub::prepare(&work.join(format!("cpu-{n}")), &refs, 100, port);
+        hub.start().await;
+        hub.wait_in_sync(n).await;
+        let visitor = hub.visitor().await;
+        measured.push(cpu_per_deploy(&hub, &visitor, first_site_id(&hub), rounds).await);
+        hub.stop();
+    }
+    let ((cpu1, wall1), (cpun, walln)) = (measured[0], measured[1]);
+    let caddy_mb: f64 = caddys.iter().map(|c| rss_mb(c.pid())).sum();
+    let agent_mb: f64 = agents.iter().filter_map(AgentProc::pid).map(rss_mb).sum();
+    rows.push(row(
+        format!(
+            "7. Fleet: hub CPU time per deploy (toggle, 100 sites), {agents_n} agents vs 1 \
+             (`/proc/<hub>/stat` utime+stime; wall {:.0} ms vs {:.0} ms; {agents_n} Caddys \
+             {caddy_mb:.0} MB + agents {agent_mb:.0} MB RSS on this host)",
+            walln * 1000.0,
+            wall1 * 1000.0
+        ),
+        format!("{:.1} ms", cpun * 1000.0),
+        format!("1 agent: {:.1} ms", cpu1 * 1000.0),
+        Some(cpun / cpu1),
+        "≤ 3",
+        Some(cpun / cpu1 <= 3.0),
+    ));
 }
 
 /// A fresh signed-in session on the visitor's hub, as a `Cookie` header value for `wrk`.
@@ -1171,6 +1252,9 @@ async fn main() {
     }
     if selected("pages") {
         pages_and_fleet(&mut rows, work.path()).await;
+    }
+    if selected("fleet") {
+        fleet_cpu(&mut rows, work.path()).await;
     }
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -111,9 +111,10 @@ impl Server {
         let config = Arc::new(config);
         let attempts = config.security.login_attempts_per_minute;
         let state = AppState {
-            fleet: Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
-                config.fleet.push_timeout_secs,
-            ))),
+            fleet: Arc::new(
+                crate::fleet::Fleet::new(Duration::from_secs(config.fleet.push_timeout_secs))
+                    .with_deploy_wait(Duration::from_secs(config.fleet.deploy_wait_secs)),
+            ),
             log_hub: Arc::new(crate::fleet::logs::LogHub::new(Duration::from_secs(
                 config.fleet.log_idle_grace_secs,
             ))),

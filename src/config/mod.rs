@@ -67,6 +67,9 @@ pub struct FleetConfig {
     pub reconcile_interval_secs: u64,
     /// A push to one agent (Caddy loading the whole file) must finish within this.
     pub push_timeout_secs: u64,
+    /// How long a deploy waits for any one agent (its turn and its answer) before leaving
+    /// it pending: its push goes on, and the reconciler catches it up.
+    pub deploy_wait_secs: u64,
     /// A live-log connection to an agent that nobody watches is closed after this long.
     pub log_idle_grace_secs: u64,
     /// Agents declared here are added at start-up and kept in step with this list.
@@ -98,6 +101,7 @@ impl Default for FleetConfig {
         Self {
             reconcile_interval_secs: 5,
             push_timeout_secs: 60,
+            deploy_wait_secs: 5,
             log_idle_grace_secs: 30,
             agents: Vec::new(),
         }
@@ -457,6 +461,12 @@ impl Config {
                 "must be between 1 and 3600".into(),
             ));
         }
+        if !(1..=self.fleet.push_timeout_secs).contains(&self.fleet.deploy_wait_secs) {
+            return Err((
+                "fleet.deploy_wait_secs",
+                "must be at least 1 and at most fleet.push_timeout_secs".into(),
+            ));
+        }
         for agent in &self.fleet.agents {
             if agent.name.trim().is_empty() {
                 return Err((
@@ -616,6 +626,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_deploy_wait_longer_than_a_push_is_refused_by_name() {
+        let f = file("[fleet]\npush_timeout_secs = 10\ndeploy_wait_secs = 30\n");
+        let err = Config::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fleet.deploy_wait_secs"), "{err}");
+        let f = file("[fleet]\npush_timeout_secs = 10\ndeploy_wait_secs = 10\n");
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(config.fleet.deploy_wait_secs, 10);
     }
 
     #[test]

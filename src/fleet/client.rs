@@ -17,6 +17,10 @@ pub enum Push {
     Rejected { error: String },
     /// The agent (or its Caddy) could not be reached, or did not answer in time.
     Unreachable { error: String },
+    /// No answer within a deploy's wait for the agent: the push goes on without the deploy,
+    /// or the agent is left to the reconciler, and either stores its own outcome (see
+    /// [`super::push`]); why, in words for the person.
+    Pending { why: String },
 }
 
 /// How a validation ended.
@@ -138,8 +142,18 @@ async fn post(
     caddyfile: &str,
     timeout: Duration,
 ) -> Result<(u16, Answer), String> {
+    post_with(&fleet.client_for(agent)?, agent, path, caddyfile, timeout).await
+}
+
+async fn post_with(
+    http: &reqwest::Client,
+    agent: &Agent,
+    path: &str,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Result<(u16, Answer), String> {
     let (status, bytes) = send(
-        fleet,
+        http,
         agent,
         path,
         "text/caddyfile",
@@ -152,15 +166,14 @@ async fn post(
 
 /// POSTs `body` to the agent with its token; the answer's status and body.
 async fn send(
-    fleet: &Fleet,
+    http: &reqwest::Client,
     agent: &Agent,
     path: &str,
     content_type: &'static str,
     body: String,
     timeout: Duration,
 ) -> Result<(u16, axum::body::Bytes), String> {
-    let response = fleet
-        .client_for(agent)?
+    let response = http
         .post(endpoint(agent, path))
         .bearer_auth(agent.token.expose())
         .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -187,7 +200,7 @@ pub async fn probe(
 ) -> Result<ProbeOutcome, String> {
     let body = serde_json::to_string(request).map_err(|e| e.to_string())?;
     let (status, bytes) = send(
-        fleet,
+        &fleet.client_for(agent)?,
         agent,
         "/caddy/probe",
         "application/json",
@@ -203,23 +216,54 @@ pub async fn probe(
     }
 }
 
-pub async fn push(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
-    let push = push_once(fleet, agent, caddyfile, timeout).await;
+/// What a push needs of the fleet, owned: a push may run on in a task of its own after the
+/// deploy that started it has moved on.
+pub(crate) struct Pusher {
+    /// The client [`Fleet::client_for`] gives for the agent, or why there is none.
+    http: Result<reqwest::Client, String>,
+    pushes: crate::metrics::Outcomes,
+    timeout: Duration,
+}
+
+impl Pusher {
+    pub(crate) fn for_agent(fleet: &Fleet, agent: &Agent) -> Self {
+        Self {
+            http: fleet.client_for(agent),
+            pushes: fleet.stats.pushes.clone(),
+            timeout: fleet.push_timeout,
+        }
+    }
+}
+
+/// Loads `caddyfile` into the agent's Caddy, within the fleet's push timeout. Only
+/// [`super::push`] calls this: it keeps pushes to one agent in order.
+pub(crate) async fn push(pusher: &Pusher, agent: &Agent, caddyfile: &str) -> Push {
+    let push = match &pusher.http {
+        Ok(http) => push_once(http, agent, caddyfile, pusher.timeout).await,
+        Err(error) => Push::Unreachable {
+            error: error.clone(),
+        },
+    };
     let outcome = match push {
         Push::Applied { .. } => "applied",
         Push::Rejected { .. } => "rejected",
         Push::Unreachable { .. } => "unreachable",
+        Push::Pending { .. } => "pending",
     };
-    fleet
-        .stats
+    pusher
         .pushes
         .get_or_create(&crate::metrics::OutcomeLabels::of(outcome))
         .inc();
     push
 }
 
-async fn push_once(fleet: &Fleet, agent: &Agent, caddyfile: &str, timeout: Duration) -> Push {
-    match post(fleet, agent, "/caddy/reload", caddyfile, timeout).await {
+async fn push_once(
+    http: &reqwest::Client,
+    agent: &Agent,
+    caddyfile: &str,
+    timeout: Duration,
+) -> Push {
+    match post_with(http, agent, "/caddy/reload", caddyfile, timeout).await {
         Ok((200, a)) if !a.hash.is_empty() => Push::Applied {
             hash: a.hash,
             warnings: warnings(a.warnings),

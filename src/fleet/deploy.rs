@@ -9,15 +9,30 @@
 //! agent that cannot be reached does not block the change; it is left out of sync for the
 //! reconciler.
 //!
+//! No agent holds up the others. Pushes to one agent are ordered by that agent's own lock
+//! ([`super::push`]) and each stores its outcome before releasing it, so the applied hash
+//! stored for an agent is always what it loaded last. The deploy lock orders the commits,
+//! but a deploy waits for any one agent at most `fleet.deploy_wait_secs`, the wait for its
+//! lock included. An agent that has not answered by then is *pending*: it is left out of
+//! this deploy (its rejection, should one come, no longer stops the change), its push goes
+//! on in the background and stores its own outcome, and the reconciler, which compares the
+//! stored applied hash with the committed render, catches it up afterwards. That keeps the
+//! guarantee: what an agent runs is always some committed state of the database, or is
+//! about to be caught up to it. A pending push can only land what this deploy rendered
+//! (committed, or put back everywhere else and never committed); either way its outcome is
+//! stored in order with that agent's other pushes, and an applied hash that differs from
+//! the committed render is what the reconciler looks for. A late rejection leaves the
+//! agent on its previous config with the error stored, and the reconciler tries again.
+//!
 //! [`plan`] is the dry run alone: what each agent's Caddyfile would become, with nothing
 //! pushed or stored, for a person to see before they apply.
 
 use super::Fleet;
-use super::client::{self, Push};
+use super::client::Push;
 use super::history::{self, Ending};
 use super::progress;
 use super::quarantine::{self, AfterChange, Quarantined};
-use super::{rollout, site_config};
+use super::{push, rollout, site_config};
 use crate::config::CaddyConfig;
 use crate::db::agents::{self, Agent};
 use crate::db::changelog::Author;
@@ -139,10 +154,11 @@ where
             drop(tx);
             let after = std::sync::Arc::new(AfterChange::new(&before, after));
             // What each agent ran before is rendered only if it has to be put back.
+            let parsed = site_config::Parsed::new(&after.sites);
             let steps = fleet_agents
                 .into_iter()
                 .map(|agent| {
-                    let (after_text, after_hash) = after.render(&caddy_c, &agent);
+                    let (after_text, after_hash) = after.render(&parsed, &caddy_c, &agent);
                     Step {
                         agent,
                         after: after_text,
@@ -289,7 +305,7 @@ where
         let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
             Some(Push::Applied { .. }) => Some(async move {
                 let text = site_config::for_agent(caddy, &s.agent, before).0;
-                let result = client::push(fleet, &s.agent, &text, fleet.push_timeout).await;
+                let result = push::push_bounded(db, fleet, &s.agent, &text).await;
                 (s.agent.id, result)
             }),
             _ => None,
@@ -325,7 +341,7 @@ where
             let restores = steps.iter().zip(&outcomes).filter_map(|(s, o)| match o {
                 Some(Push::Applied { .. }) => Some(async move {
                     let text = site_config::for_agent(caddy, &s.agent, before).0;
-                    let result = client::push(fleet, &s.agent, &text, fleet.push_timeout).await;
+                    let result = push::push_bounded(db, fleet, &s.agent, &text).await;
                     (s.agent.id, result)
                 }),
                 _ => None,
@@ -382,7 +398,7 @@ async fn push_stage(
                     error: error.unwrap_or_else(|| "not contacted yet".into()),
                 });
             }
-            Some(client::push(fleet, &s.agent, &s.after, fleet.push_timeout).await)
+            Some(push::push_bounded(db, fleet, &s.agent, &s.after).await)
         })
     });
     let outcomes = futures::future::join_all(pushes).await;
@@ -446,7 +462,8 @@ where
     }
 }
 
-/// Stores what each push did to its agent.
+/// Stores what each push did to its agent beyond what the push stored itself (see
+/// [`push`]): an agent that could not be reached is marked offline.
 async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
     if outcomes.is_empty() {
         return Ok(());
@@ -454,8 +471,8 @@ async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
     db.run(move |c| {
         for (id, outcome) in &outcomes {
             match outcome {
-                Push::Applied { hash, .. } => agents::record_push(c, *id, Some(hash), None)?,
-                Push::Rejected { error } => agents::record_push(c, *id, None, Some(error))?,
+                // Stored by the push itself, in order with the agent's other pushes.
+                Push::Applied { .. } | Push::Rejected { .. } => {}
                 Push::Unreachable { error } => {
                     agents::record_report(
                         c,
@@ -467,6 +484,8 @@ async fn record(db: &Db, outcomes: Vec<(i64, Push)>) -> Result<(), DbError> {
                         },
                     )?;
                 }
+                // Stored by the push itself when it ends.
+                Push::Pending { .. } => {}
             }
         }
         Ok(())

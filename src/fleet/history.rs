@@ -132,7 +132,9 @@ impl Report {
                     Some(Push::Rejected { error }) => Outcome::Rejected {
                         error: error.clone(),
                     },
-                    Some(Push::Unreachable { error }) => Outcome::Pending { why: error.clone() },
+                    Some(Push::Unreachable { error } | Push::Pending { why: error }) => {
+                        Outcome::Pending { why: error.clone() }
+                    }
                 },
             })
             .collect();
@@ -144,7 +146,9 @@ impl Report {
         for (id, push) in restores {
             let why = match push {
                 Push::Applied { .. } => why.to_string(),
-                Push::Rejected { error } | Push::Unreachable { error } => {
+                Push::Rejected { error }
+                | Push::Unreachable { error }
+                | Push::Pending { why: error } => {
                     format!("{why}; giving it back its previous config failed: {error}")
                 }
             };

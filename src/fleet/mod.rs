@@ -8,6 +8,7 @@ pub(crate) mod deploy;
 pub mod history;
 pub mod logs;
 pub(crate) mod progress;
+pub(crate) mod push;
 pub(crate) mod quarantine;
 pub mod reconcile;
 pub mod rollout;
@@ -24,11 +25,17 @@ pub struct Fleet {
     /// For agents on plain http or trusted through the public web PKI. Anything that calls
     /// an agent goes through [`Fleet::client_for`], which also knows the other kinds.
     http: reqwest::Client,
-    /// Held for the whole of a deploy or a reconcile push: pushes never interleave, so what
-    /// an agent runs is always some committed state of the database, in order.
-    /// Taken through [`Fleet::between_deploys`] outside this module.
+    /// Orders the changes: held by a deploy from its dry run to its commit (waiting for each
+    /// agent at most `deploy_wait`), and by the reconciler only while it renders and takes
+    /// the agent's turn. Always taken before an agent's own lock in [`push::Lanes`], never
+    /// after. Taken through [`Fleet::between_deploys`] outside this module.
     deploy_lock: tokio::sync::Mutex<()>,
+    /// Each agent's own lock: pushes to one agent run one at a time, in order, and store
+    /// their outcome before the next; see [`push`].
+    pub(crate) lanes: push::Lanes,
     pub(crate) push_timeout: Duration,
+    /// How long a deploy waits for any one agent before leaving it pending.
+    pub(crate) deploy_wait: Duration,
     /// When each agent may next be retried after a failure, and the current backoff.
     backoff: Mutex<HashMap<i64, (Instant, Duration)>>,
     /// One client per agent with its own CA or pin, rebuilt when those change: health checks
@@ -81,6 +88,8 @@ impl FleetStats {
 /// Health checks are quick or the agent counts as away.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// `fleet.deploy_wait_secs` unless configured.
+const DEFAULT_DEPLOY_WAIT: Duration = Duration::from_secs(5);
 
 impl Fleet {
     pub(crate) fn new(push_timeout: Duration) -> Self {
@@ -90,11 +99,19 @@ impl Fleet {
         Self {
             http,
             deploy_lock: tokio::sync::Mutex::new(()),
+            lanes: push::Lanes::default(),
             push_timeout,
+            deploy_wait: DEFAULT_DEPLOY_WAIT.min(push_timeout),
             backoff: Mutex::new(HashMap::new()),
             tls_clients: Mutex::new(HashMap::new()),
             stats: FleetStats::new(),
         }
+    }
+
+    /// A deploy waits at most `wait` for any one agent (see [`push::push_bounded`]).
+    pub(crate) fn with_deploy_wait(mut self, wait: Duration) -> Self {
+        self.deploy_wait = wait;
+        self
     }
 
     /// The client that trusts `agent` the way its record says; an error says why there is
@@ -115,9 +132,11 @@ impl Fleet {
         Ok(client)
     }
 
-    /// Waits until no deploy or reconcile push is under way and keeps the next one waiting
-    /// while the returned guard lives: for changes to the agents themselves, which must not
-    /// land between a deploy's dry run and its commit.
+    /// Waits until no deploy is between its dry run and its commit (and the reconciler is not
+    /// rendering) and keeps the next one waiting while the returned guard lives: for changes
+    /// to the agents themselves, which must not land between a deploy's dry run and its
+    /// commit. A push left pending by an earlier deploy may still be under way; it stores
+    /// its outcome against the agent's id.
     pub(crate) async fn between_deploys(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.deploy_lock.lock().await
     }

@@ -61,9 +61,15 @@ impl AfterChange {
         }
     }
 
-    /// What `agent` runs after the change: the sites it touches are tried there again.
-    pub(crate) fn render(&self, caddy: &CaddyConfig, agent: &Agent) -> (String, String) {
-        site_config::for_agent(caddy, &retrying(agent, &self.touched), &self.sites)
+    /// What `agent` runs after the change, from `parsed` (these sites, each body parsed once
+    /// for every agent): the sites the change touches are tried there again.
+    pub(crate) fn render(
+        &self,
+        parsed: &site_config::Parsed<'_>,
+        caddy: &CaddyConfig,
+        agent: &Agent,
+    ) -> (String, String) {
+        parsed.for_agent(caddy, &retrying(agent, &self.touched))
     }
 }
 
@@ -350,16 +356,17 @@ impl Ask {
     /// Some(message) when Caddy refuses `text`; Err when it cannot be asked.
     async fn refuses(
         self,
+        db: &Db,
         fleet: &Fleet,
         agent: &Agent,
         text: &str,
     ) -> Result<Option<String>, String> {
         match self {
             Ask::Adapt => adapt_refuses(fleet, agent, text).await,
-            Ask::Load => match client::push(fleet, agent, text, fleet.push_timeout).await {
+            Ask::Load => match super::push::push_waiting(db, fleet, agent, text).await {
                 Push::Applied { .. } => Ok(None),
                 Push::Rejected { error } => Ok(Some(error)),
-                Push::Unreachable { error } => Err(error),
+                Push::Unreachable { error } | Push::Pending { why: error } => Err(error),
             },
         }
     }
@@ -368,6 +375,7 @@ impl Ask {
 /// Looks for the sites an agent's Caddy refuses among `sites`, never setting aside one in
 /// `spare`.
 struct Finder<'a> {
+    db: &'a Db,
     fleet: &'a Fleet,
     caddy: &'a CaddyConfig,
     sites: &'a [Vhost],
@@ -387,7 +395,7 @@ impl<'a> Finder<'a> {
         let mine = rendered(agent, self.sites);
         if how == Ask::Adapt {
             let text = render_only(self.caddy, agent, &mine);
-            let Some(message) = how.refuses(self.fleet, agent, &text).await? else {
+            let Some(message) = how.refuses(self.db, self.fleet, agent, &text).await? else {
                 return Ok(None);
             };
             let blocks: Vec<(i64, String)> = mine.iter().filter_map(|v| block_of(v)).collect();
@@ -401,7 +409,7 @@ impl<'a> Finder<'a> {
         bisect(&open, |n| {
             let these: Vec<&Vhost> = fixed.iter().chain(&open[..n]).copied().collect();
             let text = render_only(self.caddy, agent, &these);
-            async move { how.refuses(self.fleet, agent, &text).await }
+            async move { how.refuses(self.db, self.fleet, agent, &text).await }
         })
         .await
     }
@@ -423,6 +431,7 @@ pub(crate) async fn recover(
     refused: Push,
 ) -> Result<(Push, Option<Quarantined>), DbError> {
     let finder = Finder {
+        db,
         fleet,
         caddy,
         sites,
@@ -455,7 +464,7 @@ pub(crate) async fn recover(
             Ok(None) | Err(_) => break,
         }
         let text = render_only(caddy, &trial, &rendered(&trial, sites));
-        match client::push(fleet, &trial, &text, fleet.push_timeout).await {
+        match super::push::push_waiting(db, fleet, &trial, &text).await {
             Push::Rejected { .. } => loading = true,
             pushed => return finish(db, &trial, found, pushed, refused).await,
         }

@@ -10,7 +10,7 @@
 use super::Fleet;
 use super::client::{self, Push};
 use super::quarantine::{self, Quarantined};
-use super::site_config;
+use super::{push, site_config};
 use crate::config::Config;
 use crate::db::agents::{self, Agent, Report, RunningState};
 use crate::db::audit;
@@ -30,13 +30,16 @@ pub enum Sync {
     Offline(String),
     Rejected(String),
     Failed(String),
+    /// Another push to the agent is under way (one a deploy left pending): it stores its own
+    /// outcome, and the next check looks again. Not a failure of the agent.
+    Busy,
 }
 
 impl Sync {
     pub(crate) fn ok(&self) -> bool {
         matches!(
             self,
-            Sync::InSync | Sync::Pushed | Sync::Restored | Sync::Quarantined(_)
+            Sync::InSync | Sync::Pushed | Sync::Restored | Sync::Quarantined(_) | Sync::Busy
         )
     }
 }
@@ -58,8 +61,25 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
     if !report.caddy_reachable && !outside {
         return Ok(Sync::Failed("the agent cannot reach its Caddy".into()));
     }
-    // The same lock as deploys: a push from here never lands between a deploy's pushes.
-    let _turn = fleet.deploy_lock.lock().await;
+    catch_up(db, fleet, config, id, outside).await
+}
+
+/// The reconciler's push, once `/health` has said the agent can take one: the database's
+/// render for agent `id`, unless its stored applied hash says it runs it already (and
+/// Caddy was not given a config `outside` Gatehouse). A refusal is some site's (nobody is
+/// changing anything here): it is set aside on this agent and the rest pushed.
+pub async fn catch_up(
+    db: &Db,
+    fleet: &Fleet,
+    config: &Config,
+    id: i64,
+    outside: bool,
+) -> Result<Sync, DbError> {
+    // Rendered under the deploy lock, so it is a committed state no deploy is about to
+    // replace; the agent's own turn is taken before that lock is let go (always in that
+    // order), so no deploy's push to it can come between the render and this push. The push
+    // itself holds only the agent's lock, however long it takes.
+    let between = fleet.deploy_lock.lock().await;
     let (agent, text, hash, all) = {
         let caddy = config.caddy.clone();
         db.run(move |c| {
@@ -75,8 +95,12 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         super::history::landed(db, id).await?;
         return Ok(Sync::InSync);
     }
-    let outcome = client::push(fleet, &agent, &text, fleet.push_timeout).await;
-    // Nobody is changing anything here: a refusal is some site's, set aside on this agent.
+    // Never waited for under the deploy lock: a push that hangs would hold up every deploy.
+    let Some(turn) = fleet.lanes.try_turn(id) else {
+        return Ok(Sync::Busy);
+    };
+    drop(between);
+    let outcome = push::push_in_turn(db, fleet, turn, &agent, &text).await;
     let (outcome, quarantined) = match outcome {
         Push::Rejected { .. } => {
             quarantine::recover(db, fleet, &config.caddy, &agent, &all, &[], outcome).await?
@@ -90,15 +114,8 @@ pub async fn sync_agent(db: &Db, fleet: &Fleet, config: &Config, id: i64) -> Res
         Push::Applied { .. } if outside => Sync::Restored,
         Push::Applied { .. } => Sync::Pushed,
         Push::Rejected { error } => Sync::Rejected(error.clone()),
-        Push::Unreachable { error } => Sync::Failed(error.clone()),
+        Push::Unreachable { error } | Push::Pending { why: error } => Sync::Failed(error.clone()),
     };
-    db.run(move |c| match &outcome {
-        Push::Applied { hash, .. } => agents::record_push(c, id, Some(hash), None),
-        Push::Rejected { error } | Push::Unreachable { error } => {
-            agents::record_push(c, id, None, Some(error))
-        }
-    })
-    .await?;
     // What the database holds has landed (a site set aside shows as such, not as pending).
     if matches!(result, Sync::Pushed | Sync::Restored | Sync::Quarantined(_)) {
         super::history::landed(db, id).await?;

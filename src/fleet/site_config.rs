@@ -142,16 +142,7 @@ pub fn for_agent<'a, S: Into<Site<'a>>>(
     agent: &Agent,
     sites: impl IntoIterator<Item = S>,
 ) -> (String, String) {
-    let target = Target {
-        admin: agent.caddy_admin.as_deref().unwrap_or(&c.admin),
-        access_log: agent.access_log.as_deref().unwrap_or(&c.access_log),
-    };
-    let mine: Vec<Site<'a>> = sites
-        .into_iter()
-        .map(Into::into)
-        .filter(|s| s.rendered_for(agent))
-        .collect();
-    render_for(c, &target, &mine)
+    Parsed::new(sites).for_agent(c, agent)
 }
 
 /// The whole Caddyfile for `sites` (only the enabled ones are served), and its hash.
@@ -159,42 +150,70 @@ pub fn whole<'a, S: Into<Site<'a>>>(
     c: &CaddyConfig,
     sites: impl IntoIterator<Item = S>,
 ) -> (String, String) {
-    let sites: Vec<Site<'a>> = sites.into_iter().map(Into::into).collect();
-    render_for(
-        c,
-        &Target {
-            admin: &c.admin,
-            access_log: &c.access_log,
-        },
-        &sites,
-    )
+    let target = Target {
+        admin: &c.admin,
+        access_log: &c.access_log,
+    };
+    Parsed::new(sites).render(c, &target, None)
 }
 
-fn render_for(c: &CaddyConfig, target: &Target<'_>, sites: &[Site<'_>]) -> (String, String) {
-    let bodies: Vec<(&str, CaddyfileBody)> = sites
-        .iter()
-        .filter(|s| s.enabled)
-        .filter_map(|s| match stored_body(s.config) {
-            Some(body) => Some((s.domain, body)),
-            None => {
-                tracing::error!(domain = %s.domain, "stored site body no longer parses; left out");
-                None
-            }
-        })
-        .collect();
-    let sites: Vec<SiteBlock<'_>> = bodies
-        .iter()
-        .map(|(address, body)| SiteBlock { address, body })
-        .collect();
-    let mut global = global_options(c);
-    global.admin = (target.admin != CADDY_DEFAULT_ADMIN).then(|| target.admin.to_string());
-    let log = AccessLog {
-        path: target.access_log.to_string(),
-        ..access_log(c)
-    };
-    let text = render(&global, &sites, Some(&log));
-    let hash = config_hash(&text);
-    (text, hash)
+/// The enabled sites with their stored bodies parsed, so that many agents' Caddyfiles are
+/// rendered from one parse: a deploy parses each body once, not once per agent.
+pub(crate) struct Parsed<'a>(Vec<(Site<'a>, CaddyfileBody)>);
+
+impl<'a> Parsed<'a> {
+    pub(crate) fn new<S: Into<Site<'a>>>(sites: impl IntoIterator<Item = S>) -> Self {
+        let parsed = sites
+            .into_iter()
+            .map(Into::into)
+            .filter(|s: &Site<'a>| s.enabled)
+            .filter_map(|s| match stored_body(s.config) {
+                Some(body) => Some((s, body)),
+                None => {
+                    tracing::error!(domain = %s.domain, "stored site body no longer parses; left out");
+                    None
+                }
+            })
+            .collect();
+        Self(parsed)
+    }
+
+    /// What [`for_agent`] renders for `agent` from these sites.
+    pub(crate) fn for_agent(&self, c: &CaddyConfig, agent: &Agent) -> (String, String) {
+        let target = Target {
+            admin: agent.caddy_admin.as_deref().unwrap_or(&c.admin),
+            access_log: agent.access_log.as_deref().unwrap_or(&c.access_log),
+        };
+        self.render(c, &target, Some(agent))
+    }
+
+    /// The Caddyfile of the sites `agent` holds (see [`Site::rendered_for`]; all of them for
+    /// `None`), and its hash.
+    fn render(
+        &self,
+        c: &CaddyConfig,
+        target: &Target<'_>,
+        agent: Option<&Agent>,
+    ) -> (String, String) {
+        let sites: Vec<SiteBlock<'_>> = self
+            .0
+            .iter()
+            .filter(|(s, _)| agent.is_none_or(|a| s.rendered_for(a)))
+            .map(|(s, body)| SiteBlock {
+                address: s.domain,
+                body,
+            })
+            .collect();
+        let mut global = global_options(c);
+        global.admin = (target.admin != CADDY_DEFAULT_ADMIN).then(|| target.admin.to_string());
+        let log = AccessLog {
+            path: target.access_log.to_string(),
+            ..access_log(c)
+        };
+        let text = render(&global, &sites, Some(&log));
+        let hash = config_hash(&text);
+        (text, hash)
+    }
 }
 
 #[cfg(test)]

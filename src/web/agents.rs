@@ -392,6 +392,10 @@ pub async fn sync(
         Sync::Offline(e) => Err(format!("Offline: {e}")),
         Sync::Rejected(e) => Err(format!("Caddy refused the configuration: {e}")),
         Sync::Failed(e) => Err(e.clone()),
+        Sync::Busy => Err(
+            "A push to this agent is still under way; it is checked again when it ends."
+                .to_string(),
+        ),
     };
     let view = view_of(&state, id).await?;
     if !render.htmx {

@@ -450,6 +450,15 @@ pub fn free_port() -> u16 {
 }
 
 /// A child process that is killed by its PID when dropped, whatever the test did.
+/// Sends `sig` (as `kill` spells it, e.g. `-STOP`) to process `pid`, which the test started.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
 pub struct ChildGuard(pub std::process::Child);
 
 impl ChildGuard {

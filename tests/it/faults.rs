@@ -11,19 +11,12 @@ use crate::common::fleet::{
     post_owned, proxy_site, proxy_site_form, upstream,
 };
 use crate::common::loadgen::{SseReader, requests};
+use crate::common::signal;
 use gatehouse::db::{agents, changelog, vhosts};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
 
 fn created(page: &common::Page) {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);

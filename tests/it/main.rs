@@ -11,6 +11,7 @@ mod account_rules;
 mod accounts;
 mod agent;
 mod api;
+mod blocking;
 mod caddy_render;
 mod cli;
 mod crash;
