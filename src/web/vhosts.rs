@@ -10,6 +10,7 @@ use crate::db::vhosts::{self, Vhost};
 use crate::domain::FieldErrors;
 use crate::domain::vhost::Template;
 use crate::error::{AppError, Result};
+use crate::fleet::client::Validation;
 use crate::fleet::site_config;
 use crate::sites::{SiteDraft, SiteError};
 use crate::views;
@@ -116,6 +117,7 @@ fn field_errors(e: SiteError) -> Result<FieldErrors> {
 
 /// Shows the editor for `values`, with every reason the form is refused: those found by
 /// validating it again, plus `extra` (what only saving could find, like a taken domain).
+/// `caddy`: what a Caddy said when saving, which the preview then shows instead of "valid".
 async fn show_editor(
     state: &AppState,
     render: &Render,
@@ -124,11 +126,12 @@ async fn show_editor(
     values: BTreeMap<String, String>,
     status: StatusCode,
     extra: FieldErrors,
+    caddy: Option<CaddyCheck>,
 ) -> Result<Response> {
     let (draft, unreadable) = draft_of(&values, user.is_admin());
     let (preview, mut errors) = match state.sites().check(user, &draft).await {
         Ok(checked) if unreadable.is_empty() => {
-            (Preview::Block(checked.block, None), FieldErrors::default())
+            (Preview::Block(checked.block, caddy), FieldErrors::default())
         }
         Ok(_) => (Preview::Invalid, FieldErrors::default()),
         Err(e) => (Preview::Invalid, field_errors(e)?),
@@ -209,6 +212,7 @@ pub async fn new_form(
         values,
         StatusCode::OK,
         FieldErrors::default(),
+        None,
     )
     .await
 }
@@ -321,6 +325,7 @@ async fn save(
     let values = values_of(fields);
     let user = &current.user;
     let (draft, unreadable) = draft_of(&values, user.is_admin());
+    let mut caddy = None;
     let errors = if unreadable.is_empty() {
         let saved = match id {
             Some(id) => state.sites().update(user, id, &draft).await,
@@ -331,13 +336,24 @@ async fn save(
                 let done = if id.is_some() { "updated" } else { "created" };
                 return Ok(render.redirect(&format!("/vhosts?{done}={}", v.id)));
             }
-            Err(e) => field_errors(e)?,
+            Err(e) => {
+                // The preview beside the refusal says what that Caddy said, not "valid".
+                if let SiteError::Rejected { agent, error } = &e {
+                    caddy = Some(CaddyCheck {
+                        agent: agent.clone(),
+                        outcome: Validation::Invalid {
+                            error: error.clone(),
+                        },
+                    });
+                }
+                field_errors(e)?
+            }
         }
     } else {
         unreadable
     };
     let refused = StatusCode::UNPROCESSABLE_ENTITY;
-    show_editor(state, render, user, id, values, refused, errors).await
+    show_editor(state, render, user, id, values, refused, errors, caddy).await
 }
 
 pub async fn edit_form(
@@ -354,6 +370,7 @@ pub async fn edit_form(
         form_values(&SiteDraft::of(&v)),
         StatusCode::OK,
         FieldErrors::default(),
+        None,
     )
     .await
 }

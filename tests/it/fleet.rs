@@ -131,6 +131,16 @@ async fn a_change_one_caddy_rejects_changes_nothing_anywhere() {
         "the input is kept"
     );
     assert!(refused.text("#config").contains("reverse_proxy"));
+    // The preview beside it agrees with the refusal instead of calling the block valid.
+    assert_eq!(
+        refused.text("#preview #preview-status"),
+        "Caddy on edge-b refuses this:"
+    );
+    assert!(
+        refused
+            .text("#preview #caddy-error")
+            .contains("address already in use")
+    );
 
     let after = app
         .state
