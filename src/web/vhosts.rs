@@ -115,9 +115,17 @@ fn field_errors(e: SiteError) -> Result<FieldErrors> {
     }
 }
 
+/// What only saving could find, for the editor shown again: reasons beside the fields (a
+/// taken domain, a Caddy's refusal), and what that Caddy said, which the preview then shows
+/// instead of "valid".
+#[derive(Default)]
+struct SaveFound {
+    errors: FieldErrors,
+    caddy: Option<CaddyCheck>,
+}
+
 /// Shows the editor for `values`, with every reason the form is refused: those found by
-/// validating it again, plus `extra` (what only saving could find, like a taken domain).
-/// `caddy`: what a Caddy said when saving, which the preview then shows instead of "valid".
+/// validating it again, plus what saving `found`.
 async fn show_editor(
     state: &AppState,
     render: &Render,
@@ -125,9 +133,12 @@ async fn show_editor(
     id: Option<i64>,
     values: BTreeMap<String, String>,
     status: StatusCode,
-    extra: FieldErrors,
-    caddy: Option<CaddyCheck>,
+    found: SaveFound,
 ) -> Result<Response> {
+    let SaveFound {
+        errors: extra,
+        caddy,
+    } = found;
     let (draft, unreadable) = draft_of(&values, user.is_admin());
     let (preview, mut errors) = match state.sites().check(user, &draft).await {
         Ok(checked) if unreadable.is_empty() => {
@@ -211,8 +222,7 @@ pub async fn new_form(
         None,
         values,
         StatusCode::OK,
-        FieldErrors::default(),
-        None,
+        SaveFound::default(),
     )
     .await
 }
@@ -353,7 +363,8 @@ async fn save(
         unreadable
     };
     let refused = StatusCode::UNPROCESSABLE_ENTITY;
-    show_editor(state, render, user, id, values, refused, errors, caddy).await
+    let found = SaveFound { errors, caddy };
+    show_editor(state, render, user, id, values, refused, found).await
 }
 
 pub async fn edit_form(
@@ -369,8 +380,7 @@ pub async fn edit_form(
         Some(v.id),
         form_values(&SiteDraft::of(&v)),
         StatusCode::OK,
-        FieldErrors::default(),
-        None,
+        SaveFound::default(),
     )
     .await
 }
