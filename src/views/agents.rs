@@ -99,6 +99,7 @@ pub fn page(ctx: &Ctx, list: &[AgentView], form: &AgentForm, errors: &FieldError
                 p .actions #import-export {
                     a .button .small #import-link href="/import" { "Import a Caddyfile" }
                     a .button .small #export-json href="/export.json" download { "Export JSON (no secrets)" }
+                    a .button .small #caddyfiles-link href="/caddyfile" { "Each agent's Caddyfile" }
                 }
                 (rows(ctx, list))
             }

@@ -606,12 +606,51 @@ fn plan_diff(before: &str, after: &str) -> Markup {
     }
 }
 
-pub fn caddyfile(text: &str, hash: &str) -> Markup {
+/// One agent's Caddyfile as the deploy renders it, and whether the agent reports running it.
+pub struct AgentCaddyfile {
+    pub id: i64,
+    pub name: String,
+    pub text: String,
+    pub hash: String,
+    /// The hash the agent last reported applying.
+    pub running: Option<String>,
+}
+
+/// Each agent's Caddyfile (its own admin address and access log, the sites it serves, none
+/// it has set aside), with the hash it reports once it runs it. With no agent yet: what
+/// the configured defaults give (`defaults`).
+pub fn caddyfile(agents: &[AgentCaddyfile], defaults: &(String, String)) -> Markup {
     html! {
         section .card #caddyfile {
-            h1 { "Generated Caddyfile" }
-            p .hint { "What every agent's Caddy is sent. Hash " code #caddyfile-hash { (hash) } }
-            pre .caddyfile { code { (text) } }
+            h1 { "Generated Caddyfiles" }
+            @if agents.is_empty() {
+                p .notice .warn #no-agents {
+                    "No agent yet: this is what one would be sent with the configured defaults. "
+                    a href="/agents" { "Add an agent" }
+                }
+                p .hint { "Hash " code #caddyfile-hash { (defaults.1) } }
+                pre .caddyfile { code { (defaults.0) } }
+            } @else {
+                p .hint { "What each agent's Caddy is sent: its own admin address and access log, the sites it serves. The hash is the one the agent reports once it runs it." }
+                @for a in agents {
+                    @let in_step = a.running.as_deref() == Some(a.hash.as_str());
+                    details .agent-caddyfile id=(format!("caddyfile-{}", a.id)) data-agent=(a.name) data-hash=(a.hash) open[agents.len() == 1] {
+                        summary {
+                            strong { (a.name) } " "
+                            @if in_step {
+                                span .badge .ok .in-step { "running it" }
+                            } @else {
+                                span .badge .warn .not-in-step { "not running it yet" }
+                            }
+                            " " code .hash { (a.hash) }
+                        }
+                        p .actions {
+                            a .button .small href=(format!("/agents/{}/caddyfile", a.id)) download { "Download" }
+                        }
+                        pre .caddyfile { code { (a.text) } }
+                    }
+                }
+            }
         }
     }
 }

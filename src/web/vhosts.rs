@@ -15,7 +15,7 @@ use crate::fleet::site_config;
 use crate::sites::{SiteDraft, SiteError};
 use crate::views;
 use crate::views::vhosts::{
-    CaddyCheck, Editor, ListQuery, Preview, RowView, draft_of, form_values,
+    AgentCaddyfile, CaddyCheck, Editor, ListQuery, Preview, RowView, draft_of, form_values,
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
@@ -478,8 +478,29 @@ pub async fn delete(
 }
 
 /// The whole generated Caddyfile (admin), as the agents will receive it.
+/// Each agent's Caddyfile, exactly as a deploy renders it for that agent.
 pub async fn caddyfile(State(state): State<AppState>, render: Render) -> Result<Response> {
-    let all = state.db.run(|c| vhosts::enabled(c)).await?;
-    let (text, hash) = site_config::whole(&state.config.caddy, &all);
-    Ok(render.page("Caddyfile", views::vhosts::caddyfile(&text, &hash)))
+    let caddy = state.config.caddy.clone();
+    let (agents, defaults) = state
+        .db
+        .run(move |c| {
+            let all = vhosts::list(c, &vhosts::Filter::default())?;
+            let parsed = site_config::Parsed::new(&all);
+            let agents = crate::db::agents::list(c)?
+                .into_iter()
+                .map(|a| {
+                    let (text, hash) = parsed.for_agent(&caddy, &a);
+                    AgentCaddyfile {
+                        id: a.id,
+                        name: a.name,
+                        text,
+                        hash,
+                        running: a.applied_hash,
+                    }
+                })
+                .collect::<Vec<_>>();
+            Ok((agents, site_config::whole(&caddy, &all)))
+        })
+        .await?;
+    Ok(render.page("Caddyfile", views::vhosts::caddyfile(&agents, &defaults)))
 }

@@ -546,3 +546,61 @@ async fn a_revert_shows_each_agents_changes_first_and_they_are_what_the_agents_t
         .await;
     assert_eq!(planned.status, StatusCode::CONFLICT, "{}", planned.body);
 }
+
+#[tokio::test]
+async fn the_caddyfile_page_shows_each_agents_own_caddyfile_with_the_hash_it_reports() {
+    // Before any agent: what one would get, said as such.
+    let (empty, _) = crate::common::app_with_admin().await;
+    let page = empty.get("/caddyfile").await;
+    assert_eq!(page.count("#caddyfile #no-agents a[href='/agents']"), 1);
+    assert_eq!(page.count(".agent-caddyfile"), 0);
+
+    let Fleet {
+        app,
+        caddy_1,
+        edge_1,
+        edge_2,
+        id_1,
+        ..
+    } = fleet().await;
+    let backend = upstream("only on edge-1").await;
+    let made = proxy_site(&app, "mine", &caddy_1, backend, &[id_1]).await;
+    assert!(made.status.is_redirection(), "{}", made.body);
+    for (name, agent) in [("edge-1", &edge_1), ("edge-2", &edge_2)] {
+        let id = crate::common::fleet::agent_id(&app, name).await;
+        eventually(
+            20,
+            &format!("{name} runs the database's render"),
+            || async {
+                running(agent).await == crate::common::fleet::expected_hash(&app, id).await
+            },
+        )
+        .await;
+    }
+    let page = app.get("/caddyfile").await;
+    for (name, agent, serves) in [("edge-1", &edge_1, true), ("edge-2", &edge_2, false)] {
+        let scope = format!(".agent-caddyfile[data-agent='{name}']");
+        // The hash shown is the one the agent itself reports running.
+        assert_eq!(
+            page.attr(&scope, "data-hash"),
+            Some(running(agent).await),
+            "{name}"
+        );
+        assert_eq!(page.count(&format!("{scope} .in-step")), 1, "{name}");
+        let text = page.text(&format!("{scope} pre.caddyfile"));
+        // Its own admin address, as the agent reported it.
+        let admin = agent.health().await["caddy"]["admin"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(admin.contains(':'), "{name} reports its admin address: {admin}");
+        assert!(text.contains(&format!("admin {admin}")), "{name}: {text}");
+        assert_eq!(
+            text.contains(&format!("mine.localhost:{}", caddy_1.http_port)),
+            serves,
+            "{name}: {text}"
+        );
+    }
+    let agents = app.get("/agents").await;
+    assert_eq!(agents.count("a#caddyfiles-link[href='/caddyfile']"), 1);
+}
