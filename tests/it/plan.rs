@@ -593,7 +593,10 @@ async fn the_caddyfile_page_shows_each_agents_own_caddyfile_with_the_hash_it_rep
             .as_str()
             .unwrap_or_default()
             .to_string();
-        assert!(admin.contains(':'), "{name} reports its admin address: {admin}");
+        assert!(
+            admin.contains(':'),
+            "{name} reports its admin address: {admin}"
+        );
         assert!(text.contains(&format!("admin {admin}")), "{name}: {text}");
         assert_eq!(
             text.contains(&format!("mine.localhost:{}", caddy_1.http_port)),
