@@ -16,6 +16,8 @@ use similar::{ChangeTag, TextDiff};
 pub struct ChangelogQuery {
     pub domain: String,
     pub user: String,
+    /// Set after a revert, for its notice.
+    pub reverted: String,
 }
 
 /// An entry with the site block before and after, for the diff.
@@ -57,6 +59,9 @@ pub fn list(ctx: &Ctx, admin: bool, entries: &[EntryView], q: &ChangelogQuery) -
     html! {
         section .card #changelog {
             h1 { "Changelog" }
+            @if !q.reverted.is_empty() {
+                p .notice .ok #notice role="status" { "Reverted: the site is back the way it was before that change, recorded as a new change below." }
+            }
             form .filters method="get" action="/changelog" hx-get="/changelog" hx-target="#changelog-entries"
                 hx-select="#changelog-entries" hx-swap="outerHTML" hx-push-url="true"
                 hx-trigger="input changed delay:300ms, search" {

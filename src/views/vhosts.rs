@@ -28,6 +28,11 @@ pub struct ListQuery {
     pub status: String,
     /// Owner id as text; "" for everyone (admins only).
     pub owner: String,
+    /// The site just created or saved (the notice after the form), by id.
+    pub created: Option<i64>,
+    pub updated: Option<i64>,
+    /// Set after a delete.
+    pub deleted: String,
 }
 
 impl ListQuery {
@@ -216,12 +221,37 @@ pub fn form_values(draft: &SiteDraft) -> BTreeMap<String, String> {
     values
 }
 
+/// What the list says after the change that led to it: the site's name when it is on the page
+/// (only ids travel in the address, never text to echo).
+fn done_notice(rows: &[RowView], q: &ListQuery) -> Option<String> {
+    let name = |id: i64| {
+        rows.iter()
+            .find(|r| r.vhost.id == id)
+            .map(|r| r.display.clone())
+    };
+    match (q.created, q.updated, q.deleted.is_empty()) {
+        (Some(id), _, _) => Some(match name(id) {
+            Some(n) => format!("Created {n}. It is being sent to its agents."),
+            None => "The site was created.".into(),
+        }),
+        (None, Some(id), _) => Some(match name(id) {
+            Some(n) => format!("Saved {n}."),
+            None => "The site was saved.".into(),
+        }),
+        (None, None, false) => Some("The site was deleted.".into()),
+        _ => None,
+    }
+}
+
 pub fn list(ctx: &Ctx, admin: bool, rows: &[RowView], q: &ListQuery, owners: &[User]) -> Markup {
     html! {
         section .card #vhosts {
             div .card-head {
                 h1 { "Sites" }
                 a .button .primary #new-site href="/vhosts/new" { "New site" }
+            }
+            @if let Some(notice) = done_notice(rows, q) {
+                p .notice .ok #notice role="status" { (notice) }
             }
             form .filters #vhost-filters method="get" action="/vhosts" hx-get="/vhosts" hx-target="#vhost-rows"
                 hx-select="#vhost-rows" hx-swap="outerHTML" hx-push-url="true"

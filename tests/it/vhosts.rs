@@ -1044,3 +1044,64 @@ async fn a_domain_with_a_space_is_told_about_the_space_and_several_domains_about
         assert_eq!(page.attr("#domain", "value").as_deref(), Some(domain));
     }
 }
+
+#[tokio::test]
+async fn the_page_after_a_create_a_save_a_delete_or_a_revert_says_what_happened() {
+    let app = app_with_admin().await;
+    let made = raw_site(&app, "notice.example.com", &[]).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let list = app.get(common::location(&made)).await;
+    assert_eq!(
+        list.text("#vhosts #notice"),
+        "Created notice.example.com. It is being sent to its agents."
+    );
+    let id = app
+        .state
+        .db
+        .run(|c| gatehouse::db::vhosts::find_by_domain(c, "notice.example.com"))
+        .await
+        .unwrap()
+        .expect("created")
+        .id;
+    // Ids travel in the address, never text: an unknown one says nothing it was told.
+    let forged = app.get("/vhosts?created=999999").await;
+    assert_eq!(forged.text("#vhosts #notice"), "The site was created.");
+    assert_eq!(app.get("/vhosts").await.count("#notice"), 0);
+
+    let saved = app
+        .post_form(
+            &format!("/vhosts/{id}"),
+            &[
+                ("domain", "notice.example.com"),
+                ("template", "raw"),
+                ("config", "respond changed"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let list = app.get(common::location(&saved)).await;
+    assert_eq!(list.text("#vhosts #notice"), "Saved notice.example.com.");
+
+    let entry = app
+        .state
+        .db
+        .run(|c| gatehouse::db::changelog::list(c, &Default::default()))
+        .await
+        .unwrap()[0]
+        .id;
+    let reverted = app
+        .post_form(&format!("/changelog/{entry}/revert"), &[])
+        .await;
+    assert_eq!(reverted.status, StatusCode::SEE_OTHER, "{}", reverted.body);
+    let log = app.get(common::location(&reverted)).await;
+    assert!(
+        log.text("#changelog #notice").starts_with("Reverted:"),
+        "{}",
+        log.body
+    );
+
+    let deleted = app.post_form(&format!("/vhosts/{id}/delete"), &[]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+    let list = app.get(common::location(&deleted)).await;
+    assert_eq!(list.text("#vhosts #notice"), "The site was deleted.");
+}
