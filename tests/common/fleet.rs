@@ -299,3 +299,40 @@ pub async fn agent_row(app: &TestApp, name: &str) -> (String, String) {
         .unwrap_or_default();
     (state, error)
 }
+
+/// A hub with two agents, edge-1 and edge-2, each in front of its own Caddy.
+pub struct TwoAgents {
+    pub app: TestApp,
+    /// Kept running for the agents (and signalled by tests that freeze one).
+    pub caddys: (Caddy, Caddy),
+    pub edge_1: AgentProc,
+    pub edge_2: AgentProc,
+    pub id_1: i64,
+    pub id_2: i64,
+    /// The first Caddy's port for the sites a test loads.
+    pub port: u16,
+}
+
+/// Starts an agent in front of each of `caddys` and a hub, `configure`d, that knows them.
+pub async fn two_agents(
+    caddys: (Caddy, Caddy),
+    configure: impl FnOnce(&mut gatehouse::config::Config),
+) -> TwoAgents {
+    let (edge_1, edge_2) = (
+        AgentProc::start(&caddys.0).await,
+        AgentProc::start(&caddys.1).await,
+    );
+    let app = hub(configure).await;
+    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
+    let id_2 = add_agent(&app, "edge-2", &edge_2).await;
+    let port = caddys.0.http_port;
+    TwoAgents {
+        app,
+        caddys,
+        edge_1,
+        edge_2,
+        id_1,
+        id_2,
+        port,
+    }
+}

@@ -7,61 +7,35 @@
 use crate::common::api::{Api, make_token};
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{
-    AgentProc, add_agent, agent_runs_db, eventually, hub, post_owned, proxy_site_form, upstream,
+    TwoAgents, agent_runs_db, eventually, post_owned, proxy_site_form, two_agents, upstream,
 };
 use crate::common::{ADMIN_PASSWORD, Page, TestApp, Visitor, signed_in_user};
 use reqwest::StatusCode;
 
 /// A hub with two agents, edge-1 and edge-2, each in front of its own Caddy, both
 /// contacted (so deploys push to them).
-struct Fleet {
-    app: TestApp,
-    caddys: (Caddy, Caddy),
-    edge_1: AgentProc,
-    edge_2: AgentProc,
-    id_1: i64,
-    id_2: i64,
-    port: u16,
-}
+type Fleet = TwoAgents;
 
 async fn fleet() -> Fleet {
     fleet_with(|_| {}).await
 }
 
-/// As [`fleet`], with more settings for the hub.
 async fn fleet_with(configure: impl FnOnce(&mut gatehouse::config::Config)) -> Fleet {
-    let (caddy_1, caddy_2) = (Caddy::start().await, Caddy::start().await);
-    let (edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
-    );
-    let app = hub(|c| {
+    let caddys = (Caddy::start().await, Caddy::start().await);
+    let f = two_agents(caddys, |c| {
         c.fleet.push_timeout_secs = 10;
         configure(c);
     })
     .await;
-    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
-    let id_2 = add_agent(&app, "edge-2", &edge_2).await;
-    for (id, agent) in [(id_1, &edge_1), (id_2, &edge_2)] {
+    for (id, agent) in [(f.id_1, &f.edge_1), (f.id_2, &f.edge_2)] {
         eventually(10, "the agent runs the database's config", || async {
-            agent_runs_db(&app, id, agent).await
+            agent_runs_db(&f.app, id, agent).await
         })
         .await;
     }
-    let port = caddy_1.http_port;
-    Fleet {
-        app,
-        caddys: (caddy_1, caddy_2),
-        edge_1,
-        edge_2,
-        id_1,
-        id_2,
-        port,
-    }
+    f
 }
 
-/// Creates a site `name` through the portal as `who` (served by `agents`, or every agent
-/// when empty, owned by `owner` when given); returns its id.
 async fn site(f: &Fleet, who: &Visitor, name: &str, agents: &[i64], owner: Option<i64>) -> i64 {
     let backend = upstream("history").await;
     let mut form = proxy_site_form(name, f.port, backend, agents);

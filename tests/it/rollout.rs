@@ -6,7 +6,7 @@
 use crate::common::api::{Api, make_token};
 use crate::common::caddy::Caddy;
 use crate::common::fleet::{
-    AgentProc, add_agent, agent_runs_db, eventually, hub, post_owned, upstream,
+    AgentProc, TwoAgents, agent_runs_db, eventually, hub, post_owned, two_agents, upstream,
 };
 use crate::common::{ADMIN_PASSWORD, TestApp, location};
 use gatehouse::db::{changelog, vhosts};
@@ -18,39 +18,16 @@ use std::sync::{Arc, Mutex};
 /// Two Caddys on one host share 127.0.0.1 ports (SO_REUSEPORT), so each binds its own
 /// loopback address through `{$GH_BIND}`: edge-1 on 127.0.0.1, edge-2 on 127.0.0.2, both on
 /// `port`.
-struct Fleet {
-    app: TestApp,
-    _caddys: (Caddy, Caddy),
-    edge_1: AgentProc,
-    edge_2: AgentProc,
-    id_1: i64,
-    id_2: i64,
-    port: u16,
-}
+type Fleet = TwoAgents;
 
 async fn fleet() -> Fleet {
-    let caddy_1 = Caddy::start_with_env(&[("GH_BIND", "127.0.0.1")]).await;
-    let caddy_2 = Caddy::start_with_env(&[("GH_BIND", "127.0.0.2")]).await;
-    let (edge_1, edge_2) = (
-        AgentProc::start(&caddy_1).await,
-        AgentProc::start(&caddy_2).await,
+    let caddys = (
+        Caddy::start_with_env(&[("GH_BIND", "127.0.0.1")]).await,
+        Caddy::start_with_env(&[("GH_BIND", "127.0.0.2")]).await,
     );
-    let app = hub(|_| {}).await;
-    let id_1 = add_agent(&app, "edge-1", &edge_1).await;
-    let id_2 = add_agent(&app, "edge-2", &edge_2).await;
-    let port = caddy_1.http_port;
-    Fleet {
-        app,
-        _caddys: (caddy_1, caddy_2),
-        edge_1,
-        edge_2,
-        id_1,
-        id_2,
-        port,
-    }
+    two_agents(caddys, |_| {}).await
 }
 
-/// An answer's status, with its body when it is not the one expected.
 fn status_is(got: StatusCode, want: StatusCode, body: &str) {
     assert_eq!(got, want, "{body}");
 }
